@@ -1,0 +1,172 @@
+# shellcheck shell=bash
+# Shared by loadtest/run.sh and loadtest/mem.sh: process tracking and cleanup,
+# readiness polling, tool installation, building ringgate and writing its config.
+# Sourced, never run; expects `set -euo pipefail` and LT_DIR (this directory).
+
+REPO_ROOT=$(cd "$LT_DIR/.." && pwd)
+# shellcheck disable=SC2034 # used by the scripts that source this file
+LT_PY=(python3 "$LT_DIR/lt.py")
+
+log() { printf '%s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# ----------------------------------------------------------------- processes
+
+# pid -> name of every process we started and have not stopped yet.
+declare -A LT_PIDS=()
+LT_TMP=""
+LT_RM=() # more files to remove on exit
+
+# start_bg NAME LOGFILE CMD...: start CMD in the background, remember its pid in
+# LT_LAST_PID (not a command substitution: the process must be our child).
+start_bg() {
+    local name=$1 logfile=$2
+    shift 2
+    "$@" >"$logfile" 2>&1 &
+    LT_LAST_PID=$!
+    LT_PIDS[$LT_LAST_PID]=$name
+}
+
+# stop_pid PID: SIGTERM, up to 5 s for it to exit, then SIGKILL.
+stop_pid() {
+    local pid=$1 i
+    [[ -n ${LT_PIDS[$pid]:-} ]] || return 0
+    unset "LT_PIDS[$pid]"
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "  $pid did not exit within 5 s of SIGTERM; sending SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+lt_cleanup() {
+    local pid
+    trap - EXIT INT TERM
+    for pid in "${!LT_PIDS[@]}"; do
+        stop_pid "$pid"
+    done
+    ((${#LT_RM[@]} == 0)) || rm -f -- "${LT_RM[@]}"
+    if [[ -n $LT_TMP && -d $LT_TMP ]]; then
+        rm -rf -- "$LT_TMP"
+    fi
+}
+
+# Install the traps and make the temp dir (world-readable: nginx workers run as
+# `nobody` when we are root and must read the files under it).
+lt_init() {
+    trap lt_cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    LT_TMP=$(mktemp -d /tmp/ringgate-loadtest.XXXXXX)
+    chmod 755 "$LT_TMP"
+    ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+}
+
+# tail_log FILE: the end of a server's log, indented, for error messages.
+tail_log() {
+    [[ -s $1 ]] && sed 's/^/    | /' <(tail -n 20 "$1") >&2
+    return 0
+}
+
+# wait_http NAME PID URL LOGFILE: poll URL (any 2xx) for up to 10 s; fail early and
+# show the log if the process exits first.
+wait_http() {
+    local name=$1 pid=$2 url=$3 logfile=$4 i
+    for ((i = 0; i < 200; i++)); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            log "error: $name (pid $pid) exited before it was ready; its log ($logfile):"
+            tail_log "$logfile"
+            exit 1
+        fi
+        if curl -sf -o /dev/null --max-time 1 "$url"; then
+            return 0
+        fi
+        sleep 0.05
+    done
+    log "error: $name (pid $pid) did not answer $url within 10 s; its log:"
+    tail_log "$logfile"
+    exit 1
+}
+
+# ----------------------------------------------------------------- tools
+
+# ensure_tools CMD=PACKAGE...: apt-get install the packages whose command is missing.
+ensure_tools() {
+    local spec cmd pkgs=()
+    for spec in "$@"; do
+        cmd=${spec%%=*}
+        command -v "$cmd" >/dev/null 2>&1 || pkgs+=("${spec#*=}")
+    done
+    ((${#pkgs[@]})) || return 0
+    command -v apt-get >/dev/null || die "missing ${pkgs[*]} and no apt-get to install them"
+    log "installing ${pkgs[*]}"
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y "${pkgs[@]}" >&2; then
+        apt-get update >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y "${pkgs[@]}" >&2
+    fi
+}
+
+# ----------------------------------------------------------------- ringgate
+
+# resolve_ringgate: set RINGGATE to the binary: $RINGGATE_BIN if set (no build),
+# else `cargo build --release` in the repo root.
+resolve_ringgate() {
+    if [[ -n ${RINGGATE_BIN:-} ]]; then
+        RINGGATE=$RINGGATE_BIN
+        [[ -x $RINGGATE ]] || die "RINGGATE_BIN=$RINGGATE is not an executable file"
+        return 0
+    fi
+    command -v cargo >/dev/null || die "cargo not found: install Rust or set RINGGATE_BIN"
+    log "building: (cd $REPO_ROOT && cargo build --release)"
+    if ! (cd "$REPO_ROOT" && cargo build --release >&2); then
+        die "cargo build --release failed, so the ringgate targets cannot run. Set RINGGATE_BIN to a built binary, or run only TARGETS='direct nginx'."
+    fi
+    RINGGATE=$REPO_ROOT/target/release/ringgate
+    [[ -x $RINGGATE ]] || die "the build succeeded but $RINGGATE is missing"
+}
+
+# ringgate_config FILE PORT ADMIN_PORT ORIGIN_PORT DRIVER [EXTRA_SERVER_TOML]
+ringgate_config() {
+    local file=$1 port=$2 admin=$3 origin=$4 driver=$5 extra=${6:-}
+    cat >"$file" <<EOF
+# Written by loadtest ($(basename "$0")): one worker, pinned from outside by taskset.
+[server]
+listen = ["127.0.0.1:$port"]
+workers = 1
+pin_workers = false        # taskset does the pinning
+io_driver = "$driver"
+$extra
+
+[log]
+access_log = "off"
+level = "warn"
+
+[admin]
+listen = "127.0.0.1:$admin"
+
+[[upstreams]]
+name = "origin"
+servers = ["127.0.0.1:$origin"]
+max_idle_per_worker = 128
+
+[[routes]]
+id = "all"
+path_prefix = "/"
+upstream = "origin"
+auth = "none"
+EOF
+}
+
+# io_uring_note: say why an io_uring run may fail before it does.
+io_uring_note() {
+    local v
+    v=$(cat /proc/sys/kernel/io_uring_disabled 2>/dev/null || echo 0)
+    if [[ $v != 0 ]]; then
+        log "note: /proc/sys/kernel/io_uring_disabled=$v: io_uring is restricted on this kernel"
+    fi
+}

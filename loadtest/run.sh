@@ -1,0 +1,223 @@
+#!/usr/bin/env bash
+# Load test: ringgate (io_uring and epoll) side by side with nginx as a reverse proxy,
+# each with one worker pinned to core 0, in front of an nginx origin on core 1 driven
+# by wrk on core 1. Prints req/s, latency, errors and the proxy's CPU per request.
+# See loadtest/README.md. Usage: loadtest/run.sh [--quick]
+set -euo pipefail
+
+LT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$LT_DIR/lib.sh"
+
+usage() {
+    cat <<EOF
+usage: loadtest/run.sh [--quick]
+
+  --quick       smoke run: DURATION=3, WARMUP=1
+
+environment (defaults in brackets):
+  DURATION      seconds of each measured wrk run [10]
+  WARMUP        seconds of the unmeasured wrk run before it [2]
+  CONNS         wrk connections for the 128-byte body [64]
+  CONNS_1M      wrk connections for the 1 MiB body [16]
+  TARGETS       subset of: direct nginx ringgate-uring ringgate-epoll [all four]
+  BODIES        subset of: 128 1m [both]
+  RINGGATE_BIN  use this binary instead of running cargo build --release
+  PROXY_CPU     core for the proxies [0];  LOAD_CPU  core for origin + wrk [1]
+  NGINX_TEMP_FILE=1  let proxying nginx spool large bodies to disk (its default)
+  STRICT=1      exit 3 when a ringgate run misses its targets
+EOF
+}
+
+for arg in "$@"; do
+    case $arg in
+    --quick) DURATION=3 WARMUP=1 ;;
+    -h | --help) usage; exit 0 ;;
+    *) usage >&2; exit 2 ;;
+    esac
+done
+
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+CONNS=${CONNS:-64}
+CONNS_1M=${CONNS_1M:-16}
+TARGETS=${TARGETS:-direct nginx ringgate-uring ringgate-epoll}
+BODIES=${BODIES:-128 1m}
+PROXY_CPU=${PROXY_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+
+for t in $TARGETS; do
+    case $t in direct | nginx | ringgate-uring | ringgate-epoll) ;;
+    *) die "unknown target '$t' in TARGETS (direct nginx ringgate-uring ringgate-epoll)" ;;
+    esac
+done
+for b in $BODIES; do
+    case $b in 128 | 1m) ;; *) die "unknown body '$b' in BODIES (128 1m)" ;; esac
+done
+for n in "$DURATION" "$WARMUP" "$CONNS" "$CONNS_1M"; do
+    [[ $n =~ ^[0-9]+$ ]] || die "DURATION, WARMUP, CONNS and CONNS_1M must be integers"
+done
+
+ensure_tools wrk=wrk nginx=nginx curl=curl taskset=util-linux python3=python3
+
+if (($(nproc) < 2)) && [[ $PROXY_CPU != "$LOAD_CPU" ]]; then
+    log "warning: $(nproc) core(s): proxy and load share core 0; ratios still compare, absolute numbers do not"
+    PROXY_CPU=0 LOAD_CPU=0
+fi
+
+RINGGATE=""
+if [[ " $TARGETS " == *" ringgate-"* ]]; then
+    resolve_ringgate
+fi
+
+lt_init
+OUT=$LT_DIR/out/run-$(date +%Y%m%d-%H%M%S)
+mkdir -p "$OUT"
+ln -sfn "$(basename "$OUT")" "$LT_DIR/out/latest"
+RESULTS=$OUT/results.jsonl
+: >"$RESULTS"
+
+# ------------------------------------------------------------------ origin
+
+read -r ORIGIN_PORT NGINX_PORT RG_URING_PORT RG_EPOLL_PORT RG_ADMIN_PORT < <("${LT_PY[@]}" ports 5)
+
+# nginx_prefix NAME TEMPLATE PORT: make DIR=$LT_TMP/NAME with the filled-in conf.
+nginx_prefix() {
+    local name=$1 tmpl=$2 port=$3 dir=$LT_TMP/$1 tempfile=0
+    [[ ${NGINX_TEMP_FILE:-0} == 1 ]] && tempfile=1024m
+    mkdir -p "$dir/tmp" "$dir/www"
+    sed -e "s#@DIR@#$dir#g" -e "s#@PORT@#$port#g" -e "s#@ORIGIN@#$ORIGIN_PORT#g" \
+        -e "s#@TEMPFILE@#$tempfile#g" "$LT_DIR/$tmpl" >"$dir/nginx.conf"
+    cp "$dir/nginx.conf" "$OUT/$name.nginx.conf"
+}
+
+# start_nginx NAME CPU: run the prefix made by nginx_prefix, in the foreground (our
+# child), pinned with taskset; sets NGINX_PID_<NAME> via LT_LAST_PID.
+start_nginx() {
+    local name=$1 cpu=$2 dir=$LT_TMP/$1
+    nginx -t -q -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" ||
+        die "nginx rejected $dir/nginx.conf"
+    start_bg "nginx-$name" "$dir/stderr.log" \
+        taskset -c "$cpu" nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" -g 'daemon off;'
+}
+
+nginx_prefix origin nginx-origin.conf.in "$ORIGIN_PORT"
+"${LT_PY[@]}" body128 "$LT_TMP/origin/www/body.json"
+head -c 1048576 /dev/urandom >"$LT_TMP/origin/www/1m.bin"
+chmod -R a+rX "$LT_TMP/origin"
+start_nginx origin "$LOAD_CPU"
+ORIGIN_PID=$LT_LAST_PID
+wait_http "origin nginx" "$ORIGIN_PID" "http://127.0.0.1:$ORIGIN_PORT/" "$LT_TMP/origin/error.log"
+log "origin: nginx pid $ORIGIN_PID on 127.0.0.1:$ORIGIN_PORT, core $LOAD_CPU"
+
+# ------------------------------------------------------------------ checks
+
+# check_bodies NAME PORT: the target must return both bodies byte for byte, 200,
+# with the right Content-Type (the 128-byte one must be exactly 128 bytes).
+check_bodies() {
+    local name=$1 port=$2 b path file want got code size ctype
+    for b in $BODIES; do
+        if [[ $b == 128 ]]; then
+            path=/ file=body.json want="200 128 application/json"
+        else
+            path=/1m file=1m.bin want="200 1048576 application/octet-stream"
+        fi
+        got=$(curl -s --max-time 10 -o "$LT_TMP/check.out" \
+            -w '%{http_code} %{size_download} %{content_type}' "http://127.0.0.1:$port$path") || true
+        read -r code size ctype <<<"$got"
+        got="${code:-} ${size:-} ${ctype%%;*}"
+        if [[ $got != "$want" ]] || ! cmp -s "$LT_TMP/check.out" "$LT_TMP/origin/www/$file"; then
+            die "$name: GET $path returned '$got', wanted '$want' and the origin's exact bytes"
+        fi
+        log "  check $name GET $path: $got, body identical to the origin's"
+    done
+}
+
+# ------------------------------------------------------------------ measuring
+
+# bench TARGET PORT CPU_PIDS: warm up, then the measured wrk run per body, with the
+# proxy's CPU time (all processes and threads of CPU_PIDS) sampled around it.
+bench() {
+    local target=$1 port=$2 pids=$3 b path conns url raw cb ca ob oa
+    local -a cmd
+    for b in $BODIES; do
+        if [[ $b == 128 ]]; then path=/ conns=$CONNS; else path=/1m conns=$CONNS_1M; fi
+        url=http://127.0.0.1:$port$path
+        raw=$OUT/wrk-$target-$b.txt
+        timeout $((WARMUP + 30)) taskset -c "$LOAD_CPU" \
+            wrk -t1 -c"$conns" -d"${WARMUP}s" "$url" >"$OUT/warmup-$target-$b.txt" 2>&1 ||
+            die "$target: warm-up wrk run failed: $(tail -n 3 "$OUT/warmup-$target-$b.txt")"
+        cmd=(taskset -c "$LOAD_CPU" wrk -t1 -c"$conns" -d"${DURATION}s" --latency "$url")
+        log "+ ${cmd[*]}"
+        cb=- ca=-
+        # shellcheck disable=SC2086 # $pids is a list of pids
+        [[ -n $pids ]] && cb=$("${LT_PY[@]}" cpu $pids)
+        ob=$("${LT_PY[@]}" cpu "$ORIGIN_PID")
+        timeout $((DURATION + 30)) "${cmd[@]}" >"$raw" 2>&1 ||
+            die "$target: wrk failed or timed out; output in $raw"
+        # shellcheck disable=SC2086
+        [[ -n $pids ]] && ca=$("${LT_PY[@]}" cpu $pids)
+        oa=$("${LT_PY[@]}" cpu "$ORIGIN_PID")
+        { echo "# ${cmd[*]}"; cat "$raw"; } >"$raw.tmp" && mv "$raw.tmp" "$raw"
+        "${LT_PY[@]}" record "$RESULTS" "$target" "$b" "$raw" "${cmd[*]}" \
+            "$cb" "$ca" "$ob" "$oa"
+        "${LT_PY[@]}" last "$RESULTS" >&2
+    done
+}
+
+run_target() {
+    local target=$1 dir pid port driver cfg
+    log ""
+    log "== $target"
+    case $target in
+    direct)
+        check_bodies direct "$ORIGIN_PORT"
+        bench direct "$ORIGIN_PORT" ""
+        ;;
+    nginx)
+        nginx_prefix proxy nginx-proxy.conf.in "$NGINX_PORT"
+        start_nginx proxy "$PROXY_CPU"
+        pid=$LT_LAST_PID
+        wait_http "nginx proxy" "$pid" "http://127.0.0.1:$NGINX_PORT/" "$LT_TMP/proxy/error.log"
+        log "  nginx proxy pid $pid on 127.0.0.1:$NGINX_PORT, core $PROXY_CPU"
+        check_bodies nginx "$NGINX_PORT"
+        bench nginx "$NGINX_PORT" "$pid"
+        stop_pid "$pid"
+        ;;
+    ringgate-uring | ringgate-epoll)
+        if [[ $target == ringgate-uring ]]; then
+            driver=io_uring port=$RG_URING_PORT
+            io_uring_note
+        else
+            driver=epoll port=$RG_EPOLL_PORT
+        fi
+        cfg=$OUT/$target.toml
+        ringgate_config "$cfg" "$port" "$RG_ADMIN_PORT" "$ORIGIN_PORT" "$driver"
+        start_bg "$target" "$OUT/$target.log" \
+            taskset -c "$PROXY_CPU" "$RINGGATE" --config "$cfg"
+        pid=$LT_LAST_PID
+        wait_http "$target" "$pid" "http://127.0.0.1:$port/" "$OUT/$target.log"
+        log "  ringgate pid $pid ($driver) on 127.0.0.1:$port, core $PROXY_CPU"
+        check_bodies "$target" "$port"
+        bench "$target" "$port" "$pid"
+        stop_pid "$pid"
+        ;;
+    esac
+}
+
+log ""
+log "proxies on core $PROXY_CPU; origin and wrk on core $LOAD_CPU; ${DURATION}s runs after ${WARMUP}s warm-up"
+log "connections: $CONNS for the 128-byte body, $CONNS_1M for 1 MiB; output in $OUT"
+for t in $TARGETS; do
+    run_target "$t"
+done
+
+log ""
+rc=0
+"${LT_PY[@]}" report "$RESULTS" "$OUT" || rc=$?
+log ""
+log "raw wrk outputs, configs and summary.{json,tsv} in $OUT"
+if ((rc == 3)) && [[ ${STRICT:-0} != 1 ]]; then
+    rc=0
+fi
+exit "$rc"

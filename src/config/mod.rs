@@ -1,0 +1,223 @@
+//! Configuration: `gateway.toml` -> [`file::FileConfig`] (raw serde types, unknown keys
+//! rejected) -> [`validate`] -> [`Config`] (typed values: `Duration`, resolved socket
+//! addresses, upstream indices). The hot path only ever sees [`Config`]; it never parses a
+//! string from the file. Every mistake is a [`ConfigError`] that names the key, the value
+//! and the line of the file.
+
+pub mod file;
+pub mod validate;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+pub use validate::ConfigError;
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub admin: AdminConfig,
+    pub log: LogConfig,
+    /// Sections that later stages implement; kept in their raw form for now and
+    /// reported by `ringgate check` as "not yet active".
+    pub auth: file::FileAuth,
+    pub rate_limit: file::FileRateLimit,
+    pub plans: Vec<(String, file::FilePlan)>,
+    pub cache: file::FileCache,
+    pub upstreams: Vec<UpstreamConfig>,
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: Vec<SocketAddr>,
+    /// 0 = one worker per available core (resolved at start).
+    pub workers: usize,
+    pub pin_workers: bool,
+    pub io_driver: IoDriver,
+    pub uring_entries: u32,
+    pub max_connections: usize,
+    pub graceful_shutdown: Duration,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub limits: Limits,
+    pub tls: Option<file::FileTls>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoDriver {
+    Auto,
+    IoUring,
+    Epoll,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub max_body_bytes: u64,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    pub token_env: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLog {
+    Stdout,
+    Off,
+    File(std::path::PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub access_log: AccessLog,
+    pub level: LogLevel,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub name: String,
+    pub servers: Vec<UpstreamServer>,
+    pub balance: Balance,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_idle_per_worker: usize,
+    pub retries: u32,
+    pub health_check: Option<HealthCheck>,
+    pub circuit_breaker: Option<CircuitBreaker>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamServer {
+    /// As written in the file, without scheme ("host:port"); used in logs and `check`.
+    pub label: String,
+    /// Resolved once at load.
+    pub addr: SocketAddr,
+    /// Value for the Host header sent upstream when the route keeps the client's Host off.
+    pub weight: u32,
+    /// `https://` servers: TLS to the upstream (not yet active).
+    pub tls: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Balance {
+    RoundRobin,
+    LeastRequest,
+    RandomTwo,
+    /// Consistent hashing on this request header (name lower-cased).
+    Hash(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct HealthCheck {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct CircuitBreaker {
+    pub failure_threshold: u32,
+    pub open: Duration,
+    pub half_open_successes: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    pub id: String,
+    pub path: PathMatch,
+    /// Upper-case method names; `None` = any method.
+    pub methods: Option<Vec<String>>,
+    pub host: Option<HostMatch>,
+    /// (lower-cased name, exact value); all must match.
+    pub headers: Vec<(String, String)>,
+    pub target: RouteTarget,
+    pub strip_prefix: String,
+    pub auth: AuthMode,
+    pub scopes: Vec<String>,
+    pub plan: Option<String>,
+    pub cache: Option<RouteCache>,
+    pub request_headers: HeaderEdits,
+    pub response_headers: HeaderEdits,
+    pub timeout: Option<Duration>,
+    pub max_body_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathMatch {
+    /// Segment-aware: "/api/users" matches "/api/users" and "/api/users/7", not "/api/usersx".
+    Prefix(String),
+    Exact(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostMatch {
+    /// Lower-cased host without port.
+    Exact(String),
+    /// "*.example.com" stored as ".example.com": matches "a.example.com", not "example.com".
+    Suffix(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteTarget {
+    /// Index into `Config::upstreams`.
+    Single(usize),
+    /// (index into `Config::upstreams`, weight > 0).
+    Split(Vec<(usize, u32)>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    Required,
+    Optional,
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteCache {
+    pub ttl: Duration,
+    pub methods: Vec<String>,
+    pub vary: Vec<String>,
+    pub shared: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct HeaderEdits {
+    /// (name as written, value), added after removal.
+    pub add: Vec<(String, String)>,
+    /// Lower-cased names.
+    pub remove: Vec<String>,
+}
+
+impl Config {
+    /// Read, parse and validate a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// Parse and validate configuration text; `origin` names the file in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        validate::parse_and_validate(text, origin)
+    }
+}

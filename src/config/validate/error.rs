@@ -1,0 +1,213 @@
+//! [`ConfigError`]: every way a configuration can be wrong, and [`Site`]: where. Each
+//! message reads `file:line:column: key = value: what is wrong`, followed by the line of
+//! the file; a value that was not in the file (a default) says "(default)" instead.
+
+use std::fmt;
+
+/// Where a mistake is: file, line, column, the key path and the value as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Site {
+    pub origin: String,
+    /// 1-based; `None` when the value is a default (not written in the file).
+    pub line: Option<usize>,
+    /// 1-based, in characters.
+    pub column: usize,
+    /// Key path such as `routes."users".upstream`; empty when unknown.
+    pub key: String,
+    /// The value as TOML-ish text (`"abc"`, `12`); empty when not relevant.
+    pub value: String,
+    /// The text of the offending line, shown under the message.
+    pub source_line: String,
+}
+
+impl Site {
+    /// Second line of a message: the offending line of the file, if there is one.
+    fn excerpt(&self) -> String {
+        match self.line {
+            Some(line) => format!("\n  line {line} | {}", self.source_line.trim_end()),
+            None => String::new(),
+        }
+    }
+}
+
+impl fmt::Display for Site {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}:{}", self.origin, line, self.column)?,
+            None => write!(f, "{}", self.origin)?,
+        }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+            if !self.value.is_empty() {
+                write!(f, " = {}", self.value)?;
+                if self.line.is_none() {
+                    f.write_str(" (default)")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every way a configuration can be wrong. Each message names the key, the value and
+/// the line (`file:line:column:` first, then the line of the file itself). The
+/// [`Site`] is boxed to keep `Result<_, ConfigError>` small.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read the configuration: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    /// TOML syntax, unknown key, wrong type or missing key (reported by serde).
+    #[error("{site}: {message}{}", .site.excerpt())]
+    Parse { site: Box<Site>, message: String },
+    #[error("{site}: not an ip:port socket address (e.g. \"0.0.0.0:8080\", \"[::]:8080\"){}", .site.excerpt())]
+    BadSocketAddr { site: Box<Site> },
+    #[error("{site}: no listener: give at least one address in server.listen or server.tls.listen{}", .site.excerpt())]
+    NoListener { site: Box<Site> },
+    #[error("{site}: same address as {other}; every listener needs its own, and the admin API is never served on a public one{}", .site.excerpt())]
+    ListenerClash { site: Box<Site>, other: String },
+    #[error("{site}: not a CIDR (\"10.0.0.0/8\") or IP address: {reason}{}", .site.excerpt())]
+    BadCidr { site: Box<Site>, reason: String },
+    #[error("{site}: expected one of auto, io_uring, epoll{}", .site.excerpt())]
+    BadIoDriver { site: Box<Site> },
+    #[error("{site}: must be greater than 0{}", .site.excerpt())]
+    NotPositive { site: Box<Site> },
+    #[error("{site}: must be at most {max}{}", .site.excerpt())]
+    TooLarge { site: Box<Site>, max: String },
+    #[error("{site}: expected one of error, warn, info, debug{}", .site.excerpt())]
+    BadLogLevel { site: Box<Site> },
+    #[error("{site}: expected stdout, off or a file path{}", .site.excerpt())]
+    BadAccessLog { site: Box<Site> },
+    #[error("{site}: must not be empty{}", .site.excerpt())]
+    EmptyName { site: Box<Site> },
+    #[error("{site}: upstream name already used at line {first_line}{}", .site.excerpt())]
+    DuplicateUpstream { site: Box<Site>, first_line: usize },
+    #[error("{site}: route id already used at line {first_line}{}", .site.excerpt())]
+    DuplicateRoute { site: Box<Site>, first_line: usize },
+    #[error("{site}: no upstream has this name (upstreams: {known}){}", .site.excerpt())]
+    UnknownUpstream { site: Box<Site>, known: String },
+    #[error("{site}: a route has either `upstream` or `split`, not both{}", .site.excerpt())]
+    TargetConflict { site: Box<Site> },
+    #[error("{site}: the route has neither `upstream` nor `split`{}", .site.excerpt())]
+    NoTarget { site: Box<Site> },
+    #[error("{site}: a split needs at least one {{ upstream, weight }} entry{}", .site.excerpt())]
+    EmptySplit { site: Box<Site> },
+    #[error("{site}: a weight must be at least 1{}", .site.excerpt())]
+    ZeroWeight { site: Box<Site> },
+    #[error("{site}: a route has either `path_prefix` or `path_exact`, not both{}", .site.excerpt())]
+    PathConflict { site: Box<Site> },
+    #[error("{site}: the route has neither `path_prefix` nor `path_exact` (\"/\" matches everything){}", .site.excerpt())]
+    NoPath { site: Box<Site> },
+    #[error("{site}: {reason}{}", .site.excerpt())]
+    BadPath {
+        site: Box<Site>,
+        reason: &'static str,
+    },
+    #[error("{site}: must be a whole-segment prefix of the route's path {path:?}{}", .site.excerpt())]
+    BadStripPrefix { site: Box<Site>, path: String },
+    #[error("{site}: not an HTTP method (an upper-case token such as GET or POST){}", .site.excerpt())]
+    BadMethod { site: Box<Site> },
+    #[error("{site}: an empty list matches no request; remove the key to allow any method{}", .site.excerpt())]
+    NoMethods { site: Box<Site> },
+    #[error("{site}: expected one of required, optional, none{}", .site.excerpt())]
+    BadAuthMode { site: Box<Site> },
+    #[error("{site}: expected round_robin, least_request, random_two or hash:<Header-Name>{}", .site.excerpt())]
+    BadBalance { site: Box<Site> },
+    #[error("{site}: an upstream needs at least one server{}", .site.excerpt())]
+    NoServers { site: Box<Site> },
+    #[error("{site}: {reason}{}", .site.excerpt())]
+    BadServer { site: Box<Site>, reason: String },
+    #[error("{site}: does not resolve: {reason}{}", .site.excerpt())]
+    Unresolvable { site: Box<Site>, reason: String },
+    #[error("{site}: expected one of user, tenant, api_key, ip, header:<Name>{}", .site.excerpt())]
+    BadRateLimitKey { site: Box<Site> },
+    #[error("{site}: no [plans.NAME] table has this name (plans: {known}){}", .site.excerpt())]
+    UnknownPlan { site: Box<Site>, known: String },
+    #[error("{site}: a plan name is a token (letters, digits, - _ .){}", .site.excerpt())]
+    BadPlanName { site: Box<Site> },
+    #[error("{site}: larger than cache.max_bytes = {max_bytes}{}", .site.excerpt())]
+    CacheObjectTooLarge { site: Box<Site>, max_bytes: u64 },
+    #[error("{site}: {reason}{}", .site.excerpt())]
+    BadHost {
+        site: Box<Site>,
+        reason: &'static str,
+    },
+    #[error("{site}: not a header name (a token: letters, digits, ! # $ % & ' * + - . ^ _ ` | ~){}", .site.excerpt())]
+    BadHeaderName { site: Box<Site> },
+    #[error("{site}: a header value may not hold control characters (CR, LF, NUL ...){}", .site.excerpt())]
+    BadHeaderValue { site: Box<Site> },
+    #[error("{site}: expected one of HS256 HS384 HS512 RS256 RS384 RS512 PS256 ES256 ES384 EdDSA{}", .site.excerpt())]
+    BadJwtAlgorithm { site: Box<Site> },
+    #[error("{site}: {reason}{}", .site.excerpt())]
+    BadJwtKeySource {
+        site: Box<Site>,
+        reason: &'static str,
+    },
+    #[error("{site}: kid already used at line {first_line}{}", .site.excerpt())]
+    DuplicateJwtKid { site: Box<Site>, first_line: usize },
+    #[error("{site}: expected 64 hex digits (the SHA-256 of the key, never the key){}", .site.excerpt())]
+    BadSha256 { site: Box<Site> },
+    #[error("{site}: already used by the API key at line {first_line}{}", .site.excerpt())]
+    DuplicateApiKey { site: Box<Site>, first_line: usize },
+    #[error("{site}: TLS needs at least one [[server.tls.certificates]]{}", .site.excerpt())]
+    NoTlsCertificates { site: Box<Site> },
+}
+
+impl ConfigError {
+    /// Where the mistake is; `None` only for [`ConfigError::Io`].
+    pub fn site(&self) -> Option<&Site> {
+        use ConfigError as E;
+        match self {
+            E::Io { .. } => None,
+            E::Parse { site, .. }
+            | E::BadSocketAddr { site }
+            | E::NoListener { site }
+            | E::ListenerClash { site, .. }
+            | E::BadCidr { site, .. }
+            | E::BadIoDriver { site }
+            | E::NotPositive { site }
+            | E::TooLarge { site, .. }
+            | E::BadLogLevel { site }
+            | E::BadAccessLog { site }
+            | E::EmptyName { site }
+            | E::DuplicateUpstream { site, .. }
+            | E::DuplicateRoute { site, .. }
+            | E::UnknownUpstream { site, .. }
+            | E::TargetConflict { site }
+            | E::NoTarget { site }
+            | E::EmptySplit { site }
+            | E::ZeroWeight { site }
+            | E::PathConflict { site }
+            | E::NoPath { site }
+            | E::BadPath { site, .. }
+            | E::BadStripPrefix { site, .. }
+            | E::BadMethod { site }
+            | E::NoMethods { site }
+            | E::BadAuthMode { site }
+            | E::BadBalance { site }
+            | E::NoServers { site }
+            | E::BadServer { site, .. }
+            | E::Unresolvable { site, .. }
+            | E::BadRateLimitKey { site }
+            | E::UnknownPlan { site, .. }
+            | E::BadPlanName { site }
+            | E::CacheObjectTooLarge { site, .. }
+            | E::BadHost { site, .. }
+            | E::BadHeaderName { site }
+            | E::BadHeaderValue { site }
+            | E::BadJwtAlgorithm { site }
+            | E::BadJwtKeySource { site, .. }
+            | E::DuplicateJwtKid { site, .. }
+            | E::BadSha256 { site }
+            | E::DuplicateApiKey { site, .. }
+            | E::NoTlsCertificates { site } => Some(&**site),
+        }
+    }
+
+    /// 1-based line of the mistake, when it is in the file.
+    pub fn line(&self) -> Option<usize> {
+        self.site().and_then(|s| s.line)
+    }
+}

@@ -1,0 +1,298 @@
+//! [`summary`]: the one-screen view of a validated [`Config`] that `ringgate check`
+//! prints. It shows what the gateway will do, says plainly which sections are parsed
+//! but not yet active, and never prints a secret: only the names of the environment
+//! variables and files that hold them.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use super::super::{
+    AccessLog, AuthMode, Balance, Config, HostMatch, IoDriver, LogLevel, PathMatch, RouteConfig,
+    RouteTarget, UpstreamConfig,
+};
+
+/// "30s", "1500ms", "5m".
+fn dur(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 || ms % 1000 != 0 {
+        format!("{ms}ms")
+    } else if ms % 60_000 == 0 {
+        format!("{}m", ms / 60_000)
+    } else {
+        format!("{}s", ms / 1000)
+    }
+}
+
+/// "16384 B", "10 MiB".
+fn bytes(n: u64) -> String {
+    const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    for (size, unit) in UNITS {
+        if n >= size && n % size == 0 {
+            return format!("{} {unit}", n / size);
+        }
+    }
+    format!("{n} B")
+}
+
+fn join<T: ToString>(items: impl IntoIterator<Item = T>) -> String {
+    let v: Vec<String> = items.into_iter().map(|i| i.to_string()).collect();
+    if v.is_empty() {
+        "none".to_owned()
+    } else {
+        v.join(", ")
+    }
+}
+
+/// The human summary printed by `ringgate check`.
+pub fn summary(cfg: &Config) -> String {
+    let mut out = String::new();
+    // Writing to a String cannot fail; the results are ignored for that reason.
+    let _ = write_summary(&mut out, cfg);
+    out
+}
+
+fn write_summary(o: &mut String, cfg: &Config) -> std::fmt::Result {
+    let s = &cfg.server;
+    let l = &s.limits;
+    writeln!(o, "listeners     http {}", join(&s.listen))?;
+    let workers = match s.workers {
+        0 => {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            format!("auto ({cores} cores)")
+        }
+        n => n.to_string(),
+    };
+    let pin = if s.pin_workers {
+        "pinned to cores"
+    } else {
+        "not pinned"
+    };
+    let driver = match s.io_driver {
+        IoDriver::Auto => "auto (io_uring if the kernel allows it, else epoll)",
+        IoDriver::IoUring => "io_uring",
+        IoDriver::Epoll => "epoll",
+    };
+    writeln!(
+        o,
+        "workers       {workers}, {pin}; io_driver {driver}, uring_entries {}",
+        s.uring_entries
+    )?;
+    writeln!(
+        o,
+        "connections   max {}; graceful shutdown {}; trusted proxies {}",
+        s.max_connections,
+        dur(s.graceful_shutdown),
+        join(&s.trusted_proxies)
+    )?;
+    writeln!(
+        o,
+        "limits        head {} / {} headers, body {}; header read {}, idle {}, request {}",
+        bytes(l.max_header_bytes as u64),
+        l.max_headers,
+        bytes(l.max_body_bytes),
+        dur(l.header_read_timeout),
+        dur(l.idle_timeout),
+        dur(l.request_timeout)
+    )?;
+    let access = match &cfg.log.access_log {
+        AccessLog::Stdout => "stdout".to_owned(),
+        AccessLog::Off => "off".to_owned(),
+        AccessLog::File(p) => p.display().to_string(),
+    };
+    let level = match cfg.log.level {
+        LogLevel::Error => "error",
+        LogLevel::Warn => "warn",
+        LogLevel::Info => "info",
+        LogLevel::Debug => "debug",
+    };
+    writeln!(o, "log           access {access}, level {level}")?;
+
+    writeln!(o, "upstreams ({})", cfg.upstreams.len())?;
+    for u in &cfg.upstreams {
+        write_upstream(o, u)?;
+    }
+    writeln!(
+        o,
+        "routes ({}, first match wins; no match -> 404)",
+        cfg.routes.len()
+    )?;
+    for r in &cfg.routes {
+        write_route(o, r, cfg)?;
+    }
+    write_inactive(o, cfg)
+}
+
+fn write_upstream(o: &mut String, u: &UpstreamConfig) -> std::fmt::Result {
+    let balance = match &u.balance {
+        Balance::RoundRobin => "round_robin".to_owned(),
+        Balance::LeastRequest => "least_request".to_owned(),
+        Balance::RandomTwo => "random_two".to_owned(),
+        Balance::Hash(h) => format!("hash on {h}"),
+    };
+    writeln!(
+        o,
+        "  {}: {balance}; connect {}, response {}, idle {}; {} idle/worker, retries {}",
+        u.name,
+        dur(u.connect_timeout),
+        dur(u.response_timeout),
+        dur(u.idle_timeout),
+        u.max_idle_per_worker,
+        u.retries
+    )?;
+    for srv in &u.servers {
+        let tls = if srv.tls {
+            " (https, not yet active)"
+        } else {
+            ""
+        };
+        // Show the resolved address only when it says something the label does not.
+        let resolved = if srv.label == srv.addr.to_string() {
+            String::new()
+        } else {
+            format!(" ({})", srv.addr)
+        };
+        writeln!(o, "    {}{resolved} weight {}{tls}", srv.label, srv.weight)?;
+    }
+    Ok(())
+}
+
+fn write_route(o: &mut String, r: &RouteConfig, cfg: &Config) -> std::fmt::Result {
+    let path = match &r.path {
+        PathMatch::Prefix(p) => format!("prefix {p}"),
+        PathMatch::Exact(p) => format!("exact {p}"),
+    };
+    let methods = r.methods.as_ref().map_or("any".to_owned(), |m| m.join(","));
+    let name = |i: usize| cfg.upstreams.get(i).map_or("?", |u| u.name.as_str());
+    let target = match &r.target {
+        RouteTarget::Single(i) => name(*i).to_owned(),
+        RouteTarget::Split(v) => join(v.iter().map(|(i, w)| format!("{} w{w}", name(*i)))),
+    };
+    write!(o, "  {}: {path}, methods {methods}", r.id)?;
+    if let Some(h) = &r.host {
+        match h {
+            HostMatch::Exact(h) => write!(o, ", host {h}")?,
+            HostMatch::Suffix(s) => write!(o, ", host *{s}")?,
+        }
+    }
+    for (name, value) in &r.headers {
+        write!(o, ", {name}: {value}")?;
+    }
+    write!(o, "\n      -> {target}")?;
+    if !r.strip_prefix.is_empty() {
+        write!(o, ", strip {}", r.strip_prefix)?;
+    }
+    if let Some(t) = r.timeout {
+        write!(o, ", timeout {}", dur(t))?;
+    }
+    if let Some(b) = r.max_body_bytes {
+        write!(o, ", body <= {}", bytes(b))?;
+    }
+    let auth = match r.auth {
+        AuthMode::Required => "required",
+        AuthMode::Optional => "optional",
+        AuthMode::None => "none",
+    };
+    write!(o, "; auth {auth}")?;
+    if !r.scopes.is_empty() {
+        write!(o, " scopes {}", r.scopes.join(" "))?;
+    }
+    if let Some(p) = &r.plan {
+        write!(o, ", plan {p}")?;
+    }
+    if let Some(c) = &r.cache {
+        let shared = if c.shared { ", shared" } else { "" };
+        write!(o, "; cache {} {}{shared}", dur(c.ttl), c.methods.join(","))?;
+        if !c.vary.is_empty() {
+            write!(o, " vary {}", c.vary.join(","))?;
+        }
+    }
+    let edits = r.request_headers.add.len()
+        + r.request_headers.remove.len()
+        + r.response_headers.add.len()
+        + r.response_headers.remove.len();
+    if edits > 0 {
+        write!(o, "; {edits} header edit(s)")?;
+    }
+    writeln!(o)
+}
+
+fn write_inactive(o: &mut String, cfg: &Config) -> std::fmt::Result {
+    writeln!(o, "parsed and checked, not yet active:")?;
+    let jwt = &cfg.auth.jwt;
+    let keys = join(jwt.keys.iter().map(|k| {
+        let kid = k.kid.as_ref().map_or("(no kid)", |k| k.get_ref().as_str());
+        let alg = k
+            .algorithm
+            .as_ref()
+            .map_or("from JWKS", |a| a.get_ref().as_str());
+        // Only where the key comes from: the variable's name, never its value.
+        let from = match (&k.secret_env, &k.public_key_file, &k.jwks_file) {
+            (Some(e), _, _) => format!("secret from ${}", e.get_ref()),
+            (_, Some(f), _) => format!("public key {}", f.get_ref()),
+            (_, _, Some(f)) => format!("JWKS {}", f.get_ref()),
+            _ => String::new(),
+        };
+        format!("{kid} {alg} {from}")
+    }));
+    writeln!(o, "  auth/JWT      keys: {keys}")?;
+    let api = &cfg.auth.api_keys;
+    writeln!(
+        o,
+        "  API keys      header {}, {} key(s): {}",
+        api.header.get_ref(),
+        api.keys.len(),
+        join(api.keys.iter().map(|k| k.id.get_ref()))
+    )?;
+    let closed = cfg
+        .routes
+        .iter()
+        .filter(|r| r.auth != AuthMode::None)
+        .count();
+    if closed > 0 && jwt.keys.is_empty() && api.keys.is_empty() {
+        writeln!(
+            o,
+            "  note          {closed} route(s) have auth required/optional but no JWT or API key is configured"
+        )?;
+    }
+    let rl = &cfg.rate_limit;
+    writeln!(
+        o,
+        "  rate limits   key {}, default plan {}, sync every {}ms; plans: {}",
+        rl.key.get_ref(),
+        rl.default_plan.get_ref(),
+        rl.sync_interval_ms.get_ref(),
+        join(cfg.plans.iter().map(|(n, p)| format!(
+            "{n} {}/min burst {}",
+            p.requests_per_minute.get_ref(),
+            p.burst
+        )))
+    )?;
+    let c = &cfg.cache;
+    let cached = cfg.routes.iter().filter(|r| r.cache.is_some()).count();
+    writeln!(
+        o,
+        "  cache         {}, {} total, objects <= {}; used by {cached} route(s)",
+        if c.enabled { "enabled" } else { "disabled" },
+        bytes(*c.max_bytes.get_ref()),
+        bytes(*c.max_object_bytes.get_ref())
+    )?;
+    match &cfg.server.tls {
+        Some(t) => writeln!(
+            o,
+            "  TLS           listen {}, {} certificate(s): {}",
+            join(t.listen.iter().map(|a| a.get_ref())),
+            t.certificates.get_ref().len(),
+            join(t.certificates.get_ref().iter().map(|c| &c.cert_file))
+        )?,
+        None => writeln!(o, "  TLS           off")?,
+    }
+    writeln!(
+        o,
+        "  admin         {}, token from ${}",
+        cfg.admin.listen, cfg.admin.token_env
+    )?;
+    let checks = cfg.upstreams.iter().filter(|u| u.health_check.is_some());
+    writeln!(o, "  health checks {}", join(checks.map(|u| &u.name)))?;
+    let breakers = cfg.upstreams.iter().filter(|u| u.circuit_breaker.is_some());
+    writeln!(o, "  breakers      {}", join(breakers.map(|u| &u.name)))
+}

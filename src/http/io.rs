@@ -1,0 +1,52 @@
+//! Owned-buffer I/O helpers over monoio's rent-style API: every read appends into the
+//! spare capacity of a `Vec<u8>` the caller owns and gets back, every write hands a
+//! buffer (or a slice of one) to the kernel and returns it, so buffers are reused for the
+//! life of a connection.
+
+use std::io;
+
+use monoio::buf::{IoBuf, IoBufMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+
+/// Read once, appending to `buf`; grows the buffer to leave at least `min_spare` bytes
+/// of room. Returns the number of bytes read (0 = end of stream).
+pub async fn read_append(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    min_spare: usize,
+) -> io::Result<usize> {
+    if buf.capacity() - buf.len() < min_spare {
+        buf.reserve(min_spare);
+    }
+    let owned = std::mem::take(buf);
+    let len = owned.len();
+    let cap = owned.capacity();
+    let (res, slice) = stream.read(owned.slice_mut(len..cap)).await;
+    *buf = slice.into_inner();
+    res
+}
+
+/// Write all of `buf`.
+pub async fn write_all(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<()> {
+    let owned = std::mem::take(buf);
+    let (res, owned) = stream.write_all(owned).await;
+    *buf = owned;
+    res.map(|_| ())
+}
+
+/// Write `buf[from..to]`.
+pub async fn write_range(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    from: usize,
+    to: usize,
+) -> io::Result<()> {
+    if from >= to {
+        return Ok(());
+    }
+    let owned = std::mem::take(buf);
+    let (res, slice) = stream.write_all(owned.slice(from..to)).await;
+    *buf = slice.into_inner();
+    res.map(|_| ())
+}

@@ -1,0 +1,167 @@
+//! Response-head parsing for what upstreams send back: status, headers tagged by kind,
+//! and the body framing decided per RFC 9112 6.3 from the request method and status.
+//! A response whose framing cannot be trusted (bad or conflicting Content-Length) is an
+//! upstream error (502), never relayed.
+
+use std::mem::MaybeUninit;
+
+use super::header::{is_token, list_items, parse_content_length, HeaderKind, HeaderPos, Span};
+use super::request::{httparse_reason, BodyFraming};
+use super::HeadError;
+
+const STACK_HEADERS: usize = 128;
+
+#[derive(Debug, Clone)]
+pub struct ResponseHead {
+    pub status: u16,
+    pub reason: Span,
+    pub version_minor: u8,
+    pub headers: Vec<HeaderPos>,
+    pub head_len: usize,
+    pub body: BodyFraming,
+    /// The upstream lets us reuse the connection after this response.
+    pub keep_alive: bool,
+    pub conn_tokens: Vec<Span>,
+}
+
+impl Default for ResponseHead {
+    fn default() -> Self {
+        ResponseHead {
+            status: 0,
+            reason: Span::default(),
+            version_minor: 1,
+            headers: Vec::with_capacity(32),
+            head_len: 0,
+            body: BodyFraming::Empty,
+            keep_alive: true,
+            conn_tokens: Vec::new(),
+        }
+    }
+}
+
+impl ResponseHead {
+    /// Parse a response head at the start of `buf`; `head_request` says whether it
+    /// answers a HEAD (no body whatever the headers say). `Ok(false)`: need more bytes.
+    pub fn parse(
+        &mut self,
+        buf: &[u8],
+        max_head: usize,
+        max_headers: usize,
+        head_request: bool,
+    ) -> Result<bool, HeadError> {
+        let view = &buf[..buf.len().min(max_head)];
+        let mut stack: [MaybeUninit<httparse::Header<'_>>; STACK_HEADERS] =
+            [const { MaybeUninit::uninit() }; STACK_HEADERS];
+        let mut heap: Vec<MaybeUninit<httparse::Header<'_>>>;
+        let slots: &mut [MaybeUninit<httparse::Header<'_>>] = if max_headers <= STACK_HEADERS {
+            &mut stack[..max_headers]
+        } else {
+            heap = Vec::with_capacity(max_headers);
+            heap.resize_with(max_headers, MaybeUninit::uninit);
+            &mut heap[..]
+        };
+        let mut resp = httparse::Response::new(&mut []);
+        let status = match httparse::ParserConfig::default()
+            .parse_response_with_uninit_headers(&mut resp, view, slots)
+        {
+            Ok(s) => s,
+            Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
+            Err(e) => return Err(HeadError::Malformed(httparse_reason(e))),
+        };
+        let head_len = match status {
+            httparse::Status::Complete(n) => n,
+            httparse::Status::Partial => {
+                return if buf.len() >= max_head {
+                    Err(HeadError::TooLarge)
+                } else {
+                    Ok(false)
+                };
+            }
+        };
+        self.head_len = head_len;
+        self.status = resp.code.unwrap_or(0);
+        self.version_minor = resp.version.unwrap_or(1);
+        self.reason = Span::of(buf, resp.reason.unwrap_or("").as_bytes());
+        self.headers.clear();
+        self.conn_tokens.clear();
+
+        let mut content_length: Option<u64> = None;
+        let mut te_seen = false;
+        let mut chunked_final = false;
+        let mut close = false;
+        let mut keep_alive_token = false;
+        for h in resp.headers.iter() {
+            let name = h.name.as_bytes();
+            let kind = HeaderKind::classify(name);
+            self.headers.push(HeaderPos {
+                name: Span::of(buf, name),
+                value: Span::of(buf, h.value),
+                kind,
+            });
+            match kind {
+                HeaderKind::ContentLength => {
+                    let n = parse_content_length(h.value)
+                        .ok_or(HeadError::Malformed("invalid Content-Length from upstream"))?;
+                    if content_length.is_some_and(|p| p != n) {
+                        return Err(HeadError::Malformed(
+                            "conflicting Content-Length from upstream",
+                        ));
+                    }
+                    content_length = Some(n);
+                }
+                HeaderKind::TransferEncoding => {
+                    te_seen = true;
+                    for coding in list_items(h.value) {
+                        chunked_final = coding.eq_ignore_ascii_case(b"chunked");
+                    }
+                }
+                HeaderKind::Connection => {
+                    for token in list_items(h.value) {
+                        if token.eq_ignore_ascii_case(b"close") {
+                            close = true;
+                        } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                            keep_alive_token = true;
+                        } else if is_token(token) {
+                            self.conn_tokens.push(Span::of(buf, token));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.keep_alive = if self.version_minor == 1 {
+            !close
+        } else {
+            keep_alive_token && !close
+        };
+        self.body = if head_request
+            || (100..200).contains(&self.status)
+            || self.status == 204
+            || self.status == 304
+        {
+            BodyFraming::Empty
+        } else if te_seen {
+            if content_length.is_some() {
+                // RFC 9112 6.3: Transfer-Encoding wins, but such a message may be an
+                // attempt at smuggling: never reuse this connection afterwards.
+                self.keep_alive = false;
+            }
+            if chunked_final {
+                BodyFraming::Chunked
+            } else {
+                self.keep_alive = false;
+                BodyFraming::UntilClose
+            }
+        } else {
+            match content_length {
+                Some(0) => BodyFraming::Empty,
+                Some(n) => BodyFraming::Length(n),
+                None => {
+                    self.keep_alive = false;
+                    BodyFraming::UntilClose
+                }
+            }
+        };
+        Ok(true)
+    }
+}

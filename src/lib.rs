@@ -1,0 +1,41 @@
+//! # ringgate
+//!
+//! An HTTP/1.1 API gateway for bare-metal Linux edge hosts, built thread-per-core and
+//! shared-nothing: one worker per core, pinned, each with its own monoio runtime
+//! (io_uring, or epoll where io_uring is unavailable), its own SO_REUSEPORT listener,
+//! its own routing table and its own upstream connection pools. Nothing on the request
+//! path is shared between cores: no locks, no atomics per request. What must cross
+//! cores (the stop signal now; rate-limit counts and reloads later) is picked up by
+//! each worker's tick at a fixed interval.
+//!
+//! ```text
+//!            ┌──────────── worker N (one per core, pinned) ─────────────┐
+//!  client ──►│ accept (SO_REUSEPORT) ─► conn: read head ─► parse+limits │
+//!            │   ─► route ─► [auth] ─► [rate limit] ─► [cache]          │
+//!            │   ─► upstream pool (per worker) ─► origin                │
+//!            │   ◄─ response re-framed, streamed back ◄─                │
+//!            └───────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! Bodies are streamed in both directions through per-connection buffers that are
+//! reused for every request. The order of the stages is written down once, in
+//! [`pipeline::stack`].
+//!
+//! ```no_run
+//! let cfg = ringgate::config::Config::load("config/gateway.toml".as_ref()).unwrap();
+//! let gw = ringgate::runtime::Gateway::start(cfg).unwrap();
+//! println!("listening on {:?} with {}", gw.addrs(), gw.driver());
+//! gw.shutdown();
+//! gw.join();
+//! ```
+
+pub mod config;
+pub mod demo;
+pub mod http;
+pub mod pipeline;
+pub mod runtime;
+pub mod telemetry;
+pub mod upstream;
+
+pub use config::Config;
+pub use runtime::Gateway;

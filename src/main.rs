@@ -1,0 +1,119 @@
+//! The `ringgate` command: parse arguments, load the configuration, start the workers,
+//! wait for SIGTERM/SIGINT, drain, exit.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use ringgate::config::{validate, Config, IoDriver};
+use ringgate::runtime::Gateway;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "ringgate",
+    version,
+    about = "Thread-per-core HTTP/1.1 API gateway"
+)]
+struct Cli {
+    /// Configuration file.
+    #[arg(long, short, global = true, default_value = "config/gateway.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the configuration, print a summary, exit 0 (valid) or 1.
+    Check,
+    /// Start the gateway in front of built-in demo services on loopback.
+    Demo,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Check) => check(&cli.config),
+        Some(Command::Demo) => demo(),
+        None => serve(&cli.config),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ringgate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(path: &std::path::Path) -> anyhow::Result<()> {
+    let cfg = Config::load(path)?;
+    print!("{}", validate::summary(&cfg));
+    if cfg.server.io_driver != IoDriver::Epoll {
+        match ringgate::runtime::driver::probe_uring(cfg.server.uring_entries) {
+            Ok(()) => println!("io_uring: available on this host"),
+            Err(e) => println!("io_uring: NOT available on this host ({e}); auto uses epoll"),
+        }
+    }
+    println!("configuration OK: {}", path.display());
+    Ok(())
+}
+
+fn serve(path: &std::path::Path) -> anyhow::Result<()> {
+    let cfg = Config::load(path)?;
+    let gw = start(cfg)?;
+    wait_for_signal(gw)
+}
+
+fn start(cfg: Config) -> anyhow::Result<Gateway> {
+    let requested = cfg.server.io_driver;
+    let gw = Gateway::start(cfg).context("cannot start")?;
+    let why = match requested {
+        IoDriver::Auto => " (io_driver = auto)",
+        _ => "",
+    };
+    eprintln!(
+        "ringgate {}: {} workers, {} driver{why}, listening on {}",
+        env!("CARGO_PKG_VERSION"),
+        gw.workers(),
+        gw.driver(),
+        gw.addrs()
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(gw)
+}
+
+fn wait_for_signal(gw: Gateway) -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .context("installing signal handlers")?;
+    if let Some(sig) = signals.forever().next() {
+        eprintln!("ringgate: signal {sig}: draining in-flight requests");
+    }
+    gw.shutdown();
+    gw.join();
+    eprintln!("ringgate: stopped");
+    Ok(())
+}
+
+fn demo() -> anyhow::Result<()> {
+    use ringgate::demo;
+    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml"));
+    let cfg = Config::load(&path)?;
+    let services =
+        demo::DemoServices::start(demo::USERS_PORT, demo::ORDERS_PORT, demo::PRODUCTS_PORT)
+            .context("starting the demo services (ports 19001-19003 must be free)")?;
+    let gw = start(cfg)?;
+    let addr = gw.addrs()[0];
+    println!("{}", demo::instructions(addr));
+    let r = wait_for_signal(gw);
+    services.stop();
+    r
+}

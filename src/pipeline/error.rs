@@ -1,0 +1,90 @@
+//! One error type for everything that can end a request, recording where it came from
+//! (client, upstream, gateway) so that the status, the message and whether the client
+//! connection may be kept are decided in one function.
+
+use crate::http::ChunkError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    // --- downstream (the client) ---
+    #[error("client closed the connection")]
+    ClientClosed,
+    #[error("client I/O error: {0}")]
+    ClientIo(std::io::Error),
+    #[error("invalid chunked request body: {0}")]
+    ClientBadChunk(ChunkError),
+    #[error("request body larger than {0} bytes")]
+    BodyTooLarge(u64),
+    // --- upstream ---
+    #[error("no upstream server available")]
+    NoServer,
+    #[error("upstream connect timed out")]
+    ConnectTimeout,
+    #[error("upstream connect failed: {0}")]
+    Connect(std::io::Error),
+    #[error("upstream I/O error: {0}")]
+    UpstreamIo(std::io::Error),
+    #[error("upstream closed the connection before responding")]
+    UpstreamClosed,
+    #[error("upstream response timed out")]
+    ResponseTimeout,
+    #[error("invalid response from upstream: {0}")]
+    UpstreamBadResponse(&'static str),
+    #[error("upstream body truncated")]
+    UpstreamTruncated,
+    // --- the gateway ---
+    #[error("request timed out")]
+    RequestTimeout,
+}
+
+impl ProxyError {
+    /// The status for the client, when nothing of the response was sent yet;
+    /// `None` means there is nobody to answer (the client went away).
+    pub fn status(&self) -> Option<u16> {
+        Some(match self {
+            ProxyError::ClientClosed | ProxyError::ClientIo(_) => return None,
+            ProxyError::ClientBadChunk(_) => 400,
+            ProxyError::BodyTooLarge(_) => 413,
+            ProxyError::NoServer => 503,
+            ProxyError::ConnectTimeout
+            | ProxyError::Connect(_)
+            | ProxyError::UpstreamIo(_)
+            | ProxyError::UpstreamClosed
+            | ProxyError::UpstreamBadResponse(_)
+            | ProxyError::UpstreamTruncated => 502,
+            ProxyError::ResponseTimeout | ProxyError::RequestTimeout => 504,
+        })
+    }
+
+    /// A message safe to show a client (no addresses, no internals).
+    pub fn public_message(&self) -> &'static str {
+        match self {
+            ProxyError::ClientClosed | ProxyError::ClientIo(_) => "client connection failed",
+            ProxyError::ClientBadChunk(_) => "invalid chunked request body",
+            ProxyError::BodyTooLarge(_) => "request body too large",
+            ProxyError::NoServer => "no upstream server is available",
+            ProxyError::ConnectTimeout => "timed out connecting to the upstream",
+            ProxyError::Connect(_) => "could not connect to the upstream",
+            ProxyError::UpstreamIo(_) | ProxyError::UpstreamClosed => {
+                "the upstream connection failed"
+            }
+            ProxyError::UpstreamBadResponse(_) => "the upstream sent an invalid response",
+            ProxyError::UpstreamTruncated => "the upstream response was truncated",
+            ProxyError::ResponseTimeout => "the upstream did not respond in time",
+            ProxyError::RequestTimeout => "the request did not complete in time",
+        }
+    }
+
+    /// Does this failure count against the server (circuit breaker, retries)?
+    pub fn is_upstream_failure(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::ConnectTimeout
+                | ProxyError::Connect(_)
+                | ProxyError::UpstreamIo(_)
+                | ProxyError::UpstreamClosed
+                | ProxyError::ResponseTimeout
+                | ProxyError::UpstreamBadResponse(_)
+        )
+    }
+}

@@ -1,0 +1,234 @@
+//! Composing the heads the gateway sends: the request to the upstream and the response
+//! to the client. Both drop hop-by-hop headers (Connection and every header it names,
+//! Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade), re-frame the body, and apply the
+//! route's header edits. The request gains X-Forwarded-For/-Proto/-Host and
+//! X-Request-ID; the response gains X-Request-ID. Header bytes are copied as received.
+
+use crate::config::{HeaderEdits, RouteConfig};
+use crate::http::{BodyFraming, HeaderKind, HeaderPos, RequestHead, ResponseHead, Span};
+
+/// Per-connection facts about the client, computed once at accept.
+pub struct Peer {
+    pub ip: String,
+    /// The peer is in `server.trusted_proxies`: its X-Forwarded-* are extended.
+    pub trusted: bool,
+}
+
+fn named_in(tokens: &[Span], buf: &[u8], name: &[u8]) -> bool {
+    tokens.iter().any(|t| t.get(buf).eq_ignore_ascii_case(name))
+}
+
+fn removed(edits: &HeaderEdits, name: &[u8]) -> bool {
+    edits
+        .remove
+        .iter()
+        .any(|r| r.as_bytes().eq_ignore_ascii_case(name))
+}
+
+fn header_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Should this header of a received head be dropped when forwarding?
+#[inline]
+fn hop_by_hop(h: &HeaderPos, buf: &[u8], conn_tokens: &[Span]) -> bool {
+    match h.kind {
+        HeaderKind::Connection
+        | HeaderKind::HopByHop
+        | HeaderKind::TransferEncoding
+        | HeaderKind::ContentLength => true,
+        _ => !conn_tokens.is_empty() && named_in(conn_tokens, buf, h.name.get(buf)),
+    }
+}
+
+/// The request head for the upstream, appended to `out`.
+pub fn upstream_request(
+    out: &mut Vec<u8>,
+    req: &RequestHead,
+    buf: &[u8],
+    route: &RouteConfig,
+    peer: &Peer,
+    request_id: &[u8],
+) {
+    out.extend_from_slice(req.method_span.get(buf));
+    out.push(b' ');
+    let mut target = req.target.get(buf);
+    if !route.strip_prefix.is_empty() {
+        if let Some(rest) = target.strip_prefix(route.strip_prefix.as_bytes()) {
+            target = rest;
+        }
+    }
+    if target.first() != Some(&b'/') {
+        out.push(b'/');
+    }
+    out.extend_from_slice(target);
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let host = req.host.get(buf);
+    if !host.is_empty() {
+        header_line(out, b"Host", host);
+    }
+
+    for h in &req.headers {
+        let name = h.name.get(buf);
+        match h.kind {
+            HeaderKind::Host
+            | HeaderKind::Expect
+            | HeaderKind::XRequestId
+            | HeaderKind::XForwardedFor => continue,
+            HeaderKind::XForwardedProto | HeaderKind::XForwardedHost => {
+                if peer.trusted {
+                    header_line(out, name, h.value.get(buf));
+                }
+                continue;
+            }
+            _ => {}
+        }
+        if hop_by_hop(h, buf, &req.conn_tokens) || removed(&route.request_headers, name) {
+            continue;
+        }
+        header_line(out, name, h.value.get(buf));
+    }
+    // X-Forwarded-For: a trusted proxy's chain is extended (all its fields merged into
+    // one list); anyone else's is replaced, so a client cannot forge its address.
+    out.extend_from_slice(b"X-Forwarded-For: ");
+    if peer.trusted {
+        for h in req
+            .headers
+            .iter()
+            .filter(|h| h.kind == HeaderKind::XForwardedFor)
+        {
+            let v = crate::http::header::trim_ows(h.value.get(buf));
+            if !v.is_empty() {
+                out.extend_from_slice(v);
+                out.extend_from_slice(b", ");
+            }
+        }
+    }
+    out.extend_from_slice(peer.ip.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let trusted_proto = peer.trusted
+        && req
+            .headers
+            .iter()
+            .any(|h| h.kind == HeaderKind::XForwardedProto);
+    if !trusted_proto {
+        out.extend_from_slice(b"X-Forwarded-Proto: http\r\n");
+    }
+    let trusted_host = peer.trusted
+        && req
+            .headers
+            .iter()
+            .any(|h| h.kind == HeaderKind::XForwardedHost);
+    if !trusted_host && !host.is_empty() {
+        header_line(out, b"X-Forwarded-Host", host);
+    }
+    header_line(out, b"X-Request-ID", request_id);
+    for (name, value) in &route.request_headers.add {
+        header_line(out, name.as_bytes(), value.as_bytes());
+    }
+    match req.body {
+        BodyFraming::Empty => {
+            // Methods whose requests normally carry a body get an explicit length, as
+            // RFC 9110 8.6 recommends; others get none.
+            if matches!(
+                req.method,
+                crate::http::Method::Post | crate::http::Method::Put | crate::http::Method::Patch
+            ) {
+                out.extend_from_slice(b"Content-Length: 0\r\n");
+            }
+        }
+        BodyFraming::Length(n) => {
+            out.extend_from_slice(b"Content-Length: ");
+            out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        BodyFraming::Chunked | BodyFraming::UntilClose => {
+            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n")
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// How the client receives the response body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientFraming {
+    None,
+    Length(u64),
+    Chunked,
+    /// HTTP/1.0 client and no length known: the body ends when we close.
+    Close,
+}
+
+/// Decide the client-side framing for an upstream response.
+pub fn client_framing(resp: &ResponseHead, client_minor: u8) -> ClientFraming {
+    match resp.body {
+        BodyFraming::Empty => ClientFraming::None,
+        BodyFraming::Length(n) => ClientFraming::Length(n),
+        BodyFraming::Chunked | BodyFraming::UntilClose => {
+            if client_minor >= 1 {
+                ClientFraming::Chunked
+            } else {
+                ClientFraming::Close
+            }
+        }
+    }
+}
+
+/// The response head for the client, appended to `out`.
+#[allow(clippy::too_many_arguments)]
+pub fn client_response(
+    out: &mut Vec<u8>,
+    resp: &ResponseHead,
+    buf: &[u8],
+    route: &RouteConfig,
+    request_id: &[u8],
+    framing: ClientFraming,
+    keep_alive: bool,
+    client_minor: u8,
+) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(itoa::Buffer::new().format(resp.status).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(resp.reason.get(buf));
+    out.extend_from_slice(b"\r\n");
+    for h in &resp.headers {
+        let name = h.name.get(buf);
+        if h.kind == HeaderKind::XRequestId {
+            continue;
+        }
+        // An empty body keeps the upstream's Content-Length: for HEAD and 304 it
+        // describes the representation, not this message.
+        if h.kind == HeaderKind::ContentLength && framing == ClientFraming::None {
+            if resp.status >= 200 && resp.status != 204 {
+                header_line(out, name, h.value.get(buf));
+            }
+            continue;
+        }
+        if hop_by_hop(h, buf, &resp.conn_tokens) || removed(&route.response_headers, name) {
+            continue;
+        }
+        header_line(out, name, h.value.get(buf));
+    }
+    for (name, value) in &route.response_headers.add {
+        header_line(out, name.as_bytes(), value.as_bytes());
+    }
+    header_line(out, b"X-Request-ID", request_id);
+    match framing {
+        ClientFraming::Length(n) => {
+            out.extend_from_slice(b"Content-Length: ");
+            out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        ClientFraming::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        ClientFraming::None | ClientFraming::Close => {}
+    }
+    if !keep_alive {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if client_minor == 0 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}

@@ -1,0 +1,837 @@
+//! The upstream exchange of one request: route it, pick a server, reuse or open a
+//! connection, send the head (and a small body in the same write), stream a large or
+//! chunked body, read the response head, and stream the response back, re-framed for
+//! the client. Retries happen only for idempotent requests whose body is still in
+//! memory, only before any response byte arrived, and never to the same server twice;
+//! a pooled connection the origin had closed is retried once on a fresh connection.
+//!
+//! The fast path (small request, small response) costs one read and one write on each
+//! side: the body rides in the head's buffer, and the response body is appended to the
+//! response head when it arrived with it.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::SystemTime;
+
+use monoio::time::Instant;
+
+use super::conn::{Downstream, READ_BUF};
+use super::error::ProxyError;
+use super::forward::{self, ClientFraming};
+use super::route::MatchInput;
+use crate::config::{RouteConfig, RouteTarget};
+use crate::http::generated::write_error;
+use crate::http::io::{read_append, write_all, write_range};
+use crate::http::{BodyFraming, ChunkEvent, ChunkedDecoder, Method, RequestHead, ResponseHead};
+use crate::runtime::worker::Worker;
+use crate::telemetry::access_log::Entry;
+use crate::upstream::pool::{connect, ConnectError, UpConn, UP_BUF};
+use crate::upstream::UpstreamState;
+
+/// Bodies up to this size travel in the same write as their head.
+const INLINE_BODY: u64 = 64 * 1024;
+/// Re-framed output is flushed once it holds this much.
+const FLUSH_AT: usize = 32 * 1024;
+
+/// What the exchange needs of the request after its head bytes are consumed.
+#[derive(Clone, Copy)]
+struct ReqMeta {
+    method: Method,
+    version_minor: u8,
+    keep_alive: bool,
+    expect_continue: bool,
+    body: BodyFraming,
+}
+
+/// What the exchange reports back, also when it is cut short by the request timeout.
+#[derive(Default)]
+struct Progress {
+    /// Some of the response was written to the client: errors can no longer be
+    /// reported with a status, only by closing.
+    resp_started: bool,
+    status: u16,
+    bytes_out: u64,
+    keep_client: bool,
+    continue_sent: bool,
+    server: Option<usize>,
+}
+
+/// Handle one parsed request. Returns whether the client connection may be reused.
+pub async fn handle(
+    w: &Rc<Worker>,
+    c: &mut Downstream,
+    head: &mut RequestHead,
+    resp: &mut ResponseHead,
+) -> bool {
+    let started = Instant::now();
+    let limits = &w.cfg.server.limits;
+    crate::telemetry::inc(&w.counters.requests);
+    c.reqid.clear();
+    match head.request_id {
+        Some(s) => c.reqid.extend_from_slice(s.get(&c.rbuf)),
+        None => w.new_request_id(&mut c.reqid),
+    }
+    let meta = ReqMeta {
+        method: head.method,
+        version_minor: head.version_minor,
+        keep_alive: head.keep_alive,
+        expect_continue: head.expect_continue,
+        body: head.body,
+    };
+    if w.log_sink.enabled() {
+        c.logline.clear();
+        c.logline.extend_from_slice(head.method_span.get(&c.rbuf));
+        c.logline.push(b' ');
+        c.logline.extend_from_slice(head.path(&c.rbuf));
+    }
+
+    // Route.
+    let found = {
+        let buf = &c.rbuf;
+        let lookup = |name: &str| head.header(buf, name);
+        let mut path = head.path(buf);
+        if crate::http::path::needs_normalizing(path) {
+            // Match on the normalised path so "/public/../admin" meets the "/admin"
+            // route's rules; the upstream still receives the bytes as sent.
+            crate::http::path::normalize(path, &mut c.scratch);
+            path = &c.scratch;
+        }
+        w.router.find(&MatchInput {
+            method: head.method_span.get(buf),
+            host: head.host_name(buf),
+            path,
+            header: &lookup,
+        })
+    };
+    let Some(ri) = found else {
+        return reject(
+            w,
+            c,
+            &meta,
+            head,
+            404,
+            "no route matches this request",
+            started,
+            None,
+        )
+        .await;
+    };
+    let route = &w.router.routes()[ri];
+    let max_body = route.max_body_bytes.unwrap_or(limits.max_body_bytes);
+    if let BodyFraming::Length(n) = meta.body {
+        if n > max_body {
+            return reject(
+                w,
+                c,
+                &meta,
+                head,
+                413,
+                "request body too large",
+                started,
+                Some(route),
+            )
+            .await;
+        }
+    }
+
+    // Upstream and the head sent to it.
+    let up_idx = match &route.target {
+        RouteTarget::Single(i) => *i,
+        RouteTarget::Split(parts) => pick_split(w, parts),
+    };
+    let up = &w.upstreams[up_idx];
+    let hash_key: Option<Vec<u8>> = up
+        .balancer
+        .hash_header()
+        .and_then(|h| head.header(&c.rbuf, h))
+        .map(<[u8]>::to_vec);
+    c.ubuf.clear();
+    forward::upstream_request(&mut c.ubuf, head, &c.rbuf, route, &c.peer, &c.reqid);
+    // The head is fully used: from here on `head` must not be read (its spans would
+    // point at body bytes).
+    c.rbuf.drain(..head.head_len);
+
+    let mut body_buffered = meta.body == BodyFraming::Empty;
+    if let BodyFraming::Length(n) = meta.body {
+        if n <= INLINE_BODY && c.rbuf.len() as u64 >= n {
+            c.ubuf.extend_from_slice(&c.rbuf[..n as usize]);
+            c.rbuf.drain(..n as usize);
+            body_buffered = true;
+        }
+    }
+    let replayable = meta.method.is_idempotent() && body_buffered;
+
+    let deadline = started + route.timeout.unwrap_or(limits.request_timeout);
+    let mut p = Progress {
+        keep_client: meta.keep_alive,
+        ..Progress::default()
+    };
+    let ex = Exchange {
+        w,
+        meta,
+        route,
+        up,
+        body_buffered,
+        replayable,
+        max_body,
+        hash_key: hash_key.as_deref(),
+    };
+    let outcome = match monoio::time::timeout_at(deadline, ex.run(c, resp, &mut p)).await {
+        Ok(r) => r,
+        Err(_) => Err(ProxyError::RequestTimeout),
+    };
+    if let Err(e) = outcome {
+        p.keep_client = false;
+        if !p.resp_started {
+            if let Some(status) = e.status() {
+                p.status = status;
+                c.obuf.clear();
+                let date = *w.date.borrow();
+                write_error(
+                    &mut c.obuf,
+                    status,
+                    e.public_message(),
+                    &c.reqid,
+                    &date,
+                    true,
+                    meta.method == Method::Head,
+                    &[],
+                );
+                p.bytes_out = c.obuf.len() as u64;
+                let _ = write_all(&mut c.stream, &mut c.obuf).await;
+            }
+        }
+        if w.cfg.log.level >= crate::config::LogLevel::Debug {
+            eprintln!(
+                "ringgate: request {} failed: {e}",
+                String::from_utf8_lossy(&c.reqid)
+            );
+        }
+    }
+    w.counters.count_status(p.status);
+    let label = p
+        .server
+        .map(|s| up.cfg.servers[s].label.as_str())
+        .unwrap_or("");
+    log(w, c, p.status, &route.id, label, p.bytes_out, started);
+    p.keep_client
+}
+
+fn pick_split(w: &Worker, parts: &[(usize, u32)]) -> usize {
+    let total: u32 = parts.iter().map(|p| p.1).sum();
+    let mut r = w.rng.borrow_mut().u32(..total.max(1));
+    for &(i, weight) in parts {
+        if r < weight {
+            return i;
+        }
+        r -= weight;
+    }
+    parts[0].0
+}
+
+fn log(
+    w: &Worker,
+    c: &Downstream,
+    status: u16,
+    route: &str,
+    upstream: &str,
+    bytes_out: u64,
+    started: Instant,
+) {
+    if !w.log_sink.enabled() {
+        return;
+    }
+    let (method, path) = match memchr::memchr(b' ', &c.logline) {
+        Some(i) => (&c.logline[..i], &c.logline[i + 1..]),
+        None => (&c.logline[..], &b""[..]),
+    };
+    w.log(&Entry {
+        unix_ms: SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis()),
+        worker: w.id,
+        request_id: &c.reqid,
+        client: &c.peer.ip,
+        method,
+        path,
+        status,
+        route,
+        upstream,
+        bytes_out,
+        duration_us: started.elapsed().as_micros() as u64,
+    });
+}
+
+/// Answer a request without going upstream. A request body still unread makes the
+/// connection unusable afterwards, so it is closed then.
+#[allow(clippy::too_many_arguments)]
+async fn reject(
+    w: &Rc<Worker>,
+    c: &mut Downstream,
+    meta: &ReqMeta,
+    head: &RequestHead,
+    status: u16,
+    message: &str,
+    started: Instant,
+    route: Option<&RouteConfig>,
+) -> bool {
+    let mut keep = meta.keep_alive && !w.shutdown.is_set();
+    match meta.body {
+        BodyFraming::Empty => c.rbuf.drain(..head.head_len).for_each(drop),
+        BodyFraming::Length(n) if (c.rbuf.len() - head.head_len) as u64 >= n => {
+            c.rbuf.drain(..head.head_len + n as usize).for_each(drop)
+        }
+        _ => keep = false,
+    }
+    c.obuf.clear();
+    let date = *w.date.borrow();
+    write_error(
+        &mut c.obuf,
+        status,
+        message,
+        &c.reqid,
+        &date,
+        !keep,
+        meta.method == Method::Head,
+        &[],
+    );
+    let bytes = c.obuf.len() as u64;
+    let ok = write_all(&mut c.stream, &mut c.obuf).await.is_ok();
+    w.counters.count_status(status);
+    log(
+        w,
+        c,
+        status,
+        route.map_or("", |r| r.id.as_str()),
+        "",
+        bytes,
+        started,
+    );
+    keep && ok
+}
+
+/// Decrements a server's in-flight count however the attempt ends (including when the
+/// request timeout drops it).
+struct InFlight<'a>(&'a Cell<u32>);
+
+impl<'a> InFlight<'a> {
+    fn new(c: &'a Cell<u32>) -> Self {
+        c.set(c.get() + 1);
+        InFlight(c)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}
+
+struct Exchange<'a> {
+    w: &'a Rc<Worker>,
+    meta: ReqMeta,
+    route: &'a RouteConfig,
+    up: &'a UpstreamState,
+    body_buffered: bool,
+    replayable: bool,
+    max_body: u64,
+    hash_key: Option<&'a [u8]>,
+}
+
+/// Servers already tried for this request.
+#[derive(Default)]
+struct Tried {
+    bits: u64,
+    more: Vec<usize>,
+}
+
+impl Tried {
+    fn has(&self, i: usize) -> bool {
+        if i < 64 {
+            self.bits & (1 << i) != 0
+        } else {
+            self.more.contains(&i)
+        }
+    }
+    fn add(&mut self, i: usize) {
+        if i < 64 {
+            self.bits |= 1 << i;
+        } else {
+            self.more.push(i);
+        }
+    }
+}
+
+impl Exchange<'_> {
+    async fn run(
+        &self,
+        c: &mut Downstream,
+        resp: &mut ResponseHead,
+        p: &mut Progress,
+    ) -> Result<(), ProxyError> {
+        let up = self.up;
+        let mut tried = Tried::default();
+        let mut attempts = if self.replayable {
+            up.cfg.retries + 1
+        } else {
+            1
+        };
+        let mut last_err = None;
+        loop {
+            let now = Instant::now();
+            let load = |i: usize| up.servers[i].in_flight.get();
+            let si = up
+                .balancer
+                .pick(
+                    &|i| !tried.has(i) && up.available(i, now),
+                    &load,
+                    self.hash_key,
+                )
+                // Every untried server is ejected: try one anyway rather than fail
+                // outright (the breaker protects servers, it must not black-hole).
+                .or_else(|| up.balancer.pick(&|i| !tried.has(i), &load, self.hash_key));
+            let Some(si) = si else {
+                return Err(last_err.unwrap_or(ProxyError::NoServer));
+            };
+            tried.add(si);
+            p.server = Some(si);
+            match self.attempt(si, c, resp, p).await {
+                Ok(()) => {
+                    up.record(si, true, Instant::now());
+                    return Ok(());
+                }
+                Err(e) => {
+                    if e.is_upstream_failure() {
+                        up.record(si, false, Instant::now());
+                        crate::telemetry::inc(&self.w.counters.upstream_errors);
+                    }
+                    attempts -= 1;
+                    if attempts == 0 || p.resp_started || !e.is_upstream_failure() {
+                        return Err(e);
+                    }
+                    crate::telemetry::inc(&self.w.counters.retries);
+                    last_err = Some(e);
+                }
+            }
+        }
+    }
+
+    /// One server: send the request, read the response head, stream the response.
+    async fn attempt(
+        &self,
+        si: usize,
+        c: &mut Downstream,
+        resp: &mut ResponseHead,
+        p: &mut Progress,
+    ) -> Result<(), ProxyError> {
+        let server = &self.up.cfg.servers[si];
+        if server.tls {
+            return Err(ProxyError::UpstreamBadResponse(
+                "TLS to upstreams is not supported yet",
+            ));
+        }
+        let _in_flight = InFlight::new(&self.up.servers[si].in_flight);
+        let mut stale_retry = self.meta.method.is_idempotent() && self.body_buffered;
+        let mut conn = loop {
+            let mut conn = match self.up.take_idle(si, Instant::now()) {
+                Some(pooled) => {
+                    let mut conn = pooled.conn;
+                    conn.reused = true;
+                    conn
+                }
+                None => connect(server.addr, self.up.cfg.connect_timeout)
+                    .await
+                    .map_err(|e| match e {
+                        ConnectError::Timeout => ProxyError::ConnectTimeout,
+                        ConnectError::Io(e) => ProxyError::Connect(e),
+                    })?,
+            };
+            match self.send_and_read_head(&mut conn, c, resp, p).await {
+                Ok(()) => break conn,
+                Err(e) => {
+                    let stale = conn.reused
+                        && matches!(e, ProxyError::UpstreamClosed | ProxyError::UpstreamIo(_));
+                    if stale && stale_retry {
+                        // The origin closed this idle connection before we used it:
+                        // not a server failure, try once more on a fresh connection.
+                        stale_retry = false;
+                        continue;
+                    }
+                    return Err(e);
+                }
+            }
+        };
+        let reusable = self.stream_response(&mut conn, c, resp, p).await?;
+        if reusable {
+            conn.buf.clear();
+            self.up.put_idle(si, conn, Instant::now());
+        }
+        Ok(())
+    }
+
+    async fn send_and_read_head(
+        &self,
+        conn: &mut UpConn,
+        c: &mut Downstream,
+        resp: &mut ResponseHead,
+        p: &mut Progress,
+    ) -> Result<(), ProxyError> {
+        conn.buf.clear();
+        write_all(&mut conn.stream, &mut c.ubuf)
+            .await
+            .map_err(ProxyError::UpstreamIo)?;
+        if !self.body_buffered {
+            self.stream_request_body(conn, c, p).await?;
+        }
+        // The response timeout runs from the end of the request to the response head.
+        let deadline = Instant::now() + self.up.cfg.response_timeout;
+        let limits = &self.w.cfg.server.limits;
+        loop {
+            if !conn.buf.is_empty() {
+                let head_req = self.meta.method == Method::Head;
+                match resp.parse(
+                    &conn.buf,
+                    limits.max_header_bytes.max(UP_BUF),
+                    limits.max_headers.max(128),
+                    head_req,
+                ) {
+                    Ok(true) => {
+                        if resp.status == 101 {
+                            return Err(ProxyError::UpstreamBadResponse(
+                                "protocol upgrade is not supported",
+                            ));
+                        }
+                        if (100..200).contains(&resp.status) {
+                            // Interim responses (100, 102, 103) are not relayed.
+                            conn.buf.drain(..resp.head_len);
+                            continue;
+                        }
+                        return Ok(());
+                    }
+                    Ok(false) => {}
+                    Err(_) => {
+                        return Err(ProxyError::UpstreamBadResponse("malformed response head"))
+                    }
+                }
+            }
+            let n = match monoio::time::timeout_at(
+                deadline,
+                read_append(&mut conn.stream, &mut conn.buf, UP_BUF),
+            )
+            .await
+            {
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => {
+                    return Err(if conn.buf.is_empty() {
+                        ProxyError::UpstreamIo(e)
+                    } else {
+                        ProxyError::UpstreamBadResponse("connection failed mid-head")
+                    })
+                }
+                Err(_) => return Err(ProxyError::ResponseTimeout),
+            };
+            if n == 0 {
+                return Err(if conn.buf.is_empty() {
+                    ProxyError::UpstreamClosed
+                } else {
+                    ProxyError::UpstreamBadResponse("truncated response head")
+                });
+            }
+        }
+    }
+
+    /// Stream the request body from the client to the upstream.
+    async fn stream_request_body(
+        &self,
+        conn: &mut UpConn,
+        c: &mut Downstream,
+        p: &mut Progress,
+    ) -> Result<(), ProxyError> {
+        if self.meta.expect_continue && c.rbuf.is_empty() && !p.continue_sent {
+            // The client waits for our go-ahead before sending the body (RFC 9110
+            // 10.1.1); the upstream never saw Expect, so we give it.
+            p.continue_sent = true;
+            c.obuf.clear();
+            c.obuf.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+            write_all(&mut c.stream, &mut c.obuf)
+                .await
+                .map_err(ProxyError::ClientIo)?;
+        }
+        match self.meta.body {
+            BodyFraming::Length(n) => {
+                let mut remaining = n;
+                loop {
+                    let k = (c.rbuf.len() as u64).min(remaining) as usize;
+                    if k > 0 {
+                        write_range(&mut conn.stream, &mut c.rbuf, 0, k)
+                            .await
+                            .map_err(ProxyError::UpstreamIo)?;
+                        c.rbuf.drain(..k);
+                        remaining -= k as u64;
+                    }
+                    if remaining == 0 {
+                        return Ok(());
+                    }
+                    match read_append(&mut c.stream, &mut c.rbuf, READ_BUF).await {
+                        Ok(0) => return Err(ProxyError::ClientClosed),
+                        Ok(_) => {}
+                        Err(e) => return Err(ProxyError::ClientIo(e)),
+                    }
+                }
+            }
+            BodyFraming::Chunked => {
+                let mut dec = ChunkedDecoder::new();
+                c.ubuf.clear();
+                loop {
+                    let mut at = 0;
+                    let mut done = false;
+                    while at < c.rbuf.len() {
+                        let (used, ev) = dec
+                            .step(&c.rbuf[at..])
+                            .map_err(ProxyError::ClientBadChunk)?;
+                        let base = at;
+                        at += used;
+                        match ev {
+                            ChunkEvent::Data(r) => {
+                                if dec.body_bytes > self.max_body {
+                                    return Err(ProxyError::BodyTooLarge(self.max_body));
+                                }
+                                encode_chunk(&mut c.ubuf, &c.rbuf[base + r.start..base + r.end]);
+                            }
+                            ChunkEvent::LastChunk => c.ubuf.extend_from_slice(b"0\r\n"),
+                            ChunkEvent::Trailer(r) => c
+                                .ubuf
+                                .extend_from_slice(&c.rbuf[base + r.start..base + r.end]),
+                            ChunkEvent::TrailerEnd => c.ubuf.extend_from_slice(b"\r\n"),
+                            ChunkEvent::Done => {
+                                c.ubuf.extend_from_slice(b"\r\n");
+                                done = true;
+                                break;
+                            }
+                            ChunkEvent::NeedMore => {}
+                        }
+                    }
+                    c.rbuf.drain(..at);
+                    if !c.ubuf.is_empty() && (done || c.ubuf.len() >= FLUSH_AT || c.rbuf.is_empty())
+                    {
+                        write_all(&mut conn.stream, &mut c.ubuf)
+                            .await
+                            .map_err(ProxyError::UpstreamIo)?;
+                        c.ubuf.clear();
+                    }
+                    if done {
+                        return Ok(());
+                    }
+                    match read_append(&mut c.stream, &mut c.rbuf, READ_BUF).await {
+                        Ok(0) => return Err(ProxyError::ClientClosed),
+                        Ok(_) => {}
+                        Err(e) => return Err(ProxyError::ClientIo(e)),
+                    }
+                }
+            }
+            BodyFraming::Empty | BodyFraming::UntilClose => Ok(()),
+        }
+    }
+
+    /// Send the response head and body to the client. Returns whether the upstream
+    /// connection is clean and may go back to the pool.
+    async fn stream_response(
+        &self,
+        conn: &mut UpConn,
+        c: &mut Downstream,
+        resp: &ResponseHead,
+        p: &mut Progress,
+    ) -> Result<bool, ProxyError> {
+        let framing = forward::client_framing(resp, self.meta.version_minor);
+        p.keep_client =
+            self.meta.keep_alive && !self.w.shutdown.is_set() && framing != ClientFraming::Close;
+        p.status = resp.status;
+        c.obuf.clear();
+        forward::client_response(
+            &mut c.obuf,
+            resp,
+            &conn.buf,
+            self.route,
+            &c.reqid,
+            framing,
+            p.keep_client,
+            self.meta.version_minor,
+        );
+        let pos = resp.head_len;
+        let avail = conn.buf.len() - pos;
+        p.resp_started = true;
+        let client_io = ProxyError::ClientIo;
+        match resp.body {
+            BodyFraming::Empty => {
+                p.bytes_out = c.obuf.len() as u64;
+                write_all(&mut c.stream, &mut c.obuf)
+                    .await
+                    .map_err(client_io)?;
+                Ok(resp.keep_alive && avail == 0)
+            }
+            BodyFraming::Length(n) => {
+                if avail as u64 >= n {
+                    if n <= INLINE_BODY {
+                        c.obuf.extend_from_slice(&conn.buf[pos..pos + n as usize]);
+                        write_all(&mut c.stream, &mut c.obuf)
+                            .await
+                            .map_err(client_io)?;
+                    } else {
+                        write_all(&mut c.stream, &mut c.obuf)
+                            .await
+                            .map_err(client_io)?;
+                        write_range(&mut c.stream, &mut conn.buf, pos, pos + n as usize)
+                            .await
+                            .map_err(client_io)?;
+                    }
+                    p.bytes_out = c.obuf.len() as u64 + n;
+                    return Ok(resp.keep_alive && avail as u64 == n);
+                }
+                c.obuf.extend_from_slice(&conn.buf[pos..]);
+                p.bytes_out = c.obuf.len() as u64;
+                write_all(&mut c.stream, &mut c.obuf)
+                    .await
+                    .map_err(client_io)?;
+                let mut remaining = n - avail as u64;
+                let mut extra = false;
+                while remaining > 0 {
+                    conn.buf.clear();
+                    let got = match read_append(&mut conn.stream, &mut conn.buf, UP_BUF).await {
+                        Ok(0) => return Err(ProxyError::UpstreamTruncated),
+                        Ok(k) => k,
+                        Err(e) => return Err(ProxyError::UpstreamIo(e)),
+                    };
+                    let k = (got as u64).min(remaining) as usize;
+                    extra |= got > k;
+                    write_range(&mut c.stream, &mut conn.buf, 0, k)
+                        .await
+                        .map_err(client_io)?;
+                    remaining -= k as u64;
+                    p.bytes_out += k as u64;
+                }
+                Ok(resp.keep_alive && !extra)
+            }
+            BodyFraming::Chunked => {
+                self.relay_chunked(conn, c, framing, pos, resp.keep_alive, p)
+                    .await
+            }
+            BodyFraming::UntilClose => {
+                let chunked = framing == ClientFraming::Chunked;
+                let mut start = pos;
+                loop {
+                    let data = &conn.buf[start..];
+                    if chunked {
+                        encode_chunk(&mut c.obuf, data);
+                    } else {
+                        c.obuf.extend_from_slice(data);
+                    }
+                    p.bytes_out += c.obuf.len() as u64;
+                    write_all(&mut c.stream, &mut c.obuf)
+                        .await
+                        .map_err(client_io)?;
+                    c.obuf.clear();
+                    conn.buf.clear();
+                    start = 0;
+                    match read_append(&mut conn.stream, &mut conn.buf, UP_BUF).await {
+                        Ok(0) => break,
+                        Ok(_) => {}
+                        Err(e) => return Err(ProxyError::UpstreamIo(e)),
+                    }
+                }
+                if chunked {
+                    c.obuf.extend_from_slice(b"0\r\n\r\n");
+                    write_all(&mut c.stream, &mut c.obuf)
+                        .await
+                        .map_err(client_io)?;
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    /// Relay a chunked upstream body: validated, re-framed for a chunked client or
+    /// de-chunked for an HTTP/1.0 one. `c.obuf` already holds the response head.
+    async fn relay_chunked(
+        &self,
+        conn: &mut UpConn,
+        c: &mut Downstream,
+        framing: ClientFraming,
+        mut pos: usize,
+        upstream_keep_alive: bool,
+        p: &mut Progress,
+    ) -> Result<bool, ProxyError> {
+        let chunked = framing == ClientFraming::Chunked;
+        let mut dec = ChunkedDecoder::new();
+        loop {
+            let mut done = false;
+            while pos < conn.buf.len() {
+                let (used, ev) = dec
+                    .step(&conn.buf[pos..])
+                    .map_err(|_| ProxyError::UpstreamBadResponse("invalid chunked body"))?;
+                let base = pos;
+                pos += used;
+                let piece = |r: std::ops::Range<usize>| base + r.start..base + r.end;
+                match ev {
+                    ChunkEvent::Data(r) => {
+                        let data = &conn.buf[piece(r)];
+                        if chunked {
+                            encode_chunk(&mut c.obuf, data);
+                        } else {
+                            c.obuf.extend_from_slice(data);
+                        }
+                    }
+                    ChunkEvent::LastChunk if chunked => c.obuf.extend_from_slice(b"0\r\n"),
+                    ChunkEvent::Trailer(r) if chunked => {
+                        c.obuf.extend_from_slice(&conn.buf[piece(r)])
+                    }
+                    ChunkEvent::TrailerEnd if chunked => c.obuf.extend_from_slice(b"\r\n"),
+                    ChunkEvent::Done => {
+                        if chunked {
+                            c.obuf.extend_from_slice(b"\r\n");
+                        }
+                        done = true;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            if done || c.obuf.len() >= FLUSH_AT || pos >= conn.buf.len() {
+                p.bytes_out += c.obuf.len() as u64;
+                write_all(&mut c.stream, &mut c.obuf)
+                    .await
+                    .map_err(ProxyError::ClientIo)?;
+                c.obuf.clear();
+            }
+            if done {
+                return Ok(upstream_keep_alive && pos == conn.buf.len());
+            }
+            conn.buf.clear();
+            pos = 0;
+            match read_append(&mut conn.stream, &mut conn.buf, UP_BUF).await {
+                Ok(0) => return Err(ProxyError::UpstreamTruncated),
+                Ok(_) => {}
+                Err(e) => return Err(ProxyError::UpstreamIo(e)),
+            }
+        }
+    }
+}
+
+/// Append `data` as one chunk (nothing for empty data: a zero-size chunk would end the
+/// body).
+fn encode_chunk(out: &mut Vec<u8>, data: &[u8]) {
+    if data.is_empty() {
+        return;
+    }
+    let mut hex = [0u8; 16];
+    let mut n = data.len();
+    let mut i = hex.len();
+    while n > 0 {
+        i -= 1;
+        hex[i] = b"0123456789abcdef"[n & 0xf];
+        n >>= 4;
+    }
+    out.extend_from_slice(&hex[i..]);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}

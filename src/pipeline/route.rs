@@ -1,0 +1,135 @@
+//! Route matching: first match in file order wins, as the spec says, but without a
+//! linear scan over every route. Routes are bucketed at load by the first segment of
+//! their path (`/api/users/7` -> `api`); catch-all routes (`path_prefix = "/"`) are merged
+//! into every bucket in file order. A lookup hashes one segment and checks the few routes
+//! of its bucket, so matching stays flat with thousands of routes (`benches/routing.rs`).
+
+use hashbrown::HashMap;
+
+use crate::config::{HostMatch, PathMatch, RouteConfig};
+
+/// What a request offers to the matcher; all borrowed from the request head.
+pub struct MatchInput<'a> {
+    pub method: &'a [u8],
+    /// Host without port (any case).
+    pub host: &'a [u8],
+    /// Path without query.
+    pub path: &'a [u8],
+    /// Header lookup by lower-case name.
+    pub header: &'a dyn Fn(&str) -> Option<&'a [u8]>,
+}
+
+#[derive(Debug)]
+pub struct Router {
+    routes: Vec<RouteConfig>,
+    buckets: HashMap<Box<[u8]>, Vec<u32>>,
+    /// Routes for requests whose first segment has no bucket: the catch-alls only.
+    fallback: Vec<u32>,
+}
+
+impl Router {
+    pub fn new(routes: &[RouteConfig]) -> Router {
+        let mut buckets: HashMap<Box<[u8]>, Vec<u32>> = HashMap::new();
+        let mut fallback = Vec::new();
+        for (i, r) in routes.iter().enumerate() {
+            match first_segment_of_pattern(&r.path) {
+                Some(seg) => buckets.entry(seg.into()).or_default().push(i as u32),
+                None => fallback.push(i as u32),
+            }
+        }
+        // Catch-alls take part in every bucket, in file order.
+        for list in buckets.values_mut() {
+            list.extend_from_slice(&fallback);
+            list.sort_unstable();
+        }
+        Router {
+            routes: routes.to_vec(),
+            buckets,
+            fallback,
+        }
+    }
+
+    pub fn routes(&self) -> &[RouteConfig] {
+        &self.routes
+    }
+
+    /// Index of the first route matching the request, if any.
+    pub fn find(&self, req: &MatchInput<'_>) -> Option<usize> {
+        let seg = first_segment(req.path);
+        let candidates = self.buckets.get(seg).unwrap_or(&self.fallback);
+        candidates
+            .iter()
+            .map(|&i| i as usize)
+            .find(|&i| route_matches(&self.routes[i], req))
+    }
+}
+
+fn route_matches(r: &RouteConfig, req: &MatchInput<'_>) -> bool {
+    let path_ok = match &r.path {
+        PathMatch::Exact(p) => req.path == p.as_bytes(),
+        PathMatch::Prefix(p) => prefix_matches(p.as_bytes(), req.path),
+    };
+    if !path_ok {
+        return false;
+    }
+    if let Some(methods) = &r.methods {
+        if !methods.iter().any(|m| m.as_bytes() == req.method) {
+            return false;
+        }
+    }
+    if let Some(h) = &r.host {
+        if !host_matches(h, req.host) {
+            return false;
+        }
+    }
+    r.headers
+        .iter()
+        .all(|(name, value)| (req.header)(name).is_some_and(|v| v == value.as_bytes()))
+}
+
+/// Segment-aware prefix: "/api/users" matches "/api/users" and "/api/users/7", never
+/// "/api/usersx". A prefix ending in '/' matches everything below it.
+pub fn prefix_matches(prefix: &[u8], path: &[u8]) -> bool {
+    if !path.starts_with(prefix) {
+        return false;
+    }
+    path.len() == prefix.len() || prefix.ends_with(b"/") || path[prefix.len()] == b'/'
+}
+
+fn host_matches(m: &HostMatch, host: &[u8]) -> bool {
+    match m {
+        HostMatch::Exact(h) => host.eq_ignore_ascii_case(h.as_bytes()),
+        HostMatch::Suffix(suffix) => {
+            let s = suffix.as_bytes();
+            host.len() > s.len() && host[host.len() - s.len()..].eq_ignore_ascii_case(s)
+        }
+    }
+}
+
+/// "/api/users/7" -> "api"; "/" -> "".
+fn first_segment(path: &[u8]) -> &[u8] {
+    let rest = path.strip_prefix(b"/").unwrap_or(path);
+    match memchr::memchr(b'/', rest) {
+        Some(i) => &rest[..i],
+        None => rest,
+    }
+}
+
+/// The bucket a route pattern belongs to, or `None` for patterns that can match more
+/// than one first segment (a prefix of "/" or one ending inside the first segment's
+/// slash, like "/").
+fn first_segment_of_pattern(p: &PathMatch) -> Option<&[u8]> {
+    match p {
+        PathMatch::Exact(p) => Some(first_segment(p.as_bytes())),
+        PathMatch::Prefix(p) => {
+            let rest = p.as_bytes().strip_prefix(b"/").unwrap_or(p.as_bytes());
+            if rest.is_empty() {
+                None
+            } else {
+                // A prefix is segment-aware, so its first segment is whole even when
+                // the prefix stops right after it ("/api" or "/api/").
+                Some(first_segment(p.as_bytes()))
+            }
+        }
+    }
+}

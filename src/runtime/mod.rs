@@ -1,0 +1,161 @@
+//! Workers: one thread per core, pinned, each with its own monoio runtime (io_uring or
+//! epoll), its own SO_REUSEPORT listeners, its own upstream pools. [`Gateway::start`]
+//! binds every socket, starts the workers and returns once all of them are accepting;
+//! [`Gateway::shutdown`] asks them to drain and [`Gateway::join`] waits for them.
+//!
+//! The only things shared between threads are the stop flag and the connection count
+//! (one atomic add per accepted connection, none per request).
+
+pub mod driver;
+pub mod listener;
+pub mod signal;
+pub mod worker;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crate::config::Config;
+pub use driver::ActiveDriver;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Listen(std::io::Error),
+    #[error("io_driver = \"io_uring\" but io_uring is not available here ({0}); use \"auto\" or \"epoll\"")]
+    UringUnavailable(String),
+    #[error("worker {worker} failed to start: {message}")]
+    Worker { worker: usize, message: String },
+    #[error("cannot open access log {path}: {source}")]
+    AccessLog {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// Process-wide state shared by workers (read-mostly; never touched per request).
+#[derive(Debug, Default)]
+pub struct Shared {
+    pub stop: AtomicBool,
+    pub connections: AtomicUsize,
+    pub refused: AtomicUsize,
+}
+
+/// A running gateway.
+pub struct Gateway {
+    addrs: Vec<SocketAddr>,
+    driver: ActiveDriver,
+    workers: usize,
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Gateway {
+    /// Bind the listeners and start the workers. Returns when every worker accepts.
+    pub fn start(cfg: Config) -> Result<Gateway, StartError> {
+        let workers = match cfg.server.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let driver = driver::choose(cfg.server.io_driver, cfg.server.uring_entries)?;
+        let (sockets, addrs) =
+            listener::bind_all(&cfg.server.listen, workers).map_err(StartError::Listen)?;
+        let log_sink = crate::telemetry::access_log::open(&cfg.log.access_log).map_err(|e| {
+            StartError::AccessLog {
+                path: format!("{:?}", cfg.log.access_log),
+                source: e,
+            }
+        })?;
+        let cfg = Arc::new(cfg);
+        let shared = Arc::new(Shared::default());
+        let cores = if cfg.server.pin_workers {
+            core_affinity::get_core_ids().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let (ready_tx, ready_rx) = crossbeam_channel::bounded::<Result<usize, String>>(workers);
+        let mut threads = Vec::with_capacity(workers);
+        for (id, socks) in sockets.into_iter().enumerate() {
+            let cfg = cfg.clone();
+            let shared = shared.clone();
+            let ready = ready_tx.clone();
+            let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
+            let sink = log_sink.clone();
+            let t = std::thread::Builder::new()
+                .name(format!("ringgate-w{id}"))
+                .spawn(move || {
+                    if let Some(core) = core {
+                        // Pinning is best effort: containers may forbid it.
+                        let _ = core_affinity::set_for_current(core);
+                    }
+                    worker::run(id, driver, cfg, shared, socks, sink, ready);
+                })
+                .map_err(|e| StartError::Worker {
+                    worker: id,
+                    message: e.to_string(),
+                })?;
+            threads.push(t);
+        }
+        drop(ready_tx);
+        for _ in 0..workers {
+            match ready_rx.recv() {
+                Ok(Ok(_)) => {}
+                Ok(Err(message)) => {
+                    shared.stop.store(true, Ordering::SeqCst);
+                    for t in threads {
+                        let _ = t.join();
+                    }
+                    return Err(StartError::Worker { worker: 0, message });
+                }
+                Err(_) => {
+                    return Err(StartError::Worker {
+                        worker: 0,
+                        message: "worker exited during start".into(),
+                    })
+                }
+            }
+        }
+        Ok(Gateway {
+            addrs,
+            driver,
+            workers,
+            shared,
+            threads,
+        })
+    }
+
+    /// The bound listener addresses, in `server.listen` order.
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    pub fn driver(&self) -> ActiveDriver {
+        self.driver
+    }
+
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// Connections refused because `max_connections` was reached.
+    pub fn refused_connections(&self) -> usize {
+        self.shared.refused.load(Ordering::Relaxed)
+    }
+
+    /// Stop accepting, finish in-flight requests, close idle connections.
+    pub fn shutdown(&self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Wait for every worker to finish.
+    pub fn join(self) {
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {}
+}

@@ -1,0 +1,241 @@
+//! One worker: a monoio runtime on its own (pinned) thread, its listeners, its routing
+//! table, its upstream pools, its counters and log buffer. All of it lives in one
+//! `Rc<Worker>` that connection tasks share; nothing in it is shared with another core.
+//!
+//! A tick task runs every [`TICK`]: it picks up the process-wide stop flag, refreshes
+//! the cached `Date`, flushes the access log and expires idle upstream connections. This
+//! is the fixed-interval channel through which everything cross-core arrives; the
+//! request path never looks outside the worker.
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crossbeam_channel::Sender;
+use monoio::net::{TcpListener, TcpStream};
+use monoio::time::Instant;
+
+use super::driver::{uring_builder, ActiveDriver};
+use super::signal::LocalSignal;
+use super::Shared;
+use crate::config::Config;
+use crate::pipeline::route::Router;
+use crate::telemetry::access_log::{self, Sink};
+use crate::telemetry::Counters;
+use crate::upstream::UpstreamState;
+
+pub const TICK: Duration = Duration::from_millis(50);
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+pub struct Worker {
+    pub id: usize,
+    pub cfg: Arc<Config>,
+    pub shared: Arc<Shared>,
+    pub router: Router,
+    pub upstreams: Vec<UpstreamState>,
+    pub shutdown: LocalSignal,
+    pub active: Cell<usize>,
+    pub rng: RefCell<fastrand::Rng>,
+    /// IMF-fixdate of the current second, refreshed by the tick.
+    pub date: RefCell<[u8; 29]>,
+    pub counters: Counters,
+    pub log_sink: Sink,
+    pub log_buf: RefCell<Vec<u8>>,
+}
+
+fn http_date() -> [u8; 29] {
+    let mut out = [b' '; 29];
+    let s = httpdate::fmt_http_date(SystemTime::now());
+    let n = s.len().min(29);
+    out[..n].copy_from_slice(&s.as_bytes()[..n]);
+    out
+}
+
+impl Worker {
+    pub fn new(id: usize, cfg: Arc<Config>, shared: Arc<Shared>, log_sink: Sink) -> Worker {
+        Worker {
+            id,
+            router: Router::new(&cfg.routes),
+            upstreams: cfg.upstreams.iter().map(UpstreamState::new).collect(),
+            cfg,
+            shared,
+            shutdown: LocalSignal::new(),
+            active: Cell::new(0),
+            rng: RefCell::new(fastrand::Rng::new()),
+            date: RefCell::new(http_date()),
+            counters: Counters::default(),
+            log_buf: RefCell::new(Vec::with_capacity(if log_sink.enabled() {
+                access_log::FLUSH_BYTES
+            } else {
+                0
+            })),
+            log_sink,
+        }
+    }
+
+    /// A new request id: 32 hex digits of randomness from this worker's generator.
+    pub fn new_request_id(&self, out: &mut Vec<u8>) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut v = self.rng.borrow_mut().u128(..);
+        for _ in 0..32 {
+            out.push(HEX[(v & 0xf) as usize]);
+            v >>= 4;
+        }
+    }
+
+    pub fn log(&self, e: &access_log::Entry<'_>) {
+        if !self.log_sink.enabled() {
+            return;
+        }
+        let mut buf = self.log_buf.borrow_mut();
+        access_log::format(&mut buf, e);
+        if buf.len() >= access_log::FLUSH_BYTES {
+            self.log_sink.write(&buf);
+            buf.clear();
+        }
+    }
+
+    fn flush_log(&self) {
+        let mut buf = self.log_buf.borrow_mut();
+        self.log_sink.write(&buf);
+        buf.clear();
+    }
+}
+
+/// Thread entry point: build the runtime for `driver` and run the worker on it.
+pub fn run(
+    id: usize,
+    driver: ActiveDriver,
+    cfg: Arc<Config>,
+    shared: Arc<Shared>,
+    sockets: Vec<std::net::TcpListener>,
+    sink: Sink,
+    ready: Sender<Result<usize, String>>,
+) {
+    let entries = cfg.server.uring_entries;
+    match driver {
+        ActiveDriver::IoUring => {
+            match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+                .enable_timer()
+                .with_entries(entries)
+                .uring_builder(uring_builder())
+                .build()
+            {
+                Ok(mut rt) => rt.block_on(worker_main(id, cfg, shared, sockets, sink, ready)),
+                Err(e) => {
+                    let _ = ready.send(Err(format!("io_uring runtime: {e}")));
+                }
+            }
+        }
+        ActiveDriver::Epoll => {
+            match monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+                .enable_timer()
+                .build()
+            {
+                Ok(mut rt) => rt.block_on(worker_main(id, cfg, shared, sockets, sink, ready)),
+                Err(e) => {
+                    let _ = ready.send(Err(format!("epoll runtime: {e}")));
+                }
+            }
+        }
+    }
+}
+
+async fn worker_main(
+    id: usize,
+    cfg: Arc<Config>,
+    shared: Arc<Shared>,
+    sockets: Vec<std::net::TcpListener>,
+    sink: Sink,
+    ready: Sender<Result<usize, String>>,
+) {
+    let mut listeners = Vec::with_capacity(sockets.len());
+    for s in sockets {
+        match TcpListener::from_std(s) {
+            Ok(l) => listeners.push(l),
+            Err(e) => {
+                let _ = ready.send(Err(format!("listener: {e}")));
+                return;
+            }
+        }
+    }
+    let w = Rc::new(Worker::new(id, cfg, shared, sink));
+    for l in listeners {
+        monoio::spawn(accept_loop(w.clone(), l));
+    }
+    monoio::spawn(tick_loop(w.clone()));
+    let _ = ready.send(Ok(id));
+    drop(ready);
+
+    w.shutdown.wait().await;
+    // Drain: in-flight requests finish (connections close after their current
+    // response, idle ones close at once), bounded by graceful_shutdown_s.
+    let deadline = Instant::now() + w.cfg.server.graceful_shutdown;
+    while w.active.get() > 0 && Instant::now() < deadline {
+        monoio::time::sleep(Duration::from_millis(5)).await;
+    }
+    w.flush_log();
+}
+
+async fn tick_loop(w: Rc<Worker>) {
+    let mut last_sweep = Instant::now();
+    loop {
+        monoio::time::sleep(TICK).await;
+        *w.date.borrow_mut() = http_date();
+        w.flush_log();
+        let now = Instant::now();
+        if now.saturating_duration_since(last_sweep) >= SWEEP_EVERY {
+            for u in &w.upstreams {
+                u.sweep(now);
+            }
+            last_sweep = now;
+        }
+        if w.shared.stop.load(Ordering::Relaxed) {
+            w.shutdown.set();
+            return;
+        }
+    }
+}
+
+async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
+    let max = w.cfg.server.max_connections;
+    loop {
+        let accepted = monoio::select! {
+            r = listener.accept() => Some(r),
+            _ = w.shutdown.wait() => None,
+        };
+        let (stream, peer) = match accepted {
+            None => return,
+            Some(Ok(x)) => x,
+            Some(Err(e)) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                if w.cfg.log.level >= crate::config::LogLevel::Warn {
+                    eprintln!("ringgate: worker {}: accept failed: {e}", w.id);
+                }
+                monoio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if w.shared.connections.fetch_add(1, Ordering::Relaxed) >= max {
+            w.shared.connections.fetch_sub(1, Ordering::Relaxed);
+            w.shared.refused.fetch_add(1, Ordering::Relaxed);
+            crate::telemetry::inc(&w.counters.connections_refused);
+            drop(stream);
+            continue;
+        }
+        spawn_conn(w.clone(), stream, peer);
+    }
+}
+
+fn spawn_conn(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    w.active.set(w.active.get() + 1);
+    monoio::spawn(async move {
+        crate::pipeline::conn::serve(&w, stream, peer).await;
+        w.active.set(w.active.get() - 1);
+        w.shared.connections.fetch_sub(1, Ordering::Relaxed);
+    });
+}

@@ -1,0 +1,34 @@
+//! Telemetry: per-worker counters and the access log. Counters are plain `Cell`s owned by
+//! one worker; nothing here is touched by another core on the request path.
+
+pub mod access_log;
+
+use std::cell::Cell;
+
+/// Per-worker counters.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub requests: Cell<u64>,
+    pub responses_2xx: Cell<u64>,
+    pub responses_4xx: Cell<u64>,
+    pub responses_5xx: Cell<u64>,
+    pub upstream_errors: Cell<u64>,
+    pub retries: Cell<u64>,
+    pub connections_refused: Cell<u64>,
+}
+
+impl Counters {
+    pub fn count_status(&self, status: u16) {
+        let c = match status {
+            200..=299 => &self.responses_2xx,
+            400..=499 => &self.responses_4xx,
+            500..=599 => &self.responses_5xx,
+            _ => return,
+        };
+        c.set(c.get() + 1);
+    }
+}
+
+pub fn inc(c: &Cell<u64>) {
+    c.set(c.get() + 1);
+}
