@@ -58,6 +58,9 @@ pub struct FileServer {
     pub max_connections: Spanned<usize>,
     pub graceful_shutdown_s: Spanned<u64>,
     pub trusted_proxies: Vec<Spanned<String>>,
+    /// Added key: bodies with at least this many bytes left are moved with splice(2)
+    /// (socket -> pipe -> socket, no copy through user space); 0 turns splicing off.
+    pub splice_min_bytes: u64,
     pub limits: FileLimits,
     pub tls: Option<FileTls>,
 }
@@ -73,6 +76,7 @@ impl Default for FileServer {
             max_connections: default_spanned(100_000),
             graceful_shutdown_s: default_spanned(30),
             trusted_proxies: Vec::new(),
+            splice_min_bytes: 0,
             limits: FileLimits::default(),
             tls: None,
         }

@@ -40,6 +40,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     pub graceful_shutdown: Duration,
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Bodies with at least this many bytes left are spliced; 0 = never.
+    pub splice_min_bytes: u64,
     pub limits: Limits,
     pub tls: Option<file::FileTls>,
 }

@@ -314,6 +314,7 @@ fn server(cx: &Cx, file: &FileConfig) -> Result<ServerConfig, ConfigError> {
         pin_workers: s.pin_workers,
         io_driver,
         uring_entries,
+        splice_min_bytes: s.splice_min_bytes,
         max_connections: cx.positive("server.max_connections", &s.max_connections)?,
         graceful_shutdown: cx.secs("server.graceful_shutdown_s", &s.graceful_shutdown_s, true)?,
         trusted_proxies,

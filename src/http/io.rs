@@ -50,3 +50,60 @@ pub async fn write_range(
     *buf = slice.into_inner();
     res.map(|_| ())
 }
+
+/// Which side of a splice failed.
+#[derive(Debug)]
+pub enum SpliceError {
+    /// The source ended before `n` bytes.
+    Eof,
+    Source(io::Error),
+    Dest(io::Error),
+}
+
+/// A pipe pair used to move bytes socket -> pipe -> socket inside the kernel.
+pub struct SplicePipe {
+    read: monoio::net::Pipe,
+    write: monoio::net::Pipe,
+}
+
+impl SplicePipe {
+    pub fn new() -> io::Result<SplicePipe> {
+        let (read, write) = monoio::net::unix::new_pipe()?;
+        Ok(SplicePipe { read, write })
+    }
+}
+
+/// Move exactly `n` bytes from `src` to `dst` without copying them through user space.
+/// On error the pipe may hold bytes: drop it rather than reuse it.
+pub async fn splice_exact(
+    src: &mut TcpStream,
+    dst: &mut TcpStream,
+    mut n: u64,
+    pipe: &mut SplicePipe,
+) -> Result<(), SpliceError> {
+    use monoio::io::splice::{SpliceDestination, SpliceSource};
+    const STEP: u64 = 1 << 20;
+    while n > 0 {
+        let want = n.min(STEP) as u32;
+        let got = src
+            .splice_to_pipe(&mut pipe.write, want)
+            .await
+            .map_err(SpliceError::Source)?;
+        if got == 0 {
+            return Err(SpliceError::Eof);
+        }
+        let mut left = got;
+        while left > 0 {
+            let put = dst
+                .splice_from_pipe(&mut pipe.read, left)
+                .await
+                .map_err(SpliceError::Dest)?;
+            if put == 0 {
+                return Err(SpliceError::Dest(io::ErrorKind::WriteZero.into()));
+            }
+            left -= put;
+        }
+        n -= got as u64;
+    }
+    Ok(())
+}

@@ -560,7 +560,13 @@ impl Exchange<'_> {
         match self.meta.body {
             BodyFraming::Length(n) => {
                 let mut remaining = n;
+                let splice_min = self.w.cfg.server.splice_min_bytes;
                 loop {
+                    if splice_min > 0 && c.rbuf.is_empty() && remaining >= splice_min {
+                        return self
+                            .splice_body(&mut c.stream, &mut conn.stream, remaining, false)
+                            .await;
+                    }
                     let k = (c.rbuf.len() as u64).min(remaining) as usize;
                     if k > 0 {
                         write_range(&mut conn.stream, &mut c.rbuf, 0, k)
@@ -633,6 +639,32 @@ impl Exchange<'_> {
         }
     }
 
+    /// Move `n` body bytes between sockets with splice(2). `from_upstream` says which
+    /// side is the source, so a failure is blamed on the right peer.
+    async fn splice_body(
+        &self,
+        src: &mut monoio::net::TcpStream,
+        dst: &mut monoio::net::TcpStream,
+        n: u64,
+        from_upstream: bool,
+    ) -> Result<(), ProxyError> {
+        use crate::http::io::{splice_exact, SpliceError};
+        let mut pipe = self.w.take_pipe().map_err(ProxyError::UpstreamIo)?;
+        match splice_exact(src, dst, n, &mut pipe).await {
+            Ok(()) => {
+                self.w.put_pipe(pipe);
+                Ok(())
+            }
+            // The pipe may hold bytes now: it is dropped, not reused.
+            Err(SpliceError::Eof) if from_upstream => Err(ProxyError::UpstreamTruncated),
+            Err(SpliceError::Eof) => Err(ProxyError::ClientClosed),
+            Err(SpliceError::Source(e)) if from_upstream => Err(ProxyError::UpstreamIo(e)),
+            Err(SpliceError::Source(e)) => Err(ProxyError::ClientIo(e)),
+            Err(SpliceError::Dest(e)) if from_upstream => Err(ProxyError::ClientIo(e)),
+            Err(SpliceError::Dest(e)) => Err(ProxyError::UpstreamIo(e)),
+        }
+    }
+
     /// Send the response head and body to the client. Returns whether the upstream
     /// connection is clean and may go back to the pool.
     async fn stream_response(
@@ -693,6 +725,13 @@ impl Exchange<'_> {
                     .await
                     .map_err(client_io)?;
                 let mut remaining = n - avail as u64;
+                let splice_min = self.w.cfg.server.splice_min_bytes;
+                if splice_min > 0 && remaining >= splice_min {
+                    self.splice_body(&mut conn.stream, &mut c.stream, remaining, true)
+                        .await?;
+                    p.bytes_out += remaining;
+                    return Ok(resp.keep_alive);
+                }
                 let mut extra = false;
                 while remaining > 0 {
                     conn.buf.clear();

@@ -44,6 +44,8 @@ pub struct Worker {
     pub counters: Counters,
     pub log_sink: Sink,
     pub log_buf: RefCell<Vec<u8>>,
+    /// Idle pipes for splicing bodies, reused across requests.
+    pub pipes: RefCell<Vec<crate::http::io::SplicePipe>>,
 }
 
 fn http_date() -> [u8; 29] {
@@ -73,6 +75,23 @@ impl Worker {
                 0
             })),
             log_sink,
+            pipes: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// A pipe for splicing (reused when one is idle).
+    pub fn take_pipe(&self) -> std::io::Result<crate::http::io::SplicePipe> {
+        match self.pipes.borrow_mut().pop() {
+            Some(p) => Ok(p),
+            None => crate::http::io::SplicePipe::new(),
+        }
+    }
+
+    /// Give back a pipe that is known to be empty.
+    pub fn put_pipe(&self, p: crate::http::io::SplicePipe) {
+        let mut pipes = self.pipes.borrow_mut();
+        if pipes.len() < 16 {
+            pipes.push(p);
         }
     }
 
