@@ -380,16 +380,13 @@ impl Exchange<'_> {
         loop {
             let now = Instant::now();
             let load = |i: usize| up.servers[i].in_flight.get();
-            let si = up
-                .balancer
-                .pick(
-                    &|i| !tried.has(i) && up.available(i, now),
-                    &load,
-                    self.hash_key,
-                )
-                // Every untried server is ejected: try one anyway rather than fail
-                // outright (the breaker protects servers, it must not black-hole).
-                .or_else(|| up.balancer.pick(&|i| !tried.has(i), &load, self.hash_key));
+            // Servers with an open breaker or failing health checks are skipped; when
+            // none is left the answer is 503 (or the last failure).
+            let si = up.balancer.pick(
+                &|i| !tried.has(i) && up.available(i, now),
+                &load,
+                self.hash_key,
+            );
             let Some(si) = si else {
                 return Err(last_err.unwrap_or(ProxyError::NoServer));
             };
@@ -397,7 +394,7 @@ impl Exchange<'_> {
             p.server = Some(si);
             match self.attempt(si, c, resp, p).await {
                 Ok(()) => {
-                    up.record(si, true, Instant::now());
+                    up.record(si, p.status < 500, Instant::now());
                     return Ok(());
                 }
                 Err(e) => {

@@ -186,6 +186,9 @@ async fn worker_main(
         monoio::spawn(accept_loop(w.clone(), l));
     }
     monoio::spawn(tick_loop(w.clone()));
+    for u in 0..w.upstreams.len() {
+        monoio::spawn(crate::upstream::health::run(w.clone(), u));
+    }
     let _ = ready.send(Ok(id));
     drop(ready);
 

@@ -3,6 +3,7 @@
 //! health. Nothing here is shared with another core, so `Cell`/`RefCell` are enough.
 
 pub mod balance;
+pub mod health;
 pub mod pool;
 
 use std::cell::{Cell, RefCell};
@@ -14,14 +15,24 @@ use crate::config::UpstreamConfig;
 use balance::Balancer;
 pub use pool::{PooledConn, UpConn};
 
+/// Circuit-breaker state of one server (per worker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Breaker {
+    /// Passing traffic; counts consecutive failures.
+    Closed { failures: u32 },
+    /// Skipped until the instant passes.
+    Open { until: Instant },
+    /// Letting one probe request through at a time; closes after enough successes.
+    HalfOpen { successes: u32 },
+}
+
 /// Per-worker state of one server of an upstream.
 #[derive(Debug)]
 pub struct ServerState {
     pub in_flight: Cell<u32>,
-    /// Consecutive failures (connect errors, timeouts, resets).
-    pub failures: Cell<u32>,
-    /// While set and in the future, the server is skipped (passive ejection).
-    pub ejected_until: Cell<Option<Instant>>,
+    pub breaker: Cell<Breaker>,
+    /// Active health checks (when configured): false = skipped.
+    pub healthy: Cell<bool>,
     pub idle: RefCell<Vec<PooledConn>>,
 }
 
@@ -42,8 +53,8 @@ impl UpstreamState {
                 .iter()
                 .map(|_| ServerState {
                     in_flight: Cell::new(0),
-                    failures: Cell::new(0),
-                    ejected_until: Cell::new(None),
+                    breaker: Cell::new(Breaker::Closed { failures: 0 }),
+                    healthy: Cell::new(true),
                     idle: RefCell::new(Vec::new()),
                 })
                 .collect(),
@@ -53,31 +64,64 @@ impl UpstreamState {
         }
     }
 
-    /// Is this server usable now (not passively ejected)?
+    /// May server `i` take a request now? Skips servers failing active health checks
+    /// and servers whose breaker is open; an open breaker whose time is up turns
+    /// half-open and lets one probe through at a time.
     pub fn available(&self, i: usize, now: Instant) -> bool {
-        match self.servers[i].ejected_until.get() {
-            Some(t) => now >= t,
-            None => true,
+        let s = &self.servers[i];
+        if !s.healthy.get() {
+            return false;
+        }
+        match s.breaker.get() {
+            Breaker::Closed { .. } => true,
+            Breaker::Open { until } => {
+                if now >= until {
+                    s.breaker.set(Breaker::HalfOpen { successes: 0 });
+                    s.in_flight.get() == 0
+                } else {
+                    false
+                }
+            }
+            Breaker::HalfOpen { .. } => s.in_flight.get() == 0,
         }
     }
 
-    /// Record the outcome of an exchange with server `i`. With a circuit breaker
-    /// configured, `failure_threshold` consecutive failures take the server out of
-    /// rotation for `open_ms` (then it gets one request at a time to prove itself).
+    /// Record the outcome of an exchange with server `i` (a failure is a connect error,
+    /// a timeout, a reset or a 5xx). Without `[upstreams.circuit_breaker]` nothing
+    /// is ejected.
     pub fn record(&self, i: usize, ok: bool, now: Instant) {
-        let s = &self.servers[i];
-        if ok {
-            s.failures.set(0);
-            s.ejected_until.set(None);
+        let Some(cb) = &self.cfg.circuit_breaker else {
             return;
-        }
-        let f = s.failures.get().saturating_add(1);
-        s.failures.set(f);
-        if let Some(cb) = &self.cfg.circuit_breaker {
-            if f >= cb.failure_threshold {
-                s.ejected_until.set(Some(now + cb.open));
+        };
+        let s = &self.servers[i];
+        let next = match (s.breaker.get(), ok) {
+            (Breaker::Closed { .. }, true) => Breaker::Closed { failures: 0 },
+            (Breaker::Closed { failures }, false) => {
+                if failures + 1 >= cb.failure_threshold {
+                    Breaker::Open {
+                        until: now + cb.open,
+                    }
+                } else {
+                    Breaker::Closed {
+                        failures: failures + 1,
+                    }
+                }
             }
-        }
+            (Breaker::HalfOpen { successes }, true) => {
+                if successes + 1 >= cb.half_open_successes {
+                    Breaker::Closed { failures: 0 }
+                } else {
+                    Breaker::HalfOpen {
+                        successes: successes + 1,
+                    }
+                }
+            }
+            (Breaker::HalfOpen { .. }, false) => Breaker::Open {
+                until: now + cb.open,
+            },
+            (open @ Breaker::Open { .. }, _) => open,
+        };
+        s.breaker.set(next);
     }
 
     /// Take an idle connection to server `i`, dropping any that idled too long.
@@ -114,5 +158,67 @@ impl UpstreamState {
             self.idle_total
                 .set(self.idle_total.get() - (before - idle.len()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Balance, CircuitBreaker, UpstreamServer};
+
+    fn upstream() -> UpstreamState {
+        UpstreamState::new(&UpstreamConfig {
+            name: "u".into(),
+            servers: vec![UpstreamServer {
+                label: "127.0.0.1:1".into(),
+                addr: "127.0.0.1:1".parse().unwrap(),
+                weight: 1,
+                tls: false,
+            }],
+            balance: Balance::RoundRobin,
+            connect_timeout: Duration::from_secs(1),
+            response_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(1),
+            max_idle_per_worker: 4,
+            retries: 0,
+            health_check: None,
+            circuit_breaker: Some(CircuitBreaker {
+                failure_threshold: 3,
+                open: Duration::from_secs(30),
+                half_open_successes: 2,
+            }),
+        })
+    }
+
+    #[test]
+    fn breaker_opens_half_opens_and_closes() {
+        let u = upstream();
+        let t0 = Instant::now();
+        u.record(0, false, t0);
+        u.record(0, false, t0);
+        assert!(u.available(0, t0));
+        u.record(0, false, t0);
+        assert!(!u.available(0, t0), "open after 3 consecutive failures");
+        let later = t0 + Duration::from_secs(31);
+        assert!(u.available(0, later), "half-open once open_ms passed");
+        u.record(0, false, later);
+        assert!(!u.available(0, later), "a failed probe re-opens");
+        let later2 = later + Duration::from_secs(31);
+        assert!(u.available(0, later2));
+        u.record(0, true, later2);
+        u.record(0, true, later2);
+        assert_eq!(u.servers[0].breaker.get(), Breaker::Closed { failures: 0 });
+    }
+
+    #[test]
+    fn success_resets_the_count() {
+        let u = upstream();
+        let t = Instant::now();
+        u.record(0, false, t);
+        u.record(0, false, t);
+        u.record(0, true, t);
+        u.record(0, false, t);
+        u.record(0, false, t);
+        assert!(u.available(0, t));
     }
 }

@@ -139,6 +139,26 @@ fn write_upstream(o: &mut String, u: &UpstreamConfig) -> std::fmt::Result {
         u.max_idle_per_worker,
         u.retries
     )?;
+    if let Some(h) = &u.health_check {
+        writeln!(
+            o,
+            "    health check GET {} every {}, timeout {}, healthy after {}, unhealthy after {}",
+            h.path,
+            dur(h.interval),
+            dur(h.timeout),
+            h.healthy_threshold,
+            h.unhealthy_threshold
+        )?;
+    }
+    if let Some(b) = &u.circuit_breaker {
+        writeln!(
+            o,
+            "    circuit breaker: open after {} failures for {}, close after {} probes",
+            b.failure_threshold,
+            dur(b.open),
+            b.half_open_successes
+        )?;
+    }
     for srv in &u.servers {
         let tls = if srv.tls {
             " (https, not yet active)"
@@ -290,9 +310,5 @@ fn write_inactive(o: &mut String, cfg: &Config) -> std::fmt::Result {
         o,
         "  admin         {}, token from ${}",
         cfg.admin.listen, cfg.admin.token_env
-    )?;
-    let checks = cfg.upstreams.iter().filter(|u| u.health_check.is_some());
-    writeln!(o, "  health checks {}", join(checks.map(|u| &u.name)))?;
-    let breakers = cfg.upstreams.iter().filter(|u| u.circuit_breaker.is_some());
-    writeln!(o, "  breakers      {}", join(breakers.map(|u| &u.name)))
+    )
 }
