@@ -72,9 +72,15 @@ fn serve(path: &std::path::Path) -> anyhow::Result<()> {
 fn start(cfg: Config) -> anyhow::Result<Gateway> {
     let requested = cfg.server.io_driver;
     let gw = Gateway::start(cfg).context("cannot start")?;
-    let why = match requested {
-        IoDriver::Auto => " (io_driver = auto)",
-        _ => "",
+    let why = match (requested, gw.driver()) {
+        (IoDriver::Auto, ringgate::runtime::ActiveDriver::Epoll) => {
+            match ringgate::runtime::driver::probe_uring(8) {
+                Ok(()) => " (io_driver = auto: epoll measured cheaper here)".to_string(),
+                Err(e) => format!(" (io_driver = auto: io_uring unavailable: {e})"),
+            }
+        }
+        (IoDriver::Auto, _) => " (io_driver = auto)".to_string(),
+        _ => String::new(),
     };
     eprintln!(
         "ringgate {}: {} workers, {} driver{why}, listening on {}",
