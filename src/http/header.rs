@@ -13,8 +13,12 @@ pub struct Span {
 impl Span {
     #[inline]
     pub fn of(buf: &[u8], part: &[u8]) -> Span {
-        // `part` always borrows from `buf`: httparse hands out sub-slices of its input.
-        let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+        // httparse hands out sub-slices of its input, except for empty values, which
+        // may point anywhere (a static ""): those become an empty span.
+        let start = (part.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
+        if start > buf.len() || buf.len() - start < part.len() {
+            return Span::default();
+        }
         Span {
             start: start as u32,
             end: (start + part.len()) as u32,

@@ -321,9 +321,16 @@ impl RequestHead {
     /// Path of the target without the query.
     pub fn path<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
         let t = self.target.get(buf);
-        match memchr::memchr(b'?', t) {
+        let p = match memchr::memchr(b'?', t) {
             Some(i) => &t[..i],
             None => t,
+        };
+        // An absolute-form target with an empty path ("http://host?q") means "/"
+        // (RFC 9110 4.2.3).
+        if p.is_empty() {
+            b"/"
+        } else {
+            p
         }
     }
 

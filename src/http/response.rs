@@ -22,6 +22,11 @@ pub struct ResponseHead {
     /// The upstream lets us reuse the connection after this response.
     pub keep_alive: bool,
     pub conn_tokens: Vec<Span>,
+    /// Transfer codings other than `chunked` were applied (e.g. "gzip, chunked"): the
+    /// gateway does not decode them, so they must be passed on, labelled.
+    pub extra_codings: bool,
+    /// The Transfer-Encoding field values, for relaying those codings.
+    pub te_values: Vec<Span>,
 }
 
 impl Default for ResponseHead {
@@ -35,6 +40,8 @@ impl Default for ResponseHead {
             body: BodyFraming::Empty,
             keep_alive: true,
             conn_tokens: Vec::new(),
+            extra_codings: false,
+            te_values: Vec::new(),
         }
     }
 }
@@ -80,10 +87,38 @@ impl ResponseHead {
         };
         self.head_len = head_len;
         self.status = resp.code.unwrap_or(0);
+        if !(100..=599).contains(&self.status) {
+            return Err(HeadError::Malformed("invalid status code"));
+        }
         self.version_minor = resp.version.unwrap_or(1);
-        self.reason = Span::of(buf, resp.reason.unwrap_or("").as_bytes());
+        // httparse reports a reason phrase with obs-text as "" (not UTF-8): take the
+        // bytes from the status line itself so they are relayed unchanged.
+        let head = &view[..head_len];
+        // httparse skips empty lines before the status line.
+        let line_start = head
+            .iter()
+            .position(|&c| c != b'\r' && c != b'\n')
+            .unwrap_or(0);
+        let mut line_end = line_start + memchr::memchr(b'\n', &head[line_start..]).unwrap_or(0);
+        if line_end > line_start && head[line_end - 1] == b'\r' {
+            line_end -= 1;
+        }
+        // "HTTP/1.1 200 " is 13 bytes; the reason phrase is the rest of the line.
+        self.reason = if line_end > line_start + 13 {
+            Span {
+                start: (line_start + 13) as u32,
+                end: line_end as u32,
+            }
+        } else {
+            Span {
+                start: line_end as u32,
+                end: line_end as u32,
+            }
+        };
         self.headers.clear();
         self.conn_tokens.clear();
+        self.te_values.clear();
+        self.extra_codings = false;
 
         let mut content_length: Option<u64> = None;
         let mut te_seen = false;
@@ -111,8 +146,12 @@ impl ResponseHead {
                 }
                 HeaderKind::TransferEncoding => {
                     te_seen = true;
+                    self.te_values.push(Span::of(buf, h.value));
                     for coding in list_items(h.value) {
                         chunked_final = coding.eq_ignore_ascii_case(b"chunked");
+                        if !chunked_final {
+                            self.extra_codings = true;
+                        }
                     }
                 }
                 HeaderKind::Connection => {

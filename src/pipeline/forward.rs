@@ -5,6 +5,7 @@
 //! X-Request-ID; the response gains X-Request-ID. Header bytes are copied as received.
 
 use crate::config::{HeaderEdits, RouteConfig};
+use crate::http::header::list_items;
 use crate::http::{BodyFraming, HeaderKind, HeaderPos, RequestHead, ResponseHead, Span};
 
 /// Per-connection facts about the client, computed once at accept.
@@ -52,6 +53,7 @@ pub fn upstream_request(
     route: &RouteConfig,
     peer: &Peer,
     request_id: &[u8],
+    upstream_host: &str,
 ) {
     out.extend_from_slice(req.method_span.get(buf));
     out.push(b' ');
@@ -69,6 +71,10 @@ pub fn upstream_request(
     let host = req.host.get(buf);
     if !host.is_empty() {
         header_line(out, b"Host", host);
+    } else {
+        // An HTTP/1.0 client may send no Host; HTTP/1.1 requires one (RFC 9112 3.2):
+        // name the upstream, as nginx does with $proxy_host.
+        header_line(out, b"Host", upstream_host.as_bytes());
     }
 
     for h in &req.headers {
@@ -222,7 +228,22 @@ pub fn client_response(
             out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        ClientFraming::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        ClientFraming::Chunked => {
+            out.extend_from_slice(b"Transfer-Encoding: ");
+            if resp.extra_codings {
+                // Codings the gateway does not decode keep their label; chunked is
+                // re-applied last by us.
+                for v in &resp.te_values {
+                    for coding in list_items(v.get(buf)) {
+                        if !coding.eq_ignore_ascii_case(b"chunked") {
+                            out.extend_from_slice(coding);
+                            out.extend_from_slice(b", ");
+                        }
+                    }
+                }
+            }
+            out.extend_from_slice(b"chunked\r\n");
+        }
         ClientFraming::None | ClientFraming::Close => {}
     }
     if !keep_alive {

@@ -146,7 +146,15 @@ pub async fn handle(
         .and_then(|h| head.header(&c.rbuf, h))
         .map(<[u8]>::to_vec);
     c.ubuf.clear();
-    forward::upstream_request(&mut c.ubuf, head, &c.rbuf, route, &c.peer, &c.reqid);
+    forward::upstream_request(
+        &mut c.ubuf,
+        head,
+        &c.rbuf,
+        route,
+        &c.peer,
+        &c.reqid,
+        &up.cfg.servers[0].label,
+    );
     // The head is fully used: from here on `head` must not be read (its spans would
     // point at body bytes).
     c.rbuf.drain(..head.head_len);
@@ -688,8 +696,16 @@ impl Exchange<'_> {
         );
         let pos = resp.head_len;
         let avail = conn.buf.len() - pos;
-        p.resp_started = true;
+        if resp.extra_codings && framing != ClientFraming::Chunked {
+            // An HTTP/1.0 client cannot be told about codings we do not decode.
+            return Err(ProxyError::UpstreamBadResponse(
+                "transfer coding cannot be relayed to an HTTP/1.0 client",
+            ));
+        }
         let client_io = ProxyError::ClientIo;
+        // Every path below writes to the client next, except the chunked relay, which
+        // first validates what it has (so a broken body can still get a 502).
+        p.resp_started = resp.body != BodyFraming::Chunked;
         match resp.body {
             BodyFraming::Empty => {
                 p.bytes_out = c.obuf.len() as u64;
@@ -832,6 +848,7 @@ impl Exchange<'_> {
                 }
             }
             if done || c.obuf.len() >= FLUSH_AT || pos >= conn.buf.len() {
+                p.resp_started = true;
                 p.bytes_out += c.obuf.len() as u64;
                 write_all(&mut c.stream, &mut c.obuf)
                     .await

@@ -37,6 +37,8 @@ pub struct Worker {
     pub router: Router,
     pub upstreams: Vec<UpstreamState>,
     pub shutdown: LocalSignal,
+    /// Set when the drain time is up: connections still open are dropped (closed).
+    pub kill: LocalSignal,
     pub active: Cell<usize>,
     pub rng: RefCell<fastrand::Rng>,
     /// IMF-fixdate of the current second, refreshed by the tick.
@@ -65,6 +67,7 @@ impl Worker {
             cfg,
             shared,
             shutdown: LocalSignal::new(),
+            kill: LocalSignal::new(),
             active: Cell::new(0),
             rng: RefCell::new(fastrand::Rng::new()),
             date: RefCell::new(http_date()),
@@ -172,7 +175,18 @@ async fn worker_main(
     ready: Sender<Result<usize, String>>,
 ) {
     let mut listeners = Vec::with_capacity(sockets.len());
+    // A second handle on each listening socket, kept to shut it down synchronously at
+    // stop: closing monoio's handle may be deferred to the ring, and the port must stop
+    // accepting before the worker reports itself stopped.
+    let mut handles = Vec::with_capacity(sockets.len());
     for s in sockets {
+        match s.try_clone() {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                let _ = ready.send(Err(format!("listener: {e}")));
+                return;
+            }
+        }
         match TcpListener::from_std(s) {
             Ok(l) => listeners.push(l),
             Err(e) => {
@@ -193,11 +207,23 @@ async fn worker_main(
     drop(ready);
 
     w.shutdown.wait().await;
+    for h in &handles {
+        // shutdown(2) on a listening socket stops it listening at once (Linux).
+        let _ = socket2::SockRef::from(h).shutdown(std::net::Shutdown::Read);
+    }
     // Drain: in-flight requests finish (connections close after their current
     // response, idle ones close at once), bounded by graceful_shutdown_s.
     let deadline = Instant::now() + w.cfg.server.graceful_shutdown;
     while w.active.get() > 0 && Instant::now() < deadline {
         monoio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if w.active.get() > 0 {
+        // Time is up: drop what is left, which closes the client and upstream sockets.
+        w.kill.set();
+        let hard = Instant::now() + Duration::from_secs(1);
+        while w.active.get() > 0 && Instant::now() < hard {
+            monoio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
     w.flush_log();
 }
@@ -256,7 +282,10 @@ fn spawn_conn(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     w.active.set(w.active.get() + 1);
     monoio::spawn(async move {
-        crate::pipeline::conn::serve(&w, stream, peer).await;
+        monoio::select! {
+            _ = crate::pipeline::conn::serve(&w, stream, peer) => {}
+            _ = w.kill.wait() => {}
+        }
         w.active.set(w.active.get() - 1);
         w.shared.connections.fetch_sub(1, Ordering::Relaxed);
     });

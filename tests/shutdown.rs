@@ -1,0 +1,211 @@
+//! Graceful shutdown, through the API (`Gateway::shutdown` / `join`) and through the
+//! binary (SIGTERM): in-flight requests finish, idle connections close, new ones are
+//! refused, and the drain is bounded by `graceful_shutdown_s`.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn slow_origin(ms: u64) -> Origin {
+    Origin::start(move |r| Reply::ok(format!("done {}", r.target)).delay_ms(ms))
+}
+
+/// Wait (polling) for the child to exit; kill it and fail after `limit`.
+fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("ringgate did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Start the binary on `config`; returns it and the address it reports listening on
+/// (its start-up line on stderr is the readiness signal).
+fn spawn_ringgate(config: &str) -> (Child, SocketAddr) {
+    let dir = std::env::temp_dir().join(format!("ringgate-shutdown-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let path = dir.join(format!("gw-{}.toml", NEXT.fetch_add(1, Ordering::SeqCst)));
+    std::fs::write(&path, config).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringgate"))
+        .arg("--config")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ringgate");
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let addr = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let first = rest.split([',', ' ']).next().unwrap();
+                    break first
+                        .parse()
+                        .unwrap_or_else(|_| panic!("address in {line:?}"));
+                }
+            }
+            Err(_) => {
+                let _ = child.kill();
+                panic!("ringgate never reported listening");
+            }
+        }
+    };
+    let _ = std::fs::remove_file(&path);
+    (child, addr)
+}
+
+both_drivers! {
+    fn in_flight_request_completes(driver) {
+        let origin = slow_origin(500);
+        let mut gw = Gw::simple(driver, &origin);
+        let mut c = gw.client();
+        c.send(Req::get("/slow").bytes());
+        origin.wait_requests(1);
+        gw.shutdown();
+        let resp = c.read_response();
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.text(), "done /slow");
+        assert!(resp.connection_has("close"), "draining must close: {}", resp.head);
+        c.assert_closed();
+        let took = gw.stop();
+        assert!(took < Duration::from_secs(2), "join took {took:?}");
+    }
+
+    fn new_connections_are_refused_after_shutdown(driver) {
+        let origin = Origin::echo();
+        let mut gw = Gw::simple(driver, &origin);
+        assert_eq!(gw.send(&Req::get("/")).status, 200);
+        let addr = gw.addr;
+        gw.stop();
+        wait_until("the listener to close", || TcpStream::connect(addr).is_err());
+        let err = TcpStream::connect(addr).expect_err("connected after shutdown");
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+    }
+
+    fn idle_connections_close_promptly(driver) {
+        let origin = Origin::echo();
+        let gw = Gw::simple(driver, &origin);
+        let mut idle = gw.client();
+        assert_eq!(idle.request(&Req::get("/")).status, 200);
+        let fresh = gw.client(); // accepted, never sent a byte
+        let t = Instant::now();
+        gw.shutdown();
+        idle.assert_closed();
+        let mut fresh = fresh;
+        fresh.assert_closed();
+        assert!(t.elapsed() < Duration::from_secs(1), "closed only after {:?}", t.elapsed());
+    }
+
+    fn pipelined_requests_during_drain(driver) {
+        // A request already in flight finishes; the connection then closes, so the
+        // pipelined one is never started (the client may retry it elsewhere).
+        let origin = slow_origin(300);
+        let gw = Gw::simple(driver, &origin);
+        let mut c = gw.client();
+        let mut both = Req::get("/a").bytes();
+        both.extend(Req::get("/b").bytes());
+        c.send(both);
+        origin.wait_requests(1);
+        gw.shutdown();
+        assert_eq!(c.read_response().text(), "done /a");
+        c.assert_closed();
+        assert_eq!(origin.requests().len(), 1);
+    }
+
+    fn drain_is_bounded(driver) {
+        let origin = slow_origin(3000);
+        let toml = simple_config(&origin, "[server]\ngraceful_shutdown_s = 1\n");
+        let mut gw = Gw::start(driver, &toml);
+        let mut c = gw.client();
+        c.send(Req::get("/forever").bytes());
+        origin.wait_requests(1);
+        let took = gw.stop();
+        assert!(took >= Duration::from_millis(900), "gave up after only {took:?}");
+        assert!(took < Duration::from_millis(2500), "drain took {took:?}");
+    }
+
+    fn connections_cut_off_by_the_drain_bound_are_closed(driver) {
+        let origin = slow_origin(3000);
+        let toml = simple_config(&origin, "[server]\ngraceful_shutdown_s = 1\n");
+        let mut gw = Gw::start(driver, &toml);
+        let mut c = gw.client();
+        c.send(Req::get("/forever").bytes());
+        origin.wait_requests(1);
+        gw.stop();
+        // The cut-off client must see the connection end (with no response), not hang.
+        let rest = c.read_until_close();
+        assert!(!rest.starts_with(b"HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&rest));
+        // And the upstream connection is closed too.
+        origin.wait_closed(1);
+    }
+
+    fn binary_drains_on_sigterm_and_exits_0(driver) {
+        let origin = slow_origin(500);
+        let config = render_config(&simple_config(&origin, ""), driver, 1);
+        let (mut child, addr) = spawn_ringgate(&config);
+        let mut c = Client::connect(addr);
+        c.send(Req::get("/in-flight").bytes());
+        origin.wait_requests(1);
+        let killed = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(killed.success());
+        let resp = c.read_response();
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.text(), "done /in-flight");
+        let status = wait_exit(&mut child, Duration::from_secs(10));
+        assert!(status.success(), "exit status {status:?}");
+        assert!(TcpStream::connect(addr).is_err(), "still accepting after exit");
+    }
+}
+
+/// After `join` returns, nothing may still accept: a connection the kernel accepted now
+/// would be reset, never served.
+fn listener_is_closed_when_join_returns(driver: IoDriver) {
+    let origin = Origin::echo();
+    let mut gw = Gw::simple(driver, &origin);
+    assert_eq!(gw.send(&Req::get("/")).status, 200);
+    let addr = gw.addr;
+    gw.stop();
+    let err = TcpStream::connect(addr).expect_err("connected after join returned");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+}
+
+mod listener_is_closed_when_join_returns {
+    use super::*;
+
+    #[test]
+    fn io_uring() {
+        if driver_available(IoDriver::IoUring) {
+            super::listener_is_closed_when_join_returns(IoDriver::IoUring);
+        }
+    }
+
+    #[test]
+    fn epoll() {
+        super::listener_is_closed_when_join_returns(IoDriver::Epoll);
+    }
+}
