@@ -33,6 +33,7 @@ pub mod config;
 pub mod demo;
 pub mod http;
 pub mod pipeline;
+pub mod ratelimit;
 pub mod runtime;
 pub mod telemetry;
 pub mod upstream;

@@ -1,0 +1,167 @@
+//! The rate-limit response headers of a [`Decision`]:
+//!
+//! ```text
+//! RateLimit-Policy: "free";q=60;w=60     draft-ietf-httpapi-ratelimit-headers-11 §3:
+//!                                        quota q per window w seconds (the plan)
+//! RateLimit: "free";r=9;t=2              §4: r requests available now; t seconds until
+//!                                        the bucket is full again (on a refusal: until
+//!                                        a request will be admitted)
+//! X-RateLimit-Limit: 60                  the same numbers in the widely used names
+//! X-RateLimit-Remaining: 9
+//! X-RateLimit-Reset: 2                   seconds (not a timestamp)
+//! Retry-After: 1                         on a 429 only: whole seconds, rounded up, >= 1
+//! ```
+//!
+//! The policy name is written as a structured-field String, as the draft requires (plan
+//! names are tokens, so they never need escaping; `"` and `\` would be escaped anyway).
+
+use std::time::Duration;
+
+use super::Decision;
+
+/// Append the header lines for `d`, each `Name: value\r\n`. `include_retry_after` adds
+/// `Retry-After` when the request was refused (a 429); it is never written for an
+/// admitted request. To pass the block to `http::generated::write_error` as one extra
+/// line, drop its final CRLF.
+pub fn write_headers(out: &mut Vec<u8>, d: &Decision<'_>, include_retry_after: bool) {
+    let mut num = itoa::Buffer::new();
+    let reset = ceil_secs(d.reset_after);
+
+    out.extend_from_slice(b"RateLimit-Policy: ");
+    sf_string(out, d.policy);
+    out.extend_from_slice(b";q=");
+    out.extend_from_slice(num.format(d.limit).as_bytes());
+    out.extend_from_slice(b";w=");
+    out.extend_from_slice(num.format(ceil_secs(d.window).max(1)).as_bytes());
+
+    out.extend_from_slice(b"\r\nRateLimit: ");
+    sf_string(out, d.policy);
+    out.extend_from_slice(b";r=");
+    out.extend_from_slice(num.format(d.remaining).as_bytes());
+    out.extend_from_slice(b";t=");
+    out.extend_from_slice(num.format(reset).as_bytes());
+
+    out.extend_from_slice(b"\r\nX-RateLimit-Limit: ");
+    out.extend_from_slice(num.format(d.limit).as_bytes());
+    out.extend_from_slice(b"\r\nX-RateLimit-Remaining: ");
+    out.extend_from_slice(num.format(d.remaining).as_bytes());
+    out.extend_from_slice(b"\r\nX-RateLimit-Reset: ");
+    out.extend_from_slice(num.format(reset).as_bytes());
+    out.extend_from_slice(b"\r\n");
+
+    if include_retry_after {
+        if let Some(wait) = d.retry_after {
+            out.extend_from_slice(b"Retry-After: ");
+            out.extend_from_slice(num.format(ceil_secs(wait).max(1)).as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+}
+
+/// Whole seconds, rounded up: a client that waits this long is never early.
+fn ceil_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// RFC 9651 sf-string: printable ASCII in quotes, `"` and `\` escaped. Other bytes
+/// cannot appear in a String; they are replaced by `?` (plan names are tokens, so this
+/// never happens with a validated configuration).
+fn sf_string(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    for &b in s.as_bytes() {
+        match b {
+            b'"' | b'\\' => out.extend_from_slice(&[b'\\', b]),
+            0x20..=0x7e => out.push(b),
+            _ => out.push(b'?'),
+        }
+    }
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::super::{KeyKind, KeySecret, Limiter, RateLimitConfig, WINDOW};
+    use super::*;
+
+    fn text(d: &Decision<'_>, retry: bool) -> String {
+        let mut out = Vec::new();
+        write_headers(&mut out, d, retry);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn admitted_request_headers_exactly() {
+        let cfg = RateLimitConfig::new(
+            &[("free", 60, 10)],
+            "free",
+            KeyKind::User,
+            Duration::from_millis(20),
+        )
+        .unwrap();
+        let plan = &cfg.plans[0];
+        let mut l = Limiter::new(0, 1, &cfg, KeySecret::random());
+        let t0 = Instant::now();
+        let d = l.check(b"k", plan, t0);
+        assert_eq!(
+            text(&d, true),
+            "RateLimit-Policy: \"free\";q=60;w=60\r\n\
+             RateLimit: \"free\";r=10;t=1\r\n\
+             X-RateLimit-Limit: 60\r\n\
+             X-RateLimit-Remaining: 10\r\n\
+             X-RateLimit-Reset: 1\r\n"
+        );
+        for _ in 0..9 {
+            l.check(b"k", plan, t0);
+        }
+        let d = l.check(b"k", plan, t0);
+        assert!(d.allowed);
+        assert!(text(&d, false).contains("RateLimit: \"free\";r=0;t=11\r\n"));
+        // Refused: r=0, and t and Retry-After name the same moment.
+        let d = l.check(b"k", plan, t0 + Duration::from_millis(250));
+        assert!(!d.allowed);
+        assert_eq!(
+            text(&d, true),
+            "RateLimit-Policy: \"free\";q=60;w=60\r\n\
+             RateLimit: \"free\";r=0;t=1\r\n\
+             X-RateLimit-Limit: 60\r\n\
+             X-RateLimit-Remaining: 0\r\n\
+             X-RateLimit-Reset: 1\r\n\
+             Retry-After: 1\r\n"
+        );
+        assert!(!text(&d, false).contains("Retry-After"));
+    }
+
+    #[test]
+    fn retry_after_rounds_up_and_is_at_least_one() {
+        let d = |ns: u64| Decision {
+            allowed: false,
+            limit: 7,
+            remaining: 0,
+            reset_after: Duration::from_nanos(ns),
+            retry_after: Some(Duration::from_nanos(ns)),
+            policy: "slow",
+            window: WINDOW,
+        };
+        let retry = |ns| {
+            let t = text(&d(ns), true);
+            let line = t.lines().find(|l| l.starts_with("Retry-After: ")).unwrap();
+            line["Retry-After: ".len()..].parse::<u64>().unwrap()
+        };
+        assert_eq!(retry(1), 1);
+        assert_eq!(retry(999_999_999), 1);
+        assert_eq!(retry(1_000_000_000), 1);
+        assert_eq!(retry(1_000_000_001), 2);
+        assert_eq!(retry(6_571_428_572), 7);
+        assert_eq!(retry(0), 1);
+        assert!(text(&d(6_571_428_572), true).contains("RateLimit: \"slow\";r=0;t=7\r\n"));
+    }
+
+    #[test]
+    fn policy_names_are_sf_strings() {
+        let mut out = Vec::new();
+        sf_string(&mut out, "a\"b\\c\u{e9}");
+        assert_eq!(out, b"\"a\\\"b\\\\c??\"");
+    }
+}
