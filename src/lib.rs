@@ -29,6 +29,7 @@
 //! gw.join();
 //! ```
 
+pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod http;

@@ -226,7 +226,7 @@ both_drivers! {
         let origin = Origin::echo();
         let toml = fill(
             "[[upstreams]]\nname = \"app\"\nservers = [\"{origin}\"]\n\n\
-             [[routes]]\nid = \"only\"\npath_prefix = \"/only\"\nupstream = \"app\"\n",
+             [[routes]]\nid = \"only\"\npath_prefix = \"/only\"\nupstream = \"app\"\nauth = \"none\"\n",
             &[("origin", origin.addr())],
         );
         let gw = Gw::start(driver, &toml);

@@ -31,8 +31,8 @@ pub fn status_text(status: u16) -> (&'static str, &'static str) {
 /// Append a complete JSON error response to `out`.
 ///
 /// `close` adds `Connection: close`; `head_only` (a HEAD request) omits the body but
-/// keeps its Content-Length. `extra` is a list of additional header lines, each without
-/// CRLF.
+/// keeps its Content-Length. `extra` holds additional header lines, each ending in
+/// CRLF (empty for none).
 #[allow(clippy::too_many_arguments)]
 pub fn write_error(
     out: &mut Vec<u8>,
@@ -42,7 +42,7 @@ pub fn write_error(
     date: &[u8],
     close: bool,
     head_only: bool,
-    extra: &[&[u8]],
+    extra: &[u8],
 ) {
     let (reason, code) = status_text(status);
     let mut body = Vec::with_capacity(96 + message.len() + request_id.len());
@@ -66,14 +66,12 @@ pub fn write_error(
         out.extend_from_slice(b"\r\nX-Request-ID: ");
         out.extend_from_slice(request_id);
     }
-    for line in extra {
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(line);
-    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(extra);
     if close {
-        out.extend_from_slice(b"\r\nConnection: close");
+        out.extend_from_slice(b"Connection: close\r\n");
     }
-    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(b"\r\n");
     if !head_only {
         out.extend_from_slice(&body);
     }
@@ -101,7 +99,7 @@ mod tests {
             b"Sun, 22 Nov 2026 06:00:00 GMT",
             false,
             false,
-            &[],
+            b"",
         );
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n"));

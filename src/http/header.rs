@@ -58,6 +58,10 @@ pub enum HeaderKind {
     XForwardedProto,
     XForwardedHost,
     XRequestId,
+    Authorization,
+    /// X-User-ID, X-Tenant-ID, X-User-Plan, X-User-Scopes: set by the gateway from a
+    /// verified identity; a client's own are always dropped so they cannot be forged.
+    Identity,
 }
 
 impl HeaderKind {
@@ -72,9 +76,13 @@ impl HeaderKind {
             6 if eq("expect") => HeaderKind::Expect,
             7 if eq("trailer") => HeaderKind::HopByHop,
             7 if eq("upgrade") => HeaderKind::HopByHop,
+            9 if eq("x-user-id") => HeaderKind::Identity,
             10 if eq("connection") => HeaderKind::Connection,
             10 if eq("keep-alive") => HeaderKind::HopByHop,
+            11 if eq("x-tenant-id") || eq("x-user-plan") => HeaderKind::Identity,
             12 if eq("x-request-id") => HeaderKind::XRequestId,
+            13 if eq("authorization") => HeaderKind::Authorization,
+            13 if eq("x-user-scopes") => HeaderKind::Identity,
             14 if eq("content-length") => HeaderKind::ContentLength,
             15 if eq("x-forwarded-for") => HeaderKind::XForwardedFor,
             16 if eq("proxy-connection") => HeaderKind::HopByHop,

@@ -34,6 +34,8 @@ pub struct Downstream {
     pub logline: Vec<u8>,
     /// Scratch space (normalised paths).
     pub scratch: Vec<u8>,
+    /// Header lines the stages add to this request's response (rate-limit headers).
+    pub extra: Vec<u8>,
     pub peer: Peer,
 }
 
@@ -54,7 +56,9 @@ pub async fn serve(w: &Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
         reqid: Vec::with_capacity(64),
         logline: Vec::new(),
         scratch: Vec::new(),
+        extra: Vec::new(),
         peer: Peer {
+            addr: ip,
             ip: ip.to_string(),
             trusted: w.cfg.server.trusted_proxies.iter().any(|n| n.contains(&ip)),
         },
@@ -79,7 +83,7 @@ pub async fn serve(w: &Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
                     &date,
                     true,
                     false,
-                    &[],
+                    b"",
                 );
                 w.counters.count_status(status);
                 let _ = write_all(&mut c.stream, &mut c.obuf).await;

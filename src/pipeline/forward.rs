@@ -10,6 +10,7 @@ use crate::http::{BodyFraming, HeaderKind, HeaderPos, RequestHead, ResponseHead,
 
 /// Per-connection facts about the client, computed once at accept.
 pub struct Peer {
+    pub addr: std::net::IpAddr,
     pub ip: String,
     /// The peer is in `server.trusted_proxies`: its X-Forwarded-* are extended.
     pub trusted: bool,
@@ -33,6 +34,19 @@ fn header_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// A header line from claim values (space-separated), without control bytes.
+fn claim_line<'a>(out: &mut Vec<u8>, name: &[u8], values: impl Iterator<Item = &'a str>) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    for (i, v) in values.enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        out.extend(v.bytes().filter(|&b| b >= 0x20 && b != 0x7f));
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Should this header of a received head be dropped when forwarding?
 #[inline]
 fn hop_by_hop(h: &HeaderPos, buf: &[u8], conn_tokens: &[Span]) -> bool {
@@ -45,16 +59,23 @@ fn hop_by_hop(h: &HeaderPos, buf: &[u8], conn_tokens: &[Span]) -> bool {
     }
 }
 
+/// What the gateway knows about a request beyond its head, for the upstream's copy.
+pub struct Outbound<'a> {
+    pub route: &'a RouteConfig,
+    pub peer: &'a Peer,
+    pub request_id: &'a [u8],
+    /// Host to send when the client sent none (HTTP/1.0).
+    pub upstream_host: &'a str,
+    /// The verified caller, sent as X-User-ID, X-Tenant-ID, X-User-Plan, X-User-Scopes.
+    pub identity: Option<&'a crate::auth::Identity>,
+    /// The route checks credentials: Authorization and this API-key header (lower-case)
+    /// are removed, the upstream never sees the credential.
+    pub strip_credentials: Option<&'a str>,
+}
+
 /// The request head for the upstream, appended to `out`.
-pub fn upstream_request(
-    out: &mut Vec<u8>,
-    req: &RequestHead,
-    buf: &[u8],
-    route: &RouteConfig,
-    peer: &Peer,
-    request_id: &[u8],
-    upstream_host: &str,
-) {
+pub fn upstream_request(out: &mut Vec<u8>, req: &RequestHead, buf: &[u8], o: &Outbound<'_>) {
+    let (route, peer, request_id, upstream_host) = (o.route, o.peer, o.request_id, o.upstream_host);
     out.extend_from_slice(req.method_span.get(buf));
     out.push(b' ');
     let mut target = req.target.get(buf);
@@ -83,7 +104,9 @@ pub fn upstream_request(
             HeaderKind::Host
             | HeaderKind::Expect
             | HeaderKind::XRequestId
-            | HeaderKind::XForwardedFor => continue,
+            | HeaderKind::XForwardedFor
+            | HeaderKind::Identity => continue,
+            HeaderKind::Authorization if o.strip_credentials.is_some() => continue,
             HeaderKind::XForwardedProto | HeaderKind::XForwardedHost => {
                 if peer.trusted {
                     header_line(out, name, h.value.get(buf));
@@ -95,7 +118,24 @@ pub fn upstream_request(
         if hop_by_hop(h, buf, &req.conn_tokens) || removed(&route.request_headers, name) {
             continue;
         }
+        if let Some(key_header) = o.strip_credentials {
+            if name.eq_ignore_ascii_case(key_header.as_bytes()) {
+                continue;
+            }
+        }
         header_line(out, name, h.value.get(buf));
+    }
+    if let Some(id) = o.identity {
+        // Claim values come from the token: control bytes are dropped so a claim can
+        // never end the header line and inject another.
+        claim_line(out, b"X-User-ID", [id.user.as_str()].into_iter());
+        claim_line(out, b"X-Tenant-ID", [id.tenant.as_str()].into_iter());
+        if let Some(plan) = &id.plan {
+            claim_line(out, b"X-User-Plan", [plan.as_str()].into_iter());
+        }
+        if !id.scopes.is_empty() {
+            claim_line(out, b"X-User-Scopes", id.scopes.iter().map(String::as_str));
+        }
     }
     // X-Forwarded-For: a trusted proxy's chain is extended (all its fields merged into
     // one list); anyone else's is replaced, so a client cannot forge its address.
@@ -194,6 +234,7 @@ pub fn client_response(
     framing: ClientFraming,
     keep_alive: bool,
     client_minor: u8,
+    extra: &[u8],
 ) {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(itoa::Buffer::new().format(resp.status).as_bytes());
@@ -222,6 +263,7 @@ pub fn client_response(
         header_line(out, name.as_bytes(), value.as_bytes());
     }
     header_line(out, b"X-Request-ID", request_id);
+    out.extend_from_slice(extra);
     match framing {
         ClientFraming::Length(n) => {
             out.extend_from_slice(b"Content-Length: ");

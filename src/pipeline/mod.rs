@@ -4,9 +4,11 @@
 //! upstream exchange and streams bodies both ways; [`forward`] composes the heads sent
 //! upstream and back; [`error`] maps every failure to a status and a keep/close choice.
 
+pub mod auth;
 pub mod conn;
 pub mod error;
 pub mod forward;
 pub mod proxy;
+pub mod ratelimit;
 pub mod route;
 pub mod stack;

@@ -66,6 +66,7 @@ pub async fn handle(
     let started = Instant::now();
     let limits = &w.cfg.server.limits;
     crate::telemetry::inc(&w.counters.requests);
+    c.extra.clear();
     c.reqid.clear();
     match head.request_id {
         Some(s) => c.reqid.extend_from_slice(s.get(&c.rbuf)),
@@ -117,6 +118,25 @@ pub async fn handle(
         .await;
     };
     let route = &w.router.routes()[ri];
+
+    // Stages, in the order pipeline::stack documents: auth, then rate limit.
+    let identity = match super::auth::run(w, route, head, &c.rbuf) {
+        Ok(id) => id,
+        Err(a) => return answer(w, c, &meta, head, a, started, route).await,
+    };
+    if let Err(a) = super::ratelimit::run(
+        w,
+        ri,
+        route,
+        identity.as_deref(),
+        c.peer.addr,
+        head,
+        &c.rbuf,
+        &mut c.extra,
+    ) {
+        return answer(w, c, &meta, head, a, started, route).await;
+    }
+
     let max_body = route.max_body_bytes.unwrap_or(limits.max_body_bytes);
     if let BodyFraming::Length(n) = meta.body {
         if n > max_body {
@@ -146,15 +166,16 @@ pub async fn handle(
         .and_then(|h| head.header(&c.rbuf, h))
         .map(<[u8]>::to_vec);
     c.ubuf.clear();
-    forward::upstream_request(
-        &mut c.ubuf,
-        head,
-        &c.rbuf,
+    let outbound = forward::Outbound {
         route,
-        &c.peer,
-        &c.reqid,
-        &up.cfg.servers[0].label,
-    );
+        peer: &c.peer,
+        request_id: &c.reqid,
+        upstream_host: &up.cfg.servers[0].label,
+        identity: identity.as_deref(),
+        strip_credentials: (route.auth != crate::config::AuthMode::None)
+            .then(|| w.auth.api_key_header()),
+    };
+    forward::upstream_request(&mut c.ubuf, head, &c.rbuf, &outbound);
     // The head is fully used: from here on `head` must not be read (its spans would
     // point at body bytes).
     c.rbuf.drain(..head.head_len);
@@ -203,7 +224,7 @@ pub async fn handle(
                     &date,
                     true,
                     meta.method == Method::Head,
-                    &[],
+                    b"",
                 );
                 p.bytes_out = c.obuf.len() as u64;
                 let _ = write_all(&mut c.stream, &mut c.obuf).await;
@@ -270,8 +291,24 @@ fn log(
     });
 }
 
-/// Answer a request without going upstream. A request body still unread makes the
-/// connection unusable afterwards, so it is closed then.
+/// A stage answered the request itself.
+async fn answer(
+    w: &Rc<Worker>,
+    c: &mut Downstream,
+    meta: &ReqMeta,
+    head: &RequestHead,
+    a: super::auth::Answer,
+    started: Instant,
+    route: &RouteConfig,
+) -> bool {
+    c.extra.clear();
+    c.extra.extend_from_slice(&a.headers);
+    reject(w, c, meta, head, a.status, &a.message, started, Some(route)).await
+}
+
+/// Answer a request without going upstream (with `c.extra` as extra header lines). A
+/// request body still unread makes the connection unusable afterwards, so it is closed
+/// then.
 #[allow(clippy::too_many_arguments)]
 async fn reject(
     w: &Rc<Worker>,
@@ -301,7 +338,7 @@ async fn reject(
         &date,
         !keep,
         meta.method == Method::Head,
-        &[],
+        &c.extra,
     );
     let bytes = c.obuf.len() as u64;
     let ok = write_all(&mut c.stream, &mut c.obuf).await.is_ok();
@@ -693,6 +730,7 @@ impl Exchange<'_> {
             framing,
             p.keep_client,
             self.meta.version_minor,
+            &c.extra,
         );
         let pos = resp.head_len;
         let avail = conn.buf.len() - pos;

@@ -27,6 +27,10 @@ pub enum StartError {
     UringUnavailable(String),
     #[error("worker {worker} failed to start: {message}")]
     Worker { worker: usize, message: String },
+    #[error("auth: {0}")]
+    Auth(#[from] crate::auth::AuthConfigError),
+    #[error("rate limiting: {0}")]
+    RateLimit(#[from] crate::ratelimit::RateLimitError),
     #[error("cannot open access log {path}: {source}")]
     AccessLog {
         path: String,
@@ -67,6 +71,15 @@ impl Gateway {
                 source: e,
             }
         })?;
+        let limits = Arc::new(crate::ratelimit::RateLimitConfig::from_config(&cfg)?);
+        // Keys are read from the environment and files once, here, so a missing secret
+        // stops the start instead of failing requests.
+        let auth = Arc::new(crate::auth::AuthSettings::load(&cfg.auth)?);
+        // One gossip endpoint per worker: rate-limit counts travel between workers on
+        // these channels every sync_interval, never per request.
+        let mut endpoints = crate::ratelimit::Mesh::new(workers)
+            .into_endpoints()
+            .into_iter();
         let cfg = Arc::new(cfg);
         let shared = Arc::new(Shared::default());
         let cores = if cfg.server.pin_workers {
@@ -82,6 +95,12 @@ impl Gateway {
             let ready = ready_tx.clone();
             let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
             let sink = log_sink.clone();
+            let limits = limits.clone();
+            let auth = auth.clone();
+            let endpoint = endpoints.next().ok_or_else(|| StartError::Worker {
+                worker: id,
+                message: "no gossip endpoint".into(),
+            })?;
             let t = std::thread::Builder::new()
                 .name(format!("ringgate-w{id}"))
                 .spawn(move || {
@@ -89,7 +108,18 @@ impl Gateway {
                         // Pinning is best effort: containers may forbid it.
                         let _ = core_affinity::set_for_current(core);
                     }
-                    worker::run(id, driver, cfg, shared, socks, sink, ready);
+                    let parts = worker::Parts {
+                        id,
+                        driver,
+                        cfg,
+                        shared,
+                        sockets: socks,
+                        sink,
+                        limits,
+                        endpoint,
+                        auth,
+                    };
+                    worker::run(parts, ready);
                 })
                 .map_err(|e| StartError::Worker {
                     worker: id,
@@ -154,8 +184,4 @@ impl Gateway {
             let _ = t.join();
         }
     }
-}
-
-impl Drop for Shared {
-    fn drop(&mut self) {}
 }

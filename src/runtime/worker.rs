@@ -21,8 +21,10 @@ use monoio::time::Instant;
 use super::driver::{uring_builder, ActiveDriver};
 use super::signal::LocalSignal;
 use super::Shared;
+use crate::auth::{AuthSettings, Authenticator};
 use crate::config::Config;
 use crate::pipeline::route::Router;
+use crate::ratelimit::{Endpoint, Limiter, PlanId, RateLimitConfig};
 use crate::telemetry::access_log::{self, Sink};
 use crate::telemetry::Counters;
 use crate::upstream::UpstreamState;
@@ -48,6 +50,36 @@ pub struct Worker {
     pub log_buf: RefCell<Vec<u8>>,
     /// Idle pipes for splicing bodies, reused across requests.
     pub pipes: RefCell<Vec<crate::http::io::SplicePipe>>,
+    /// Rate limiting: plans and key kind (shared, read-only), this worker's buckets,
+    /// and its gossip endpoint to the other workers.
+    pub limits: Arc<RateLimitConfig>,
+    pub limiter: RefCell<Limiter>,
+    pub gossip: RefCell<Endpoint>,
+    /// Per route: the plan it forces, if any.
+    pub route_plans: Vec<Option<PlanId>>,
+    /// Credentials: keys loaded once at start, verified identities cached per worker.
+    pub auth: Authenticator,
+    /// Unix time in seconds, refreshed by the tick (token expiry has 1 s resolution).
+    pub unix_now: Cell<u64>,
+}
+
+/// What a worker thread is started with.
+pub struct Parts {
+    pub id: usize,
+    pub driver: ActiveDriver,
+    pub cfg: Arc<Config>,
+    pub shared: Arc<Shared>,
+    pub sockets: Vec<std::net::TcpListener>,
+    pub sink: Sink,
+    pub limits: Arc<RateLimitConfig>,
+    pub endpoint: Endpoint,
+    pub auth: Arc<AuthSettings>,
+}
+
+fn unix_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn http_date() -> [u8; 29] {
@@ -59,8 +91,27 @@ fn http_date() -> [u8; 29] {
 }
 
 impl Worker {
-    pub fn new(id: usize, cfg: Arc<Config>, shared: Arc<Shared>, log_sink: Sink) -> Worker {
+    pub fn new(
+        id: usize,
+        cfg: Arc<Config>,
+        shared: Arc<Shared>,
+        log_sink: Sink,
+        limits: Arc<RateLimitConfig>,
+        endpoint: Endpoint,
+        auth: &AuthSettings,
+    ) -> Worker {
+        let route_plans = cfg
+            .routes
+            .iter()
+            .map(|r| r.plan.as_deref().and_then(|p| limits.plan_id(p)))
+            .collect();
         Worker {
+            limiter: RefCell::new(endpoint.limiter(&limits)),
+            gossip: RefCell::new(endpoint),
+            limits,
+            route_plans,
+            auth: Authenticator::new(auth),
+            unix_now: Cell::new(unix_seconds()),
             id,
             router: Router::new(&cfg.routes),
             upstreams: cfg.upstreams.iter().map(UpstreamState::new).collect(),
@@ -127,18 +178,10 @@ impl Worker {
     }
 }
 
-/// Thread entry point: build the runtime for `driver` and run the worker on it.
-pub fn run(
-    id: usize,
-    driver: ActiveDriver,
-    cfg: Arc<Config>,
-    shared: Arc<Shared>,
-    sockets: Vec<std::net::TcpListener>,
-    sink: Sink,
-    ready: Sender<Result<usize, String>>,
-) {
-    let entries = cfg.server.uring_entries;
-    match driver {
+/// Thread entry point: build the runtime for the chosen driver and run the worker on it.
+pub fn run(parts: Parts, ready: Sender<Result<usize, String>>) {
+    let entries = parts.cfg.server.uring_entries;
+    match parts.driver {
         ActiveDriver::IoUring => {
             match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
                 .enable_timer()
@@ -146,7 +189,7 @@ pub fn run(
                 .uring_builder(uring_builder())
                 .build()
             {
-                Ok(mut rt) => rt.block_on(worker_main(id, cfg, shared, sockets, sink, ready)),
+                Ok(mut rt) => rt.block_on(worker_main(parts, ready)),
                 Err(e) => {
                     let _ = ready.send(Err(format!("io_uring runtime: {e}")));
                 }
@@ -157,7 +200,7 @@ pub fn run(
                 .enable_timer()
                 .build()
             {
-                Ok(mut rt) => rt.block_on(worker_main(id, cfg, shared, sockets, sink, ready)),
+                Ok(mut rt) => rt.block_on(worker_main(parts, ready)),
                 Err(e) => {
                     let _ = ready.send(Err(format!("epoll runtime: {e}")));
                 }
@@ -166,14 +209,18 @@ pub fn run(
     }
 }
 
-async fn worker_main(
-    id: usize,
-    cfg: Arc<Config>,
-    shared: Arc<Shared>,
-    sockets: Vec<std::net::TcpListener>,
-    sink: Sink,
-    ready: Sender<Result<usize, String>>,
-) {
+async fn worker_main(parts: Parts, ready: Sender<Result<usize, String>>) {
+    let Parts {
+        id,
+        cfg,
+        shared,
+        sockets,
+        sink,
+        limits,
+        endpoint,
+        auth,
+        ..
+    } = parts;
     let mut listeners = Vec::with_capacity(sockets.len());
     // A second handle on each listening socket, kept to shut it down synchronously at
     // stop: closing monoio's handle may be deferred to the ring, and the port must stop
@@ -195,11 +242,12 @@ async fn worker_main(
             }
         }
     }
-    let w = Rc::new(Worker::new(id, cfg, shared, sink));
+    let w = Rc::new(Worker::new(id, cfg, shared, sink, limits, endpoint, &auth));
     for l in listeners {
         monoio::spawn(accept_loop(w.clone(), l));
     }
     monoio::spawn(tick_loop(w.clone()));
+    monoio::spawn(gossip_loop(w.clone()));
     for u in 0..w.upstreams.len() {
         monoio::spawn(crate::upstream::health::run(w.clone(), u));
     }
@@ -233,8 +281,10 @@ async fn tick_loop(w: Rc<Worker>) {
     loop {
         monoio::time::sleep(TICK).await;
         *w.date.borrow_mut() = http_date();
+        w.unix_now.set(unix_seconds());
         w.flush_log();
         let now = Instant::now();
+        w.limiter.borrow_mut().evict_idle_step(now.into_std());
         if now.saturating_duration_since(last_sweep) >= SWEEP_EVERY {
             for u in &w.upstreams {
                 u.sweep(now);
@@ -245,6 +295,24 @@ async fn tick_loop(w: Rc<Worker>) {
             w.shutdown.set();
             return;
         }
+    }
+}
+
+/// Every `sync_interval_ms`: send this worker's consumed rate-limit counts to the
+/// other workers and charge theirs (see `ratelimit` for the bound this gives).
+async fn gossip_loop(w: Rc<Worker>) {
+    if w.gossip.borrow().workers() < 2 {
+        return;
+    }
+    let every = w.limits.sync_interval;
+    loop {
+        monoio::select! {
+            _ = monoio::time::sleep(every) => {}
+            _ = w.shutdown.wait() => return,
+        }
+        let now = std::time::Instant::now();
+        let mut limiter = w.limiter.borrow_mut();
+        w.gossip.borrow_mut().exchange(&mut limiter, now);
     }
 }
 

@@ -898,6 +898,26 @@ pub fn simple_config(origin: &Origin, top: &str) -> String {
     )
 }
 
+/// Routes default to `auth = "required"`; the proxy tests are about proxying, so every
+/// route that does not say otherwise gets `auth = "none"`.
+pub fn without_auth(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = String::with_capacity(text.len() + 64);
+    for (i, line) in lines.iter().enumerate() {
+        out.push_str(line);
+        out.push('\n');
+        if line.trim() == "[[routes]]" {
+            let block = lines[i + 1..]
+                .iter()
+                .take_while(|l| !l.trim_start().starts_with('['));
+            if !block.clone().any(|l| l.trim_start().starts_with("auth")) {
+                out.push_str("auth = \"none\"\n");
+            }
+        }
+    }
+    out
+}
+
 impl Gw {
     /// Start a one-worker gateway from `template` (already filled).
     pub fn start(driver: IoDriver, template: &str) -> Gw {
@@ -905,7 +925,7 @@ impl Gw {
     }
 
     pub fn start_workers(driver: IoDriver, workers: usize, template: &str) -> Gw {
-        let text = render_config(template, driver, workers);
+        let text = without_auth(&render_config(template, driver, workers));
         let cfg = Config::parse(&text, "test.toml")
             .unwrap_or_else(|e| panic!("test config rejected: {e}\n---\n{text}"));
         let gw = Gateway::start(cfg).unwrap_or_else(|e| panic!("gateway did not start: {e}"));
