@@ -125,34 +125,108 @@ impl Drop for DemoServices {
 
 /// The text printed after start: what to try, as curl lines that work as printed against
 /// gateway address `gw`.
-pub fn instructions(gw: SocketAddr) -> String {
-    let tries: [(&str, String); 10] = [
+/// Credentials `ringgate demo` made up for this run, printed for the curl lines.
+pub struct DemoCredentials {
+    /// Free plan, scope users:read.
+    pub free_token: String,
+    /// Pro plan, scopes users:read and orders:read.
+    pub pro_token: String,
+    pub api_key: String,
+}
+
+/// The demo's published API key (config/demo.toml holds only its SHA-256).
+pub const DEMO_API_KEY: &str = "rg_demo_key_7f3c9a2e4b1d4e8f";
+/// Where `ringgate demo` puts the secret it signs its tokens with.
+pub const DEMO_SECRET_ENV: &str = "RINGGATE_DEMO_JWT_SECRET";
+
+/// Sign a demo token (HS256, kid demo-hs256, valid 24 h) the way config/demo.toml
+/// expects it.
+pub fn mint_token(secret: &str, user: &str, tenant: &str, plan: &str, scope: &str) -> String {
+    let _ = crate::auth::crypto::install();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let claims = serde_json::json!({
+        "iss": "ringgate-demo",
+        "aud": "ringgate-demo",
+        "sub": user,
+        "tenant": tenant,
+        "plan": plan,
+        "scope": scope,
+        "iat": now,
+        "exp": now + 24 * 3600,
+    });
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some("demo-hs256".into());
+    jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap_or_default()
+}
+
+/// The text printed after start: what to try, as curl lines that work as printed
+/// (after the `export` lines) against gateway address `gw`.
+pub fn instructions(gw: SocketAddr, creds: &DemoCredentials) -> String {
+    let bearer = |var: &str, path: &str| {
+        format!(
+            "curl -i -H \"Authorization: Bearer ${var}\" {}",
+            url(gw, path)
+        )
+    };
+    let tries: Vec<(&str, String)> = vec![
         (
-            "All three users; the users route strips the backend's Server header",
+            "No credential on a protected route: 401 with WWW-Authenticate: Bearer",
             format!("curl -i {}", url(gw, "/api/users")),
         ),
         (
+            "The pro user's token: 200, with RateLimit-Policy/RateLimit headers (plan pro)",
+            bearer("PRO", "/api/users"),
+        ),
+        (
             "One user (/api/users/9 gives the backend's 404 JSON)",
-            format!("curl -i {}", url(gw, "/api/users/2")),
+            bearer("PRO", "/api/users/2"),
         ),
         (
-            "Orders, each referring to a user id",
-            format!("curl -i {}", url(gw, "/api/orders")),
+            "The free token lacks the orders:read scope: 403 insufficient_scope",
+            bearer("FREE", "/api/orders"),
         ),
         (
-            "One product, with Cache-Control: public, max-age=30 and an ETag",
+            "The API key (plan pro, scopes users:read orders:read) works too",
+            format!("curl -i -H \"X-API-Key: $KEY\" {}", url(gw, "/api/orders")),
+        ),
+        (
+            "A forged token: 401 with error=\"invalid_token\"",
+            format!(
+                "curl -i -H 'Authorization: Bearer not.a.token' {}",
+                url(gw, "/api/users")
+            ),
+        ),
+        (
+            "The free plan (60/min, burst 10): 11 quick requests per worker at most, then 429",
+            format!(
+                "for i in $(seq 30); do curl -s -o /dev/null -w '%{{http_code}}\\n' \
+                 -H \"Authorization: Bearer $FREE\" {}; done",
+                url(gw, "/api/users")
+            ),
+        ),
+        (
+            "What the backend received: X-User-ID, X-Tenant-ID, X-User-Plan, X-User-Scopes, \
+             no Authorization",
+            bearer("PRO", "/api/echo"),
+        ),
+        (
+            "Products take an optional credential; anonymous callers get the free plan by IP",
             format!("curl -i {}", url(gw, "/api/products/1")),
         ),
         (
             "Create a user: 201 and the body echoed back with a new id (not stored)",
             format!(
-                "curl -i -H 'Content-Type: application/json' -d '{{\"name\":\"Grace\"}}' {}",
+                "curl -i -H \"Authorization: Bearer $PRO\" -H 'Content-Type: application/json' \
+                 -d '{{\"name\":\"Grace\"}}' {}",
                 url(gw, "/api/users")
             ),
-        ),
-        (
-            "What the backend received: method, path, headers in order (X-Forwarded-For, ...)",
-            format!("curl -i {}", url(gw, "/api/echo")),
         ),
         (
             "A slow backend: 200 after half a second",
@@ -173,7 +247,10 @@ pub fn instructions(gw: SocketAddr) -> String {
     ];
     let mut text = format!(
         "ringgate demo: gateway on http://{gw}, demo backends (users, orders, products) \
-         running in this process behind it.\nTry:\n\n"
+         running in this process behind it.\n\
+         First, in your shell (tokens signed for this run, valid 24 h):\n\n\
+         export FREE='{}'\nexport PRO='{}'\nexport KEY='{}'\n\nThen try:\n\n",
+        creds.free_token, creds.pro_token, creds.api_key
     );
     for (what, line) in tries {
         text.push_str(&format!("# {what}\n{line}\n\n"));
@@ -1758,15 +1835,20 @@ mod tests {
     #[test]
     fn instructions_are_copy_pasteable_curl_lines() {
         let gw: SocketAddr = "127.0.0.1:8080".parse().unwrap();
-        let text = instructions(gw);
+        let creds = DemoCredentials {
+            free_token: "f.t.k".into(),
+            pro_token: "p.t.k".into(),
+            api_key: DEMO_API_KEY.into(),
+        };
+        let text = instructions(gw, &creds);
         for line in [
+            "export FREE='f.t.k'\n",
+            "export KEY='rg_demo_key_7f3c9a2e4b1d4e8f'\n",
             "curl -i http://127.0.0.1:8080/api/users\n",
-            "curl -i http://127.0.0.1:8080/api/users/2\n",
-            "curl -i http://127.0.0.1:8080/api/orders\n",
+            "curl -i -H \"Authorization: Bearer $PRO\" http://127.0.0.1:8080/api/users/2\n",
+            "curl -i -H \"Authorization: Bearer $FREE\" http://127.0.0.1:8080/api/orders\n",
+            "curl -i -H \"X-API-Key: $KEY\" http://127.0.0.1:8080/api/orders\n",
             "curl -i http://127.0.0.1:8080/api/products/1\n",
-            "curl -i -H 'Content-Type: application/json' -d '{\"name\":\"Grace\"}' \
-             http://127.0.0.1:8080/api/users\n",
-            "curl -i http://127.0.0.1:8080/api/echo\n",
             "curl -i 'http://127.0.0.1:8080/api/slow?ms=500'\n",
             "curl -i http://127.0.0.1:8080/api/fail\n",
             "curl -i 'http://127.0.0.1:8080/api/slow?ms=8000'\n",
@@ -1779,12 +1861,19 @@ mod tests {
         for (i, line) in lines
             .iter()
             .enumerate()
-            .filter(|(_, l)| l.starts_with("curl"))
+            .filter(|(_, l)| l.starts_with("curl") || l.starts_with("for "))
         {
             assert!(lines[i - 1].starts_with("# "), "{line}");
         }
-        let v6 = instructions("[::1]:8080".parse().unwrap());
+        let v6 = instructions("[::1]:8080".parse().unwrap(), &creds);
         assert!(v6.contains("curl -i 'http://[::1]:8080/api/users'\n"));
+    }
+
+    #[test]
+    fn demo_key_matches_the_digest_in_demo_toml() {
+        let toml = include_str!("../config/demo.toml");
+        let digest = ring::digest::digest(&ring::digest::SHA256, DEMO_API_KEY.as_bytes());
+        assert!(toml.contains(&hex::encode(digest.as_ref())));
     }
 
     #[test]

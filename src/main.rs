@@ -112,13 +112,25 @@ fn wait_for_signal(gw: Gateway) -> anyhow::Result<()> {
 fn demo() -> anyhow::Result<()> {
     use ringgate::demo;
     let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml"));
+    // A signing secret made up for this run, handed to the gateway the way a real
+    // deployment would: through the environment variable the config names. Set before
+    // any thread starts.
+    let secret: String = std::iter::repeat_with(|| fastrand::alphanumeric())
+        .take(48)
+        .collect();
+    std::env::set_var(demo::DEMO_SECRET_ENV, &secret);
+    let creds = demo::DemoCredentials {
+        free_token: demo::mint_token(&secret, "alice", "acme", "free", "users:read"),
+        pro_token: demo::mint_token(&secret, "bob", "globex", "pro", "users:read orders:read"),
+        api_key: demo::DEMO_API_KEY.to_string(),
+    };
     let cfg = Config::load(&path)?;
     let services =
         demo::DemoServices::start(demo::USERS_PORT, demo::ORDERS_PORT, demo::PRODUCTS_PORT)
             .context("starting the demo services (ports 19001-19003 must be free)")?;
     let gw = start(cfg)?;
     let addr = gw.addrs()[0];
-    println!("{}", demo::instructions(addr));
+    println!("{}", demo::instructions(addr, &creds));
     let r = wait_for_signal(gw);
     services.stop();
     r
