@@ -115,7 +115,7 @@ fn demo() -> anyhow::Result<()> {
     // A signing secret made up for this run, handed to the gateway the way a real
     // deployment would: through the environment variable the config names. Set before
     // any thread starts.
-    let secret: String = std::iter::repeat_with(|| fastrand::alphanumeric())
+    let secret: String = std::iter::repeat_with(fastrand::alphanumeric)
         .take(48)
         .collect();
     std::env::set_var(demo::DEMO_SECRET_ENV, &secret);
