@@ -83,7 +83,7 @@ wait_http() {
             tail_log "$logfile"
             exit 1
         fi
-        if curl -sf -o /dev/null --max-time 1 "$url"; then
+        if curl -sf -o /dev/null --max-time 1 "${REQ_HEADER[@]}" "$url"; then
             return 0
         fi
         sleep 0.05

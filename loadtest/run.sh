@@ -20,7 +20,8 @@ environment (defaults in brackets):
   WARMUP        seconds of the unmeasured wrk run before it [2]
   CONNS         wrk connections for the 128-byte body [64]
   CONNS_1M      wrk connections for the 1 MiB body [16]
-  TARGETS       subset of: direct nginx ringgate-uring ringgate-epoll [all four]
+  TARGETS       subset of: direct nginx ringgate-uring ringgate-epoll ringgate-auth
+                [all five]
   BODIES        subset of: 128 1m [both]
   RINGGATE_BIN  use this binary instead of running cargo build --release
   PROXY_CPU     core for the proxies [0];  LOAD_CPU  core for origin + wrk [1]
@@ -41,14 +42,14 @@ DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 CONNS=${CONNS:-64}
 CONNS_1M=${CONNS_1M:-16}
-TARGETS=${TARGETS:-direct nginx ringgate-uring ringgate-epoll}
+TARGETS=${TARGETS:-direct nginx ringgate-uring ringgate-epoll ringgate-auth}
 BODIES=${BODIES:-128 1m}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 
 for t in $TARGETS; do
-    case $t in direct | nginx | ringgate-uring | ringgate-epoll) ;;
-    *) die "unknown target '$t' in TARGETS (direct nginx ringgate-uring ringgate-epoll)" ;;
+    case $t in direct | nginx | ringgate-uring | ringgate-epoll | ringgate-auth) ;;
+    *) die "unknown target '$t' in TARGETS (direct nginx ringgate-uring ringgate-epoll ringgate-auth)" ;;
     esac
 done
 for b in $BODIES; do
@@ -71,6 +72,7 @@ if [[ " $TARGETS " == *" ringgate-"* ]]; then
 fi
 
 lt_init
+REQ_HEADER=()
 OUT=$LT_DIR/out/run-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$OUT"
 ln -sfn "$(basename "$OUT")" "$LT_DIR/out/latest"
@@ -79,7 +81,7 @@ RESULTS=$OUT/results.jsonl
 
 # ------------------------------------------------------------------ origin
 
-read -r ORIGIN_PORT NGINX_PORT RG_URING_PORT RG_EPOLL_PORT RG_ADMIN_PORT < <("${LT_PY[@]}" ports 5)
+read -r ORIGIN_PORT NGINX_PORT RG_URING_PORT RG_EPOLL_PORT RG_ADMIN_PORT RG_AUTH_PORT < <("${LT_PY[@]}" ports 6)
 
 # nginx_prefix NAME TEMPLATE PORT: make DIR=$LT_TMP/NAME with the filled-in conf.
 nginx_prefix() {
@@ -122,7 +124,7 @@ check_bodies() {
         else
             path=/1m file=1m.bin want="200 1048576 application/octet-stream"
         fi
-        got=$(curl -s --max-time 10 -o "$LT_TMP/check.out" \
+        got=$(curl -s --max-time 10 -o "$LT_TMP/check.out" "${REQ_HEADER[@]}" \
             -w '%{http_code} %{size_download} %{content_type}' "http://127.0.0.1:$port$path") || true
         read -r code size ctype <<<"$got"
         got="${code:-} ${size:-} ${ctype%%;*}"
@@ -145,9 +147,9 @@ bench() {
         url=http://127.0.0.1:$port$path
         raw=$OUT/wrk-$target-$b.txt
         timeout $((WARMUP + 30)) taskset -c "$LOAD_CPU" \
-            wrk -t1 -c"$conns" -d"${WARMUP}s" "$url" >"$OUT/warmup-$target-$b.txt" 2>&1 ||
+            wrk -t1 -c"$conns" -d"${WARMUP}s" "${REQ_HEADER[@]}" "$url" >"$OUT/warmup-$target-$b.txt" 2>&1 ||
             die "$target: warm-up wrk run failed: $(tail -n 3 "$OUT/warmup-$target-$b.txt")"
-        cmd=(taskset -c "$LOAD_CPU" wrk -t1 -c"$conns" -d"${DURATION}s" --latency "$url")
+        cmd=(taskset -c "$LOAD_CPU" wrk -t1 -c"$conns" -d"${DURATION}s" --latency "${REQ_HEADER[@]}" "$url")
         log "+ ${cmd[*]}"
         cb=- ca=-
         # shellcheck disable=SC2086 # $pids is a list of pids
@@ -202,7 +204,48 @@ run_target() {
         bench "$target" "$port" "$pid"
         stop_pid "$pid"
         ;;
+    ringgate-auth)
+        # The plain io_uring run plus the gateway's work: every request carries a valid
+        # HS256 token (verified once, then served from the identity cache) and passes a
+        # generous plan's rate limit, with the RateLimit headers on every response.
+        driver=io_uring port=$RG_AUTH_PORT
+        cfg=$OUT/$target.toml
+        ringgate_config "$cfg" "$port" "$RG_ADMIN_PORT" "$ORIGIN_PORT" "$driver"
+        sed -i 's/^auth = "none"$/auth = "required"/' "$cfg"
+        cat >>"$cfg" <<EOF
+
+[auth.jwt]
+issuer = "loadtest"
+
+[[auth.jwt.keys]]
+kid = "lt"
+algorithm = "HS256"
+secret_env = "LT_JWT_SECRET"
+
+[rate_limit]
+default_plan = "bench"
+key = "user"
+
+[plans.bench]
+requests_per_minute = 600000000
+burst = 1000000
+EOF
+        LT_JWT_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+        export LT_JWT_SECRET
+        token=$(python3 "$LT_DIR/mint_jwt.py" bench-user loadtest lt)
+        REQ_HEADER=(-H "Authorization: Bearer $token")
+        start_bg "$target" "$OUT/$target.log" \
+            taskset -c "$PROXY_CPU" "$RINGGATE" --config "$cfg"
+        pid=$LT_LAST_PID
+        wait_http "$target" "$pid" "http://127.0.0.1:$port/" "$OUT/$target.log"
+        log "  ringgate pid $pid ($driver, JWT + rate limit) on 127.0.0.1:$port, core $PROXY_CPU"
+        check_bodies "$target" "$port"
+        bench "$target" "$port" "$pid"
+        stop_pid "$pid"
+        REQ_HEADER=()
+        ;;
     esac
+
 }
 
 log ""
