@@ -176,7 +176,7 @@ impl Default for FileLog {
     }
 }
 
-/// `[auth]`: identity of callers. Parsed and checked, not yet active.
+/// `[auth]`: identity of callers (see `crate::auth`).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FileAuth {
@@ -270,7 +270,7 @@ pub struct FileApiKey {
     pub scopes: Vec<String>,
 }
 
-/// `[rate_limit]`. Parsed and checked, not yet active.
+/// `[rate_limit]` (see `crate::ratelimit`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FileRateLimit {
@@ -428,7 +428,7 @@ impl<'de> Deserialize<'de> for FileUpstreamServer {
     }
 }
 
-/// `[upstreams.health_check]`: active checks. Parsed and checked, not yet active.
+/// `[upstreams.health_check]`: active checks (see `crate::upstream::health`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FileHealthCheck {
@@ -451,7 +451,7 @@ impl Default for FileHealthCheck {
     }
 }
 
-/// `[upstreams.circuit_breaker]`: per server. Parsed and checked, not yet active.
+/// `[upstreams.circuit_breaker]`: per server (see `crate::upstream`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FileCircuitBreaker {

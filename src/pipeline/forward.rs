@@ -118,6 +118,11 @@ pub fn upstream_request(out: &mut Vec<u8>, req: &RequestHead, buf: &[u8], o: &Ou
         if hop_by_hop(h, buf, &req.conn_tokens) || removed(&route.request_headers, name) {
             continue;
         }
+        // Like nginx (underscores_in_headers off): "X_User_ID" would reach CGI-style
+        // upstreams as HTTP_X_USER_ID, the same as the gateway's own X-User-ID.
+        if memchr::memchr(b'_', name).is_some() {
+            continue;
+        }
         if let Some(key_header) = o.strip_credentials {
             if name.eq_ignore_ascii_case(key_header.as_bytes()) {
                 continue;

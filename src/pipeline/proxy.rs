@@ -224,7 +224,7 @@ pub async fn handle(
                     &date,
                     true,
                     meta.method == Method::Head,
-                    b"",
+                    &c.extra,
                 );
                 p.bytes_out = c.obuf.len() as u64;
                 let _ = write_all(&mut c.stream, &mut c.obuf).await;
@@ -647,10 +647,10 @@ impl Exchange<'_> {
                                 encode_chunk(&mut c.ubuf, &c.rbuf[base + r.start..base + r.end]);
                             }
                             ChunkEvent::LastChunk => c.ubuf.extend_from_slice(b"0\r\n"),
-                            ChunkEvent::Trailer(r) => c
-                                .ubuf
-                                .extend_from_slice(&c.rbuf[base + r.start..base + r.end]),
-                            ChunkEvent::TrailerEnd => c.ubuf.extend_from_slice(b"\r\n"),
+                            // Request trailers are not forwarded (RFC 9110 6.5.1
+                            // lets a proxy discard them): a trailer could carry a
+                            // forged identity or credential past the head's checks.
+                            ChunkEvent::Trailer(_) | ChunkEvent::TrailerEnd => {}
                             ChunkEvent::Done => {
                                 c.ubuf.extend_from_slice(b"\r\n");
                                 done = true;

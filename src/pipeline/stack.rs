@@ -1,8 +1,8 @@
 //! The order of the stages, written down once. A request goes through:
 //!
 //! ```text
-//!  client ──► head parse & limits ──► route ──► [auth] ──► [rate limit] ──► [cache]
-//!                 (http::request)    (route)   (issue 3)    (issue 3)      (issue 4)
+//!  client ──► head parse & limits ──► route ──► auth ──► rate limit ──► [cache]
+//!                 (http::request)    (route)   (auth)   (ratelimit)    (issue 4)
 //!         ──► upstream pick & exchange ──► response head rewrite ──► client
 //!                (proxy, upstream)           (forward)
 //! ```
@@ -20,8 +20,8 @@
 pub const STAGES: &[(&str, bool)] = &[
     ("parse+limits", true),
     ("route", true),
-    ("auth", false),
-    ("rate_limit", false),
+    ("auth", true),
+    ("rate_limit", true),
     ("cache", false),
     ("upstream", true),
 ];

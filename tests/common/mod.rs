@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 pub use ringgate::config::{Config, IoDriver};
 pub use ringgate::runtime::Gateway;
 
+pub mod tokens;
+
 /// How long a client or a waiting helper waits before declaring the gateway hung.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// The Host header [`Req`] sends unless told otherwise.

@@ -1,0 +1,621 @@
+//! Rate limiting end to end, on both I/O drivers: which plan a request is held to (token
+//! claim, API key, `default_plan`, a route's forced plan), what a bucket is per (`user`,
+//! `tenant`, `api_key`, `ip`, `header:<Name>`: two callers that must share a bucket and
+//! one that must not), the 429 and the rate-limit headers, routes that are not limited,
+//! and the cross-worker bound with two workers kept in step by gossip.
+//!
+//! The plans refill slowly (one request every 5 to 20 s) so that no refill can happen
+//! while a test runs: every count asserted here is exact. Only the cross-worker test
+//! uses a fast plan, since it measures admissions over time.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use common::tokens::*;
+use common::*;
+use serde_json::{json, Value};
+
+/// API keys in clear. `key_pro` and `key_pro_2` belong to the same user and tenant.
+const KEY_PRO: &str = "rl-e2e-key-pro-0001";
+const KEY_PRO_2: &str = "rl-e2e-key-pro-0002";
+const KEY_PLAIN: &str = "rl-e2e-key-plain-0003";
+const RATE_HEADERS: [&str; 5] = [
+    "ratelimit-policy",
+    "ratelimit",
+    "x-ratelimit-limit",
+    "x-ratelimit-remaining",
+    "x-ratelimit-reset",
+];
+const OTHER_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+
+/// (name, requests_per_minute, burst): a full bucket admits burst + 1.
+const FREE: (&str, u64, u64) = ("free", 6, 1);
+const PRO: (&str, u64, u64) = ("pro", 12, 3);
+const BATCH: (&str, u64, u64) = ("batch", 3, 2);
+
+/// `/req` required, `/opt` optional, `/open` none, `/batch` required with plan batch
+/// forced, `/anon-batch` none with plan batch forced; `/dead` (required) leads to an
+/// upstream where nothing listens.
+const ROUTES: &str = r#"
+[[routes]]
+id = "required"
+path_prefix = "/req"
+upstream = "app"
+auth = "required"
+
+[[routes]]
+id = "optional"
+path_prefix = "/opt"
+upstream = "app"
+auth = "optional"
+
+[[routes]]
+id = "open"
+path_prefix = "/open"
+upstream = "app"
+auth = "none"
+
+[[routes]]
+id = "batch"
+path_prefix = "/batch"
+upstream = "app"
+auth = "required"
+plan = "batch"
+
+[[routes]]
+id = "anon-batch"
+path_prefix = "/anon-batch"
+upstream = "app"
+auth = "none"
+plan = "batch"
+
+[[routes]]
+id = "dead"
+path_prefix = "/dead"
+upstream = "dead"
+auth = "required"
+"#;
+
+struct World {
+    keys: Keyring,
+    origin: Origin,
+    gw: Gw,
+}
+
+impl World {
+    /// `[rate_limit] key = key`, `headers = headers`.
+    fn start(driver: IoDriver, key: &str, headers: bool) -> World {
+        let keys = Keyring::new();
+        let origin = Origin::start(|_| Reply::ok("ok"));
+        let plan = |(name, rpm, burst): (&str, u64, u64)| {
+            format!("[plans.{name}]\nrequests_per_minute = {rpm}\nburst = {burst}\n")
+        };
+        let template = format!(
+            r#"
+[auth.jwt]
+leeway_s = 5
+{jwt_keys}
+[auth.api_keys]
+[[auth.api_keys.keys]]
+id = "key_pro"
+sha256 = "{pro}"
+user = "svc"
+tenant = "acme"
+plan = "pro"
+[[auth.api_keys.keys]]
+id = "key_pro_2"
+sha256 = "{pro2}"
+user = "svc"
+tenant = "acme"
+plan = "pro"
+[[auth.api_keys.keys]]
+id = "key_plain"
+sha256 = "{plain}"
+user = "svc-plain"
+tenant = "acme"
+
+[rate_limit]
+default_plan = "free"
+key = "{key}"
+sync_interval_ms = 20
+headers = {headers}
+
+{free}{pro_plan}{batch}
+[[upstreams]]
+name = "app"
+servers = ["{{origin}}"]
+[[upstreams]]
+name = "dead"
+servers = ["{{dead}}"]
+{ROUTES}"#,
+            jwt_keys = keys.jwt_keys_toml(),
+            pro = api_key_digest(KEY_PRO),
+            pro2 = api_key_digest(KEY_PRO_2),
+            plain = api_key_digest(KEY_PLAIN),
+            free = plan(FREE),
+            pro_plan = plan(PRO),
+            batch = plan(BATCH),
+        );
+        let subs = [("origin", origin.addr()), ("dead", dead_addr())];
+        let gw = Gw::start(driver, &fill(&template, &subs));
+        World { keys, origin, gw }
+    }
+
+    /// A token for `sub`, five minutes valid, with `extra` claims (`plan`, `tenant`).
+    fn token(&self, sub: &str, extra: Value) -> String {
+        let mut claims = json!({"sub": sub, "exp": now() + 300});
+        for (k, v) in extra.as_object().expect("claims object") {
+            claims[k] = v.clone();
+        }
+        self.keys.mint(Algorithm::HS256, Some("hs-1"), &claims)
+    }
+
+    fn received(&self) -> usize {
+        self.origin.requests().len()
+    }
+}
+
+fn bearer(path: &str, token: &str) -> Req {
+    Req::get(path).header("Authorization", &format!("Bearer {token}"))
+}
+
+fn api_key(path: &str, key: &str) -> Req {
+    Req::get(path).header("X-API-Key", key)
+}
+
+fn capacity((_, _, burst): (&str, u64, u64)) -> usize {
+    burst as usize + 1
+}
+
+/// A header's value as an integer.
+#[track_caller]
+fn number(resp: &Response, name: &str) -> u64 {
+    let v = resp
+        .header(name)
+        .unwrap_or_else(|| panic!("no {name}: {}", resp.head));
+    v.parse()
+        .unwrap_or_else(|_| panic!("{name}: {v:?} is not an integer"))
+}
+
+/// `RateLimit: "<plan>";r=<n>;t=<n>` as (plan, r, t).
+#[track_caller]
+fn ratelimit(resp: &Response) -> (String, u64, u64) {
+    let v = resp
+        .header("ratelimit")
+        .unwrap_or_else(|| panic!("no RateLimit: {}", resp.head));
+    let mut parts = v.split(';');
+    let plan = parts.next().unwrap();
+    assert!(
+        plan.len() >= 2 && plan.starts_with('"') && plan.ends_with('"'),
+        "{v}"
+    );
+    let mut param = |key: &str| -> u64 {
+        let p = parts
+            .next()
+            .unwrap_or_else(|| panic!("RateLimit {v:?} lacks {key}"));
+        let n = p.strip_prefix(key).and_then(|n| n.strip_prefix('='));
+        n.and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("RateLimit {v:?}: bad {key}"))
+    };
+    let (r, t) = (param("r"), param("t"));
+    assert!(parts.next().is_none(), "RateLimit {v:?}");
+    (plan[1..plan.len() - 1].to_owned(), r, t)
+}
+
+/// The rate-limit headers of a limited response under `plan`: each present once,
+/// the policy exact, the numbers consistent. Returns (remaining, reset seconds).
+#[track_caller]
+fn assert_limit_headers(resp: &Response, (name, rpm, _): (&str, u64, u64)) -> (u64, u64) {
+    for h in RATE_HEADERS {
+        assert_eq!(resp.all(h).len(), 1, "{h}: {}", resp.head);
+    }
+    let policy = format!("\"{name}\";q={rpm};w=60");
+    assert_eq!(resp.header("ratelimit-policy"), Some(policy.as_str()));
+    let (plan, r, t) = ratelimit(resp);
+    assert_eq!(plan, name, "{}", resp.head);
+    assert_eq!(number(resp, "x-ratelimit-limit"), rpm);
+    assert_eq!(number(resp, "x-ratelimit-remaining"), r, "{}", resp.head);
+    assert_eq!(number(resp, "x-ratelimit-reset"), t, "{}", resp.head);
+    (r, t)
+}
+
+#[track_caller]
+fn assert_no_limit_headers(resp: &Response) {
+    for h in RATE_HEADERS {
+        assert!(!resp.has(h), "{h} on an unlimited response: {}", resp.head);
+    }
+}
+
+/// A 429 under `plan`: JSON body naming the plan, and `Retry-After` in whole seconds,
+/// at least 1 and at most one emission interval (the plans here never owe more).
+/// Returns Retry-After.
+#[track_caller]
+fn assert_429(resp: &Response, (name, rpm, _): (&str, u64, u64)) -> u64 {
+    assert_eq!(resp.assert_json_error(429), "too_many_requests");
+    assert_eq!(
+        resp.json()["message"],
+        format!("rate limit of plan \"{name}\" exceeded")
+    );
+    assert_eq!(resp.all("retry-after").len(), 1, "{}", resp.head);
+    let retry = number(resp, "retry-after");
+    assert!(
+        (1..=60 / rpm).contains(&retry),
+        "Retry-After {retry}: {}",
+        resp.head
+    );
+    retry
+}
+
+/// Send `req` on `c` until it is refused (at most `max` times): the admitted responses
+/// (each a 200) and the 429.
+#[track_caller]
+fn until_refused(c: &mut Client, req: &Req, max: usize) -> (Vec<Response>, Response) {
+    let mut admitted = Vec::new();
+    for _ in 0..max {
+        let resp = c.request(req);
+        match resp.status {
+            200 => admitted.push(resp),
+            429 => return (admitted, resp),
+            _ => panic!("unexpected response: {resp:#?}"),
+        }
+    }
+    panic!("{} requests admitted, none refused", admitted.len());
+}
+
+/// Exactly `plan`'s capacity admitted, then a 429 under `plan`.
+#[track_caller]
+fn assert_exhausts(c: &mut Client, req: &Req, plan: (&str, u64, u64)) {
+    let (admitted, refused) = until_refused(c, req, 20);
+    assert_eq!(
+        admitted.len(),
+        capacity(plan),
+        "{} {}",
+        req.method,
+        req.target
+    );
+    for resp in &admitted {
+        assert_limit_headers(resp, plan);
+    }
+    assert_429(&refused, plan);
+}
+
+/// One request that must be admitted under `plan`.
+#[track_caller]
+fn assert_admitted(c: &mut Client, req: &Req, plan: (&str, u64, u64)) {
+    let resp = c.request(req);
+    assert_eq!(resp.status, 200, "{resp:#?}");
+    assert_limit_headers(&resp, plan);
+}
+
+/// One request that must be refused under `plan` (its bucket is already empty).
+#[track_caller]
+fn assert_refused(c: &mut Client, req: &Req, plan: (&str, u64, u64)) {
+    let resp = c.request(req);
+    assert_429(&resp, plan);
+}
+
+both_drivers! {
+    fn every_limited_response_carries_the_headers(driver) {
+        let w = World::start(driver, "user", true);
+        let mut c = w.gw.client();
+        // Refused credentials never reach the limiter (auth comes first).
+        for _ in 0..3 {
+            let resp = c.request(&bearer("/req", "not-a-token"));
+            assert_eq!(resp.status, 401);
+            assert_no_limit_headers(&resp);
+        }
+        let token = w.token("alice", json!({"plan": "pro"}));
+        let req = bearer("/req", &token);
+        let interval = 60 / PRO.1;
+        for k in 1..=capacity(PRO) as u64 {
+            let resp = c.request(&req);
+            assert_eq!(resp.status, 200, "{resp:#?}");
+            assert_eq!(resp.text(), "ok");
+            let (remaining, reset) = assert_limit_headers(&resp, PRO);
+            assert_eq!(remaining, capacity(PRO) as u64 - k, "{}", resp.head);
+            // Full again after k emission intervals (less the time that passed).
+            let full = k * interval;
+            assert!((full - 1..=full).contains(&reset), "request {k}: {}", resp.head);
+            assert!(!resp.has("retry-after"), "{}", resp.head);
+        }
+        let resp = c.request(&req);
+        let retry = assert_429(&resp, PRO);
+        let (remaining, reset) = assert_limit_headers(&resp, PRO);
+        assert_eq!((remaining, reset), (0, retry), "{}", resp.head);
+        assert_eq!(w.received(), capacity(PRO));
+
+        // A caller on the default plan.
+        let free = bearer("/req", &w.token("bob", json!({})));
+        let resp = c.request(&free);
+        assert_eq!(resp.status, 200);
+        assert_eq!(assert_limit_headers(&resp, FREE), (1, 60 / FREE.1));
+    }
+
+    fn headers_off_leaves_only_retry_after(driver) {
+        let w = World::start(driver, "user", false);
+        let mut c = w.gw.client();
+        let req = bearer("/req", &w.token("alice", json!({})));
+        let (admitted, refused) = until_refused(&mut c, &req, 20);
+        assert_eq!(admitted.len(), capacity(FREE));
+        for resp in &admitted {
+            assert_no_limit_headers(resp);
+        }
+        assert_429(&refused, FREE);
+        assert_no_limit_headers(&refused);
+        assert_eq!(w.received(), capacity(FREE));
+    }
+
+    fn plan_comes_from_route_then_identity_then_default(driver) {
+        let w = World::start(driver, "user", true);
+        let mut c = w.gw.client();
+        // The token's plan claim.
+        let pro = bearer("/req", &w.token("a", json!({"plan": "pro"})));
+        assert_exhausts(&mut c, &pro, PRO);
+        // No plan claim, or one naming no plan: default_plan.
+        assert_exhausts(&mut c, &bearer("/req", &w.token("b", json!({}))), FREE);
+        let unknown = w.token("c", json!({"plan": "platinum"}));
+        assert_exhausts(&mut c, &bearer("/req", &unknown), FREE);
+        // The API key's plan; a key without one: default_plan.
+        assert_exhausts(&mut c, &api_key("/req", KEY_PRO), PRO);
+        assert_exhausts(&mut c, &api_key("/req", KEY_PLAIN), FREE);
+        // The route's plan wins over the caller's, in a bucket of its own.
+        let d = w.token("d", json!({"plan": "pro"}));
+        assert_exhausts(&mut c, &bearer("/batch", &d), BATCH);
+        let resp = c.request(&bearer("/req", &d));
+        assert_eq!(resp.status, 200);
+        assert_eq!(assert_limit_headers(&resp, PRO).0, capacity(PRO) as u64 - 1);
+        let admitted = 2 * capacity(PRO) + 3 * capacity(FREE) + capacity(BATCH) + 1;
+        assert_eq!(w.received(), admitted);
+    }
+
+    fn key_user_shares_a_bucket_per_user(driver) {
+        let w = World::start(driver, "user", true);
+        let alice = bearer("/req", &w.token("alice", json!({"tenant": "acme"})));
+        assert_exhausts(&mut w.gw.client(), &alice, FREE);
+        // Another token of alice's, even of another tenant: her bucket.
+        let alice2 = bearer("/req", &w.token("alice", json!({"tenant": "globex"})));
+        assert_refused(&mut w.gw.client(), &alice2, FREE);
+        // Another user of her tenant: his own.
+        let bob = bearer("/req", &w.token("bob", json!({"tenant": "acme"})));
+        assert_exhausts(&mut w.gw.client(), &bob, FREE);
+    }
+
+    fn key_tenant_shares_a_bucket_per_tenant(driver) {
+        let w = World::start(driver, "tenant", true);
+        let alice = bearer("/req", &w.token("alice", json!({"tenant": "acme"})));
+        assert_exhausts(&mut w.gw.client(), &alice, FREE);
+        let bob = bearer("/req", &w.token("bob", json!({"tenant": "acme"})));
+        assert_refused(&mut w.gw.client(), &bob, FREE);
+        // The API key of tenant acme too (same plan: buckets are per plan and key).
+        assert_refused(&mut w.gw.client(), &api_key("/req", KEY_PLAIN), FREE);
+        let carol = bearer("/req", &w.token("carol", json!({"tenant": "globex"})));
+        assert_exhausts(&mut w.gw.client(), &carol, FREE);
+        // No tenant claim: the tenant is the user.
+        let dave = bearer("/req", &w.token("dave", json!({})));
+        assert_exhausts(&mut w.gw.client(), &dave, FREE);
+    }
+
+    fn key_api_key_shares_a_bucket_per_key(driver) {
+        let w = World::start(driver, "api_key", true);
+        assert_exhausts(&mut w.gw.client(), &api_key("/req", KEY_PRO), PRO);
+        // The same key on another connection: its bucket.
+        assert_refused(&mut w.gw.client(), &api_key("/req", KEY_PRO), PRO);
+        // Another key of the same user and tenant: its own.
+        assert_exhausts(&mut w.gw.client(), &api_key("/req", KEY_PRO_2), PRO);
+        // A bearer token of that user is keyed by user, not by any key.
+        let svc = bearer("/req", &w.token("svc", json!({"plan": "pro", "tenant": "acme"})));
+        assert_exhausts(&mut w.gw.client(), &svc, PRO);
+    }
+
+    fn key_ip_shares_a_bucket_per_address(driver) {
+        let w = World::start(driver, "ip", true);
+        let alice = bearer("/req", &w.token("alice", json!({})));
+        let bob = bearer("/req", &w.token("bob", json!({})));
+        assert_exhausts(&mut w.gw.client(), &alice, FREE);
+        assert_refused(&mut w.gw.client(), &bob, FREE);
+        assert_exhausts(&mut Client::connect_from(w.gw.addr, OTHER_IP), &bob, FREE);
+        let third = Ipv4Addr::new(127, 0, 0, 3);
+        assert_admitted(&mut Client::connect_from(w.gw.addr, third), &alice, FREE);
+        let r = w.origin.last_request();
+        assert_eq!(r.header("x-forwarded-for"), Some("127.0.0.3"));
+    }
+
+    fn key_header_shares_a_bucket_per_header_value(driver) {
+        let w = World::start(driver, "header:X-Client", true);
+        let alice = w.token("alice", json!({}));
+        let bob = w.token("bob", json!({}));
+        let with = |token: &str, client: &str| bearer("/req", token).header("X-Client", client);
+        assert_exhausts(&mut w.gw.client(), &with(&alice, "app-1"), FREE);
+        assert_refused(&mut w.gw.client(), &with(&bob, "app-1"), FREE);
+        assert_exhausts(&mut w.gw.client(), &with(&alice, "app-2"), FREE);
+        // Without the header: the user.
+        assert_exhausts(&mut w.gw.client(), &bearer("/req", &alice), FREE);
+        assert_admitted(&mut w.gw.client(), &bearer("/req", &bob), FREE);
+    }
+
+    fn anonymous_callers_are_limited_by_ip(driver) {
+        let w = World::start(driver, "user", true);
+        let anonymous = Req::get("/opt");
+        assert_exhausts(&mut w.gw.client(), &anonymous, FREE);
+        assert_refused(&mut w.gw.client(), &anonymous, FREE);
+        assert_exhausts(&mut Client::connect_from(w.gw.addr, OTHER_IP), &anonymous, FREE);
+        // A verified caller on the same route and address has a bucket of their own.
+        let alice = bearer("/opt", &w.token("alice", json!({})));
+        assert_exhausts(&mut w.gw.client(), &alice, FREE);
+        assert_eq!(w.received(), 3 * capacity(FREE));
+    }
+
+    fn auth_none_routes_are_limited_only_with_a_plan(driver) {
+        let w = World::start(driver, "user", true);
+        let mut c = w.gw.client();
+        let token = w.token("alice", json!({}));
+        for i in 0..3 * capacity(PRO) {
+            let req = if i % 2 == 0 { bearer("/open", &token) } else { Req::get("/open") };
+            let resp = c.request(&req);
+            assert_eq!(resp.status, 200, "request {i}: {resp:#?}");
+            assert_no_limit_headers(&resp);
+            assert!(!resp.has("retry-after"), "{}", resp.head);
+        }
+        // A forced plan limits the route, by IP: credentials are not looked at there.
+        assert_exhausts(&mut w.gw.client(), &bearer("/anon-batch", &token), BATCH);
+        let other = bearer("/anon-batch", &w.token("bob", json!({})));
+        assert_refused(&mut w.gw.client(), &other, BATCH);
+        assert_admitted(&mut Client::connect_from(w.gw.addr, OTHER_IP), &other, BATCH);
+    }
+    fn upstream_errors_on_limited_routes_keep_the_headers(driver) {
+        let w = World::start(driver, "user", true);
+        let req = bearer("/dead", &w.token("alice", json!({})));
+        // The request was admitted (it took a token), then the upstream failed.
+        let resp = w.gw.send(&req);
+        assert_eq!(resp.assert_json_error(502), "bad_gateway");
+        assert_eq!(assert_limit_headers(&resp, FREE), (1, 60 / FREE.1));
+        let resp = w.gw.send(&req);
+        assert_eq!(resp.assert_json_error(502), "bad_gateway");
+        assert_eq!(assert_limit_headers(&resp, FREE).0, 0);
+        assert_429(&w.gw.send(&req), FREE);
+    }
+
+    fn two_workers_stay_within_the_documented_bound(driver) {
+        cross_worker_bound(driver);
+    }
+}
+
+/// One identity hammers a 2-worker gateway over 16 connections (which SO_REUSEPORT
+/// spreads over both workers) for 1.5 s. The total admitted must stay within
+/// `ratelimit::admitted_bound` and must not fall below what one bucket alone admits in
+/// that time (less the refill a lagging charge may cost): without gossip it would be
+/// about twice one bucket's allowance, with counts charged twice about half.
+fn cross_worker_bound(driver: IoDriver) {
+    const RPM: u32 = 1200; // T = 50 ms
+    const BURST: u32 = 4;
+    const SYNC_MS: u64 = 20;
+    const RUN: Duration = Duration::from_millis(1500);
+    let keys = Keyring::new();
+    let origin = Origin::start(|_| Reply::ok("ok"));
+    let dir = TempDir::new("xworker");
+    let log_path = dir.path("access.log");
+    let template = fill(
+        &format!(
+            r#"
+[auth.jwt]
+{jwt_keys}
+[rate_limit]
+default_plan = "fast"
+key = "user"
+sync_interval_ms = {SYNC_MS}
+headers = true
+
+[plans.fast]
+requests_per_minute = {RPM}
+burst = {BURST}
+
+[[upstreams]]
+name = "app"
+servers = ["{{origin}}"]
+
+[[routes]]
+id = "required"
+path_prefix = "/"
+upstream = "app"
+auth = "required"
+"#,
+            jwt_keys = keys.jwt_keys_toml(),
+        ),
+        &[("origin", origin.addr())],
+    );
+    // Gw forces `access_log = "off"`; this test reads the log to see which worker
+    // answered each request.
+    let text = without_auth(&render_config(&template, driver, 2)).replace(
+        "access_log = \"off\"",
+        &format!("access_log = \"{log_path}\""),
+    );
+    assert!(text.contains(&log_path), "{text}");
+    let cfg = Config::parse(&text, "cross-worker.toml")
+        .unwrap_or_else(|e| panic!("test config rejected: {e}\n---\n{text}"));
+    let gw = Gateway::start(cfg).unwrap_or_else(|e| panic!("gateway did not start: {e}"));
+    let addr = gw.addrs()[0];
+
+    let claims = json!({"sub": "hammer", "exp": now() + 300});
+    let token = keys.mint(Algorithm::HS256, Some("hs-1"), &claims);
+    let req = bearer("/", &token);
+    let mut clients: Vec<Client> = (0..16).map(|_| Client::connect(addr)).collect();
+    let (mut admitted, mut refused) = (0u64, 0u64);
+    let started = Instant::now();
+    while started.elapsed() < RUN {
+        for c in &mut clients {
+            let resp = c.request(&req);
+            match resp.status {
+                200 => admitted += 1,
+                429 => refused += 1,
+                _ => panic!("unexpected response: {resp:#?}"),
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    drop(clients);
+    gw.shutdown();
+    gw.join();
+
+    // Who admitted what, from the access log (flushed at shutdown).
+    let log = std::fs::read_to_string(&log_path).expect("access log written");
+    let mut per_worker: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+    for line in log.lines() {
+        let entry: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("access log line is not JSON ({e}): {line}"));
+        let worker = entry["worker"].as_u64().expect("worker is a number");
+        let counts = per_worker.entry(worker).or_default();
+        match entry["status"].as_u64() {
+            Some(200) => counts.0 += 1,
+            Some(429) => counts.1 += 1,
+            other => panic!("unexpected status {other:?} in {line}"),
+        }
+    }
+    let logged: (u64, u64) = per_worker
+        .values()
+        .fold((0, 0), |a, c| (a.0 + c.0, a.1 + c.1));
+    assert_eq!(
+        logged,
+        (admitted, refused),
+        "access log disagrees: {per_worker:?}"
+    );
+    assert_eq!(origin.requests().len() as u64, admitted);
+
+    let cfg = ringgate::ratelimit::RateLimitConfig::new(
+        &[("fast", RPM, BURST)],
+        "fast",
+        ringgate::ratelimit::KeyKind::User,
+        Duration::from_millis(SYNC_MS),
+    )
+    .unwrap();
+    let plan = &cfg.plans[0];
+    let t = plan.emission_interval();
+    // Each worker exchanges every S, so a count reaches the other within 2S; the margin
+    // covers timers firing late on a busy test machine.
+    let latency = Duration::from_millis(2 * SYNC_MS + 60);
+    let upper = ringgate::ratelimit::admitted_bound(plan, 2, latency, elapsed);
+    let one_bucket = ringgate::ratelimit::admitted_bound(plan, 1, Duration::ZERO, elapsed);
+    // A charge that arrives late costs at most `latency` of refill, and the last slot of
+    // the run may be left unused.
+    let lag = (latency.as_nanos() / t.as_nanos()) as u64 + 2;
+    let lower = one_bucket - lag;
+    eprintln!(
+        "cross-worker ({driver:?}): {admitted} admitted, {refused} refused in {elapsed:?}; \
+         per worker (admitted, refused): {per_worker:?}; \
+         one bucket {one_bucket}, accepted range {lower}..={upper}"
+    );
+    assert!(
+        per_worker.len() == 2 && per_worker.values().all(|c| c.0 > 0),
+        "both workers must admit requests: {per_worker:?}"
+    );
+    assert!(
+        admitted <= upper,
+        "{admitted} admitted in {elapsed:?}, above the bound {upper}: {per_worker:?}"
+    );
+    assert!(
+        admitted >= lower,
+        "{admitted} admitted in {elapsed:?}, below one bucket's {one_bucket} - {lag}"
+    );
+}
