@@ -88,13 +88,18 @@ struct World {
 impl World {
     /// `[rate_limit] key = key`, `headers = headers`.
     fn start(driver: IoDriver, key: &str, headers: bool) -> World {
+        World::start_with(driver, key, headers, "")
+    }
+
+    /// The same, after `top` (e.g. a `[server]` table).
+    fn start_with(driver: IoDriver, key: &str, headers: bool, top: &str) -> World {
         let keys = Keyring::new();
         let origin = Origin::start(|_| Reply::ok("ok"));
         let plan = |(name, rpm, burst): (&str, u64, u64)| {
             format!("[plans.{name}]\nrequests_per_minute = {rpm}\nburst = {burst}\n")
         };
         let template = format!(
-            r#"
+            r#"{top}
 [auth.jwt]
 leeway_s = 5
 {jwt_keys}
@@ -465,6 +470,19 @@ both_drivers! {
         assert_refused(&mut w.gw.client(), &other, BATCH);
         assert_admitted(&mut Client::connect_from(w.gw.addr, OTHER_IP), &other, BATCH);
     }
+    fn behind_trusted_proxies_callers_are_limited_by_forwarded_ip(driver) {
+        let top = "[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n";
+        let w = World::start_with(driver, "user", true, top);
+        let a = Req::get("/opt").header("X-Forwarded-For", "203.0.113.7");
+        // The right-most address that is not a trusted proxy is the caller.
+        let b = Req::get("/opt").header("X-Forwarded-For", "203.0.113.7, 198.51.100.9, 127.0.0.5");
+        assert_exhausts(&mut w.gw.client(), &a, FREE);
+        assert_refused(&mut w.gw.client(), &a, FREE);
+        assert_exhausts(&mut w.gw.client(), &b, FREE);
+        // Without the header the proxy itself is the caller: a third bucket.
+        assert_exhausts(&mut w.gw.client(), &Req::get("/opt"), FREE);
+    }
+
     fn upstream_errors_on_limited_routes_keep_the_headers(driver) {
         let w = World::start(driver, "user", true);
         let req = bearer("/dead", &w.token("alice", json!({})));

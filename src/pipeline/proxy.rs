@@ -130,6 +130,7 @@ pub async fn handle(
         route,
         identity.as_deref(),
         c.peer.addr,
+        c.peer.trusted,
         head,
         &c.rbuf,
         &mut c.extra,

@@ -24,6 +24,7 @@ pub fn run(
     route: &RouteConfig,
     identity: Option<&Identity>,
     peer: std::net::IpAddr,
+    trusted: bool,
     head: &RequestHead,
     buf: &[u8],
     out: &mut Vec<u8>,
@@ -46,7 +47,12 @@ pub fn run(
         KeyKind::Header(name) => head.header(buf, name),
         _ => None,
     };
-    let key = bucket_key(&limits.key, caller.as_ref(), peer, header_value);
+    let ip = if trusted {
+        client_ip(w, head, buf).unwrap_or(peer)
+    } else {
+        peer
+    };
+    let key = bucket_key(&limits.key, caller.as_ref(), ip, header_value);
     let decision = w
         .limiter
         .borrow_mut()
@@ -75,4 +81,23 @@ pub fn run(
         write_headers(out, &decision, false);
     }
     Ok(())
+}
+
+/// Behind trusted proxies the caller is the right-most X-Forwarded-For address that is
+/// not itself a trusted proxy (what nginx's real_ip_recursive computes).
+fn client_ip(w: &Worker, head: &RequestHead, buf: &[u8]) -> Option<std::net::IpAddr> {
+    let trusted = &w.cfg.server.trusted_proxies;
+    let mut chain: Vec<std::net::IpAddr> = head
+        .headers
+        .iter()
+        .filter(|h| h.kind == crate::http::HeaderKind::XForwardedFor)
+        .flat_map(|h| crate::http::header::list_items(h.value.get(buf)))
+        .filter_map(|i| std::str::from_utf8(i).ok()?.parse().ok())
+        .collect();
+    while let Some(ip) = chain.pop() {
+        if !trusted.iter().any(|n| n.contains(&ip)) {
+            return Some(ip);
+        }
+    }
+    None
 }
