@@ -3,6 +3,39 @@
 //! request), tagged once at parse time with the [`HeaderKind`] the proxy cares about, so
 //! forwarding never compares header names a second time.
 
+/// Header slots kept on the stack when the configured limit allows; larger limits fall
+/// back to one heap array per parse.
+const STACK_HEADERS: usize = 128;
+
+/// Uninitialised header slots for httparse, `max_headers` of them.
+pub(crate) struct HeaderSlots<'b> {
+    stack: [std::mem::MaybeUninit<httparse::Header<'b>>; STACK_HEADERS],
+    heap: Vec<std::mem::MaybeUninit<httparse::Header<'b>>>,
+    n: usize,
+}
+
+impl<'b> HeaderSlots<'b> {
+    pub(crate) fn new(max_headers: usize) -> Self {
+        let mut heap = Vec::new();
+        if max_headers > STACK_HEADERS {
+            heap.resize_with(max_headers, std::mem::MaybeUninit::uninit);
+        }
+        HeaderSlots {
+            stack: [const { std::mem::MaybeUninit::uninit() }; STACK_HEADERS],
+            heap,
+            n: max_headers,
+        }
+    }
+
+    pub(crate) fn get(&mut self) -> &mut [std::mem::MaybeUninit<httparse::Header<'b>>] {
+        if self.n <= STACK_HEADERS {
+            &mut self.stack[..self.n]
+        } else {
+            &mut self.heap[..]
+        }
+    }
+}
+
 /// Byte range `[start, end)` into the buffer the head was parsed from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Span {

@@ -9,10 +9,8 @@
 //! [`RequestHead`] is reused for every request of a connection: its vectors keep their
 //! capacity, so parsing allocates nothing in the steady state.
 
-use std::mem::MaybeUninit;
-
 use super::header::{
-    is_token, list_items, parse_content_length, trim_ows, HeaderKind, HeaderPos, Span,
+    is_token, list_items, parse_content_length, trim_ows, HeaderKind, HeaderPos, HeaderSlots, Span,
 };
 use super::HeadError;
 
@@ -69,10 +67,6 @@ impl Method {
         )
     }
 }
-
-/// Headers kept on the stack when the configured limit allows; larger limits fall back
-/// to one heap array per parse.
-const STACK_HEADERS: usize = 128;
 
 /// A parsed request head: offsets into the buffer it was parsed from.
 #[derive(Debug, Clone)]
@@ -131,16 +125,8 @@ impl RequestHead {
     ) -> Result<bool, HeadError> {
         // Never look past the limit: a head that does not end within it is too large.
         let view = &buf[..buf.len().min(max_head)];
-        let mut stack: [MaybeUninit<httparse::Header<'_>>; STACK_HEADERS] =
-            [const { MaybeUninit::uninit() }; STACK_HEADERS];
-        let mut heap: Vec<MaybeUninit<httparse::Header<'_>>>;
-        let slots: &mut [MaybeUninit<httparse::Header<'_>>] = if max_headers <= STACK_HEADERS {
-            &mut stack[..max_headers]
-        } else {
-            heap = Vec::with_capacity(max_headers);
-            heap.resize_with(max_headers, MaybeUninit::uninit);
-            &mut heap[..]
-        };
+        let mut slots = HeaderSlots::new(max_headers);
+        let slots = slots.get();
         let mut req = httparse::Request::new(&mut []);
         let status = match req.parse_with_uninit_headers(view, slots) {
             Ok(s) => s,

@@ -3,13 +3,11 @@
 //! A response whose framing cannot be trusted (bad or conflicting Content-Length) is an
 //! upstream error (502), never relayed.
 
-use std::mem::MaybeUninit;
-
-use super::header::{is_token, list_items, parse_content_length, HeaderKind, HeaderPos, Span};
+use super::header::{
+    is_token, list_items, parse_content_length, HeaderKind, HeaderPos, HeaderSlots, Span,
+};
 use super::request::{httparse_reason, BodyFraming};
 use super::HeadError;
-
-const STACK_HEADERS: usize = 128;
 
 #[derive(Debug, Clone)]
 pub struct ResponseHead {
@@ -57,16 +55,8 @@ impl ResponseHead {
         head_request: bool,
     ) -> Result<bool, HeadError> {
         let view = &buf[..buf.len().min(max_head)];
-        let mut stack: [MaybeUninit<httparse::Header<'_>>; STACK_HEADERS] =
-            [const { MaybeUninit::uninit() }; STACK_HEADERS];
-        let mut heap: Vec<MaybeUninit<httparse::Header<'_>>>;
-        let slots: &mut [MaybeUninit<httparse::Header<'_>>] = if max_headers <= STACK_HEADERS {
-            &mut stack[..max_headers]
-        } else {
-            heap = Vec::with_capacity(max_headers);
-            heap.resize_with(max_headers, MaybeUninit::uninit);
-            &mut heap[..]
-        };
+        let mut slots = HeaderSlots::new(max_headers);
+        let slots = slots.get();
         let mut resp = httparse::Response::new(&mut []);
         let status = match httparse::ParserConfig::default()
             .parse_response_with_uninit_headers(&mut resp, view, slots)
