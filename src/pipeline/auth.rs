@@ -37,7 +37,15 @@ pub fn run(
         .iter()
         .find(|h| h.kind == HeaderKind::Authorization)
         .map(|h| h.value.get(buf));
-    let api_key = head.header(buf, w.auth.api_key_header());
+    // A bearer token alone decides when both are sent, so the API-key header is only
+    // looked for when there is none.
+    let bearer =
+        authorization.is_some_and(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer "));
+    let api_key = if bearer {
+        None
+    } else {
+        head.header(buf, w.auth.api_key_header())
+    };
     match w
         .auth
         .authenticate(authorization, api_key, w.unix_now.get())
