@@ -8,7 +8,9 @@
 //! a body framing that contradicts the headers, a result that depends on how the bytes
 //! were split across reads, a forwarded head that does not parse again.
 //!
-//! Only the public API of the `ringgate` library is used.
+//! The `*_table.rs` files beside this one hold the explicit hostile cases; they are
+//! test-only, declared by `tests/parser_hostile.rs` and not here, so the fuzz targets do
+//! not compile them. Only the public API of the `ringgate` library is used.
 
 #![allow(dead_code)]
 
