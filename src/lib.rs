@@ -30,6 +30,7 @@
 //! ```
 
 pub mod auth;
+pub mod cache;
 pub mod config;
 pub mod demo;
 pub mod http;

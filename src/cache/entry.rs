@@ -1,0 +1,429 @@
+//! A stored response ([`Entry`]): the status line and the stored header fields kept
+//! as one block of wire bytes, ready to be written; the body behind an `Rc`; and the
+//! numbers the RFC 9111 age and freshness calculations need. Also the conditional
+//! request logic ([`conditional`], [`Entry::not_modified`]: answer 304 from a fresh
+//! entry) and the refresh of an entry by a 304 from the upstream ([`Entry::freshen`]).
+//!
+//! Entries are immutable once built; the cache hands out `Rc<Entry>`, so a hit costs a
+//! non-atomic increment and the body can be written while the cache goes on changing.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use super::key::RequestHeaders;
+use super::rules::{http_date, storable, RequestFacts, ResponseParts, Storable, MAX_DELTA};
+use super::{NotStorable, XCache};
+use crate::config::RouteCache;
+use crate::http::header::{parse_content_length, trim_ows, HeaderKind, HeaderPos, Span};
+
+/// A cached response.
+#[derive(Debug)]
+pub struct Entry {
+    /// "HTTP/1.1 200 OK\r\n" then one "Name: value\r\n" per stored field.
+    head: Box<[u8]>,
+    /// Where the fields start in `head`.
+    fields_at: u32,
+    status: u16,
+    /// Line ranges in `head` of the fields a 304 repeats (RFC 9110 15.4.5).
+    not_modified: Box<[(u32, u32)]>,
+    /// Range in `head` of the ETag value.
+    etag: Option<(u32, u32)>,
+    body: Rc<[u8]>,
+    /// When the response arrived (`response_time` of RFC 9111 4.2.3).
+    stored_at: Instant,
+    /// Its age on arrival (`corrected_initial_age`), seconds.
+    initial_age: u64,
+    lifetime: Duration,
+    swr: Duration,
+    sie: Duration,
+    must_revalidate: bool,
+    /// Unix seconds compared with If-Modified-Since.
+    modified_at: u64,
+    /// The Vary names, handed to the primary entry on insert.
+    pub(crate) vary: Vec<Box<[u8]>>,
+}
+
+/// Fields repeated in a 304 (RFC 9110 15.4.5).
+const NOT_MODIFIED_FIELDS: [&[u8]; 6] = [
+    b"cache-control",
+    b"content-location",
+    b"date",
+    b"etag",
+    b"expires",
+    b"vary",
+];
+
+impl Entry {
+    /// Build the entry for a complete response. `st` is what [`storable`] said of this
+    /// head; `requested_at` is when the request went upstream and `received_at` when
+    /// the head came back (their difference counts into the age, RFC 9111 4.2.3);
+    /// `omit` lists extra (lower-case) field names not to store, such as the route's
+    /// `response_headers.remove`. Hop-by-hop fields, those `Connection` names,
+    /// `Content-Length` and `Transfer-Encoding` (the body's length is known), `Age` and
+    /// `X-Cache` (written afresh on every hit) are not stored. A response without a
+    /// valid `Date` is given one (RFC 9110 6.6.1).
+    ///
+    /// A body that does not have the length the head's `Content-Length` announced is
+    /// refused ([`NotStorable::Truncated`]): a cut-short response is never cached.
+    pub fn build(
+        st: Storable,
+        resp: &ResponseParts<'_>,
+        body: Rc<[u8]>,
+        requested_at: Instant,
+        received_at: Instant,
+        omit: &[String],
+    ) -> Result<Entry, NotStorable> {
+        let mut head = Vec::with_capacity(64 + resp.buf.len().min(4096));
+        head.extend_from_slice(b"HTTP/1.1 ");
+        head.extend_from_slice(itoa::Buffer::new().format(resp.status).as_bytes());
+        head.push(b' ');
+        head.extend_from_slice(resp.reason);
+        head.extend_from_slice(b"\r\n");
+        let fields_at = head.len() as u32;
+        let mut not_modified = Vec::new();
+        let mut etag = None;
+        for (name, value, kind) in resp.fields() {
+            match kind {
+                HeaderKind::ContentLength => {
+                    if parse_content_length(value) != Some(body.len() as u64) {
+                        return Err(NotStorable::Truncated);
+                    }
+                    continue;
+                }
+                HeaderKind::Connection | HeaderKind::HopByHop | HeaderKind::TransferEncoding => {
+                    continue
+                }
+                _ => {}
+            }
+            let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
+            if is(b"age")
+                || is(b"x-cache")
+                || st.omit.iter().any(|o| is(o))
+                || omit.iter().any(|o| is(o.as_bytes()))
+            {
+                continue;
+            }
+            let line = head.len() as u32;
+            head.extend_from_slice(name);
+            head.extend_from_slice(b": ");
+            let value_at = head.len() as u32;
+            head.extend_from_slice(value);
+            let value_end = head.len() as u32;
+            head.extend_from_slice(b"\r\n");
+            if NOT_MODIFIED_FIELDS.iter().any(|n| is(n)) {
+                not_modified.push((line, head.len() as u32));
+            }
+            if etag.is_none() && is(b"etag") {
+                etag = Some((value_at, value_end));
+            }
+        }
+        if let Some(unix) = st.missing_date {
+            let line = head.len() as u32;
+            let date = std::time::UNIX_EPOCH + Duration::from_secs(unix);
+            head.extend_from_slice(b"Date: ");
+            head.extend_from_slice(httpdate::fmt_http_date(date).as_bytes());
+            head.extend_from_slice(b"\r\n");
+            not_modified.push((line, head.len() as u32));
+        }
+        let delay = received_at
+            .saturating_duration_since(requested_at)
+            .as_secs();
+        Ok(Entry {
+            head: head.into_boxed_slice(),
+            fields_at,
+            status: resp.status,
+            not_modified: not_modified.into_boxed_slice(),
+            etag,
+            body,
+            stored_at: received_at,
+            initial_age: st.apparent_age.max(st.age_value.saturating_add(delay)),
+            lifetime: st.lifetime,
+            swr: st.stale_while_revalidate,
+            sie: st.stale_if_error,
+            must_revalidate: st.must_revalidate,
+            modified_at: st.modified_at,
+            vary: st.vary,
+        })
+    }
+
+    /// A bare 200 entry (for the policy simulation).
+    pub(crate) fn synthetic(body: Rc<[u8]>, lifetime: Duration, now: Instant) -> Entry {
+        let head: Box<[u8]> = (*b"HTTP/1.1 200 OK\r\n").into();
+        Entry {
+            fields_at: head.len() as u32,
+            head,
+            status: 200,
+            not_modified: Box::new([]),
+            etag: None,
+            body,
+            stored_at: now,
+            initial_age: 0,
+            lifetime,
+            swr: Duration::ZERO,
+            sie: Duration::ZERO,
+            must_revalidate: false,
+            modified_at: 0,
+            vary: Vec::new(),
+        }
+    }
+
+    /// RFC 9111 4.3.4: a 304 to a conditional revalidation of this entry refreshes it.
+    /// The 304's fields replace the stored fields of the same name, the others are
+    /// kept, the body is shared (not copied), and the result is judged by
+    /// [`storable`] again (a 304 saying `no-store` drops the entry).
+    #[allow(clippy::too_many_arguments)]
+    pub fn freshen(
+        &self,
+        req: &RequestFacts<'_>,
+        route: &RouteCache,
+        resp: &ResponseParts<'_>,
+        unix_now: u64,
+        requested_at: Instant,
+        received_at: Instant,
+        omit: &[String],
+    ) -> Result<Entry, NotStorable> {
+        let mut buf = Vec::with_capacity(self.head.len() + resp.buf.len());
+        let mut headers = Vec::new();
+        let mut push = |buf: &mut Vec<u8>, name: &[u8], value: &[u8]| {
+            let n = buf.len();
+            buf.extend_from_slice(name);
+            let v = buf.len();
+            buf.extend_from_slice(value);
+            headers.push(HeaderPos {
+                name: Span {
+                    start: n as u32,
+                    end: v as u32,
+                },
+                value: Span {
+                    start: v as u32,
+                    end: buf.len() as u32,
+                },
+                kind: HeaderKind::classify(name),
+            });
+        };
+        // The stored Date goes even when the 304 has none: the entry's age restarts
+        // from this response (one is added with the time it arrived).
+        let replaced = |name: &[u8]| {
+            name.eq_ignore_ascii_case(b"date")
+                || resp.fields().any(|(n, ..)| n.eq_ignore_ascii_case(name))
+        };
+        for (name, value) in self.headers() {
+            if !replaced(name) {
+                push(&mut buf, name, value);
+            }
+        }
+        for (name, value, kind) in resp.fields() {
+            if kind != HeaderKind::ContentLength {
+                push(&mut buf, name, value);
+            }
+        }
+        let merged = ResponseParts {
+            status: self.status,
+            reason: self.reason(),
+            buf: &buf,
+            headers: &headers,
+        };
+        let st = storable(req, route, &merged, unix_now)?;
+        Entry::build(
+            st,
+            &merged,
+            self.body.clone(),
+            requested_at,
+            received_at,
+            omit,
+        )
+    }
+
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    fn reason(&self) -> &[u8] {
+        // "HTTP/1.1 200 " is 13 bytes; the line ends with CRLF.
+        &self.head[13..self.fields_at as usize - 2]
+    }
+
+    /// The body, shared: clone the `Rc` to write it after the cache has moved on.
+    pub fn body(&self) -> &Rc<[u8]> {
+        &self.body
+    }
+
+    /// The status line and the stored fields, as wire bytes.
+    pub fn head(&self) -> &[u8] {
+        &self.head
+    }
+
+    /// The stored fields, (name, value) each.
+    pub fn headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.head[self.fields_at as usize..]
+            .split(|&c| c == b'\n')
+            .filter(|l| !l.is_empty())
+            .filter_map(|line| {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                let colon = line.iter().position(|&c| c == b':')?;
+                Some((&line[..colon], trim_ows(&line[colon + 1..])))
+            })
+    }
+
+    pub fn etag(&self) -> Option<&[u8]> {
+        self.etag.map(|(s, e)| &self.head[s as usize..e as usize])
+    }
+
+    pub fn lifetime(&self) -> Duration {
+        self.lifetime
+    }
+
+    /// `current_age` of RFC 9111 4.2.3.
+    pub fn current_age(&self, now: Instant) -> Duration {
+        Duration::from_secs(self.initial_age) + now.saturating_duration_since(self.stored_at)
+    }
+
+    /// The value of the `Age` header at `now`.
+    pub fn age(&self, now: Instant) -> u64 {
+        self.current_age(now).as_secs().min(MAX_DELTA)
+    }
+
+    pub fn is_fresh(&self, now: Instant) -> bool {
+        self.lifetime > self.current_age(now)
+    }
+
+    /// How long ago it stopped being fresh (zero while fresh).
+    pub fn staleness(&self, now: Instant) -> Duration {
+        self.current_age(now).saturating_sub(self.lifetime)
+    }
+
+    /// Stale, but inside its `stale-while-revalidate` window.
+    pub fn within_stale_while_revalidate(&self, now: Instant) -> bool {
+        !self.is_fresh(now) && !self.swr.is_zero() && self.staleness(now) <= self.swr
+    }
+
+    /// May be served because the upstream failed: fresh, or stale inside its
+    /// `stale-if-error` window. Check at the time of the failure.
+    pub fn serves_on_error(&self, now: Instant) -> bool {
+        self.is_fresh(now) || (!self.sie.is_zero() && self.staleness(now) <= self.sie)
+    }
+
+    /// Stale, it must not be served without revalidation (`must-revalidate`,
+    /// `proxy-revalidate`, `s-maxage`).
+    pub fn must_revalidate(&self) -> bool {
+        self.must_revalidate
+    }
+
+    /// What the entry costs in the cache's byte budget, without its keys.
+    pub(crate) fn charge(&self) -> usize {
+        self.head.len()
+            + self.body.len()
+            + self.not_modified.len() * 8
+            + self.vary.iter().map(|v| v.len() + 16).sum::<usize>()
+    }
+
+    /// Write the response head for a hit on this entry: the status line, the stored
+    /// fields, `Age`, `X-Cache` and `Content-Length` (not for 204). The final empty
+    /// line is left to the caller, which may add its own fields first. A HEAD request
+    /// gets the same head and no body.
+    pub fn write_head(&self, out: &mut Vec<u8>, now: Instant, x_cache: XCache) {
+        out.extend_from_slice(&self.head);
+        self.write_common(out, now, x_cache);
+        if self.status != 204 {
+            out.extend_from_slice(b"Content-Length: ");
+            out.extend_from_slice(itoa::Buffer::new().format(self.body.len()).as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+
+    /// Write a 304 head for a conditional request this entry satisfies (see
+    /// [`Entry::not_modified`]): the fields RFC 9110 15.4.5 asks for, `Age`, `X-Cache`.
+    /// The final empty line is left to the caller.
+    pub fn write_not_modified(&self, out: &mut Vec<u8>, now: Instant) {
+        out.extend_from_slice(b"HTTP/1.1 304 Not Modified\r\n");
+        for &(s, e) in self.not_modified.iter() {
+            out.extend_from_slice(&self.head[s as usize..e as usize]);
+        }
+        self.write_common(out, now, XCache::Hit);
+    }
+
+    fn write_common(&self, out: &mut Vec<u8>, now: Instant, x_cache: XCache) {
+        out.extend_from_slice(b"Age: ");
+        out.extend_from_slice(itoa::Buffer::new().format(self.age(now)).as_bytes());
+        out.extend_from_slice(b"\r\nX-Cache: ");
+        out.extend_from_slice(x_cache.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+
+    /// Should a GET/HEAD with these headers get 304 instead of this (fresh) entry?
+    /// `If-None-Match` (all its lines) decides when present, else a single valid
+    /// `If-Modified-Since` (RFC 9110 13.2.2).
+    pub fn not_modified<H: RequestHeaders + ?Sized>(&self, req: &H) -> bool {
+        let (mut inm_seen, mut matched) = (false, false);
+        req.each(b"if-none-match", &mut |v| {
+            inm_seen = true;
+            matched |= etag_list_matches(v, self.etag());
+        });
+        if inm_seen {
+            return matched;
+        }
+        let (mut lines, mut ims) = (0, None);
+        req.each(b"if-modified-since", &mut |v| {
+            lines += 1;
+            ims = http_date(v);
+        });
+        lines == 1 && ims.is_some_and(|t| self.modified_at <= t)
+    }
+}
+
+/// The 304 decision for one `If-None-Match` and one `If-Modified-Since` value:
+/// `true` means answer 304 Not Modified. The entity-tag comparison is weak, as
+/// RFC 9110 13.1.2 requires for If-None-Match; `*` matches any stored response.
+pub fn conditional(
+    entry: &Entry,
+    if_none_match: Option<&[u8]>,
+    if_modified_since: Option<&[u8]>,
+) -> bool {
+    match (if_none_match, if_modified_since) {
+        (Some(inm), _) => etag_list_matches(inm, entry.etag()),
+        (None, Some(ims)) => http_date(ims).is_some_and(|t| entry.modified_at <= t),
+        (None, None) => false,
+    }
+}
+
+/// Does an If-None-Match value match `etag` by weak comparison?
+fn etag_list_matches(list: &[u8], etag: Option<&[u8]>) -> bool {
+    let list = trim_ows(list);
+    if list == b"*" {
+        return true;
+    }
+    let Some(etag) = etag else {
+        return false;
+    };
+    let ours = opaque(trim_ows(etag));
+    let mut rest = list;
+    loop {
+        rest = trim_start_commas(rest);
+        if rest.is_empty() {
+            return false;
+        }
+        let tag_start = rest.strip_prefix(b"W/").unwrap_or(rest);
+        let Some(b'"') = tag_start.first() else {
+            return false; // malformed: stop, no match
+        };
+        let Some(close) = tag_start[1..].iter().position(|&c| c == b'"') else {
+            return false;
+        };
+        if &tag_start[..close + 2] == ours {
+            return true;
+        }
+        rest = &tag_start[close + 2..];
+    }
+}
+
+/// The opaque-tag of an entity-tag: without `W/`.
+fn opaque(etag: &[u8]) -> &[u8] {
+    etag.strip_prefix(b"W/").unwrap_or(etag)
+}
+
+fn trim_start_commas(mut v: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t' | b',', rest @ ..] = v {
+        v = rest;
+    }
+    v
+}

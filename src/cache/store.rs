@@ -1,0 +1,449 @@
+//! [`Cache`]: one worker's entries, byte-bounded, with the eviction policy.
+//!
+//! Layout, chosen so that a hit touches few cache lines: a `HashTable` of primary
+//! records stored inline (one per primary key: the key, its Vary names, the head of
+//! its chain of variants), a slab of entry slots (one per variant, chained through the
+//! slab, each holding its variant key and its `Rc<Entry>`), and an index from the hash
+//! of a URI to the primary keys under it, for invalidation. Keys are compared in full
+//! (a hash collision never serves one key's entry for another); the hash is computed
+//! once per call and shared by the table and the policy. A hit is: the table's probe,
+//! the key's bytes, the slot, the entry.
+
+use std::hash::BuildHasher;
+use std::rc::Rc;
+use std::time::Instant;
+
+use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
+
+use super::entry::Entry;
+use super::key::{uri_key, uri_prefix, variant_key, RequestHeaders};
+use super::policy::{Policy, S3Fifo};
+use super::rules::ReqDirectives;
+use super::{NotStorable, Stats};
+
+/// The most variants kept under one primary key; past it the oldest goes, so that a
+/// client cycling through `Accept` values cannot make lookups walk long chains.
+pub const MAX_VARIANTS: usize = 16;
+
+/// Bytes charged per entry on top of its keys, head, body and Vary names: the slot,
+/// the `Entry` and its `Rc` counts, the primary record and its table slot, the URI
+/// index, the policy's node, and allocator rounding for the allocations an entry
+/// makes.
+pub const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>()
+    + 16
+    + std::mem::size_of::<Slot>()
+    + std::mem::size_of::<Primary>()
+    + 64
+    + 5 * 16;
+
+const NIL: u32 = u32::MAX;
+
+/// What a lookup found.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    /// Fresh and acceptable to the client: answer from it (`X-Cache: HIT`; check
+    /// [`Entry::not_modified`] for a 304).
+    Hit(Rc<Entry>),
+    /// Stored but not fresh (or not acceptable as it is); [`StaleUse`] says what may be
+    /// done with it.
+    Stale(Rc<Entry>, StaleUse),
+    /// Nothing stored for this request: go upstream, then maybe insert.
+    Miss,
+    /// The request said `no-store`: go upstream, store nothing (`X-Cache: BYPASS`).
+    Bypass,
+}
+
+/// What may be done with a stale entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StaleUse {
+    /// Inside `stale-while-revalidate`: answer from it now (`X-Cache: STALE`) and
+    /// refresh it in the background (one refresh per key: use the fill registry).
+    ServeAndRevalidate,
+    /// The client's `max-stale` accepts it: answer from it (`X-Cache: STALE`).
+    Serve,
+    /// Go upstream (conditionally, with its validators, if it has any). If the
+    /// upstream fails and [`Entry::serves_on_error`] holds at that moment, answer from
+    /// it (`X-Cache: STALE`).
+    Revalidate,
+}
+
+/// One worker's response cache.
+pub struct Cache<P: Policy = S3Fifo> {
+    hasher: DefaultHashBuilder,
+    /// Primary records, by primary-key hash.
+    table: HashTable<Primary>,
+    /// URI hash -> hashes of the primary keys under it. A collision only makes an
+    /// invalidation look at more records.
+    uris: HashMap<u64, Vec<u64>>,
+    slots: Vec<Slot>,
+    free_slots: Vec<u32>,
+    policy: P,
+    scratch: Vec<u8>,
+    bytes: usize,
+    max_bytes: usize,
+    max_object_bytes: usize,
+    stats: Stats,
+}
+
+#[derive(Debug)]
+struct Primary {
+    key: Box<[u8]>,
+    hash: u64,
+    uri_hash: u64,
+    vary: Box<[Box<[u8]>]>,
+    /// First slot of the chain of variants, newest first.
+    first: u32,
+    variants: u32,
+}
+
+#[derive(Debug)]
+struct Slot {
+    entry: Option<Rc<Entry>>,
+    /// Hash of the primary key (finds the record on removal).
+    hash: u64,
+    /// Next variant of the same primary key.
+    next: u32,
+    variant: Box<[u8]>,
+    charge: usize,
+}
+
+impl Default for Slot {
+    fn default() -> Slot {
+        Slot {
+            entry: None,
+            hash: 0,
+            next: NIL,
+            variant: Box::default(),
+            charge: 0,
+        }
+    }
+}
+
+impl Cache<S3Fifo> {
+    /// A cache of at most `max_bytes` (this worker's share of `[cache] max_bytes`) that
+    /// refuses bodies over `max_object_bytes`.
+    pub fn new(max_bytes: usize, max_object_bytes: usize) -> Cache<S3Fifo> {
+        Cache::with_policy(max_bytes, max_object_bytes)
+    }
+}
+
+impl<P: Policy> Cache<P> {
+    /// A cache with another eviction policy (for the comparison).
+    pub fn with_policy(max_bytes: usize, max_object_bytes: usize) -> Cache<P> {
+        Cache {
+            hasher: DefaultHashBuilder::default(),
+            table: HashTable::new(),
+            uris: HashMap::new(),
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            policy: P::new(max_bytes),
+            scratch: Vec::with_capacity(256),
+            bytes: 0,
+            max_bytes,
+            max_object_bytes,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Find the entry for a request: `primary` from [`super::primary_key`], `req` its
+    /// headers (for the Vary values), `dirs` its Cache-Control.
+    pub fn lookup<H: RequestHeaders + ?Sized>(
+        &mut self,
+        primary: &[u8],
+        req: &H,
+        dirs: &ReqDirectives,
+        now: Instant,
+    ) -> Lookup {
+        if dirs.no_store {
+            self.stats.bypasses += 1;
+            return Lookup::Bypass;
+        }
+        let hash = self.hasher.hash_one(primary);
+        self.policy.on_access(hash);
+        let Some(rec) = self.table.find(hash, |p| *p.key == *primary) else {
+            self.stats.misses += 1;
+            return Lookup::Miss;
+        };
+        let mut sid = rec.first;
+        if !rec.vary.is_empty() {
+            variant_key(&mut self.scratch, &rec.vary, req);
+            while sid != NIL && !bytes_eq(&self.slots[sid as usize].variant, &self.scratch) {
+                sid = self.slots[sid as usize].next;
+            }
+        }
+        let Some(entry) = self.slots.get(sid as usize).and_then(|s| s.entry.clone()) else {
+            self.stats.misses += 1;
+            return Lookup::Miss;
+        };
+        let verdict = judge(&entry, dirs, now);
+        match verdict {
+            None => self.stats.hits += 1,
+            Some(StaleUse::Revalidate) => {
+                self.stats.misses += 1;
+                return Lookup::Stale(entry, StaleUse::Revalidate);
+            }
+            Some(_) => self.stats.stale_hits += 1,
+        }
+        self.policy.on_hit(sid);
+        match verdict {
+            None => Lookup::Hit(entry),
+            Some(u) => Lookup::Stale(entry, u),
+        }
+    }
+
+    /// Store `entry` for the request whose primary key is `primary` and whose headers
+    /// are `req` (the Vary values are taken from them). Replaces the same variant, and
+    /// drops every variant stored under other Vary names. Evicts until the budget
+    /// holds it; refuses a body over `max_object_bytes` and anything the policy does
+    /// not admit.
+    pub fn insert<H: RequestHeaders + ?Sized>(
+        &mut self,
+        primary: &[u8],
+        req: &H,
+        mut entry: Entry,
+    ) -> Result<(), NotStorable> {
+        if entry.body().len() > self.max_object_bytes {
+            self.stats.refused += 1;
+            return Err(NotStorable::TooLarge);
+        }
+        variant_key(&mut self.scratch, &entry.vary, req);
+        let variant: Box<[u8]> = self.scratch.as_slice().into();
+        let charge = entry.charge() + primary.len() + variant.len() + ENTRY_OVERHEAD;
+        if charge > self.max_bytes {
+            self.stats.refused += 1;
+            return Err(NotStorable::TooLarge);
+        }
+        let hash = self.hasher.hash_one(primary);
+        if let Some(rec) = self.table.find(hash, |p| *p.key == *primary) {
+            // What the new entry displaces: everything under other Vary names, else the
+            // same variant, else the oldest one past the cap.
+            let chain = chain(&self.slots, rec.first);
+            let old: Vec<u32> = if *rec.vary != *entry.vary {
+                chain
+            } else if let Some(&same) = chain
+                .iter()
+                .find(|&&s| bytes_eq(&self.slots[s as usize].variant, &variant))
+            {
+                vec![same]
+            } else if chain.len() >= MAX_VARIANTS {
+                chain.last().copied().into_iter().collect()
+            } else {
+                Vec::new()
+            };
+            for sid in old {
+                self.remove_slot(sid, true);
+            }
+        }
+        if self.bytes + charge > self.max_bytes
+            && !self
+                .policy
+                .admit(hash, self.bytes + charge - self.max_bytes)
+        {
+            self.stats.refused += 1;
+            return Err(NotStorable::NotAdmitted);
+        }
+        while self.bytes + charge > self.max_bytes {
+            let victim = self
+                .policy
+                .evict()
+                .expect("bytes are charged: an entry exists");
+            self.remove_slot(victim, false);
+            self.stats.evictions += 1;
+        }
+        let sid = match self.free_slots.pop() {
+            Some(sid) => sid,
+            None => {
+                self.slots.push(Slot::default());
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let vary = std::mem::take(&mut entry.vary);
+        let next = match self.table.find_mut(hash, |p| *p.key == *primary) {
+            Some(rec) => {
+                let next = rec.first;
+                rec.first = sid;
+                rec.variants += 1;
+                next
+            }
+            None => {
+                let uri_hash = self.hasher.hash_one(uri_prefix(primary));
+                let rec = Primary {
+                    key: primary.into(),
+                    hash,
+                    uri_hash,
+                    vary: vary.into_boxed_slice(),
+                    first: sid,
+                    variants: 1,
+                };
+                self.table.insert_unique(hash, rec, |p| p.hash);
+                self.uris.entry(uri_hash).or_default().push(hash);
+                NIL
+            }
+        };
+        self.slots[sid as usize] = Slot {
+            entry: Some(Rc::new(entry)),
+            hash,
+            next,
+            variant,
+            charge,
+        };
+        self.policy.on_insert(sid, hash, charge);
+        self.bytes += charge;
+        self.stats.inserts += 1;
+        debug_assert!(self.bytes <= self.max_bytes);
+        Ok(())
+    }
+
+    /// Drop every entry for the URI `host` + `target` (all method classes, audiences
+    /// and variants), as an unsafe request on it requires (see
+    /// [`super::invalidates`]). Returns how many entries went.
+    pub fn invalidate(&mut self, host: &[u8], target: &[u8]) -> usize {
+        let mut uri = std::mem::take(&mut self.scratch);
+        uri_key(&mut uri, host, target);
+        let uri_hash = self.hasher.hash_one(&uri[..]);
+        let mut dropped = 0;
+        let hashes = self.uris.get(&uri_hash).cloned().unwrap_or_default();
+        for hash in hashes {
+            // Removing a record's last slot removes the record: repeat until no record
+            // with this hash is under the URI.
+            while let Some(rec) = self.table.find(hash, |p| uri_prefix(&p.key) == &uri[..]) {
+                for sid in chain(&self.slots, rec.first) {
+                    self.remove_slot(sid, true);
+                    dropped += 1;
+                }
+            }
+        }
+        self.scratch = uri;
+        self.stats.invalidations += dropped as u64;
+        dropped
+    }
+
+    /// Drop the entry a request would find (say, a stale one whose revalidation came
+    /// back not storable). Returns whether there was one.
+    pub fn remove<H: RequestHeaders + ?Sized>(&mut self, primary: &[u8], req: &H) -> bool {
+        let hash = self.hasher.hash_one(primary);
+        let Some(rec) = self.table.find(hash, |p| *p.key == *primary) else {
+            return false;
+        };
+        variant_key(&mut self.scratch, &rec.vary, req);
+        let found = links(&self.slots, rec.first)
+            .find(|&s| bytes_eq(&self.slots[s as usize].variant, &self.scratch));
+        if let Some(sid) = found {
+            self.remove_slot(sid, true);
+        }
+        found.is_some()
+    }
+
+    /// Drop everything (a reload, an admin purge).
+    pub fn clear(&mut self) {
+        let stats = self.stats;
+        *self = Cache::with_policy(self.max_bytes, self.max_object_bytes);
+        self.stats = stats;
+    }
+
+    pub fn stats(&self) -> Stats {
+        Stats {
+            entries: self.slots.len() - self.free_slots.len(),
+            bytes: self.bytes,
+            ..self.stats
+        }
+    }
+
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
+    /// Remove an entry; `tracked`: the policy still tracks it (not an eviction).
+    fn remove_slot(&mut self, sid: u32, tracked: bool) {
+        if tracked {
+            self.policy.on_remove(sid);
+        }
+        let slots = &mut self.slots;
+        let hash = slots[sid as usize].hash;
+        let Ok(mut found) = self
+            .table
+            .find_entry(hash, |p| links(slots, p.first).any(|s| s == sid))
+        else {
+            unreachable!("a stored slot belongs to a primary record");
+        };
+        let rec = found.get_mut();
+        let slot = std::mem::take(&mut slots[sid as usize]);
+        if rec.first == sid {
+            rec.first = slot.next;
+        } else {
+            let mut cur = rec.first;
+            while slots[cur as usize].next != sid {
+                cur = slots[cur as usize].next;
+            }
+            slots[cur as usize].next = slot.next;
+        }
+        rec.variants -= 1;
+        if rec.variants == 0 {
+            let (rec, _) = found.remove();
+            if let Some(list) = self.uris.get_mut(&rec.uri_hash) {
+                if let Some(i) = list.iter().position(|&h| h == rec.hash) {
+                    list.swap_remove(i);
+                }
+                if list.is_empty() {
+                    self.uris.remove(&rec.uri_hash);
+                }
+            }
+        }
+        self.free_slots.push(sid);
+        self.bytes -= slot.charge;
+    }
+}
+
+/// The slot ids of a chain of variants, newest first.
+fn links(slots: &[Slot], first: u32) -> impl Iterator<Item = u32> + '_ {
+    let live = |s: u32| (s != NIL).then_some(s);
+    std::iter::successors(live(first), move |&s| live(slots[s as usize].next))
+}
+
+fn chain(slots: &[Slot], first: u32) -> Vec<u32> {
+    links(slots, first).collect()
+}
+
+/// Slice equality that never calls `memcmp` for empty slices: the variant key is
+/// empty for every entry without Vary, and glibc's AVX-512 `memcmp` given a length of
+/// zero and Rust's dangling empty-slice pointer takes ~110 ns (a masked load from an
+/// unmapped page), more than the rest of a hit.
+#[inline]
+fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && (a.is_empty() || a == b)
+}
+
+/// Fresh and acceptable (`None`), or what may be done with it (RFC 9111 4.2, 5.2.1;
+/// RFC 5861).
+fn judge(entry: &Entry, dirs: &ReqDirectives, now: Instant) -> Option<StaleUse> {
+    let age = entry.current_age(now);
+    let fresh = entry.lifetime() > age;
+    if dirs.no_cache {
+        return Some(StaleUse::Revalidate);
+    }
+    if fresh {
+        let max_age_ok = dirs.max_age.is_none_or(|m| age.as_secs() <= m);
+        let min_fresh_ok = dirs
+            .min_fresh
+            .is_none_or(|m| (entry.lifetime() - age).as_secs() >= m);
+        return if max_age_ok && min_fresh_ok {
+            None
+        } else {
+            Some(StaleUse::Revalidate)
+        };
+    }
+    if entry.must_revalidate() {
+        return Some(StaleUse::Revalidate);
+    }
+    if dirs
+        .max_stale
+        .is_some_and(|m| entry.staleness(now).as_secs() <= m)
+        && dirs.max_age.is_none_or(|m| age.as_secs() <= m)
+    {
+        return Some(StaleUse::Serve);
+    }
+    if entry.within_stale_while_revalidate(now) {
+        return Some(StaleUse::ServeAndRevalidate);
+    }
+    Some(StaleUse::Revalidate)
+}

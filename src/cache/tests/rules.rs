@@ -1,0 +1,517 @@
+//! RFC 9111 rules on real header bytes: storability, lifetime, stale windows, request
+//! directives, the stored head, age, conditional requests, invalidation.
+
+use super::*;
+
+fn refused(route: &RouteCache, status_line: &str, fields: &str) -> NotStorable {
+    storable(&get(), route, &resp(status_line, fields).parts(), UNIX_NOW).unwrap_err()
+}
+
+#[test]
+fn lifetime_is_s_maxage_then_max_age_then_expires_then_ttl() {
+    let rt = route(300);
+    let life = |f: &str| store_ok(&rt, &resp("200 OK", f)).lifetime;
+    assert_eq!(life(""), secs(300));
+    assert_eq!(life("Cache-Control: max-age=60"), secs(60));
+    assert_eq!(life("Cache-Control: max-age=60, s-maxage=5"), secs(5));
+    assert_eq!(
+        life("Cache-Control: s-maxage=5\nCache-Control: max-age=60"),
+        secs(5)
+    );
+    assert_eq!(
+        life("Date: Sun, 06 Nov 1994 08:49:37 GMT\nExpires: Sun, 06 Nov 1994 08:51:37 GMT"),
+        secs(120)
+    );
+    // max-age wins over Expires.
+    assert_eq!(
+        life("Expires: Sun, 06 Nov 1994 08:51:37 GMT\nCache-Control: max-age=7"),
+        secs(7)
+    );
+    // Without Date, Expires counts from now.
+    assert_eq!(life("Expires: Sun, 06 Nov 1994 08:50:37 GMT"), secs(60));
+    // Too large: 2^31.
+    assert_eq!(
+        life("Cache-Control: max-age=99999999999999999999999"),
+        secs(MAX_DELTA)
+    );
+}
+
+#[test]
+fn invalid_or_conflicting_freshness_is_stale_and_not_stored() {
+    let rt = route(300);
+    assert_eq!(
+        refused(&rt, "200 OK", "Expires: 0"),
+        NotStorable::NoFreshness
+    );
+    assert_eq!(
+        refused(&rt, "200 OK", "Cache-Control: max-age=10, max-age=20"),
+        NotStorable::NoFreshness
+    );
+    assert_eq!(
+        refused(&rt, "200 OK", "Cache-Control: max-age=abc"),
+        NotStorable::NoFreshness
+    );
+    assert_eq!(
+        refused(&rt, "200 OK", "Cache-Control: max-age=0"),
+        NotStorable::NoFreshness
+    );
+    // Repeated with the same value is fine.
+    let r = resp(
+        "200 OK",
+        "Cache-Control: max-age=10\nCache-Control: max-age=10",
+    );
+    assert_eq!(store_ok(&rt, &r).lifetime, secs(10));
+    // Stale at once, but usable on error: stored.
+    let r = resp("200 OK", "Cache-Control: max-age=0, stale-if-error=60");
+    assert_eq!(store_ok(&rt, &r).stale_if_error, secs(60));
+}
+
+#[test]
+fn no_store_private_no_cache_and_set_cookie_are_not_stored() {
+    let rt = route(300);
+    let cases = [
+        ("Cache-Control: no-store", NotStorable::NoStore),
+        ("Cache-Control: max-age=60, No-Store", NotStorable::NoStore),
+        ("Cache-Control: private", NotStorable::Private),
+        ("Cache-Control: private, max-age=60", NotStorable::Private),
+        ("Cache-Control: no-cache", NotStorable::NoCache),
+        ("Set-Cookie: sid=1; HttpOnly", NotStorable::SetCookie),
+        (
+            "Cache-Control: public, max-age=60\nset-cookie: a=b",
+            NotStorable::SetCookie,
+        ),
+        ("Vary: *", NotStorable::VaryStar),
+        ("Vary: Accept, *", NotStorable::VaryStar),
+        (
+            "Transfer-Encoding: gzip, chunked",
+            NotStorable::TransferCoding,
+        ),
+    ];
+    for (fields, why) in cases {
+        assert_eq!(refused(&rt, "200 OK", fields), why, "{fields}");
+    }
+}
+
+#[test]
+fn qualified_no_cache_and_private_only_omit_their_fields() {
+    let rt = route(300);
+    let r = resp(
+        "200 OK",
+        "Cache-Control: no-cache=\"X-Secret, X-Other\", private=\"X-User\", max-age=60\n\
+         X-Secret: s\nX-User: u\nX-Kept: k\nX-other: o\nDate: Sun, 06 Nov 1994 08:49:37 GMT",
+    );
+    let st = store_ok(&rt, &r);
+    let omit: Vec<&[u8]> = st.omit.iter().map(|o| &o[..]).collect();
+    assert_eq!(omit, vec![&b"x-other"[..], b"x-secret", b"x-user"]);
+    let e = Entry::build(
+        st,
+        &r.parts(),
+        Rc::from(&b""[..]),
+        Instant::now(),
+        Instant::now(),
+        &[],
+    )
+    .unwrap();
+    let names: Vec<&[u8]> = e.headers().map(|(n, _)| n).collect();
+    assert_eq!(names, vec![&b"Cache-Control"[..], b"X-Kept", b"Date"]);
+}
+
+#[test]
+fn only_heuristically_cacheable_statuses_are_stored() {
+    let rt = route(300);
+    for s in CACHEABLE_STATUSES {
+        let r = resp(&format!("{s} X"), "");
+        assert!(storable(&get(), &rt, &r.parts(), UNIX_NOW).is_ok(), "{s}");
+    }
+    for s in [
+        201, 202, 206, 302, 303, 307, 400, 401, 403, 500, 502, 503, 504,
+    ] {
+        assert_eq!(
+            refused(&rt, &format!("{s} X"), "Cache-Control: max-age=60"),
+            NotStorable::Status(s)
+        );
+    }
+}
+
+#[test]
+fn only_get_responses_are_stored_and_request_no_store_refuses() {
+    let rt = route(300);
+    let r = resp("200 OK", "");
+    for m in [&b"HEAD"[..], b"POST", b"PUT", b"OPTIONS"] {
+        let facts = RequestFacts { method: m, ..get() };
+        assert_eq!(
+            storable(&facts, &rt, &r.parts(), UNIX_NOW),
+            Err(NotStorable::Method)
+        );
+    }
+    let facts = RequestFacts {
+        directives: ReqDirectives::parse(b"no-store"),
+        ..get()
+    };
+    assert_eq!(
+        storable(&facts, &rt, &r.parts(), UNIX_NOW),
+        Err(NotStorable::RequestNoStore)
+    );
+    // A route that caches only POST (nonsense, but valid config) stores nothing.
+    let post_only = RouteCache {
+        methods: vec!["POST".into()],
+        ..route(300)
+    };
+    assert_eq!(
+        storable(&get(), &post_only, &r.parts(), UNIX_NOW),
+        Err(NotStorable::Method)
+    );
+    assert!(cacheable_method(&rt, b"HEAD") && cacheable_method(&rt, b"GET"));
+    assert!(!cacheable_method(&rt, b"POST") && !cacheable_method(&post_only, b"POST"));
+}
+
+#[test]
+fn credentials_need_a_tenant_key_or_explicit_sharing() {
+    let rt = route(300);
+    let with_creds = |tenant_keyed| RequestFacts {
+        credentials: true,
+        tenant_keyed,
+        ..get()
+    };
+    let plain = resp("200 OK", "Cache-Control: max-age=60");
+    // Keyed by the caller's tenant: stored (only that tenant will see it).
+    assert!(storable(&with_creds(true), &rt, &plain.parts(), UNIX_NOW).is_ok());
+    // Shared or anonymous key: RFC 9111 3.5.
+    assert_eq!(
+        storable(&with_creds(false), &rt, &plain.parts(), UNIX_NOW),
+        Err(NotStorable::Authorization)
+    );
+    for allowed in [
+        "public, max-age=60",
+        "s-maxage=60",
+        "max-age=60, must-revalidate",
+    ] {
+        let r = resp("200 OK", &format!("Cache-Control: {allowed}"));
+        assert!(
+            storable(&with_creds(false), &rt, &r.parts(), UNIX_NOW).is_ok(),
+            "{allowed}"
+        );
+    }
+}
+
+#[test]
+fn vary_names_merge_the_response_and_the_route() {
+    let rt = RouteCache {
+        vary: vec!["accept-language".into()],
+        ..route(300)
+    };
+    let r = resp(
+        "200 OK",
+        "Vary: Accept-Encoding, accept\nVary: ACCEPT-LANGUAGE",
+    );
+    let st = store_ok(&rt, &r);
+    let names: Vec<&[u8]> = st.vary.iter().map(|v| &v[..]).collect();
+    assert_eq!(
+        names,
+        vec![&b"accept"[..], b"accept-encoding", b"accept-language"]
+    );
+}
+
+#[test]
+fn hop_by_hop_and_connection_named_fields_are_not_stored() {
+    let rt = route(300);
+    let r = resp(
+        "200 OK",
+        "Connection: X-Trace, close\nX-Trace: 1\nKeep-Alive: timeout=5\nUpgrade: h2c\n\
+         Proxy-Connection: keep-alive\nAge: 3\nX-Cache: HIT\nContent-Length: 5\n\
+         Content-Type: text/plain\nServer: origin\nDate: Sun, 06 Nov 1994 08:49:37 GMT",
+    );
+    let st = store_ok(&rt, &r);
+    let omit = ["server".to_owned()];
+    let e = Entry::build(
+        st,
+        &r.parts(),
+        Rc::from(&b"hello"[..]),
+        Instant::now(),
+        Instant::now(),
+        &omit,
+    )
+    .unwrap();
+    let fields: Vec<(&[u8], &[u8])> = e.headers().collect();
+    let date = &b"Sun, 06 Nov 1994 08:49:37 GMT"[..];
+    assert_eq!(
+        fields,
+        vec![(&b"Content-Type"[..], &b"text/plain"[..]), (b"Date", date)]
+    );
+    assert_eq!(
+        e.head(),
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
+    );
+}
+
+#[test]
+fn a_body_shorter_or_longer_than_content_length_is_refused() {
+    let rt = route(300);
+    let r = resp("200 OK", "Content-Length: 10");
+    for body in [&b"short"[..], b"much too long"] {
+        let st = store_ok(&rt, &r);
+        let now = Instant::now();
+        let e = Entry::build(st, &r.parts(), Rc::from(body), now, now, &[]);
+        assert_eq!(e.unwrap_err(), NotStorable::Truncated);
+    }
+}
+
+#[test]
+fn revalidation_directives_close_the_stale_windows() {
+    let rt = route(300);
+    let st = |cc: &str| store_ok(&rt, &resp("200 OK", &format!("Cache-Control: {cc}")));
+    let open = st("max-age=10, stale-while-revalidate=30, stale-if-error=60");
+    assert_eq!(
+        (open.stale_while_revalidate, open.stale_if_error),
+        (secs(30), secs(60))
+    );
+    assert!(!open.must_revalidate);
+    for closing in ["must-revalidate", "proxy-revalidate", "s-maxage=10"] {
+        let s = st(&format!(
+            "max-age=10, stale-while-revalidate=30, stale-if-error=60, {closing}"
+        ));
+        assert_eq!(
+            (s.stale_while_revalidate, s.stale_if_error),
+            (secs(0), secs(0))
+        );
+        assert!(s.must_revalidate, "{closing}");
+    }
+}
+
+#[test]
+fn request_directives() {
+    let d = ReqDirectives::parse(b"No-Cache, max-age=5, MAX-STALE, min-fresh=3, only-if-cached");
+    assert!(d.no_cache && !d.no_store && d.only_if_cached);
+    assert_eq!(
+        (d.max_age, d.max_stale, d.min_fresh),
+        (Some(5), Some(MAX_DELTA), Some(3))
+    );
+    assert_eq!(ReqDirectives::parse(b"max-stale=7").max_stale, Some(7));
+    assert!(ReqDirectives::parse(b" no-store ").no_store);
+    assert_eq!(ReqDirectives::parse(b"max-age=abc").max_age, None);
+    // Pragma counts only without Cache-Control.
+    let h: &[(&str, &str)] = &[("Pragma", "no-cache")];
+    assert!(ReqDirectives::from_request(h).no_cache);
+    let h: &[(&str, &str)] = &[("Pragma", "no-cache"), ("Cache-Control", "max-age=9")];
+    let d = ReqDirectives::from_request(h);
+    assert!(!d.no_cache && d.max_age == Some(9));
+    let h: &[(&str, &str)] = &[
+        ("cache-control", "max-age=9"),
+        ("Cache-Control", "no-store"),
+    ];
+    assert!(ReqDirectives::from_request(h).no_store);
+}
+
+#[test]
+fn cache_control_parsing_handles_quotes_and_garbage() {
+    let all: Vec<_> =
+        crate::cache::rules::directives(b"private=\"a, b\", max-age = 60 ,,junk junk, x=\"q\\\"\"")
+            .collect();
+    assert_eq!(
+        all,
+        vec![
+            (&b"private"[..], Some(&b"a, b"[..])),
+            (b"max-age", Some(b"60")),
+            (b"junk", None),
+            (b"x", Some(b"q\\\"")),
+        ]
+    );
+    assert_eq!(crate::cache::rules::parse_delta(b"0042"), Some(42));
+    assert_eq!(crate::cache::rules::parse_delta(b"-1"), None);
+    assert_eq!(crate::cache::rules::parse_delta(b""), None);
+}
+
+#[test]
+fn unsafe_methods_with_non_error_status_invalidate() {
+    assert!(invalidates(b"POST", 201) && invalidates(b"PUT", 204) && invalidates(b"DELETE", 200));
+    assert!(invalidates(b"PATCH", 303));
+    assert!(!invalidates(b"POST", 404) && !invalidates(b"DELETE", 500));
+    assert!(!invalidates(b"GET", 200) && !invalidates(b"HEAD", 200));
+}
+
+#[test]
+fn age_counts_the_age_header_date_and_the_response_delay() {
+    let rt = route(300);
+    let t0 = Instant::now();
+    let build = |fields: &str, requested: Instant, received: Instant| {
+        let r = resp("200 OK", fields);
+        Entry::build(
+            store_ok(&rt, &r),
+            &r.parts(),
+            Rc::from(&b""[..]),
+            requested,
+            received,
+            &[],
+        )
+        .unwrap()
+    };
+    let e = build("Age: 30", t0, t0);
+    assert_eq!(e.age(t0), 30);
+    assert_eq!(e.age(t0 + secs(5)), 35);
+    // Date 100 s before our clock: apparent age 100.
+    let e = build("Date: Sun, 06 Nov 1994 08:47:57 GMT\nAge: 30", t0, t0);
+    assert_eq!(e.age(t0), 100);
+    // Age plus the 3 s the upstream took.
+    let e = build("Age: 30", t0, t0 + secs(3));
+    assert_eq!(e.age(t0 + secs(3)), 33);
+    // Freshness counts the age the response arrived with.
+    let e = build("Cache-Control: max-age=60\nAge: 50", t0, t0);
+    assert!(e.is_fresh(t0 + secs(9)) && !e.is_fresh(t0 + secs(10)));
+}
+
+#[test]
+fn written_heads_carry_age_x_cache_and_length() {
+    let t0 = Instant::now();
+    let e = entry_at(
+        &route(300),
+        "ETag: \"v1\"\nContent-Type: text/plain\nDate: Sun, 06 Nov 1994 08:49:37 GMT",
+        b"hello",
+        t0,
+    );
+    let mut out = Vec::new();
+    e.write_head(&mut out, t0 + secs(7), XCache::Hit);
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "HTTP/1.1 200 OK\r\nETag: \"v1\"\r\nContent-Type: text/plain\r\n\
+         Date: Sun, 06 Nov 1994 08:49:37 GMT\r\nAge: 7\r\nX-Cache: HIT\r\nContent-Length: 5\r\n"
+    );
+    let mut out = Vec::new();
+    e.write_not_modified(&mut out, t0);
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
+         Age: 0\r\nX-Cache: HIT\r\n"
+    );
+    // 204: no Content-Length.
+    let r = resp("204 No Content", "");
+    let e = Entry::build(
+        store_ok(&route(1), &r),
+        &r.parts(),
+        Rc::from(&b""[..]),
+        t0,
+        t0,
+        &[],
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    e.write_head(&mut out, t0, XCache::Stale);
+    assert_eq!(
+        out,
+        // No Date from the origin: the cache adds the time it received the response.
+        b"HTTP/1.1 204 No Content\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nAge: 0\r\n\
+          X-Cache: STALE\r\n"
+    );
+}
+
+#[test]
+fn conditional_requests_answer_304() {
+    let t0 = Instant::now();
+    let e = entry_at(
+        &route(300),
+        "ETag: W/\"v1\"\nLast-Modified: Sun, 06 Nov 1994 08:00:00 GMT",
+        b"x",
+        t0,
+    );
+    let c = |inm: Option<&str>, ims: Option<&str>| {
+        conditional(&e, inm.map(str::as_bytes), ims.map(str::as_bytes))
+    };
+    // If-None-Match, weak comparison.
+    assert!(c(Some("\"v1\""), None));
+    assert!(c(Some("W/\"v1\""), None));
+    assert!(c(Some("\"v0\", W/\"v1\""), None));
+    assert!(c(Some("*"), None));
+    assert!(!c(Some("\"v2\""), None));
+    assert!(!c(Some("\"v\"1\""), None));
+    // If-Modified-Since against Last-Modified.
+    assert!(c(None, Some("Sun, 06 Nov 1994 08:00:00 GMT")));
+    assert!(c(None, Some("Sun, 06 Nov 1994 09:00:00 GMT")));
+    assert!(!c(None, Some("Sun, 06 Nov 1994 07:59:59 GMT")));
+    assert!(!c(None, Some("yesterday")));
+    // If-None-Match decides when present.
+    assert!(!c(Some("\"v2\""), Some("Sun, 06 Nov 1994 09:00:00 GMT")));
+    assert!(!c(None, None));
+    // From request headers: several If-None-Match lines are one list; two
+    // If-Modified-Since lines are ignored.
+    let h: &[(&str, &str)] = &[("If-None-Match", "\"a\""), ("if-none-match", "\"v1\"")];
+    assert!(e.not_modified(h));
+    let h: &[(&str, &str)] = &[
+        ("If-Modified-Since", "Sun, 06 Nov 1994 09:00:00 GMT"),
+        ("If-Modified-Since", "Sun, 06 Nov 1994 09:00:00 GMT"),
+    ];
+    assert!(!e.not_modified(h));
+    let h: &[(&str, &str)] = &[("If-Modified-Since", "Sun, 06 Nov 1994 09:00:00 GMT")];
+    assert!(e.not_modified(h));
+    // Without Last-Modified, Date is the modification time.
+    let e = entry_at(&route(300), "Date: Sun, 06 Nov 1994 08:00:00 GMT", b"x", t0);
+    assert!(conditional(
+        &e,
+        None,
+        Some(b"Sun, 06 Nov 1994 08:00:00 GMT")
+    ));
+    assert!(!conditional(&e, Some(b"\"x\""), None));
+}
+
+#[test]
+fn a_304_freshens_the_entry_and_keeps_the_body() {
+    let t0 = Instant::now();
+    let rt = route(300);
+    let e = entry_at(
+        &rt,
+        "Cache-Control: max-age=1\nETag: \"v1\"\nX-Kept: 1",
+        b"body",
+        t0,
+    );
+    assert!(!e.is_fresh(t0 + secs(2)));
+    let r304 = resp(
+        "304 Not Modified",
+        "Cache-Control: max-age=100\nETag: \"v1\"\nContent-Length: 99",
+    );
+    let t1 = t0 + secs(2);
+    let f = e
+        .freshen(&get(), &rt, &r304.parts(), UNIX_NOW, t1, t1, &[])
+        .unwrap();
+    assert!(Rc::ptr_eq(f.body(), e.body()));
+    assert_eq!(f.status(), 200);
+    assert!(f.is_fresh(t1 + secs(99)));
+    let fields: Vec<(&[u8], &[u8])> = f.headers().collect();
+    assert_eq!(
+        fields,
+        vec![
+            (&b"X-Kept"[..], &b"1"[..]),
+            (b"Cache-Control", b"max-age=100"),
+            (b"ETag", b"\"v1\""),
+            // Neither response had a Date: the cache adds the time the 304 arrived.
+            (b"Date", b"Sun, 06 Nov 1994 08:49:37 GMT"),
+        ]
+    );
+    // A 304 that forbids storing drops the entry.
+    let r304 = resp("304 Not Modified", "Cache-Control: no-store");
+    assert_eq!(
+        e.freshen(&get(), &rt, &r304.parts(), UNIX_NOW, t1, t1, &[])
+            .unwrap_err(),
+        NotStorable::NoStore
+    );
+}
+
+#[test]
+fn a_chunked_response_is_stored_without_its_framing() {
+    let rt = route(300);
+    let r = resp(
+        "200 OK",
+        "Transfer-Encoding: chunked\nContent-Type: text/plain",
+    );
+    let t0 = Instant::now();
+    let e = Entry::build(
+        store_ok(&rt, &r),
+        &r.parts(),
+        Rc::from(&b"abc"[..]),
+        t0,
+        t0,
+        &[],
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    e.write_head(&mut out, t0, XCache::Hit);
+    let text = String::from_utf8(out).unwrap();
+    assert!(!text.contains("Transfer-Encoding") && text.contains("Content-Length: 3\r\n"));
+}

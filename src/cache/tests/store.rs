@@ -1,0 +1,496 @@
+//! The store: keys (HEAD from GET, tenants, hosts), Vary, expiry and stale windows,
+//! request directives at lookup, the byte budget, invalidation.
+
+use super::*;
+
+const MB: usize = 1 << 20;
+
+fn cache() -> Cache {
+    Cache::new(MB, 64 * 1024)
+}
+
+fn fresh() -> ReqDirectives {
+    ReqDirectives::default()
+}
+
+#[test]
+fn head_is_answered_from_the_get_entry() {
+    let mut c = cache();
+    let t0 = Instant::now();
+    let get = key("GET", "example.com", "/p?x=1", Audience::Shared);
+    assert_eq!(get, key("HEAD", "example.com", "/p?x=1", Audience::Shared));
+    assert_ne!(
+        get,
+        key("OPTIONS", "example.com", "/p?x=1", Audience::Shared)
+    );
+    c.insert(&get, NO_HEADERS, entry_at(&route(60), "", b"body", t0))
+        .unwrap();
+    let head = key("HEAD", "example.com", "/p?x=1", Audience::Shared);
+    assert!(matches!(
+        c.lookup(&head, NO_HEADERS, &fresh(), t0),
+        Lookup::Hit(_)
+    ));
+}
+
+#[test]
+fn keys_normalise_the_host_and_separate_everything_else() {
+    let a = Audience::Anonymous;
+    assert_eq!(
+        key("GET", "Example.COM:80", "/p", a),
+        key("GET", "example.com", "/p", a)
+    );
+    assert_eq!(key("GET", "h", "", a), key("GET", "h", "/", a));
+    assert_ne!(key("GET", "h:8080", "/p", a), key("GET", "h", "/p", a));
+    assert_ne!(key("GET", "h", "/p?a=1", a), key("GET", "h", "/p?a=2", a));
+    assert_ne!(key("GET", "h", "/P", a), key("GET", "h", "/p", a));
+    // Length prefixes: no host/path split can collide.
+    assert_ne!(key("GET", "ab", "/c", a), key("GET", "a", "b/c", a));
+    assert_ne!(
+        key("GET", "h", "/p", Audience::Shared),
+        key("GET", "h", "/p", a)
+    );
+    assert_ne!(
+        key("GET", "h", "/p", Audience::Tenant(b"")),
+        key("GET", "h", "/p", Audience::Shared)
+    );
+}
+
+#[test]
+fn tenants_never_see_each_others_entries_unless_the_route_is_shared() {
+    let t0 = Instant::now();
+    let mut c = cache();
+    let per_tenant = route(60);
+    let (acme, globex) = (
+        Audience::for_route(&per_tenant, Some("acme")),
+        Audience::for_route(&per_tenant, Some("globex")),
+    );
+    assert!(acme.is_tenant());
+    let ka = key("GET", "h", "/orders", acme);
+    let kg = key("GET", "h", "/orders", globex);
+    let anon = key(
+        "GET",
+        "h",
+        "/orders",
+        Audience::for_route(&per_tenant, None),
+    );
+    c.insert(&ka, NO_HEADERS, entry_at(&per_tenant, "", b"acme's", t0))
+        .unwrap();
+    assert_eq!(
+        &*body_of(&c.lookup(&ka, NO_HEADERS, &fresh(), t0)).unwrap(),
+        b"acme's"
+    );
+    assert!(matches!(
+        c.lookup(&kg, NO_HEADERS, &fresh(), t0),
+        Lookup::Miss
+    ));
+    assert!(matches!(
+        c.lookup(&anon, NO_HEADERS, &fresh(), t0),
+        Lookup::Miss
+    ));
+    c.insert(&kg, NO_HEADERS, entry_at(&per_tenant, "", b"globex's", t0))
+        .unwrap();
+    assert_eq!(
+        &*body_of(&c.lookup(&kg, NO_HEADERS, &fresh(), t0)).unwrap(),
+        b"globex's"
+    );
+    assert_eq!(
+        &*body_of(&c.lookup(&ka, NO_HEADERS, &fresh(), t0)).unwrap(),
+        b"acme's"
+    );
+    assert_eq!(c.stats().entries, 2);
+
+    // shared = true: one entry for every caller.
+    let shared = RouteCache {
+        shared: true,
+        ..route(60)
+    };
+    let sa = key(
+        "GET",
+        "h",
+        "/products",
+        Audience::for_route(&shared, Some("acme")),
+    );
+    let sg = key(
+        "GET",
+        "h",
+        "/products",
+        Audience::for_route(&shared, Some("globex")),
+    );
+    let sn = key("GET", "h", "/products", Audience::for_route(&shared, None));
+    assert!(sa == sg && sg == sn);
+    c.insert(&sa, NO_HEADERS, entry_at(&shared, "", b"catalog", t0))
+        .unwrap();
+    assert!(matches!(
+        c.lookup(&sg, NO_HEADERS, &fresh(), t0),
+        Lookup::Hit(_)
+    ));
+}
+
+#[test]
+fn vary_variants_are_stored_apart() {
+    let t0 = Instant::now();
+    let mut c = cache();
+    let rt = route(60);
+    let k = key("GET", "h", "/doc", Audience::Shared);
+    let gzip: &[(&str, &str)] = &[("Accept-Encoding", "gzip, br"), ("X-Other", "1")];
+    let gzip_again: &[(&str, &str)] = &[("accept-encoding", "gzip,br")];
+    let ident: &[(&str, &str)] = &[("Accept-Encoding", "identity")];
+    let absent: &[(&str, &str)] = &[];
+    let empty: &[(&str, &str)] = &[("Accept-Encoding", "")];
+    let vary = "Vary: Accept-Encoding";
+    c.insert(&k, gzip, entry_at(&rt, vary, b"gz", t0)).unwrap();
+    c.insert(&k, ident, entry_at(&rt, vary, b"plain", t0))
+        .unwrap();
+    assert_eq!(c.stats().entries, 2);
+    let body = |c: &mut Cache, h: &[(&str, &str)]| body_of(&c.lookup(&k, h, &fresh(), t0));
+    assert_eq!(&*body(&mut c, gzip).unwrap(), b"gz");
+    assert_eq!(&*body(&mut c, gzip_again).unwrap(), b"gz");
+    assert_eq!(&*body(&mut c, ident).unwrap(), b"plain");
+    assert!(body(&mut c, absent).is_none());
+    // Present but empty is not the same as absent.
+    c.insert(&k, absent, entry_at(&rt, vary, b"none", t0))
+        .unwrap();
+    assert!(body(&mut c, empty).is_none());
+    assert_eq!(&*body(&mut c, absent).unwrap(), b"none");
+
+    // The response changes what it varies on: the old variants go.
+    c.insert(&k, gzip, entry_at(&rt, "Vary: Accept-Language", b"new", t0))
+        .unwrap();
+    assert_eq!(c.stats().entries, 1);
+    assert_eq!(&*body(&mut c, ident).unwrap(), b"new");
+}
+
+#[test]
+fn the_routes_vary_headers_split_entries_too() {
+    let t0 = Instant::now();
+    let mut c = cache();
+    let rt = RouteCache {
+        vary: vec!["accept".into()],
+        ..route(60)
+    };
+    let k = key("GET", "h", "/r", Audience::Shared);
+    let json: &[(&str, &str)] = &[("Accept", "application/json")];
+    let xml: &[(&str, &str)] = &[("Accept", "application/xml")];
+    c.insert(&k, json, entry_at(&rt, "", b"{}", t0)).unwrap();
+    assert!(matches!(c.lookup(&k, json, &fresh(), t0), Lookup::Hit(_)));
+    assert!(matches!(c.lookup(&k, xml, &fresh(), t0), Lookup::Miss));
+}
+
+#[test]
+fn variants_per_key_are_capped() {
+    let t0 = Instant::now();
+    let mut c = cache();
+    let rt = route(60);
+    let k = key("GET", "h", "/v", Audience::Shared);
+    let values: Vec<String> = (0..MAX_VARIANTS + 3).map(|i| format!("v{i}")).collect();
+    for v in &values {
+        let h: &[(&str, &str)] = &[("X-V", v)];
+        c.insert(&k, h, entry_at(&rt, "Vary: X-V", b"x", t0))
+            .unwrap();
+    }
+    assert_eq!(c.stats().entries, MAX_VARIANTS);
+    let first: &[(&str, &str)] = &[("X-V", "v0")];
+    let last: &[(&str, &str)] = &[("X-V", values.last().unwrap())];
+    assert!(matches!(c.lookup(&k, first, &fresh(), t0), Lookup::Miss));
+    assert!(matches!(c.lookup(&k, last, &fresh(), t0), Lookup::Hit(_)));
+}
+
+#[test]
+fn entries_turn_stale_at_their_lifetime() {
+    let t0 = Instant::now();
+    let mut c = cache();
+    let k = key("GET", "h", "/t", Audience::Shared);
+    c.insert(&k, NO_HEADERS, entry_at(&route(1), "", b"x", t0))
+        .unwrap();
+    let at = |c: &mut Cache, d: Duration| c.lookup(&k, NO_HEADERS, &fresh(), t0 + d);
+    assert!(matches!(at(&mut c, Duration::ZERO), Lookup::Hit(_)));
+    assert!(matches!(
+        at(&mut c, Duration::from_millis(999)),
+        Lookup::Hit(_)
+    ));
+    assert!(matches!(
+        at(&mut c, secs(1)),
+        Lookup::Stale(_, StaleUse::Revalidate)
+    ));
+    let s = c.stats();
+    assert_eq!((s.hits, s.misses), (2, 1));
+}
+
+#[test]
+fn stale_while_revalidate_and_stale_if_error_windows() {
+    let t0 = Instant::now();
+    let mut c = cache();
+    let rt = route(60);
+    let k = key("GET", "h", "/swr", Audience::Shared);
+    let fields = "Cache-Control: max-age=10, stale-while-revalidate=5, stale-if-error=30";
+    c.insert(&k, NO_HEADERS, entry_at(&rt, fields, b"x", t0))
+        .unwrap();
+    let at = |c: &mut Cache, s: u64| c.lookup(&k, NO_HEADERS, &fresh(), t0 + secs(s));
+    assert!(matches!(at(&mut c, 9), Lookup::Hit(_)));
+    assert!(matches!(
+        at(&mut c, 12),
+        Lookup::Stale(_, StaleUse::ServeAndRevalidate)
+    ));
+    assert!(matches!(
+        at(&mut c, 15),
+        Lookup::Stale(_, StaleUse::ServeAndRevalidate)
+    ));
+    let Lookup::Stale(e, StaleUse::Revalidate) = at(&mut c, 16) else {
+        panic!("past stale-while-revalidate");
+    };
+    assert!(e.serves_on_error(t0 + secs(16)));
+    assert!(e.serves_on_error(t0 + secs(40)));
+    assert!(!e.serves_on_error(t0 + secs(41)));
+    assert_eq!(c.stats().stale_hits, 2);
+
+    // must-revalidate: no stale use at all, even with max-stale.
+    let k2 = key("GET", "h", "/mr", Audience::Shared);
+    let fields = "Cache-Control: max-age=10, stale-if-error=30, must-revalidate";
+    c.insert(&k2, NO_HEADERS, entry_at(&rt, fields, b"x", t0))
+        .unwrap();
+    let lenient = ReqDirectives::parse(b"max-stale");
+    let Lookup::Stale(e, StaleUse::Revalidate) = c.lookup(&k2, NO_HEADERS, &lenient, t0 + secs(11))
+    else {
+        panic!("must-revalidate");
+    };
+    assert!(!e.serves_on_error(t0 + secs(11)));
+}
+
+#[test]
+fn request_directives_at_lookup() {
+    let t0 = Instant::now();
+    let mut c = cache();
+    let k = key("GET", "h", "/d", Audience::Shared);
+    c.insert(&k, NO_HEADERS, entry_at(&route(10), "", b"x", t0))
+        .unwrap();
+    let with = |c: &mut Cache, cc: &[u8], s: u64| {
+        c.lookup(&k, NO_HEADERS, &ReqDirectives::parse(cc), t0 + secs(s))
+    };
+    assert!(matches!(
+        with(&mut c, b"no-cache", 0),
+        Lookup::Stale(_, StaleUse::Revalidate)
+    ));
+    assert!(matches!(with(&mut c, b"no-store", 0), Lookup::Bypass));
+    assert!(matches!(with(&mut c, b"max-age=5", 5), Lookup::Hit(_)));
+    assert!(matches!(
+        with(&mut c, b"max-age=5", 6),
+        Lookup::Stale(_, StaleUse::Revalidate)
+    ));
+    assert!(matches!(with(&mut c, b"min-fresh=5", 5), Lookup::Hit(_)));
+    assert!(matches!(
+        with(&mut c, b"min-fresh=5", 6),
+        Lookup::Stale(_, StaleUse::Revalidate)
+    ));
+    assert!(matches!(
+        with(&mut c, b"max-stale=3", 13),
+        Lookup::Stale(_, StaleUse::Serve)
+    ));
+    assert!(matches!(
+        with(&mut c, b"max-stale=3", 14),
+        Lookup::Stale(_, StaleUse::Revalidate)
+    ));
+    assert!(matches!(
+        with(&mut c, b"max-stale", 1000),
+        Lookup::Stale(_, StaleUse::Serve)
+    ));
+    assert_eq!(c.stats().bypasses, 1);
+}
+
+#[test]
+fn the_byte_budget_is_never_exceeded() {
+    let t0 = Instant::now();
+    let budget = 64 * 1024;
+    let mut c = Cache::new(budget, 16 * 1024);
+    let rt = route(60);
+    let body = vec![7u8; 3000];
+    let mut stored = 0;
+    for i in 0..200 {
+        let k = key("GET", "h", &format!("/item/{i}"), Audience::Shared);
+        if c.insert(&k, NO_HEADERS, entry_at(&rt, "Content-Type: x", &body, t0))
+            .is_ok()
+        {
+            stored += 1;
+        }
+        let s = c.stats();
+        assert!(s.bytes <= budget, "{} > {budget}", s.bytes);
+    }
+    let s = c.stats();
+    assert_eq!(stored, 200);
+    assert!(s.evictions > 0 && s.entries < 200);
+    assert_eq!(s.entries as u64 + s.evictions, 200);
+    // Every charge counts the keys, the head, the body and the overhead.
+    assert!(s.bytes >= s.entries * (3000 + ENTRY_OVERHEAD));
+    // The most recent one is there.
+    let last = key("GET", "h", "/item/199", Audience::Shared);
+    assert!(matches!(
+        c.lookup(&last, NO_HEADERS, &fresh(), t0),
+        Lookup::Hit(_)
+    ));
+}
+
+#[test]
+fn oversized_objects_are_refused() {
+    let t0 = Instant::now();
+    let mut c = Cache::new(64 * 1024, 16 * 1024);
+    let rt = route(60);
+    let k = key("GET", "h", "/big", Audience::Shared);
+    let big = vec![0u8; 16 * 1024 + 1];
+    assert_eq!(
+        c.insert(&k, NO_HEADERS, entry_at(&rt, "", &big, t0)),
+        Err(NotStorable::TooLarge)
+    );
+    assert!(c
+        .insert(&k, NO_HEADERS, entry_at(&rt, "", &big[1..], t0))
+        .is_ok());
+    // Larger than the whole budget (object limit set above it).
+    let mut tiny = Cache::new(1024, 1 << 20);
+    assert_eq!(
+        tiny.insert(&k, NO_HEADERS, entry_at(&rt, "", &big[..2048], t0)),
+        Err(NotStorable::TooLarge)
+    );
+    assert_eq!(tiny.stats().refused, 1);
+}
+
+#[test]
+fn replacing_an_entry_does_not_leak_bytes() {
+    let t0 = Instant::now();
+    let mut c = cache();
+    let k = key("GET", "h", "/same", Audience::Shared);
+    c.insert(&k, NO_HEADERS, entry_at(&route(60), "", b"0123456789", t0))
+        .unwrap();
+    let one = c.stats().bytes;
+    for _ in 0..10 {
+        c.insert(&k, NO_HEADERS, entry_at(&route(60), "", b"0123456789", t0))
+            .unwrap();
+    }
+    assert_eq!(c.stats().bytes, one);
+    assert_eq!(c.stats().entries, 1);
+    c.clear();
+    assert_eq!((c.stats().bytes, c.stats().entries), (0, 0));
+}
+
+#[test]
+fn unsafe_methods_drop_every_entry_of_their_uri() {
+    let t0 = Instant::now();
+    let mut c = cache();
+    let rt = route(60);
+    let vary = "Vary: Accept";
+    let json: &[(&str, &str)] = &[("Accept", "application/json")];
+    let xml: &[(&str, &str)] = &[("Accept", "application/xml")];
+    for aud in [
+        Audience::Tenant(b"a"),
+        Audience::Tenant(b"b"),
+        Audience::Anonymous,
+    ] {
+        let k = key("GET", "api.example.com", "/items/1", aud);
+        c.insert(&k, json, entry_at(&rt, vary, b"j", t0)).unwrap();
+        c.insert(&k, xml, entry_at(&rt, vary, b"x", t0)).unwrap();
+    }
+    let other = key("GET", "api.example.com", "/items/2", Audience::Anonymous);
+    c.insert(&other, NO_HEADERS, entry_at(&rt, "", b"2", t0))
+        .unwrap();
+    let query = key(
+        "GET",
+        "api.example.com",
+        "/items/1?full",
+        Audience::Anonymous,
+    );
+    c.insert(&query, NO_HEADERS, entry_at(&rt, "", b"q", t0))
+        .unwrap();
+    assert_eq!(c.stats().entries, 8);
+
+    assert!(invalidates(b"PUT", 204));
+    assert_eq!(c.invalidate(b"API.example.com:80", b"/items/1"), 6);
+    let s = c.stats();
+    assert_eq!((s.entries, s.invalidations), (2, 6));
+    let k = key("GET", "api.example.com", "/items/1", Audience::Tenant(b"a"));
+    assert!(matches!(c.lookup(&k, json, &fresh(), t0), Lookup::Miss));
+    assert!(matches!(
+        c.lookup(&other, NO_HEADERS, &fresh(), t0),
+        Lookup::Hit(_)
+    ));
+    assert!(matches!(
+        c.lookup(&query, NO_HEADERS, &fresh(), t0),
+        Lookup::Hit(_)
+    ));
+    assert_eq!(c.invalidate(b"api.example.com", b"/items/1"), 0);
+    // The entries can come back.
+    c.insert(&k, json, entry_at(&rt, vary, b"j2", t0)).unwrap();
+    assert_eq!(&*body_of(&c.lookup(&k, json, &fresh(), t0)).unwrap(), b"j2");
+}
+
+#[test]
+fn hits_share_the_body_without_copying() {
+    let t0 = Instant::now();
+    let mut c = cache();
+    let k = key("GET", "h", "/rc", Audience::Shared);
+    c.insert(&k, NO_HEADERS, entry_at(&route(60), "", b"shared", t0))
+        .unwrap();
+    let a = body_of(&c.lookup(&k, NO_HEADERS, &fresh(), t0)).unwrap();
+    // Evicted or replaced while a hit is being written: the writer keeps its copy.
+    c.invalidate(b"h", b"/rc");
+    let b = a.clone();
+    assert!(Rc::ptr_eq(&a, &b) && &*a == b"shared");
+}
+
+#[test]
+fn a_response_to_a_credentialed_request_is_keyed_by_tenant() {
+    let t0 = Instant::now();
+    let mut c = cache();
+    let rt = route(60);
+    let r = resp("200 OK", "Cache-Control: max-age=60\nContent-Length: 4");
+    let audience = Audience::for_route(&rt, Some("acme"));
+    let facts = RequestFacts {
+        credentials: true,
+        tenant_keyed: audience.is_tenant(),
+        ..get()
+    };
+    let st = storable(&facts, &rt, &r.parts(), UNIX_NOW).unwrap();
+    let e = Entry::build(st, &r.parts(), Rc::from(&b"mine"[..]), t0, t0, &[]).unwrap();
+    let k = key("GET", "h", "/me", audience);
+    c.insert(&k, NO_HEADERS, e).unwrap();
+    assert!(matches!(
+        c.lookup(&k, NO_HEADERS, &fresh(), t0),
+        Lookup::Hit(_)
+    ));
+    for other in [
+        Audience::Tenant(b"globex"),
+        Audience::Anonymous,
+        Audience::Shared,
+    ] {
+        let k = key("GET", "h", "/me", other);
+        assert!(matches!(
+            c.lookup(&k, NO_HEADERS, &fresh(), t0),
+            Lookup::Miss
+        ));
+    }
+    // The same request keyed as shared needs the response's permission.
+    let shared = RequestFacts {
+        tenant_keyed: false,
+        ..facts
+    };
+    assert_eq!(
+        storable(&shared, &rt, &r.parts(), UNIX_NOW),
+        Err(NotStorable::Authorization)
+    );
+}
+
+#[test]
+fn remove_drops_the_variant_a_request_finds() {
+    let t0 = Instant::now();
+    let mut c = cache();
+    let rt = route(60);
+    let k = key("GET", "h", "/rm", Audience::Shared);
+    let en: &[(&str, &str)] = &[("Accept-Language", "en")];
+    let de: &[(&str, &str)] = &[("Accept-Language", "de")];
+    c.insert(&k, en, entry_at(&rt, "Vary: Accept-Language", b"en", t0))
+        .unwrap();
+    c.insert(&k, de, entry_at(&rt, "Vary: Accept-Language", b"de", t0))
+        .unwrap();
+    assert!(c.remove(&k, en));
+    assert!(!c.remove(&k, en));
+    assert!(matches!(c.lookup(&k, en, &fresh(), t0), Lookup::Miss));
+    assert!(matches!(c.lookup(&k, de, &fresh(), t0), Lookup::Hit(_)));
+    assert!(c.remove(&k, de));
+    assert_eq!((c.stats().entries, c.stats().bytes), (0, 0));
+}
