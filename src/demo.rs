@@ -217,7 +217,7 @@ pub fn instructions(gw: SocketAddr, creds: &DemoCredentials) -> String {
             bearer("PRO", "/api/echo"),
         ),
         (
-            "Products take an optional credential; anonymous callers get the free plan by IP",
+            "A cached product: run it twice, X-Cache: MISS then HIT (per worker; anonymous callers are limited by IP)",
             format!("curl -i {}", url(gw, "/api/products/1")),
         ),
         (

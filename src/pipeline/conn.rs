@@ -36,6 +36,8 @@ pub struct Downstream {
     pub scratch: Vec<u8>,
     /// Header lines the stages add to this request's response (rate-limit headers).
     pub extra: Vec<u8>,
+    /// The cache stage's decision for the current request.
+    pub cache: super::cache::CacheCtx,
     pub peer: Peer,
 }
 
@@ -57,6 +59,7 @@ pub async fn serve(w: &Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
         logline: Vec::new(),
         scratch: Vec::new(),
         extra: Vec::new(),
+        cache: Default::default(),
         peer: Peer {
             addr: ip,
             ip: ip.to_string(),

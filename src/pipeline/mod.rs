@@ -5,6 +5,7 @@
 //! upstream and back; [`error`] maps every failure to a status and a keep/close choice.
 
 pub mod auth;
+pub mod cache;
 pub mod conn;
 pub mod error;
 pub mod forward;

@@ -138,6 +138,37 @@ pub async fn handle(
         return answer(w, c, &meta, head, a, started, route).await;
     }
 
+    // The cache stage: a fresh entry answers here, without the upstream.
+    let body_in_hand = match meta.body {
+        BodyFraming::Empty => true,
+        BodyFraming::Length(n) => (c.rbuf.len() - head.head_len) as u64 >= n,
+        _ => false,
+    };
+    let keep_if_answered = meta.keep_alive && !w.shutdown.is_set() && body_in_hand;
+    if let super::cache::Before::Answered = super::cache::before(
+        w,
+        &mut c.cache,
+        route,
+        head,
+        &c.rbuf,
+        identity.as_deref(),
+        &c.reqid,
+        keep_if_answered,
+        &mut c.obuf,
+        &mut c.extra,
+    ) {
+        consume_request(c, &meta, head);
+        let status = std::str::from_utf8(&c.obuf[9..12])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(200);
+        let bytes = c.obuf.len() as u64;
+        let ok = write_all(&mut c.stream, &mut c.obuf).await.is_ok();
+        w.counters.count_status(status);
+        log(w, c, status, &route.id, "cache", bytes, started);
+        return keep_if_answered && ok;
+    }
+
     let max_body = route.max_body_bytes.unwrap_or(limits.max_body_bytes);
     if let BodyFraming::Length(n) = meta.body {
         if n > max_body {
@@ -238,6 +269,7 @@ pub async fn handle(
             );
         }
     }
+    super::cache::after(w, &c.cache, p.status);
     w.counters.count_status(p.status);
     let label = p
         .server
@@ -321,14 +353,7 @@ async fn reject(
     started: Instant,
     route: Option<&RouteConfig>,
 ) -> bool {
-    let mut keep = meta.keep_alive && !w.shutdown.is_set();
-    match meta.body {
-        BodyFraming::Empty => c.rbuf.drain(..head.head_len).for_each(drop),
-        BodyFraming::Length(n) if (c.rbuf.len() - head.head_len) as u64 >= n => {
-            c.rbuf.drain(..head.head_len + n as usize).for_each(drop)
-        }
-        _ => keep = false,
-    }
+    let keep = consume_request(c, meta, head) && meta.keep_alive && !w.shutdown.is_set();
     c.obuf.clear();
     let date = *w.date.borrow();
     write_error(
@@ -354,6 +379,23 @@ async fn reject(
         started,
     );
     keep && ok
+}
+
+/// Drop a request answered without the upstream from the read buffer: its head and,
+/// when all of it is here, its body. `false`: the body is still arriving, so the
+/// connection cannot be reused.
+fn consume_request(c: &mut Downstream, meta: &ReqMeta, head: &RequestHead) -> bool {
+    match meta.body {
+        BodyFraming::Empty => {
+            c.rbuf.drain(..head.head_len);
+            true
+        }
+        BodyFraming::Length(n) if (c.rbuf.len() - head.head_len) as u64 >= n => {
+            c.rbuf.drain(..head.head_len + n as usize);
+            true
+        }
+        _ => false,
+    }
 }
 
 /// Decrements a server's in-flight count however the attempt ends (including when the
@@ -747,6 +789,9 @@ impl Exchange<'_> {
         p.resp_started = resp.body != BodyFraming::Chunked;
         match resp.body {
             BodyFraming::Empty => {
+                if c.cache.store {
+                    super::cache::store(self.w, &c.cache, self.route, resp, &conn.buf, b"");
+                }
                 p.bytes_out = c.obuf.len() as u64;
                 write_all(&mut c.stream, &mut c.obuf)
                     .await
@@ -755,6 +800,10 @@ impl Exchange<'_> {
             }
             BodyFraming::Length(n) => {
                 if avail as u64 >= n {
+                    if c.cache.store {
+                        let body = &conn.buf[pos..pos + n as usize];
+                        super::cache::store(self.w, &c.cache, self.route, resp, &conn.buf, body);
+                    }
                     if n <= INLINE_BODY {
                         c.obuf.extend_from_slice(&conn.buf[pos..pos + n as usize]);
                         write_all(&mut c.stream, &mut c.obuf)

@@ -118,6 +118,7 @@ impl Gateway {
                         limits,
                         endpoint,
                         auth,
+                        workers,
                     };
                     worker::run(parts, ready);
                 })

@@ -61,6 +61,8 @@ pub struct Worker {
     pub auth: Authenticator,
     /// Unix time in seconds, refreshed by the tick (token expiry has 1 s resolution).
     pub unix_now: Cell<u64>,
+    /// This worker's share of the response cache (`[cache] max_bytes` / workers).
+    pub cache: RefCell<crate::cache::Cache>,
 }
 
 /// What a worker thread is started with.
@@ -74,6 +76,7 @@ pub struct Parts {
     pub limits: Arc<RateLimitConfig>,
     pub endpoint: Endpoint,
     pub auth: Arc<AuthSettings>,
+    pub workers: usize,
 }
 
 fn unix_seconds() -> u64 {
@@ -91,6 +94,7 @@ fn http_date() -> [u8; 29] {
 }
 
 impl Worker {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: usize,
         cfg: Arc<Config>,
@@ -99,7 +103,12 @@ impl Worker {
         limits: Arc<RateLimitConfig>,
         endpoint: Endpoint,
         auth: &AuthSettings,
+        workers: usize,
     ) -> Worker {
+        let cache = crate::cache::Cache::new(
+            (*cfg.cache.max_bytes.get_ref() as usize) / workers.max(1),
+            *cfg.cache.max_object_bytes.get_ref() as usize,
+        );
         let route_plans = cfg
             .routes
             .iter()
@@ -112,6 +121,7 @@ impl Worker {
             route_plans,
             auth: Authenticator::new(auth),
             unix_now: Cell::new(unix_seconds()),
+            cache: RefCell::new(cache),
             id,
             router: Router::new(&cfg.routes),
             upstreams: cfg.upstreams.iter().map(UpstreamState::new).collect(),
@@ -219,6 +229,7 @@ async fn worker_main(parts: Parts, ready: Sender<Result<usize, String>>) {
         limits,
         endpoint,
         auth,
+        workers,
         ..
     } = parts;
     let mut listeners = Vec::with_capacity(sockets.len());
@@ -242,7 +253,9 @@ async fn worker_main(parts: Parts, ready: Sender<Result<usize, String>>) {
             }
         }
     }
-    let w = Rc::new(Worker::new(id, cfg, shared, sink, limits, endpoint, &auth));
+    let w = Rc::new(Worker::new(
+        id, cfg, shared, sink, limits, endpoint, &auth, workers,
+    ));
     for l in listeners {
         monoio::spawn(accept_loop(w.clone(), l));
     }

@@ -1,0 +1,209 @@
+//! The cache stage: after rate limiting (a cached answer is never given to a caller
+//! who would have been refused or limited), before the upstream. On routes with
+//! `cache = {...}` it answers fresh hits itself (304 for a matching conditional
+//! request), marks what goes upstream `X-Cache: MISS` or `BYPASS`, stores complete
+//! responses that RFC 9111 lets a shared cache keep, and drops a URI's entries after
+//! an unsafe method succeeded on it. Keys carry the caller's tenant unless the route
+//! says `shared = true`. See `crate::cache` for the rules and the store.
+//!
+//! Not yet here: request coalescing, serving stale on error or while revalidating,
+//! and storing bodies that did not arrive with their head (larger than one read).
+
+use std::time::Instant;
+
+use crate::auth::Identity;
+use crate::cache::{
+    cacheable_method, invalidates, primary_key, storable, Audience, Entry, KeyParts, Lookup,
+    ReqDirectives, RequestFacts, ResponseParts, SpanHeaders, StaleUse, XCache,
+};
+use crate::config::RouteConfig;
+use crate::http::{HeaderKind, HeaderPos, RequestHead, ResponseHead};
+use crate::runtime::worker::Worker;
+
+/// What the stage decided for one request, kept on the connection until the response.
+#[derive(Default)]
+pub struct CacheCtx {
+    /// Store the response if it is storable.
+    pub store: bool,
+    /// An unsafe method on a cached route: drop the URI's entries on success.
+    pub invalidate: bool,
+    credentials: bool,
+    tenant_keyed: bool,
+    requested_at: Option<Instant>,
+    /// Copy of the request head (the read buffer is reused for the body), and its
+    /// headers' positions in it: Vary values and the URI are read from here.
+    head: Vec<u8>,
+    headers: Vec<HeaderPos>,
+    host: (usize, usize),
+    target: (usize, usize),
+    key: Vec<u8>,
+}
+
+/// The outcome of [`before`].
+pub enum Before {
+    /// Go upstream (with `X-Cache` added to `extra` on cached routes).
+    Forward,
+    /// `out` holds the complete response from the cache.
+    Answered,
+}
+
+/// Run the stage before the upstream. `out` receives a cached response, `extra` the
+/// `X-Cache` line for a response that will come from upstream.
+#[allow(clippy::too_many_arguments)]
+pub fn before(
+    w: &Worker,
+    ctx: &mut CacheCtx,
+    route: &RouteConfig,
+    head: &RequestHead,
+    buf: &[u8],
+    identity: Option<&Identity>,
+    request_id: &[u8],
+    keep_alive: bool,
+    out: &mut Vec<u8>,
+    extra: &mut Vec<u8>,
+) -> Before {
+    ctx.store = false;
+    ctx.invalidate = false;
+    let Some(rc) = route.cache.as_ref().filter(|_| w.cfg.cache.enabled) else {
+        return Before::Forward;
+    };
+    let method = head.method_span.get(buf);
+    if !cacheable_method(rc, method) {
+        if !method.eq_ignore_ascii_case(b"GET") && !method.eq_ignore_ascii_case(b"HEAD") {
+            ctx.invalidate = true;
+            remember(ctx, head, buf);
+        }
+        return Before::Forward;
+    }
+    let hdrs = SpanHeaders {
+        buf,
+        headers: &head.headers,
+    };
+    let dirs = ReqDirectives::from_request(&hdrs);
+    let audience = Audience::for_route(rc, identity.map(|i| i.tenant.as_str()));
+    ctx.tenant_keyed = audience.is_tenant();
+    ctx.credentials = head
+        .headers
+        .iter()
+        .any(|h| h.kind == HeaderKind::Authorization)
+        || head.header(buf, w.auth.api_key_header()).is_some();
+    ctx.key.clear();
+    primary_key(
+        &mut ctx.key,
+        &KeyParts {
+            method,
+            host: head.host.get(buf),
+            target: head.target.get(buf),
+            audience,
+        },
+    );
+    let now = Instant::now();
+    let found = w.cache.borrow_mut().lookup(&ctx.key, &hdrs, &dirs, now);
+    let entry = match found {
+        Lookup::Hit(e) | Lookup::Stale(e, StaleUse::Serve) => e,
+        Lookup::Bypass => {
+            extra.extend_from_slice(b"X-Cache: BYPASS\r\n");
+            return Before::Forward;
+        }
+        Lookup::Miss | Lookup::Stale(..) => {
+            extra.extend_from_slice(b"X-Cache: MISS\r\n");
+            ctx.store = method == b"GET";
+            ctx.requested_at = Some(now);
+            remember(ctx, head, buf);
+            return Before::Forward;
+        }
+    };
+    out.clear();
+    let not_modified = entry.not_modified(&hdrs);
+    if not_modified {
+        entry.write_not_modified(out, now);
+    } else {
+        let x = if entry.is_fresh(now) {
+            XCache::Hit
+        } else {
+            XCache::Stale
+        };
+        entry.write_head(out, now, x);
+    }
+    out.extend_from_slice(b"X-Request-ID: ");
+    out.extend_from_slice(request_id);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(extra);
+    if !keep_alive {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if head.version_minor == 0 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if !not_modified && method != b"HEAD" {
+        out.extend_from_slice(entry.body());
+    }
+    Before::Answered
+}
+
+fn remember(ctx: &mut CacheCtx, head: &RequestHead, buf: &[u8]) {
+    ctx.head.clear();
+    ctx.head.extend_from_slice(&buf[..head.head_len]);
+    ctx.headers.clone_from(&head.headers);
+    ctx.host = (head.host.start as usize, head.host.end as usize);
+    ctx.target = (head.target.start as usize, head.target.end as usize);
+}
+
+/// A complete upstream response (`body` is all of it) to a request the stage marked
+/// for storing: store it if RFC 9111 allows.
+pub fn store(
+    w: &Worker,
+    ctx: &CacheCtx,
+    route: &RouteConfig,
+    resp: &ResponseHead,
+    rbuf: &[u8],
+    body: &[u8],
+) {
+    let Some(rc) = route.cache.as_ref() else {
+        return;
+    };
+    let hdrs = SpanHeaders {
+        buf: &ctx.head,
+        headers: &ctx.headers,
+    };
+    let facts = RequestFacts {
+        method: b"GET",
+        directives: ReqDirectives::from_request(&hdrs),
+        credentials: ctx.credentials,
+        tenant_keyed: ctx.tenant_keyed,
+    };
+    let parts = ResponseParts {
+        status: resp.status,
+        reason: resp.reason.get(rbuf),
+        buf: rbuf,
+        headers: &resp.headers,
+    };
+    let Ok(st) = storable(&facts, rc, &parts, w.unix_now.get()) else {
+        return;
+    };
+    let now = Instant::now();
+    let requested_at = ctx.requested_at.unwrap_or(now);
+    if let Ok(entry) = Entry::build(
+        st,
+        &parts,
+        body.into(),
+        requested_at,
+        now,
+        &route.response_headers.remove,
+    ) {
+        let _ = w.cache.borrow_mut().insert(&ctx.key, &hdrs, entry);
+    }
+}
+
+/// After the exchange: an unsafe method that succeeded drops its URI's entries.
+pub fn after(w: &Worker, ctx: &CacheCtx, status: u16) {
+    if !ctx.invalidate {
+        return;
+    }
+    let method = ctx.head.split(|&b| b == b' ').next().unwrap_or(b"");
+    if invalidates(method, status) {
+        let host = &ctx.head[ctx.host.0..ctx.host.1];
+        let target = &ctx.head[ctx.target.0..ctx.target.1];
+        w.cache.borrow_mut().invalidate(host, target);
+    }
+}
