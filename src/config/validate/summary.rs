@@ -237,7 +237,7 @@ fn write_route(o: &mut String, r: &RouteConfig, cfg: &Config) -> std::fmt::Resul
 }
 
 fn write_inactive(o: &mut String, cfg: &Config) -> std::fmt::Result {
-    writeln!(o, "identity and limits:")?;
+    writeln!(o, "identity, limits and cache:")?;
     let jwt = &cfg.auth.jwt;
     let keys = join(jwt.keys.iter().map(|k| {
         let kid = k.kid.as_ref().map_or("(no kid)", |k| k.get_ref().as_str());
@@ -287,7 +287,6 @@ fn write_inactive(o: &mut String, cfg: &Config) -> std::fmt::Result {
             p.burst
         )))
     )?;
-    writeln!(o, "parsed and checked, not yet active:")?;
     let c = &cfg.cache;
     let cached = cfg.routes.iter().filter(|r| r.cache.is_some()).count();
     writeln!(
@@ -297,6 +296,7 @@ fn write_inactive(o: &mut String, cfg: &Config) -> std::fmt::Result {
         bytes(*c.max_bytes.get_ref()),
         bytes(*c.max_object_bytes.get_ref())
     )?;
+    writeln!(o, "parsed and checked, not yet active:")?;
     match &cfg.server.tls {
         Some(t) => writeln!(
             o,
