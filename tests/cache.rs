@@ -24,6 +24,9 @@ fn counting_origin() -> Origin {
             t if t.starts_with("/nostore") => reply.header("Cache-Control", "no-store"),
             t if t.starts_with("/private") => reply.header("Cache-Control", "private"),
             t if t.starts_with("/cookie") => reply.header("Set-Cookie", "s=1"),
+            t if t.starts_with("/slow") => {
+                reply.header("Cache-Control", "max-age=60").delay_ms(300)
+            }
             _ => reply.header("Cache-Control", "max-age=60"),
         };
         reply
@@ -117,6 +120,26 @@ both_drivers! {
         let again = c.request(&Req::get("/r").header("Cache-Control", "no-cache"));
         assert_eq!(again.header("x-cache"), Some("MISS"));
         assert_eq!(origin.requests().len(), 9);
+    }
+
+    fn concurrent_misses_reach_the_origin_once(driver) {
+        let origin = counting_origin();
+        let gw = gateway(driver, &origin);
+        let addr = gw.addr;
+        let threads: Vec<_> = (0..20)
+            .map(|_| {
+                std::thread::spawn(move || Client::connect(addr).request(&Req::get("/slow")))
+            })
+            .collect();
+        let answers: Vec<Response> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        for r in &answers {
+            assert_eq!(r.status, 200);
+            assert_eq!(r.text(), "0", "every caller gets the one fetched response");
+        }
+        // One worker: one fill, however many asked while it was in flight.
+        assert_eq!(origin.requests().len(), 1);
+        let hits = answers.iter().filter(|r| r.header("x-cache") == Some("HIT")).count();
+        assert!(hits >= 1, "waiters are answered from the cache");
     }
 
     fn an_unsafe_method_drops_the_entry(driver) {

@@ -6,7 +6,8 @@
 //! an unsafe method succeeded on it. Keys carry the caller's tenant unless the route
 //! says `shared = true`. See `crate::cache` for the rules and the store.
 //!
-//! Not yet here: request coalescing, serving stale on error or while revalidating,
+//! Misses on one key are coalesced per worker (see `proxy::handle`). Not yet here:
+//! serving stale on error or while revalidating,
 //! and storing bodies that did not arrive with their head (larger than one read).
 
 use std::time::Instant;
@@ -36,7 +37,7 @@ pub struct CacheCtx {
     headers: Vec<HeaderPos>,
     host: (usize, usize),
     target: (usize, usize),
-    key: Vec<u8>,
+    pub key: Vec<u8>,
 }
 
 /// The outcome of [`before`].

@@ -145,7 +145,8 @@ pub async fn handle(
         _ => false,
     };
     let keep_if_answered = meta.keep_alive && !w.shutdown.is_set() && body_in_hand;
-    if let super::cache::Before::Answered = super::cache::before(
+    let extra_len = c.extra.len();
+    let mut decision = super::cache::before(
         w,
         &mut c.cache,
         route,
@@ -156,7 +157,33 @@ pub async fn handle(
         keep_if_answered,
         &mut c.obuf,
         &mut c.extra,
-    ) {
+    );
+    // Coalescing: the first miss on a key fetches it; later misses on this worker wait
+    // for that fill (bounded by the upstream's response timeout), then look again.
+    let mut fill = None;
+    if matches!(decision, super::cache::Before::Forward) && c.cache.store {
+        match w.fills.begin(&c.cache.key) {
+            crate::cache::FillTicket::Leader(guard) => fill = Some(guard),
+            crate::cache::FillTicket::Follower(wait) => {
+                let bound = route.timeout.unwrap_or(limits.request_timeout);
+                let _ = monoio::time::timeout(bound, wait).await;
+                c.extra.truncate(extra_len);
+                decision = super::cache::before(
+                    w,
+                    &mut c.cache,
+                    route,
+                    head,
+                    &c.rbuf,
+                    identity.as_deref(),
+                    &c.reqid,
+                    keep_if_answered,
+                    &mut c.obuf,
+                    &mut c.extra,
+                );
+            }
+        }
+    }
+    if let super::cache::Before::Answered = decision {
         consume_request(c, &meta, head);
         let status = std::str::from_utf8(&c.obuf[9..12])
             .ok()
@@ -241,6 +268,7 @@ pub async fn handle(
         Ok(r) => r,
         Err(_) => Err(ProxyError::RequestTimeout),
     };
+    let outcome_ok = outcome.is_ok();
     if let Err(e) = outcome {
         p.keep_client = false;
         if !p.resp_started {
@@ -270,6 +298,13 @@ pub async fn handle(
         }
     }
     super::cache::after(w, &c.cache, p.status);
+    if let Some(guard) = fill {
+        // Followers look the key up again whatever happened; a failed fill (the guard
+        // dropped on error) sends them upstream themselves.
+        if outcome_ok {
+            guard.finish(crate::cache::FillOutcome::Stored);
+        }
+    }
     w.counters.count_status(p.status);
     let label = p
         .server

@@ -63,6 +63,8 @@ pub struct Worker {
     pub unix_now: Cell<u64>,
     /// This worker's share of the response cache (`[cache] max_bytes` / workers).
     pub cache: RefCell<crate::cache::Cache>,
+    /// Cache fills in flight: later misses on the same key wait for the first.
+    pub fills: crate::cache::Fills,
 }
 
 /// What a worker thread is started with.
@@ -122,6 +124,7 @@ impl Worker {
             auth: Authenticator::new(auth),
             unix_now: Cell::new(unix_seconds()),
             cache: RefCell::new(cache),
+            fills: crate::cache::Fills::new(),
             id,
             router: Router::new(&cfg.routes),
             upstreams: cfg.upstreams.iter().map(UpstreamState::new).collect(),
