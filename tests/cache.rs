@@ -33,6 +33,19 @@ fn counting_origin() -> Origin {
     })
 }
 
+/// Fresh for one second, then servable on error for a minute; only the first request
+/// gets an answer, every later one a hang-up.
+fn failing_after_first() -> Origin {
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    Origin::start(move |_| {
+        if n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            Reply::ok("kept").header("Cache-Control", "max-age=1, stale-if-error=60")
+        } else {
+            Reply::hang_up()
+        }
+    })
+}
+
 fn gateway(driver: IoDriver, origin: &Origin) -> Gw {
     let toml = fill(
         &format!(
@@ -140,6 +153,20 @@ both_drivers! {
         assert_eq!(origin.requests().len(), 1);
         let hits = answers.iter().filter(|r| r.header("x-cache") == Some("HIT")).count();
         assert!(hits >= 1, "waiters are answered from the cache");
+    }
+
+    fn stale_if_error_serves_the_old_answer_when_the_upstream_fails(driver) {
+        let origin = failing_after_first();
+        let gw = gateway(driver, &origin);
+        let mut c = gw.client();
+        assert_eq!(c.request(&Req::get("/e")).header("x-cache"), Some("MISS"));
+        // Deliberately let the entry go stale (max-age=1): this sleep is the subject.
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        let r = gw.client().request(&Req::get("/e"));
+        assert_eq!(r.status, 200, "{}", r.head);
+        assert_eq!(r.header("x-cache"), Some("STALE"));
+        assert_eq!(r.text(), "kept");
+        assert!(origin.requests().len() >= 2, "the upstream was asked first");
     }
 
     fn an_unsafe_method_drops_the_entry(driver) {

@@ -7,7 +7,7 @@
 //! says `shared = true`. See `crate::cache` for the rules and the store.
 //!
 //! Misses on one key are coalesced per worker (see `proxy::handle`). Not yet here:
-//! serving stale on error or while revalidating,
+//! serving stale while revalidating (stale-if-error is served on upstream failure),
 //! and storing bodies that did not arrive with their head (larger than one read).
 
 use std::time::Instant;
@@ -38,6 +38,11 @@ pub struct CacheCtx {
     host: (usize, usize),
     target: (usize, usize),
     pub key: Vec<u8>,
+    /// A stale entry the upstream is being asked to replace: served instead of a 502 or
+    /// 504 while its `stale-if-error` window lasts.
+    pub stale: Option<std::rc::Rc<Entry>>,
+    head_only: bool,
+    version_minor: u8,
 }
 
 /// The outcome of [`before`].
@@ -65,6 +70,7 @@ pub fn before(
 ) -> Before {
     ctx.store = false;
     ctx.invalidate = false;
+    ctx.stale = None;
     let Some(rc) = route.cache.as_ref().filter(|_| w.cfg.cache.enabled) else {
         return Before::Forward;
     };
@@ -107,6 +113,11 @@ pub fn before(
             return Before::Forward;
         }
         Lookup::Miss | Lookup::Stale(..) => {
+            if let Lookup::Stale(e, _) = found {
+                ctx.stale = Some(e);
+                ctx.head_only = method == b"HEAD";
+                ctx.version_minor = head.version_minor;
+            }
             extra.extend_from_slice(b"X-Cache: MISS\r\n");
             ctx.store = method == b"GET";
             ctx.requested_at = Some(now);
@@ -114,16 +125,46 @@ pub fn before(
             return Before::Forward;
         }
     };
-    out.clear();
     let not_modified = entry.not_modified(&hdrs);
+    let x = if entry.is_fresh(now) {
+        XCache::Hit
+    } else {
+        XCache::Stale
+    };
+    let head_only = not_modified || method == b"HEAD";
+    write_entry(
+        &entry,
+        out,
+        now,
+        x,
+        not_modified,
+        head_only,
+        request_id,
+        extra,
+        keep_alive,
+        head.version_minor,
+    );
+    Before::Answered
+}
+
+/// Write a complete response from `entry` to `out`.
+#[allow(clippy::too_many_arguments)]
+fn write_entry(
+    entry: &Entry,
+    out: &mut Vec<u8>,
+    now: Instant,
+    x: XCache,
+    not_modified: bool,
+    head_only: bool,
+    request_id: &[u8],
+    extra: &[u8],
+    keep_alive: bool,
+    version_minor: u8,
+) {
+    out.clear();
     if not_modified {
         entry.write_not_modified(out, now);
     } else {
-        let x = if entry.is_fresh(now) {
-            XCache::Hit
-        } else {
-            XCache::Stale
-        };
         entry.write_head(out, now, x);
     }
     out.extend_from_slice(b"X-Request-ID: ");
@@ -132,14 +173,49 @@ pub fn before(
     out.extend_from_slice(extra);
     if !keep_alive {
         out.extend_from_slice(b"Connection: close\r\n");
-    } else if head.version_minor == 0 {
+    } else if version_minor == 0 {
         out.extend_from_slice(b"Connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    if !not_modified && method != b"HEAD" {
+    if !head_only {
         out.extend_from_slice(entry.body());
     }
-    Before::Answered
+}
+
+/// The upstream failed before answering: the stale entry, if its `stale-if-error`
+/// window allows, is written to `out` (with `X-Cache: STALE`); returns its status.
+pub fn stale_on_error(
+    ctx: &CacheCtx,
+    out: &mut Vec<u8>,
+    request_id: &[u8],
+    extra: &[u8],
+) -> Option<u16> {
+    let now = Instant::now();
+    match &ctx.stale {
+        Some(e) if e.serves_on_error(now) => {
+            // `extra` holds the MISS marker written before going upstream: drop it.
+            let kept: Vec<u8> = extra
+                .split_inclusive(|&b| b == b'\n')
+                .filter(|l| !l.starts_with(b"X-Cache:"))
+                .flatten()
+                .copied()
+                .collect();
+            write_entry(
+                e,
+                out,
+                now,
+                XCache::Stale,
+                false,
+                ctx.head_only,
+                request_id,
+                &kept,
+                false,
+                ctx.version_minor,
+            );
+            Some(e.status())
+        }
+        _ => None,
+    }
 }
 
 fn remember(ctx: &mut CacheCtx, head: &RequestHead, buf: &[u8]) {

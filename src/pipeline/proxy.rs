@@ -271,7 +271,16 @@ pub async fn handle(
     let outcome_ok = outcome.is_ok();
     if let Err(e) = outcome {
         p.keep_client = false;
-        if !p.resp_started {
+        let stale = if !p.resp_started && e.status().is_some_and(|s| s >= 500) {
+            super::cache::stale_on_error(&c.cache, &mut c.obuf, &c.reqid, &c.extra)
+        } else {
+            None
+        };
+        if let Some(status) = stale {
+            p.status = status;
+            p.bytes_out = c.obuf.len() as u64;
+            let _ = write_all(&mut c.stream, &mut c.obuf).await;
+        } else if !p.resp_started {
             if let Some(status) = e.status() {
                 p.status = status;
                 c.obuf.clear();
