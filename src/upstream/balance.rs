@@ -15,7 +15,6 @@ const VNODES_PER_WEIGHT: u32 = 100;
 pub struct Balancer {
     kind: Balance,
     weights: Vec<i64>,
-    total_weight: i64,
     /// Smooth weighted round robin: current scores.
     current: RefCell<Vec<i64>>,
     /// Sorted (hash, server) ring for `Hash`.
@@ -47,7 +46,6 @@ impl Balancer {
         }
         Balancer {
             kind: cfg.balance.clone(),
-            total_weight: weights.iter().sum(),
             current: RefCell::new(vec![0; weights.len()]),
             weights,
             ring,
@@ -148,7 +146,6 @@ impl Balancer {
         if let Some(b) = best {
             cur[b] -= total;
         }
-        let _ = self.total_weight;
         best
     }
 }
