@@ -21,7 +21,7 @@ environment (defaults in brackets):
   CONNS         wrk connections for the 128-byte body [64]
   CONNS_1M      wrk connections for the 1 MiB body [16]
   TARGETS       subset of: direct nginx ringgate-uring ringgate-epoll ringgate-auth
-                [all five]
+                nginx-cache ringgate-cache [all seven]
   BODIES        subset of: 128 1m [both]
   RINGGATE_BIN  use this binary instead of running cargo build --release
   PROXY_CPU     core for the proxies [0];  LOAD_CPU  core for origin + wrk [1]
@@ -42,14 +42,14 @@ DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 CONNS=${CONNS:-64}
 CONNS_1M=${CONNS_1M:-16}
-TARGETS=${TARGETS:-direct nginx ringgate-uring ringgate-epoll ringgate-auth}
+TARGETS=${TARGETS:-direct nginx ringgate-uring ringgate-epoll ringgate-auth nginx-cache ringgate-cache}
 BODIES=${BODIES:-128 1m}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 
 for t in $TARGETS; do
-    case $t in direct | nginx | ringgate-uring | ringgate-epoll | ringgate-auth) ;;
-    *) die "unknown target '$t' in TARGETS (direct nginx ringgate-uring ringgate-epoll ringgate-auth)" ;;
+    case $t in direct | nginx | ringgate-uring | ringgate-epoll | ringgate-auth | nginx-cache | ringgate-cache) ;;
+    *) die "unknown target '$t' in TARGETS (direct nginx ringgate-uring ringgate-epoll ringgate-auth nginx-cache ringgate-cache)" ;;
     esac
 done
 for b in $BODIES; do
@@ -81,7 +81,7 @@ RESULTS=$OUT/results.jsonl
 
 # ------------------------------------------------------------------ origin
 
-read -r ORIGIN_PORT NGINX_PORT RG_URING_PORT RG_EPOLL_PORT RG_ADMIN_PORT RG_AUTH_PORT < <("${LT_PY[@]}" ports 6)
+read -r ORIGIN_PORT NGINX_PORT RG_URING_PORT RG_EPOLL_PORT RG_ADMIN_PORT RG_AUTH_PORT NGINX_CACHE_PORT RG_CACHE_PORT < <("${LT_PY[@]}" ports 8)
 
 # nginx_prefix NAME TEMPLATE PORT: make DIR=$LT_TMP/NAME with the filled-in conf.
 nginx_prefix() {
@@ -244,7 +244,39 @@ EOF
         stop_pid "$pid"
         REQ_HEADER=()
         ;;
+    nginx-cache)
+        # nginx serving the same requests from proxy_cache (hits after the first).
+        nginx_prefix nginx-cache nginx-proxy.conf.in "$NGINX_CACHE_PORT"
+        conf=$LT_TMP/nginx-cache/nginx.conf
+        # shellcheck disable=SC2016 # $upstream_cache_status is nginx's, not the shell's
+        sed -i -e "s#^http {#http {\n    proxy_cache_path $LT_TMP/nginx-cache/cache levels=1 keys_zone=rg:10m max_size=256m inactive=60m use_temp_path=off;#" \
+            -e 's#^\( *\)proxy_pass http://origin;#\1proxy_pass http://origin;\n\1proxy_cache rg;\n\1proxy_cache_valid 200 10m;\n\1add_header X-Cache $upstream_cache_status;#' "$conf"
+        cp "$conf" "$OUT/nginx-cache.nginx.conf"
+        start_nginx nginx-cache "$PROXY_CPU"
+        pid=$LT_LAST_PID
+        wait_http "nginx-cache" "$pid" "http://127.0.0.1:$NGINX_CACHE_PORT/" "$LT_TMP/nginx-cache/error.log"
+        log "  nginx proxy_cache pid $pid on 127.0.0.1:$NGINX_CACHE_PORT, core $PROXY_CPU"
+        check_bodies nginx-cache "$NGINX_CACHE_PORT"
+        bench nginx-cache "$NGINX_CACHE_PORT" "$pid"
+        stop_pid "$pid"
+        ;;
+    ringgate-cache)
+        # ringgate (io_uring) with the route cached: hits after the first request.
+        driver=io_uring port=$RG_CACHE_PORT
+        cfg=$OUT/$target.toml
+        ringgate_config "$cfg" "$port" "$RG_ADMIN_PORT" "$ORIGIN_PORT" "$driver"
+        sed -i 's/^auth = "none"$/auth = "none"\ncache = { ttl_s = 600 }/' "$cfg"
+        start_bg "$target" "$OUT/$target.log" \
+            taskset -c "$PROXY_CPU" "$RINGGATE" --config "$cfg"
+        pid=$LT_LAST_PID
+        wait_http "$target" "$pid" "http://127.0.0.1:$port/" "$OUT/$target.log"
+        log "  ringgate pid $pid ($driver, route cached) on 127.0.0.1:$port, core $PROXY_CPU"
+        check_bodies "$target" "$port"
+        bench "$target" "$port" "$pid"
+        stop_pid "$pid"
+        ;;
     esac
+
 
 }
 
