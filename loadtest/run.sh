@@ -167,8 +167,22 @@ bench() {
     done
 }
 
+# measure_ringgate TARGET PORT CFG LABEL: start ringgate with CFG pinned to the proxy
+# core, wait for it, check the bodies, measure, stop.
+measure_ringgate() {
+    local target=$1 port=$2 cfg=$3 label=$4 pid
+    start_bg "$target" "$OUT/$target.log" \
+        taskset -c "$PROXY_CPU" "$RINGGATE" --config "$cfg"
+    pid=$LT_LAST_PID
+    wait_http "$target" "$pid" "http://127.0.0.1:$port/" "$OUT/$target.log"
+    log "  ringgate pid $pid ($label) on 127.0.0.1:$port, core $PROXY_CPU"
+    check_bodies "$target" "$port"
+    bench "$target" "$port" "$pid"
+    stop_pid "$pid"
+}
+
 run_target() {
-    local target=$1 dir pid port driver cfg
+    local target=$1 dir pid port driver cfg conf token
     log ""
     log "== $target"
     case $target in
@@ -195,14 +209,7 @@ run_target() {
         fi
         cfg=$OUT/$target.toml
         ringgate_config "$cfg" "$port" "$RG_ADMIN_PORT" "$ORIGIN_PORT" "$driver"
-        start_bg "$target" "$OUT/$target.log" \
-            taskset -c "$PROXY_CPU" "$RINGGATE" --config "$cfg"
-        pid=$LT_LAST_PID
-        wait_http "$target" "$pid" "http://127.0.0.1:$port/" "$OUT/$target.log"
-        log "  ringgate pid $pid ($driver) on 127.0.0.1:$port, core $PROXY_CPU"
-        check_bodies "$target" "$port"
-        bench "$target" "$port" "$pid"
-        stop_pid "$pid"
+        measure_ringgate "$target" "$port" "$cfg" "$driver"
         ;;
     ringgate-auth)
         # The plain io_uring run plus the gateway's work: every request carries a valid
@@ -234,14 +241,7 @@ EOF
         export LT_JWT_SECRET
         token=$(python3 "$LT_DIR/mint_jwt.py" bench-user loadtest lt)
         REQ_HEADER=(-H "Authorization: Bearer $token")
-        start_bg "$target" "$OUT/$target.log" \
-            taskset -c "$PROXY_CPU" "$RINGGATE" --config "$cfg"
-        pid=$LT_LAST_PID
-        wait_http "$target" "$pid" "http://127.0.0.1:$port/" "$OUT/$target.log"
-        log "  ringgate pid $pid ($driver, JWT + rate limit) on 127.0.0.1:$port, core $PROXY_CPU"
-        check_bodies "$target" "$port"
-        bench "$target" "$port" "$pid"
-        stop_pid "$pid"
+        measure_ringgate "$target" "$port" "$cfg" "$driver, JWT + rate limit"
         REQ_HEADER=()
         ;;
     nginx-cache)
@@ -266,14 +266,7 @@ EOF
         cfg=$OUT/$target.toml
         ringgate_config "$cfg" "$port" "$RG_ADMIN_PORT" "$ORIGIN_PORT" "$driver"
         sed -i 's/^auth = "none"$/auth = "none"\ncache = { ttl_s = 600 }/' "$cfg"
-        start_bg "$target" "$OUT/$target.log" \
-            taskset -c "$PROXY_CPU" "$RINGGATE" --config "$cfg"
-        pid=$LT_LAST_PID
-        wait_http "$target" "$pid" "http://127.0.0.1:$port/" "$OUT/$target.log"
-        log "  ringgate pid $pid ($driver, route cached) on 127.0.0.1:$port, core $PROXY_CPU"
-        check_bodies "$target" "$port"
-        bench "$target" "$port" "$pid"
-        stop_pid "$pid"
+        measure_ringgate "$target" "$port" "$cfg" "$driver, route cached"
         ;;
     esac
 
