@@ -6,9 +6,10 @@
 //! an unsafe method succeeded on it. Keys carry the caller's tenant unless the route
 //! says `shared = true`. See `crate::cache` for the rules and the store.
 //!
-//! Misses on one key are coalesced per worker (see `proxy::handle`). Not yet here:
-//! serving stale while revalidating (stale-if-error is served on upstream failure),
-//! and storing bodies that did not arrive with their head (larger than one read).
+//! Misses on one key are coalesced per worker (see `proxy::handle`). A body that does
+//! not arrive with its head (Content-Length larger than one read, or chunked) is
+//! copied as it is relayed ([`begin_body`], [`keep_body`], [`finish_body`]) and stored
+//! only once complete.
 
 use std::time::Instant;
 
@@ -28,9 +29,12 @@ pub struct CacheCtx {
     pub store: bool,
     /// An unsafe method on a cached route: drop the URI's entries on success.
     pub invalidate: bool,
+    /// Answered from a stale entry within its `stale-while-revalidate` window: fetch
+    /// it again in the background (`super::refresh`).
+    pub refresh: bool,
     credentials: bool,
     tenant_keyed: bool,
-    requested_at: Option<Instant>,
+    pub(super) requested_at: Option<Instant>,
     /// Copy of the request head (the read buffer is reused for the body), and its
     /// headers' positions in it: Vary values and the URI are read from here.
     head: Vec<u8>,
@@ -43,6 +47,12 @@ pub struct CacheCtx {
     pub stale: Option<std::rc::Rc<Entry>>,
     head_only: bool,
     version_minor: u8,
+    /// A storable response's body as it streams past the gateway (at most
+    /// `max_object_bytes`), with a copy of its head; stored once complete.
+    body: Option<Vec<u8>>,
+    body_limit: usize,
+    resp_head: Vec<u8>,
+    received_at: Option<Instant>,
 }
 
 /// The outcome of [`before`].
@@ -70,7 +80,9 @@ pub fn before(
 ) -> Before {
     ctx.store = false;
     ctx.invalidate = false;
+    ctx.refresh = false;
     ctx.stale = None;
+    ctx.body = None;
     let Some(rc) = route.cache.as_ref().filter(|_| w.cfg.cache.enabled) else {
         return Before::Forward;
     };
@@ -108,6 +120,15 @@ pub fn before(
     let found = w.cache.borrow_mut().lookup(&ctx.key, &hdrs, &dirs, now);
     let entry = match found {
         Lookup::Hit(e) | Lookup::Stale(e, StaleUse::Serve) => e,
+        Lookup::Stale(e, StaleUse::ServeAndRevalidate) => {
+            // RFC 5861 3: served now, refreshed behind the answer. Only a GET can be
+            // repeated as is (a HEAD's refresh would have no body to store).
+            if method == b"GET" {
+                ctx.refresh = true;
+                remember(ctx, head, buf);
+            }
+            e
+        }
         Lookup::Bypass => {
             extra.extend_from_slice(b"X-Cache: BYPASS\r\n");
             return Before::Forward;
@@ -218,6 +239,34 @@ pub fn stale_on_error(
     }
 }
 
+impl CacheCtx {
+    /// What a background refresh of this request's key needs: the request head, its
+    /// key and how it was keyed.
+    pub fn for_refresh(&self) -> CacheCtx {
+        CacheCtx {
+            store: true,
+            credentials: self.credentials,
+            tenant_keyed: self.tenant_keyed,
+            head: self.head.clone(),
+            headers: self.headers.clone(),
+            host: self.host,
+            target: self.target,
+            key: self.key.clone(),
+            ..CacheCtx::default()
+        }
+    }
+
+    /// Forget a body being kept (its response did not complete).
+    pub fn discard_body(&mut self) {
+        self.body = None;
+    }
+
+    /// The copy of the request head kept by the stage.
+    pub fn request_head(&self) -> &[u8] {
+        &self.head
+    }
+}
+
 fn remember(ctx: &mut CacheCtx, head: &RequestHead, buf: &[u8]) {
     ctx.head.clear();
     ctx.head.extend_from_slice(&buf[..head.head_len]);
@@ -226,8 +275,95 @@ fn remember(ctx: &mut CacheCtx, head: &RequestHead, buf: &[u8]) {
     ctx.target = (head.target.start as usize, head.target.end as usize);
 }
 
-/// A complete upstream response (`body` is all of it) to a request the stage marked
-/// for storing: store it if RFC 9111 allows.
+/// The head of a response whose body does not arrive with it, to a request the stage
+/// marked for storing: if RFC 9111 lets it be stored and its declared length (if any)
+/// fits `max_object_bytes`, start keeping a copy of the body as it is relayed. Returns
+/// whether the body is being kept ([`keep_body`], then [`finish_body`]).
+pub fn begin_body(
+    w: &Worker,
+    ctx: &mut CacheCtx,
+    route: &RouteConfig,
+    resp: &ResponseHead,
+    rbuf: &[u8],
+    declared: Option<u64>,
+) -> bool {
+    ctx.body = None;
+    let limit = *w.cfg.cache.max_object_bytes.get_ref() as usize;
+    if !ctx.store || declared.is_some_and(|n| n > limit as u64) {
+        return false;
+    }
+    if judge(w, ctx, route, &response_parts(resp, rbuf)).is_none() {
+        return false;
+    }
+    ctx.resp_head.clear();
+    ctx.resp_head.extend_from_slice(&rbuf[..resp.head_len]);
+    ctx.received_at = Some(Instant::now());
+    ctx.body_limit = limit;
+    let first = declared.map_or(16 * 1024, |n| n as usize);
+    ctx.body = Some(Vec::with_capacity(first));
+    true
+}
+
+/// More of the body being kept; a body that outgrows `max_object_bytes` is dropped
+/// (the response goes on streaming to the client, uncached).
+pub fn keep_body(ctx: &mut CacheCtx, data: &[u8]) {
+    if let Some(body) = ctx.body.as_mut() {
+        if body.len() + data.len() > ctx.body_limit {
+            ctx.body = None;
+        } else {
+            body.extend_from_slice(data);
+        }
+    }
+}
+
+/// The body being kept is complete (all of Content-Length, or the last chunk): store
+/// the response. A body cut short never gets here, so it is never stored.
+pub fn finish_body(w: &Worker, ctx: &mut CacheCtx, route: &RouteConfig, resp: &ResponseHead) {
+    let Some(body) = ctx.body.take() else {
+        return;
+    };
+    let head = std::mem::take(&mut ctx.resp_head);
+    store(w, ctx, route, resp, &head, &body, ctx.received_at);
+    ctx.resp_head = head;
+}
+
+/// The request's headers, from the stage's copy of its head.
+fn request_headers(ctx: &CacheCtx) -> SpanHeaders<'_> {
+    SpanHeaders {
+        buf: &ctx.head,
+        headers: &ctx.headers,
+    }
+}
+
+fn response_parts<'a>(resp: &'a ResponseHead, rbuf: &'a [u8]) -> ResponseParts<'a> {
+    ResponseParts {
+        status: resp.status,
+        reason: resp.reason.get(rbuf),
+        buf: rbuf,
+        headers: &resp.headers,
+    }
+}
+
+/// What [`storable`] says of this response head, for the request in `ctx`.
+fn judge(
+    w: &Worker,
+    ctx: &CacheCtx,
+    route: &RouteConfig,
+    parts: &ResponseParts<'_>,
+) -> Option<crate::cache::Storable> {
+    let rc = route.cache.as_ref()?;
+    let facts = RequestFacts {
+        method: b"GET",
+        directives: ReqDirectives::from_request(&request_headers(ctx)),
+        credentials: ctx.credentials,
+        tenant_keyed: ctx.tenant_keyed,
+    };
+    storable(&facts, rc, parts, w.unix_now.get()).ok()
+}
+
+/// A complete upstream response (`body` is all of it, its head received at
+/// `received_at`, now if `None`) to a request the stage marked for storing, or to a
+/// background refresh: store it if RFC 9111 allows. Returns whether it was stored.
 pub fn store(
     w: &Worker,
     ctx: &CacheCtx,
@@ -235,32 +371,15 @@ pub fn store(
     resp: &ResponseHead,
     rbuf: &[u8],
     body: &[u8],
-) {
-    let Some(rc) = route.cache.as_ref() else {
-        return;
+    received_at: Option<Instant>,
+) -> bool {
+    let parts = response_parts(resp, rbuf);
+    let Some(st) = judge(w, ctx, route, &parts) else {
+        return false;
     };
-    let hdrs = SpanHeaders {
-        buf: &ctx.head,
-        headers: &ctx.headers,
-    };
-    let facts = RequestFacts {
-        method: b"GET",
-        directives: ReqDirectives::from_request(&hdrs),
-        credentials: ctx.credentials,
-        tenant_keyed: ctx.tenant_keyed,
-    };
-    let parts = ResponseParts {
-        status: resp.status,
-        reason: resp.reason.get(rbuf),
-        buf: rbuf,
-        headers: &resp.headers,
-    };
-    let Ok(st) = storable(&facts, rc, &parts, w.unix_now.get()) else {
-        return;
-    };
-    let now = Instant::now();
+    let now = received_at.unwrap_or_else(Instant::now);
     let requested_at = ctx.requested_at.unwrap_or(now);
-    if let Ok(entry) = Entry::build(
+    match Entry::build(
         st,
         &parts,
         body.into(),
@@ -268,7 +387,12 @@ pub fn store(
         now,
         &route.response_headers.remove,
     ) {
-        let _ = w.cache.borrow_mut().insert(&ctx.key, &hdrs, entry);
+        Ok(entry) => w
+            .cache
+            .borrow_mut()
+            .insert(&ctx.key, &request_headers(ctx), entry)
+            .is_ok(),
+        Err(_) => false,
     }
 }
 

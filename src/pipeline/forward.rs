@@ -9,6 +9,7 @@ use crate::http::header::list_items;
 use crate::http::{BodyFraming, HeaderKind, HeaderPos, RequestHead, ResponseHead, Span};
 
 /// Per-connection facts about the client, computed once at accept.
+#[derive(Clone)]
 pub struct Peer {
     pub addr: std::net::IpAddr,
     pub ip: String,

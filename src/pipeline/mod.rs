@@ -2,7 +2,8 @@
 //! of stages is written down; [`conn`] runs a client connection (read head, run the
 //! stages, write the response, keep alive); [`route`] matches routes; [`proxy`] does the
 //! upstream exchange and streams bodies both ways; [`forward`] composes the heads sent
-//! upstream and back; [`error`] maps every failure to a status and a keep/close choice.
+//! upstream and back; [`error`] maps every failure to a status and a keep/close choice;
+//! [`refresh`] fetches stale-while-revalidate entries again in the background.
 
 pub mod auth;
 pub mod cache;
@@ -11,5 +12,6 @@ pub mod error;
 pub mod forward;
 pub mod proxy;
 pub mod ratelimit;
+pub mod refresh;
 pub mod route;
 pub mod stack;

@@ -190,6 +190,20 @@ pub async fn handle(
             .and_then(|s| s.parse().ok())
             .unwrap_or(200);
         let bytes = c.obuf.len() as u64;
+        if c.cache.refresh {
+            // Served stale within stale-while-revalidate: fetch it again behind the
+            // answer, not before it.
+            super::refresh::spawn(
+                w,
+                super::refresh::Refresh {
+                    route: ri,
+                    ctx: c.cache.for_refresh(),
+                    identity: identity.clone(),
+                    peer: c.peer.clone(),
+                    request_id: c.reqid.clone(),
+                },
+            );
+        }
         let ok = write_all(&mut c.stream, &mut c.obuf).await.is_ok();
         w.counters.count_status(status);
         log(w, c, status, &route.id, "cache", bytes, started);
@@ -307,6 +321,8 @@ pub async fn handle(
         }
     }
     super::cache::after(w, &c.cache, p.status);
+    // A body kept for storing whose response failed part-way is never stored.
+    c.cache.discard_body();
     if let Some(guard) = fill {
         // Followers look the key up again whatever happened; a failed fill (the guard
         // dropped on error) sends them upstream themselves.
@@ -323,7 +339,7 @@ pub async fn handle(
     p.keep_client
 }
 
-fn pick_split(w: &Worker, parts: &[(usize, u32)]) -> usize {
+pub(super) fn pick_split(w: &Worker, parts: &[(usize, u32)]) -> usize {
     let total: u32 = parts.iter().map(|p| p.1).sum();
     let mut r = w.rng.borrow_mut().u32(..total.max(1));
     for &(i, weight) in parts {
@@ -834,7 +850,7 @@ impl Exchange<'_> {
         match resp.body {
             BodyFraming::Empty => {
                 if c.cache.store {
-                    super::cache::store(self.w, &c.cache, self.route, resp, &conn.buf, b"");
+                    super::cache::store(self.w, &c.cache, self.route, resp, &conn.buf, b"", None);
                 }
                 p.bytes_out = c.obuf.len() as u64;
                 write_all(&mut c.stream, &mut c.obuf)
@@ -846,7 +862,9 @@ impl Exchange<'_> {
                 if avail as u64 >= n {
                     if c.cache.store {
                         let body = &conn.buf[pos..pos + n as usize];
-                        super::cache::store(self.w, &c.cache, self.route, resp, &conn.buf, body);
+                        super::cache::store(
+                            self.w, &c.cache, self.route, resp, &conn.buf, body, None,
+                        );
                     }
                     if n <= INLINE_BODY {
                         c.obuf.extend_from_slice(&conn.buf[pos..pos + n as usize]);
@@ -864,6 +882,10 @@ impl Exchange<'_> {
                     p.bytes_out = c.obuf.len() as u64 + n;
                     return Ok(resp.keep_alive && avail as u64 == n);
                 }
+                let keep = self.keep_body(c, resp, &conn.buf, Some(n));
+                if keep {
+                    super::cache::keep_body(&mut c.cache, &conn.buf[pos..]);
+                }
                 c.obuf.extend_from_slice(&conn.buf[pos..]);
                 p.bytes_out = c.obuf.len() as u64;
                 write_all(&mut c.stream, &mut c.obuf)
@@ -871,7 +893,7 @@ impl Exchange<'_> {
                     .map_err(client_io)?;
                 let mut remaining = n - avail as u64;
                 let splice_min = self.w.cfg.server.splice_min_bytes;
-                if splice_min > 0 && remaining >= splice_min {
+                if !keep && splice_min > 0 && remaining >= splice_min {
                     self.splice_body(&mut conn.stream, &mut c.stream, remaining, true)
                         .await?;
                     p.bytes_out += remaining;
@@ -887,17 +909,29 @@ impl Exchange<'_> {
                     };
                     let k = (got as u64).min(remaining) as usize;
                     extra |= got > k;
+                    if keep {
+                        super::cache::keep_body(&mut c.cache, &conn.buf[..k]);
+                    }
                     write_range(&mut c.stream, &mut conn.buf, 0, k)
                         .await
                         .map_err(client_io)?;
                     remaining -= k as u64;
                     p.bytes_out += k as u64;
                 }
+                if keep {
+                    super::cache::finish_body(self.w, &mut c.cache, self.route, resp);
+                }
                 Ok(resp.keep_alive && !extra)
             }
             BodyFraming::Chunked => {
-                self.relay_chunked(conn, c, framing, pos, resp.keep_alive, p)
-                    .await
+                let keep = self.keep_body(c, resp, &conn.buf, None);
+                let reusable = self
+                    .relay_chunked(conn, c, framing, pos, resp.keep_alive, p)
+                    .await?;
+                if keep {
+                    super::cache::finish_body(self.w, &mut c.cache, self.route, resp);
+                }
+                Ok(reusable)
             }
             BodyFraming::UntilClose => {
                 let chunked = framing == ClientFraming::Chunked;
@@ -933,6 +967,18 @@ impl Exchange<'_> {
         }
     }
 
+    /// A storable response whose body does not come with its head: start keeping a
+    /// copy of the body for the cache (see `super::cache::begin_body`).
+    fn keep_body(
+        &self,
+        c: &mut Downstream,
+        resp: &ResponseHead,
+        buf: &[u8],
+        declared: Option<u64>,
+    ) -> bool {
+        super::cache::begin_body(self.w, &mut c.cache, self.route, resp, buf, declared)
+    }
+
     /// Relay a chunked upstream body: validated, re-framed for a chunked client or
     /// de-chunked for an HTTP/1.0 one. `c.obuf` already holds the response head.
     async fn relay_chunked(
@@ -958,6 +1004,7 @@ impl Exchange<'_> {
                 match ev {
                     ChunkEvent::Data(r) => {
                         let data = &conn.buf[piece(r)];
+                        super::cache::keep_body(&mut c.cache, data);
                         if chunked {
                             encode_chunk(&mut c.obuf, data);
                         } else {

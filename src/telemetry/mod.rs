@@ -15,6 +15,8 @@ pub struct Counters {
     pub upstream_errors: Cell<u64>,
     pub retries: Cell<u64>,
     pub connections_refused: Cell<u64>,
+    /// Background refreshes of stale entries (`stale-while-revalidate`) started.
+    pub cache_refreshes: Cell<u64>,
 }
 
 impl Counters {

@@ -1,0 +1,242 @@
+//! Background refresh for `stale-while-revalidate` (RFC 5861 3): a request that finds
+//! its entry stale but within the window is answered from it at once (`X-Cache:
+//! STALE`), and the worker fetches a fresh copy in a task of its own. The task is the
+//! key's fill leader (see `crate::cache::Fills`), so one refresh per key per worker
+//! runs at a time, and a miss arriving meanwhile waits for it instead of going
+//! upstream too.
+//!
+//! The refresh repeats the caller's request (its head as the route would forward it,
+//! with the caller's identity, so a tenant-keyed entry is refreshed with that tenant's
+//! answer), reads the whole response (at most `max_object_bytes`, within the route's
+//! request timeout), and stores it by the same RFC 9111 rules as a miss. Whatever goes
+//! wrong leaves the stale entry in place: it is still served within its window, and
+//! served on error within its `stale-if-error` window.
+
+use std::rc::Rc;
+
+use monoio::time::Instant;
+
+use super::cache::CacheCtx;
+use super::forward::{self, Peer};
+use crate::auth::Identity;
+use crate::cache::{FillGuard, FillOutcome, FillTicket};
+use crate::config::{RouteConfig, RouteTarget};
+use crate::http::io::{read_append, write_all};
+use crate::http::{BodyFraming, ChunkEvent, ChunkedDecoder, RequestHead, ResponseHead};
+use crate::runtime::worker::Worker;
+use crate::upstream::pool::{connect, UpConn, UP_BUF};
+use crate::upstream::UpstreamState;
+
+/// What a refresh needs from the request that triggered it.
+pub struct Refresh {
+    pub route: usize,
+    pub ctx: CacheCtx,
+    pub identity: Option<Rc<Identity>>,
+    pub peer: Peer,
+    pub request_id: Vec<u8>,
+}
+
+/// Start a refresh of the key in `r.ctx`, unless one (or a miss's fill) is already
+/// running for it on this worker.
+pub fn spawn(w: &Rc<Worker>, r: Refresh) {
+    let FillTicket::Leader(guard) = w.fills.begin(&r.ctx.key) else {
+        return;
+    };
+    let w = w.clone();
+    monoio::spawn(async move {
+        let route = &w.router.routes()[r.route];
+        let deadline =
+            Instant::now() + route.timeout.unwrap_or(w.cfg.server.limits.request_timeout);
+        let done = monoio::time::timeout_at(deadline, run(&w, route, &r)).await;
+        finish(guard, matches!(done, Ok(Ok(()))));
+        crate::telemetry::inc(&w.counters.cache_refreshes);
+        if !matches!(done, Ok(Ok(()))) && w.cfg.log.level >= crate::config::LogLevel::Debug {
+            eprintln!(
+                "ringgate: background refresh for request {} failed",
+                String::from_utf8_lossy(&r.request_id)
+            );
+        }
+    });
+}
+
+fn finish(guard: FillGuard, stored: bool) {
+    if stored {
+        guard.finish(FillOutcome::Stored);
+    }
+    // Dropped unfinished: waiters go upstream themselves.
+}
+
+/// The refresh did not produce a storable response.
+struct Failed;
+
+async fn run(w: &Rc<Worker>, route: &RouteConfig, r: &Refresh) -> Result<(), Failed> {
+    let buf = r.ctx.request_head();
+    let mut head = RequestHead::default();
+    let limits = &w.cfg.server.limits;
+    if !matches!(head.parse(buf, buf.len(), limits.max_headers), Ok(true))
+        || head.body != BodyFraming::Empty
+    {
+        return Err(Failed);
+    }
+    let up_idx = match &route.target {
+        RouteTarget::Single(i) => *i,
+        RouteTarget::Split(parts) => super::proxy::pick_split(w, parts),
+    };
+    let up = &w.upstreams[up_idx];
+    let mut out = Vec::with_capacity(buf.len() + 256);
+    forward::upstream_request(
+        &mut out,
+        &head,
+        buf,
+        &forward::Outbound {
+            route,
+            peer: &r.peer,
+            request_id: &r.request_id,
+            upstream_host: &up.cfg.servers[0].label,
+            identity: r.identity.as_deref(),
+            strip_credentials: (route.auth != crate::config::AuthMode::None)
+                .then(|| w.auth.api_key_header()),
+        },
+    );
+    let hash_key = up
+        .balancer
+        .hash_header()
+        .and_then(|h| head.header(buf, h))
+        .map(<[u8]>::to_vec);
+    let now = Instant::now();
+    let si = up
+        .balancer
+        .pick(
+            &|i| up.available(i, now),
+            &|i| up.servers[i].in_flight.get(),
+            hash_key.as_deref(),
+        )
+        .ok_or(Failed)?;
+    let server = &up.cfg.servers[si];
+    if server.tls {
+        return Err(Failed);
+    }
+    let mut conn = match up.take_idle(si, now) {
+        Some(pooled) => pooled.conn,
+        None => connect(server.addr, up.cfg.connect_timeout)
+            .await
+            .map_err(|_| Failed)?,
+    };
+    let limit = *w.cfg.cache.max_object_bytes.get_ref() as usize;
+    let mut resp = ResponseHead::default();
+    let mut ctx = r.ctx.for_refresh();
+    ctx.requested_at = Some(std::time::Instant::now());
+    let fetched = fetch(w, up, &mut conn, &mut out, &mut resp, limit).await;
+    up.record(
+        si,
+        fetched.as_ref().is_ok_and(|_| resp.status < 500),
+        Instant::now(),
+    );
+    let (head_bytes, body, reusable) = fetched?;
+    if reusable {
+        conn.buf.clear();
+        up.put_idle(si, conn, Instant::now());
+    }
+    if super::cache::store(w, &ctx, route, &resp, &head_bytes, &body, None) {
+        Ok(())
+    } else {
+        Err(Failed)
+    }
+}
+
+/// Send the request and read the whole response: its head bytes, its body, and
+/// whether the connection may be pooled again.
+async fn fetch(
+    w: &Worker,
+    up: &UpstreamState,
+    conn: &mut UpConn,
+    out: &mut Vec<u8>,
+    resp: &mut ResponseHead,
+    limit: usize,
+) -> Result<(Vec<u8>, Vec<u8>, bool), Failed> {
+    conn.buf.clear();
+    write_all(&mut conn.stream, out).await.map_err(|_| Failed)?;
+    let limits = &w.cfg.server.limits;
+    let deadline = Instant::now() + up.cfg.response_timeout;
+    loop {
+        if !conn.buf.is_empty() {
+            match resp.parse(
+                &conn.buf,
+                limits.max_header_bytes.max(UP_BUF),
+                limits.max_headers.max(128),
+                false,
+            ) {
+                Ok(true) if (100..200).contains(&resp.status) && resp.status != 101 => {
+                    conn.buf.drain(..resp.head_len);
+                    continue;
+                }
+                Ok(true) if resp.status == 101 => return Err(Failed),
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(_) => return Err(Failed),
+            }
+        }
+        read_more(conn, deadline).await?;
+    }
+    let head = conn.buf[..resp.head_len].to_vec();
+    match resp.body {
+        BodyFraming::Empty => {
+            let clean = conn.buf.len() == resp.head_len;
+            Ok((head, Vec::new(), resp.keep_alive && clean))
+        }
+        BodyFraming::Length(n) => {
+            if n > limit as u64 {
+                return Err(Failed);
+            }
+            let end = resp.head_len + n as usize;
+            while conn.buf.len() < end {
+                read_more(conn, deadline).await?;
+            }
+            let clean = conn.buf.len() == end;
+            let body = conn.buf[resp.head_len..end].to_vec();
+            Ok((head, body, resp.keep_alive && clean))
+        }
+        BodyFraming::Chunked => {
+            let mut dec = ChunkedDecoder::new();
+            let mut body = Vec::new();
+            let mut pos = resp.head_len;
+            loop {
+                while pos < conn.buf.len() {
+                    let (used, ev) = dec.step(&conn.buf[pos..]).map_err(|_| Failed)?;
+                    let base = pos;
+                    pos += used;
+                    match ev {
+                        ChunkEvent::Data(d) => {
+                            if body.len() + d.len() > limit {
+                                return Err(Failed);
+                            }
+                            body.extend_from_slice(&conn.buf[base + d.start..base + d.end]);
+                        }
+                        ChunkEvent::Done => {
+                            let clean = pos == conn.buf.len();
+                            return Ok((head, body, resp.keep_alive && clean));
+                        }
+                        _ => {}
+                    }
+                }
+                conn.buf.clear();
+                pos = 0;
+                read_more(conn, deadline).await?;
+            }
+        }
+        // A close-delimited body cannot be told from a truncated one: not stored.
+        BodyFraming::UntilClose => Err(Failed),
+    }
+}
+
+async fn read_more(conn: &mut UpConn, deadline: Instant) -> Result<(), Failed> {
+    match monoio::time::timeout_at(
+        deadline,
+        read_append(&mut conn.stream, &mut conn.buf, UP_BUF),
+    )
+    .await
+    {
+        Ok(Ok(n)) if n > 0 => Ok(()),
+        _ => Err(Failed),
+    }
+}
