@@ -21,8 +21,12 @@ environment (defaults in brackets):
   CONNS         wrk connections for the 128-byte body [64]
   CONNS_1M      wrk connections for the 1 MiB body [16]
   TARGETS       subset of: direct nginx ringgate-uring ringgate-epoll ringgate-auth
-                nginx-cache ringgate-cache [all seven]
+                nginx-cache ringgate-cache ringgate-q ringgate-miss [all nine]
+                (ringgate-q and ringgate-miss send a new query string every
+                request: the first without, the second with the route cached, so
+                every request is a miss that is stored; 128-byte body only)
   BODIES        subset of: 128 1m [both]
+  REPEAT        rounds of all TARGETS, interleaved; the report gives medians [1]
   RINGGATE_BIN  use this binary instead of running cargo build --release
   PROXY_CPU     core for the proxies [0];  LOAD_CPU  core for origin + wrk [1]
   NGINX_TEMP_FILE=1  let proxying nginx spool large bodies to disk (its default)
@@ -42,15 +46,14 @@ DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 CONNS=${CONNS:-64}
 CONNS_1M=${CONNS_1M:-16}
-TARGETS=${TARGETS:-direct nginx ringgate-uring ringgate-epoll ringgate-auth nginx-cache ringgate-cache}
+ALL_TARGETS="direct nginx ringgate-uring ringgate-epoll ringgate-auth nginx-cache ringgate-cache ringgate-q ringgate-miss"
+TARGETS=${TARGETS:-$ALL_TARGETS}
 BODIES=${BODIES:-128 1m}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 
 for t in $TARGETS; do
-    case $t in direct | nginx | ringgate-uring | ringgate-epoll | ringgate-auth | nginx-cache | ringgate-cache) ;;
-    *) die "unknown target '$t' in TARGETS (direct nginx ringgate-uring ringgate-epoll ringgate-auth nginx-cache ringgate-cache)" ;;
-    esac
+    [[ " $ALL_TARGETS " == *" $t "* ]] || die "unknown target '$t' in TARGETS ($ALL_TARGETS)"
 done
 for b in $BODIES; do
     case $b in 128 | 1m) ;; *) die "unknown body '$b' in BODIES (128 1m)" ;; esac
@@ -73,6 +76,7 @@ fi
 
 lt_init
 REQ_HEADER=()
+WRK_SCRIPT=()
 OUT=$LT_DIR/out/run-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$OUT"
 ln -sfn "$(basename "$OUT")" "$LT_DIR/out/latest"
@@ -81,7 +85,7 @@ RESULTS=$OUT/results.jsonl
 
 # ------------------------------------------------------------------ origin
 
-read -r ORIGIN_PORT NGINX_PORT RG_URING_PORT RG_EPOLL_PORT RG_ADMIN_PORT RG_AUTH_PORT NGINX_CACHE_PORT RG_CACHE_PORT < <("${LT_PY[@]}" ports 8)
+read -r ORIGIN_PORT NGINX_PORT RG_URING_PORT RG_EPOLL_PORT RG_ADMIN_PORT RG_AUTH_PORT NGINX_CACHE_PORT RG_CACHE_PORT RG_Q_PORT RG_MISS_PORT < <("${LT_PY[@]}" ports 10)
 
 # nginx_prefix NAME TEMPLATE PORT: make DIR=$LT_TMP/NAME with the filled-in conf.
 nginx_prefix() {
@@ -144,12 +148,14 @@ bench() {
     local -a cmd
     for b in $BODIES; do
         if [[ $b == 128 ]]; then path=/ conns=$CONNS; else path=/1m conns=$CONNS_1M; fi
+        # The unique-query runs compare the cache stage on small responses only.
+        [[ ${#WRK_SCRIPT[@]} -gt 0 && $b != 128 ]] && continue
         url=http://127.0.0.1:$port$path
-        raw=$OUT/wrk-$target-$b.txt
+        raw=$OUT/wrk-$target-$b-r${round:-1}.txt
         timeout $((WARMUP + 30)) taskset -c "$LOAD_CPU" \
-            wrk -t1 -c"$conns" -d"${WARMUP}s" "${REQ_HEADER[@]}" "$url" >"$OUT/warmup-$target-$b.txt" 2>&1 ||
+            wrk -t1 -c"$conns" -d"${WARMUP}s" "${REQ_HEADER[@]}" "${WRK_SCRIPT[@]}" "$url" >"$OUT/warmup-$target-$b.txt" 2>&1 ||
             die "$target: warm-up wrk run failed: $(tail -n 3 "$OUT/warmup-$target-$b.txt")"
-        cmd=(taskset -c "$LOAD_CPU" wrk -t1 -c"$conns" -d"${DURATION}s" --latency "${REQ_HEADER[@]}" "$url")
+        cmd=(taskset -c "$LOAD_CPU" wrk -t1 -c"$conns" -d"${DURATION}s" --latency "${REQ_HEADER[@]}" "${WRK_SCRIPT[@]}" "$url")
         log "+ ${cmd[*]}"
         cb=- ca=-
         # shellcheck disable=SC2086 # $pids is a list of pids
@@ -268,6 +274,25 @@ EOF
         sed -i 's/^auth = "none"$/auth = "none"\ncache = { ttl_s = 600 }/' "$cfg"
         measure_ringgate "$target" "$port" "$cfg" "$driver, route cached"
         ;;
+    ringgate-q | ringgate-miss)
+        # Every request a URI never asked before: plain proxying (ringgate-q), and the
+        # same with the route cached (ringgate-miss: lookup, miss, store, and eviction
+        # once the 32 MiB budget is full). Their ratio is the cache stage's cost.
+        driver=io_uring
+        cfg=$OUT/$target.toml
+        if [[ $target == ringgate-q ]]; then
+            port=$RG_Q_PORT
+            ringgate_config "$cfg" "$port" "$RG_ADMIN_PORT" "$ORIGIN_PORT" "$driver"
+        else
+            port=$RG_MISS_PORT
+            ringgate_config "$cfg" "$port" "$RG_ADMIN_PORT" "$ORIGIN_PORT" "$driver"
+            sed -i 's/^auth = "none"$/auth = "none"\ncache = { ttl_s = 600 }/' "$cfg"
+            printf '\n[cache]\nmax_bytes = 33554432\n' >>"$cfg"
+        fi
+        WRK_SCRIPT=(-s "$LT_DIR/unique-query.lua")
+        measure_ringgate "$target" "$port" "$cfg" "$driver, a new URI per request"
+        WRK_SCRIPT=()
+        ;;
     esac
 
 
@@ -276,8 +301,13 @@ EOF
 log ""
 log "proxies on core $PROXY_CPU; origin and wrk on core $LOAD_CPU; ${DURATION}s runs after ${WARMUP}s warm-up"
 log "connections: $CONNS for the 128-byte body, $CONNS_1M for 1 MiB; output in $OUT"
-for t in $TARGETS; do
-    run_target "$t"
+REPEAT=${REPEAT:-1}
+[[ $REPEAT =~ ^[1-9][0-9]*$ ]] || die "REPEAT must be a positive integer"
+for ((round = 1; round <= REPEAT; round++)); do
+    ((REPEAT > 1)) && log "" && log "=== round $round of $REPEAT"
+    for t in $TARGETS; do
+        run_target "$t"
+    done
 done
 
 log ""
