@@ -23,6 +23,7 @@ use crate::cache::{FillGuard, FillOutcome, FillTicket};
 use crate::config::{RouteConfig, RouteTarget};
 use crate::http::io::{read_append, write_all};
 use crate::http::{BodyFraming, ChunkEvent, ChunkedDecoder, RequestHead, ResponseHead};
+use crate::runtime::contain::Contained;
 use crate::runtime::worker::Worker;
 use crate::upstream::pool::{connect, UpConn, UP_BUF};
 use crate::upstream::UpstreamState;
@@ -47,10 +48,14 @@ pub fn spawn(w: &Rc<Worker>, r: Refresh) {
         let route = &w.router.routes()[r.route];
         let deadline =
             Instant::now() + route.timeout.unwrap_or(w.cfg.server.limits.request_timeout);
-        let done = monoio::time::timeout_at(deadline, run(&w, route, &r)).await;
-        finish(guard, matches!(done, Ok(Ok(()))));
+        let done = monoio::time::timeout_at(deadline, Contained::new(run(&w, route, &r))).await;
+        let stored = matches!(done, Ok(Some(Ok(()))));
+        if matches!(done, Ok(None)) {
+            crate::telemetry::inc(&w.counters.task_panics);
+        }
+        finish(guard, stored);
         crate::telemetry::inc(&w.counters.cache_refreshes);
-        if !matches!(done, Ok(Ok(()))) && w.cfg.log.level >= crate::config::LogLevel::Debug {
+        if !stored && w.cfg.log.level >= crate::config::LogLevel::Debug {
             eprintln!(
                 "ringgate: background refresh for request {} failed",
                 String::from_utf8_lossy(&r.request_id)

@@ -18,6 +18,7 @@ use crossbeam_channel::Sender;
 use monoio::net::{TcpListener, TcpStream};
 use monoio::time::Instant;
 
+use super::contain::Contained;
 use super::driver::{uring_builder, ActiveDriver};
 use super::signal::LocalSignal;
 use super::Shared;
@@ -367,7 +368,11 @@ fn spawn_conn(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
     w.active.set(w.active.get() + 1);
     monoio::spawn(async move {
         monoio::select! {
-            _ = crate::pipeline::conn::serve(&w, stream, peer) => {}
+            done = Contained::new(crate::pipeline::conn::serve(&w, stream, peer)) => {
+                if done.is_none() {
+                    crate::telemetry::inc(&w.counters.task_panics);
+                }
+            }
             _ = w.kill.wait() => {}
         }
         w.active.set(w.active.get() - 1);

@@ -17,6 +17,9 @@ pub struct Counters {
     pub connections_refused: Cell<u64>,
     /// Background refreshes of stale entries (`stale-while-revalidate`) started.
     pub cache_refreshes: Cell<u64>,
+    /// Connection tasks (or background refreshes) ended by a panic: each a bug; the
+    /// worker and its other connections go on.
+    pub task_panics: Cell<u64>,
 }
 
 impl Counters {
