@@ -185,7 +185,7 @@ pub fn instructions(gw: SocketAddr, creds: &DemoCredentials) -> String {
             bearer("PRO", "/api/users"),
         ),
         (
-            "One user (/api/users/9 gives the backend's 404 JSON)",
+            "One user: 200 (an unknown id, such as 9, gets the backend's own not-found JSON)",
             bearer("PRO", "/api/users/2"),
         ),
         (
@@ -193,7 +193,7 @@ pub fn instructions(gw: SocketAddr, creds: &DemoCredentials) -> String {
             bearer("FREE", "/api/orders"),
         ),
         (
-            "The API key (plan pro, scopes users:read orders:read) works too",
+            "The API key (plan pro, scopes users:read orders:read) works too: 200",
             format!("curl -i -H \"X-API-Key: $KEY\" {}", url(gw, "/api/orders")),
         ),
         (
@@ -217,8 +217,11 @@ pub fn instructions(gw: SocketAddr, creds: &DemoCredentials) -> String {
             bearer("PRO", "/api/echo"),
         ),
         (
-            "A cached product: run it twice, X-Cache: MISS then HIT (per worker; anonymous callers are limited by IP)",
-            format!("curl -i {}", url(gw, "/api/products/1")),
+            "A cached product, asked twice on one connection: X-Cache: MISS, then HIT (each worker has its own cache)",
+            format!(
+                "curl -si {0} {0} | grep -E '^HTTP|^X-Cache|^Age'",
+                url(gw, "/api/products/2")
+            ),
         ),
         (
             "Create a user: 201 and the body echoed back with a new id (not stored)",
@@ -1848,7 +1851,7 @@ mod tests {
             "curl -i -H \"Authorization: Bearer $PRO\" http://127.0.0.1:8080/api/users/2\n",
             "curl -i -H \"Authorization: Bearer $FREE\" http://127.0.0.1:8080/api/orders\n",
             "curl -i -H \"X-API-Key: $KEY\" http://127.0.0.1:8080/api/orders\n",
-            "curl -i http://127.0.0.1:8080/api/products/1\n",
+            "curl -si http://127.0.0.1:8080/api/products/2 http://127.0.0.1:8080/api/products/2 | grep -E '^HTTP|^X-Cache|^Age'\n",
             "curl -i 'http://127.0.0.1:8080/api/slow?ms=500'\n",
             "curl -i http://127.0.0.1:8080/api/fail\n",
             "curl -i 'http://127.0.0.1:8080/api/slow?ms=8000'\n",
