@@ -19,6 +19,7 @@ use crate::cache::{
     ReqDirectives, RequestFacts, ResponseParts, SpanHeaders, StaleUse, XCache,
 };
 use crate::config::RouteConfig;
+use crate::http::generated::write_error;
 use crate::http::{HeaderKind, HeaderPos, RequestHead, ResponseHead};
 use crate::runtime::worker::Worker;
 
@@ -133,6 +134,24 @@ pub fn before(
             extra.extend_from_slice(b"X-Cache: BYPASS\r\n");
             return Before::Forward;
         }
+        Lookup::Miss | Lookup::Stale(..) if dirs.only_if_cached => {
+            // RFC 9111 5.2.1.7: a stored response that can be used, or 504; never
+            // the upstream.
+            extra.extend_from_slice(b"X-Cache: MISS\r\n");
+            out.clear();
+            let date = *w.date.borrow();
+            write_error(
+                out,
+                504,
+                "only-if-cached, and no stored response can be used",
+                request_id,
+                &date,
+                !keep_alive,
+                method == b"HEAD",
+                extra,
+            );
+            return Before::Answered;
+        }
         Lookup::Miss | Lookup::Stale(..) => {
             if let Lookup::Stale(e, _) = found {
                 ctx.stale = Some(e);
@@ -203,8 +222,9 @@ fn write_entry(
     }
 }
 
-/// The upstream failed before answering: the stale entry, if its `stale-if-error`
-/// window allows, is written to `out` (with `X-Cache: STALE`); returns its status.
+/// The upstream failed before answering, or answered 500, 502, 503 or 504 (RFC 5861
+/// 4): the stale entry, if its `stale-if-error` window allows, is written to `out`
+/// (with `X-Cache: STALE`); returns its status.
 pub fn stale_on_error(
     ctx: &CacheCtx,
     out: &mut Vec<u8>,
@@ -293,6 +313,7 @@ pub fn begin_body(
         return false;
     }
     if judge(w, ctx, route, &response_parts(resp, rbuf)).is_none() {
+        drop_replaced(w, ctx, resp.status);
         return false;
     }
     ctx.resp_head.clear();
@@ -344,6 +365,15 @@ fn response_parts<'a>(resp: &'a ResponseHead, rbuf: &'a [u8]) -> ResponseParts<'
     }
 }
 
+/// The upstream's new answer for a stale entry may not be stored: the entry goes too
+/// (its origin no longer lets it be kept as it was). A 5xx leaves it, for
+/// `stale-if-error`.
+fn drop_replaced(w: &Worker, ctx: &CacheCtx, status: u16) {
+    if ctx.stale.is_some() && status < 500 {
+        w.cache.borrow_mut().remove(&ctx.key, &request_headers(ctx));
+    }
+}
+
 /// What [`storable`] says of this response head, for the request in `ctx`.
 fn judge(
     w: &Worker,
@@ -375,6 +405,7 @@ pub fn store(
 ) -> bool {
     let parts = response_parts(resp, rbuf);
     let Some(st) = judge(w, ctx, route, &parts) else {
+        drop_replaced(w, ctx, resp.status);
         return false;
     };
     let now = received_at.unwrap_or_else(Instant::now);

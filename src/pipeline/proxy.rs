@@ -49,7 +49,10 @@ struct Progress {
     /// Some of the response was written to the client: errors can no longer be
     /// reported with a status, only by closing.
     resp_started: bool,
+    /// The status the client got (a stale entry's, when one stood in for an error).
     status: u16,
+    /// The status the upstream answered, for its circuit breaker.
+    upstream_status: u16,
     bytes_out: u64,
     keep_client: bool,
     continue_sent: bool,
@@ -542,7 +545,7 @@ impl Exchange<'_> {
             p.server = Some(si);
             match self.attempt(si, c, resp, p).await {
                 Ok(()) => {
-                    up.record(si, p.status < 500, Instant::now());
+                    up.record(si, p.upstream_status < 500, Instant::now());
                     return Ok(());
                 }
                 Err(e) => {
@@ -819,6 +822,24 @@ impl Exchange<'_> {
         resp: &ResponseHead,
         p: &mut Progress,
     ) -> Result<bool, ProxyError> {
+        p.upstream_status = resp.status;
+        if matches!(resp.status, 500 | 502 | 503 | 504) && c.cache.stale.is_some() {
+            // An error answer where a stale entry may stand in (stale-if-error): the
+            // entry goes to the client; the upstream's body is not read, so its
+            // connection is not reused.
+            if let Some(status) =
+                super::cache::stale_on_error(&c.cache, &mut c.obuf, &c.reqid, &c.extra)
+            {
+                p.status = status;
+                p.keep_client = false;
+                p.resp_started = true;
+                p.bytes_out = c.obuf.len() as u64;
+                write_all(&mut c.stream, &mut c.obuf)
+                    .await
+                    .map_err(ProxyError::ClientIo)?;
+                return Ok(false);
+            }
+        }
         let framing = forward::client_framing(resp, self.meta.version_minor);
         p.keep_client =
             self.meta.keep_alive && !self.w.shutdown.is_set() && framing != ClientFraming::Close;
