@@ -22,7 +22,8 @@
 //! - Invalidation by unsafe methods: only the request's URI, only on a 2xx or 3xx, for
 //!   every tenant.
 //! - `stale-if-error` standing in for an upstream 500, 502, 503 or 504 answer; a stale
-//!   entry dropped when the origin's new answer may not be stored.
+//!   entry dropped when the origin's new answer may not be stored; a stale entry
+//!   revalidated with its `ETag` or `Last-Modified`, and freshened by a 304.
 
 mod common;
 
@@ -611,4 +612,61 @@ both_drivers! {
         assert_eq!(x_cache(&after), "MISS", "the dropped entry was served: {}", after.head);
         assert_eq!(w.fetched(), 3);
     }
+
+    fn a_stale_entry_is_revalidated_with_its_validators(driver) {
+        let origin = validating_origin();
+        let gw = Gw::start(driver, &fill(
+            "[[upstreams]]\nname = \"app\"\nservers = [\"{origin}\"]\n\
+             [[routes]]\nid = \"c\"\npath_prefix = \"/\"\nupstream = \"app\"\n\
+             auth = \"none\"\ncache = { ttl_s = 30 }\n",
+            &[("origin", origin.addr())],
+        ));
+        let mut c = gw.client();
+        for (path, validator) in [("/etag", "if-none-match"), ("/date", "if-modified-since")] {
+            let first = c.request(&Req::get(path));
+            assert_eq!(seen(&first), "200 MISS [0]", "{path}");
+            // Too old for this request (Age 30 > max-age=10): asked again, conditionally;
+            // the origin's 304 confirms the stored body.
+            let again = c.request(&Req::get(path).header("Cache-Control", "max-age=10"));
+            assert_eq!(seen(&again), "200 MISS [0]", "{path}: {}", again.head);
+            let asked = origin.last_request();
+            assert!(asked.header(validator).is_some(), "{path}: no {validator} upstream");
+            assert!(age(&again) < 30, "{path}: the 304 restarted the age: {}", again.head);
+            // The freshened entry is served from the cache again.
+            assert_eq!(seen(&c.request(&Req::get(path))), "200 HIT [0]", "{path}");
+        }
+        assert_eq!(origin.requests().len(), 4);
+        // A client's own conditional goes upstream as it is, without the cache's.
+        let own = Req::get("/etag")
+            .header("Cache-Control", "no-cache")
+            .header("If-None-Match", "\"other\"");
+        assert_eq!(c.request(&own).status, 200);
+        assert_eq!(origin.requests().len(), 5);
+        assert_eq!(origin.last_request().header("if-none-match"), Some("\"other\""));
+    }
+}
+
+/// `/etag` carries an ETag, `/date` only a Last-Modified; both arrive 30 s old with
+/// `max-age=60`, and a matching `If-None-Match` / `If-Modified-Since` gets a 304.
+fn validating_origin() -> Origin {
+    const LAST_MODIFIED: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
+    Origin::start(|r| {
+        let etag = r.target == "/etag";
+        let matches = if etag {
+            r.header("if-none-match") == Some("\"v1\"")
+        } else {
+            r.header("if-modified-since") == Some(LAST_MODIFIED)
+        };
+        let reply = if matches {
+            Reply::new(304).no_body()
+        } else {
+            Reply::ok("0").header("Age", "30")
+        };
+        let reply = reply.header("Cache-Control", "max-age=60");
+        if etag {
+            reply.header("ETag", "\"v1\"")
+        } else {
+            reply.header("Last-Modified", LAST_MODIFIED)
+        }
+    })
 }

@@ -6,6 +6,9 @@
 //! an unsafe method succeeded on it. Keys carry the caller's tenant unless the route
 //! says `shared = true`. See `crate::cache` for the rules and the store.
 //!
+//! A stale entry that must be revalidated is asked for with its validators
+//! ([`validators`]); a 304 freshens it ([`revalidated`]).
+//!
 //! Misses on one key are coalesced per worker (see `proxy::handle`). A body that does
 //! not arrive with its head (Content-Length larger than one read, or chunked) is
 //! copied as it is relayed ([`begin_body`], [`keep_body`], [`finish_body`]) and stored
@@ -33,6 +36,9 @@ pub struct CacheCtx {
     /// Answered from a stale entry within its `stale-while-revalidate` window: fetch
     /// it again in the background (`super::refresh`).
     pub refresh: bool,
+    /// The stale entry's validators went upstream (`If-None-Match` /
+    /// `If-Modified-Since`): a 304 freshens it ([`revalidated`]).
+    pub revalidating: bool,
     credentials: bool,
     tenant_keyed: bool,
     pub(super) requested_at: Option<Instant>,
@@ -82,6 +88,7 @@ pub fn before(
     ctx.store = false;
     ctx.invalidate = false;
     ctx.refresh = false;
+    ctx.revalidating = false;
     ctx.stale = None;
     ctx.body = None;
     let Some(rc) = route.cache.as_ref().filter(|_| w.cfg.cache.enabled) else {
@@ -187,6 +194,125 @@ pub fn before(
     Before::Answered
 }
 
+/// Request fields that make the client's request conditional (or partial) itself:
+/// such a request goes upstream as it is, without the cache's validators.
+const CLIENT_CONDITIONALS: [&[u8]; 6] = [
+    b"if-none-match",
+    b"if-modified-since",
+    b"if-match",
+    b"if-unmodified-since",
+    b"if-range",
+    b"range",
+];
+
+/// RFC 9111 4.3.1: a GET that must go upstream while a stale entry is stored asks
+/// conditionally, with the entry's `ETag` (or else its `Last-Modified`): the header
+/// lines are appended to `out` (the upstream request's fields). A 304 then freshens
+/// the entry without resending the body ([`revalidated`]).
+pub fn validators(ctx: &mut CacheCtx, head: &RequestHead, buf: &[u8], out: &mut Vec<u8>) {
+    let Some(entry) = ctx.stale.as_ref().filter(|_| ctx.store) else {
+        return;
+    };
+    let own = head.headers.iter().any(|h| {
+        let name = h.name.get(buf);
+        CLIENT_CONDITIONALS
+            .iter()
+            .any(|c| name.eq_ignore_ascii_case(c))
+    });
+    if own {
+        return;
+    }
+    let (name, value): (&[u8], &[u8]) = match entry.etag() {
+        Some(tag) => (b"If-None-Match: ", tag),
+        None => match entry
+            .headers()
+            .find(|(n, _)| n.eq_ignore_ascii_case(b"last-modified"))
+        {
+            Some((_, date)) => (b"If-Modified-Since: ", date),
+            None => return,
+        },
+    };
+    out.extend_from_slice(name);
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+    ctx.revalidating = true;
+}
+
+/// The upstream answered 304 to the cache's conditional request: the stale entry is
+/// freshened with the 304's fields (RFC 9111 4.3.4) and stored again, and the client
+/// gets the whole entry, written to `out` (`X-Cache: MISS`: the upstream was asked).
+/// If the freshened entry may not be stored it is dropped, and the client still gets
+/// the body the 304 confirmed. Returns the status written.
+#[allow(clippy::too_many_arguments)]
+pub fn revalidated(
+    w: &Worker,
+    ctx: &CacheCtx,
+    route: &RouteConfig,
+    resp: &ResponseHead,
+    rbuf: &[u8],
+    out: &mut Vec<u8>,
+    request_id: &[u8],
+    extra: &[u8],
+    keep_alive: bool,
+) -> Option<u16> {
+    let old = ctx.stale.as_ref()?;
+    let rc = route.cache.as_ref()?;
+    let hdrs = request_headers(ctx);
+    let facts = RequestFacts {
+        method: b"GET",
+        directives: ReqDirectives::from_request(&hdrs),
+        credentials: ctx.credentials,
+        tenant_keyed: ctx.tenant_keyed,
+    };
+    let now = Instant::now();
+    let fresh = old.freshen(
+        &facts,
+        rc,
+        &response_parts(resp, rbuf),
+        w.unix_now.get(),
+        ctx.requested_at.unwrap_or(now),
+        now,
+        &route.response_headers.remove,
+    );
+    let kept = without_x_cache(extra);
+    let write = |entry: &Entry, out: &mut Vec<u8>| {
+        write_entry(
+            entry,
+            out,
+            now,
+            XCache::Miss,
+            false,
+            ctx.head_only,
+            request_id,
+            &kept,
+            keep_alive,
+            ctx.version_minor,
+        );
+        entry.status()
+    };
+    match fresh {
+        Ok(entry) => {
+            let status = write(&entry, out);
+            let _ = w.cache.borrow_mut().insert(&ctx.key, &hdrs, entry);
+            Some(status)
+        }
+        Err(_) => {
+            w.cache.borrow_mut().remove(&ctx.key, &hdrs);
+            Some(write(old, out))
+        }
+    }
+}
+
+/// `extra` without its `X-Cache` line (a response from the entry writes its own).
+fn without_x_cache(extra: &[u8]) -> Vec<u8> {
+    extra
+        .split_inclusive(|&b| b == b'\n')
+        .filter(|l| !l.starts_with(b"X-Cache:"))
+        .flatten()
+        .copied()
+        .collect()
+}
+
 /// Write a complete response from `entry` to `out`.
 #[allow(clippy::too_many_arguments)]
 fn write_entry(
@@ -235,12 +361,7 @@ pub fn stale_on_error(
     match &ctx.stale {
         Some(e) if e.serves_on_error(now) => {
             // `extra` holds the MISS marker written before going upstream: drop it.
-            let kept: Vec<u8> = extra
-                .split_inclusive(|&b| b == b'\n')
-                .filter(|l| !l.starts_with(b"X-Cache:"))
-                .flatten()
-                .copied()
-                .collect();
+            let kept = without_x_cache(extra);
             write_entry(
                 e,
                 out,

@@ -252,6 +252,13 @@ pub async fn handle(
             .then(|| w.auth.api_key_header()),
     };
     forward::upstream_request(&mut c.ubuf, head, &c.rbuf, &outbound);
+    if c.cache.stale.is_some() {
+        // Revalidate the stale entry: its validators go before the blank line.
+        let end = c.ubuf.len() - 2;
+        c.ubuf.truncate(end);
+        super::cache::validators(&mut c.cache, head, &c.rbuf, &mut c.ubuf);
+        c.ubuf.extend_from_slice(b"\r\n");
+    }
     // The head is fully used: from here on `head` must not be read (its spans would
     // point at body bytes).
     c.rbuf.drain(..head.head_len);
@@ -823,22 +830,40 @@ impl Exchange<'_> {
         p: &mut Progress,
     ) -> Result<bool, ProxyError> {
         p.upstream_status = resp.status;
-        if matches!(resp.status, 500 | 502 | 503 | 504) && c.cache.stale.is_some() {
-            // An error answer where a stale entry may stand in (stale-if-error): the
-            // entry goes to the client; the upstream's body is not read, so its
-            // connection is not reused.
-            if let Some(status) =
-                super::cache::stale_on_error(&c.cache, &mut c.obuf, &c.reqid, &c.extra)
-            {
-                p.status = status;
-                p.keep_client = false;
-                p.resp_started = true;
-                p.bytes_out = c.obuf.len() as u64;
-                write_all(&mut c.stream, &mut c.obuf)
-                    .await
-                    .map_err(ProxyError::ClientIo)?;
-                return Ok(false);
-            }
+        // Answers the cache gives instead of the upstream's: the stale entry freshened
+        // by a 304 to its revalidation, or standing in for an error (stale-if-error;
+        // the upstream's body is then not read, so its connection is not reused).
+        // Each is (status, keep the client, upstream connection reusable).
+        let from_cache = if resp.status == 304 && c.cache.revalidating {
+            let keep = self.meta.keep_alive && !self.w.shutdown.is_set();
+            c.obuf.clear();
+            super::cache::revalidated(
+                self.w,
+                &c.cache,
+                self.route,
+                resp,
+                &conn.buf,
+                &mut c.obuf,
+                &c.reqid,
+                &c.extra,
+                keep,
+            )
+            .map(|s| (s, keep, resp.keep_alive && conn.buf.len() == resp.head_len))
+        } else if matches!(resp.status, 500 | 502 | 503 | 504) && c.cache.stale.is_some() {
+            super::cache::stale_on_error(&c.cache, &mut c.obuf, &c.reqid, &c.extra)
+                .map(|s| (s, false, false))
+        } else {
+            None
+        };
+        if let Some((status, keep, reusable)) = from_cache {
+            p.status = status;
+            p.keep_client = keep;
+            p.resp_started = true;
+            p.bytes_out = c.obuf.len() as u64;
+            write_all(&mut c.stream, &mut c.obuf)
+                .await
+                .map_err(ProxyError::ClientIo)?;
+            return Ok(reusable);
         }
         let framing = forward::client_framing(resp, self.meta.version_minor);
         p.keep_client =
