@@ -56,7 +56,7 @@ pub struct CacheCtx {
     version_minor: u8,
     /// A storable response's body as it streams past the gateway (at most
     /// `max_object_bytes`), with a copy of its head; stored once complete.
-    body: Option<Vec<u8>>,
+    body: Option<KeptBody>,
     body_limit: usize,
     resp_head: Vec<u8>,
     received_at: Option<Instant>,
@@ -416,6 +416,55 @@ fn remember(ctx: &mut CacheCtx, head: &RequestHead, buf: &[u8]) {
     ctx.target = (head.target.start as usize, head.target.end as usize);
 }
 
+/// How many bytes of bodies a worker keeps for the cache while they stream, all its
+/// connections together: a quarter of its cache share, and at least one object of
+/// `max_object_bytes`. Past it, further responses stream through uncached, so many
+/// slow cacheable downloads at once cannot hold unbounded memory.
+#[derive(Debug)]
+pub struct KeptBudget {
+    used: std::rc::Rc<std::cell::Cell<usize>>,
+    max: usize,
+}
+
+impl KeptBudget {
+    pub fn new(cache_share: usize, max_object: usize) -> KeptBudget {
+        KeptBudget {
+            used: Default::default(),
+            max: (cache_share / 4).max(max_object),
+        }
+    }
+
+    /// Bytes held now.
+    pub fn used(&self) -> usize {
+        self.used.get()
+    }
+
+    /// Charge `n` more bytes to `body`, if the budget has room.
+    fn charge(&self, body: &mut KeptBody, n: usize) -> bool {
+        if self.used.get() + n > self.max {
+            return false;
+        }
+        self.used.set(self.used.get() + n);
+        body.charged += n;
+        true
+    }
+}
+
+/// A body being kept, its bytes charged to the worker's [`KeptBudget`] until dropped
+/// (stored, abandoned, or its connection gone, however that happens).
+#[derive(Debug)]
+struct KeptBody {
+    data: Vec<u8>,
+    charged: usize,
+    used: std::rc::Rc<std::cell::Cell<usize>>,
+}
+
+impl Drop for KeptBody {
+    fn drop(&mut self) {
+        self.used.set(self.used.get() - self.charged);
+    }
+}
+
 /// The head of a response whose body does not arrive with it, to a request the stage
 /// marked for storing: if RFC 9111 lets it be stored and its declared length (if any)
 /// fits `max_object_bytes`, start keeping a copy of the body as it is relayed. Returns
@@ -437,24 +486,39 @@ pub fn begin_body(
         drop_replaced(w, ctx, resp.status);
         return false;
     }
+    let first = declared.map_or(16 * 1024, |n| n as usize);
+    let mut body = KeptBody {
+        data: Vec::new(),
+        charged: 0,
+        used: w.kept.used.clone(),
+    };
+    // A declared length is charged whole up front; a chunked body as it grows.
+    if !w.kept.charge(&mut body, first) {
+        return false;
+    }
+    body.data.reserve_exact(first);
     ctx.resp_head.clear();
     ctx.resp_head.extend_from_slice(&rbuf[..resp.head_len]);
     ctx.received_at = Some(Instant::now());
     ctx.body_limit = limit;
-    let first = declared.map_or(16 * 1024, |n| n as usize);
-    ctx.body = Some(Vec::with_capacity(first));
+    ctx.body = Some(body);
     true
 }
 
-/// More of the body being kept; a body that outgrows `max_object_bytes` is dropped
-/// (the response goes on streaming to the client, uncached).
-pub fn keep_body(ctx: &mut CacheCtx, data: &[u8]) {
-    if let Some(body) = ctx.body.as_mut() {
-        if body.len() + data.len() > ctx.body_limit {
-            ctx.body = None;
-        } else {
-            body.extend_from_slice(data);
-        }
+/// More of the body being kept; a body that outgrows `max_object_bytes` (or the
+/// worker's [`KeptBudget`]) is dropped: the response goes on streaming to the client,
+/// uncached.
+pub fn keep_body(w: &Worker, ctx: &mut CacheCtx, data: &[u8]) {
+    let Some(body) = ctx.body.as_mut() else {
+        return;
+    };
+    let len = body.data.len() + data.len();
+    let fits =
+        len <= ctx.body_limit && (len <= body.charged || w.kept.charge(body, len - body.charged));
+    if fits {
+        body.data.extend_from_slice(data);
+    } else {
+        ctx.body = None;
     }
 }
 
@@ -465,7 +529,7 @@ pub fn finish_body(w: &Worker, ctx: &mut CacheCtx, route: &RouteConfig, resp: &R
         return;
     };
     let head = std::mem::take(&mut ctx.resp_head);
-    store(w, ctx, route, resp, &head, &body, ctx.received_at);
+    store(w, ctx, route, resp, &head, &body.data, ctx.received_at);
     ctx.resp_head = head;
 }
 
@@ -558,5 +622,36 @@ pub fn after(w: &Worker, ctx: &CacheCtx, status: u16) {
         let host = &ctx.head[ctx.host.0..ctx.host.1];
         let target = &ctx.head[ctx.target.0..ctx.target.1];
         w.cache.borrow_mut().invalidate(host, target);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(b: &KeptBudget) -> KeptBody {
+        KeptBody {
+            data: Vec::new(),
+            charged: 0,
+            used: b.used.clone(),
+        }
+    }
+
+    #[test]
+    fn kept_bodies_share_one_budget_and_give_it_back_when_dropped() {
+        // A quarter of a 4,000-byte share, but at least one 1,500-byte object.
+        let budget = KeptBudget::new(4_000, 1_500);
+        let mut a = body(&budget);
+        assert!(budget.charge(&mut a, 1_000));
+        let mut b = body(&budget);
+        assert!(!budget.charge(&mut b, 600), "over the budget");
+        assert!(budget.charge(&mut b, 500));
+        assert_eq!(budget.used(), 1_500);
+        drop(a);
+        assert_eq!(budget.used(), 500);
+        assert!(budget.charge(&mut b, 1_000));
+        drop(b);
+        assert_eq!(budget.used(), 0);
+        assert_eq!(KeptBudget::new(40_000, 1_500).max, 10_000);
     }
 }

@@ -930,7 +930,7 @@ impl Exchange<'_> {
                 }
                 let keep = self.keep_body(c, resp, &conn.buf, Some(n));
                 if keep {
-                    super::cache::keep_body(&mut c.cache, &conn.buf[pos..]);
+                    super::cache::keep_body(self.w, &mut c.cache, &conn.buf[pos..]);
                 }
                 c.obuf.extend_from_slice(&conn.buf[pos..]);
                 p.bytes_out = c.obuf.len() as u64;
@@ -956,7 +956,7 @@ impl Exchange<'_> {
                     let k = (got as u64).min(remaining) as usize;
                     extra |= got > k;
                     if keep {
-                        super::cache::keep_body(&mut c.cache, &conn.buf[..k]);
+                        super::cache::keep_body(self.w, &mut c.cache, &conn.buf[..k]);
                     }
                     write_range(&mut c.stream, &mut conn.buf, 0, k)
                         .await
@@ -1050,7 +1050,7 @@ impl Exchange<'_> {
                 match ev {
                     ChunkEvent::Data(r) => {
                         let data = &conn.buf[piece(r)];
-                        super::cache::keep_body(&mut c.cache, data);
+                        super::cache::keep_body(self.w, &mut c.cache, data);
                         if chunked {
                             encode_chunk(&mut c.obuf, data);
                         } else {

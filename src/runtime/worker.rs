@@ -66,6 +66,8 @@ pub struct Worker {
     pub cache: RefCell<crate::cache::Cache>,
     /// Cache fills in flight: later misses on the same key wait for the first.
     pub fills: crate::cache::Fills,
+    /// Bytes of response bodies being copied for the cache as they stream.
+    pub kept: crate::pipeline::cache::KeptBudget,
 }
 
 /// What a worker thread is started with.
@@ -108,10 +110,9 @@ impl Worker {
         auth: &AuthSettings,
         workers: usize,
     ) -> Worker {
-        let cache = crate::cache::Cache::new(
-            (*cfg.cache.max_bytes.get_ref() as usize) / workers.max(1),
-            *cfg.cache.max_object_bytes.get_ref() as usize,
-        );
+        let share = (*cfg.cache.max_bytes.get_ref() as usize) / workers.max(1);
+        let max_object = *cfg.cache.max_object_bytes.get_ref() as usize;
+        let cache = crate::cache::Cache::new(share, max_object);
         let route_plans = cfg
             .routes
             .iter()
@@ -126,6 +127,7 @@ impl Worker {
             unix_now: Cell::new(unix_seconds()),
             cache: RefCell::new(cache),
             fills: crate::cache::Fills::new(),
+            kept: crate::pipeline::cache::KeptBudget::new(share, max_object),
             id,
             router: Router::new(&cfg.routes),
             upstreams: cfg.upstreams.iter().map(UpstreamState::new).collect(),
