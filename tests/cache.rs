@@ -641,4 +641,35 @@ both_drivers! {
         assert_eq!(fresh.unwrap().text(), "1");
         assert_eq!(origin.requests().len(), 2, "one refresh");
     }
+
+    fn a_background_refresh_survives_a_pooled_connection_the_origin_closed(driver) {
+        // Every answer is followed by a silent close: the pooled connection the refresh
+        // takes first is dead, and the refresh must go on over a new one.
+        let n = std::sync::atomic::AtomicUsize::new(0);
+        let origin = Origin::start(move |_| {
+            let i = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Reply::ok(format!("{i}"))
+                .header("Cache-Control", "max-age=1, stale-while-revalidate=30")
+                .close_after()
+        });
+        let gw = gateway(driver, &origin);
+        let mut c = gw.client();
+        assert_eq!(c.request(&Req::get("/sc")).text(), "0");
+        origin.wait_closed(1);
+        // Staleness is the subject: let the entry age past max-age=1.
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        let stale = c.request(&Req::get("/sc"));
+        assert_eq!((x_cache(&stale), stale.text().as_str()), ("STALE", "0"), "{}", stale.head);
+        // That one request's refresh reaches the origin (no later request needed).
+        origin.wait_requests(2);
+        let mut fresh = None;
+        wait_until("the refreshed entry", || {
+            let r = c.request(&Req::get("/sc"));
+            if x_cache(&r) == "HIT" {
+                fresh = Some(r.text());
+            }
+            fresh.is_some()
+        });
+        assert_eq!(fresh.as_deref(), Some("1"));
+    }
 }

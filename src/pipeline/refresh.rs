@@ -121,17 +121,28 @@ async fn run(w: &Rc<Worker>, route: &RouteConfig, r: &Refresh) -> Result<(), Fai
     if server.tls {
         return Err(Failed);
     }
-    let mut conn = match up.take_idle(si, now) {
-        Some(pooled) => pooled.conn,
-        None => connect(server.addr, up.cfg.connect_timeout)
+    let fresh = || async {
+        connect(server.addr, up.cfg.connect_timeout)
             .await
-            .map_err(|_| Failed)?,
+            .map_err(|_| Failed)
+    };
+    let pooled = up.take_idle(si, now);
+    let reused = pooled.is_some();
+    let mut conn = match pooled {
+        Some(pooled) => pooled.conn,
+        None => fresh().await?,
     };
     let limit = *w.cfg.cache.max_object_bytes.get_ref() as usize;
     let mut resp = ResponseHead::default();
     let mut ctx = r.ctx.for_refresh();
     ctx.requested_at = Some(std::time::Instant::now());
-    let fetched = fetch(w, up, &mut conn, &mut out, &mut resp, limit).await;
+    let mut fetched = fetch(w, up, &mut conn, &mut out, &mut resp, limit).await;
+    if fetched.is_err() && reused && conn.buf.is_empty() {
+        // The origin closed the idle connection before we used it: once more, on a
+        // new one (the request is a GET without a body, safe to repeat).
+        conn = fresh().await?;
+        fetched = fetch(w, up, &mut conn, &mut out, &mut resp, limit).await;
+    }
     up.record(
         si,
         fetched.as_ref().is_ok_and(|_| resp.status < 500),
