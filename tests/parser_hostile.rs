@@ -14,7 +14,7 @@ mod response_table;
 
 use std::path::{Path, PathBuf};
 
-use hostile::{chunked, request, response, roundtrip};
+use hostile::{cache, chunked, request, response, roundtrip};
 
 // ---------------------------------------------------------------------------------------
 // Seeds and mutations
@@ -51,15 +51,17 @@ fn run_check(target: &str, input: &[u8]) -> bool {
         "response_head" => matches!(response::check(input), Ok(Some(_))),
         "chunked" => chunked::check(input).is_ok_and(|d| d.complete),
         "request_roundtrip" => roundtrip::check(input),
+        "cache_rules" => cache::check(input),
         _ => unreachable!("no check for {target}"),
     }
 }
 
-const TARGETS: [&str; 4] = [
+const TARGETS: [&str; 5] = [
     "request_head",
     "response_head",
     "chunked",
     "request_roundtrip",
+    "cache_rules",
 ];
 
 #[test]
@@ -225,4 +227,9 @@ fn mutated_chunked_bodies() {
 #[test]
 fn mutated_request_roundtrips() {
     mutation_loop("request_roundtrip", 10_000, 0x5eed_0004);
+}
+
+#[test]
+fn mutated_cache_exchanges() {
+    mutation_loop("cache_rules", 10_000, 0x5eed_0005);
 }

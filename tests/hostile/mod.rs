@@ -14,6 +14,7 @@
 
 #![allow(dead_code)]
 
+pub mod cache;
 pub mod chunked;
 pub mod request;
 pub mod response;
