@@ -644,6 +644,30 @@ both_drivers! {
         assert_eq!(origin.requests().len(), 5);
         assert_eq!(origin.last_request().header("if-none-match"), Some("\"other\""));
     }
+
+    fn a_hit_has_its_own_request_id_and_one_date(driver) {
+        let w = World::start(driver);
+        let mut c = w.gw.client();
+        // The origin echoes a request ID and sends a Date no cache can read.
+        let fields = ["Cache-Control: max-age=60", "X-Request-ID: filled-by-1", "Date: yesterday"];
+        let first = c.request(&ask("/rid", &fields).header("X-Request-ID", "client-1"));
+        assert_eq!(seen(&first), "200 MISS [0]");
+        assert_eq!(first.all("x-request-id"), ["client-1"]);
+        let hit = c.request(&ask("/rid", &fields).header("X-Request-ID", "client-2"));
+        assert_eq!(seen(&hit), "200 HIT [0]");
+        assert_eq!(hit.all("x-request-id"), ["client-2"], "{}", hit.head);
+        let dates = hit.all("date");
+        assert_eq!(dates.len(), 1, "{}", hit.head);
+        assert!(httpdate::parse_http_date(dates[0]).is_ok(), "{}", hit.head);
+        // A valid Date named by no-cache="Date" is still the one the entry keeps.
+        let date = httpdate::fmt_http_date(SystemTime::now());
+        let date_field = format!("Date: {date}");
+        let named = ["Cache-Control: max-age=60, no-cache=\"Date\"", date_field.as_str()];
+        assert_eq!(seen(&c.request(&ask("/named", &named))), "200 MISS [1]");
+        let hit = c.request(&ask("/named", &named));
+        assert_eq!(x_cache(&hit), "HIT");
+        assert_eq!(hit.all("date"), [date.as_str()], "{}", hit.head);
+    }
 }
 
 /// `/etag` carries an ETag, `/date` only a Last-Modified; both arrive 30 s old with

@@ -60,8 +60,10 @@ impl Entry {
     /// `omit` lists extra (lower-case) field names not to store, such as the route's
     /// `response_headers.remove`. Hop-by-hop fields, those `Connection` names,
     /// `Content-Length` and `Transfer-Encoding` (the body's length is known), `Age` and
-    /// `X-Cache` (written afresh on every hit) are not stored. A response without a
-    /// valid `Date` is given one (RFC 9110 6.6.1).
+    /// `X-Cache` and `X-Request-ID` (written afresh on every hit) are not stored. The
+    /// entry has exactly one `Date`: the response's first valid one (even if
+    /// `Connection` or `no-cache="..."` names it), or, without one, the time it
+    /// arrived (RFC 9110 6.6.1).
     ///
     /// A body that does not have the length the head's `Content-Length` announced is
     /// refused ([`NotStorable::Truncated`]): a cut-short response is never cached.
@@ -82,6 +84,7 @@ impl Entry {
         let fields_at = head.len() as u32;
         let mut not_modified = Vec::new();
         let mut etag = None;
+        let mut date_kept = false;
         for (name, value, kind) in resp.fields() {
             match kind {
                 HeaderKind::ContentLength => {
@@ -90,13 +93,24 @@ impl Entry {
                     }
                     continue;
                 }
-                HeaderKind::Connection | HeaderKind::HopByHop | HeaderKind::TransferEncoding => {
-                    continue
-                }
+                // The upstream's X-Request-ID names the request that filled the entry:
+                // each hit writes its own.
+                HeaderKind::Connection
+                | HeaderKind::HopByHop
+                | HeaderKind::TransferEncoding
+                | HeaderKind::XRequestId => continue,
                 _ => {}
             }
             let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
-            if is(b"age")
+            if is(b"date") {
+                // Exactly one Date (RFC 9110 5.3, 6.6.1): the first valid one, which
+                // is the one the age was computed from, whatever else names it;
+                // without one, a Date of the arrival time is added below.
+                if date_kept || st.missing_date.is_some() || http_date(value).is_none() {
+                    continue;
+                }
+                date_kept = true;
+            } else if is(b"age")
                 || is(b"x-cache")
                 || st.omit.iter().any(|o| is(o))
                 || omit.iter().any(|o| is(o.as_bytes()))

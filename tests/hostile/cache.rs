@@ -56,17 +56,17 @@ const NOT_MODIFIED_FIELDS: [&[u8]; 6] = [
     b"vary",
 ];
 
-/// Known bug, off until `src/cache/entry.rs` is fixed: a head written from an entry
-/// must carry exactly one `Date` (RFC 9110 5.3, 6.6.1). Today `Entry::build` keeps an
-/// invalid upstream `Date` and adds a second one, keeps every upstream `Date` line, and
-/// drops the only `Date` when `Connection` or `no-cache="date"`/`private="date"` names
-/// it. Off, the checks pin today's behaviour; on, they require exactly one Date.
-const STRICT_ONE_DATE: bool = false;
+/// A head written from an entry carries exactly one `Date` (RFC 9110 5.3, 6.6.1): the
+/// response's first valid one, even when `Connection` or `no-cache="date"` /
+/// `private="date"` names it, else one added at arrival. (Found by this check: the
+/// entry used to keep an invalid `Date` beside the added one, keep every `Date` line,
+/// and lose the only one when it was named.) Off, the checks accept the old behaviour.
+const STRICT_ONE_DATE: bool = true;
 
-/// Known bug, off until fixed: a head written from an entry must not carry the
-/// upstream's `X-Request-ID` (a hit has two, the first being the request ID of
-/// whichever request filled the entry). On, the entry must not store it either.
-const STRICT_NO_REQUEST_ID: bool = false;
+/// A head written from an entry never carries the upstream's `X-Request-ID` (found by
+/// this check: a hit used to carry two, the first naming the request that filled the
+/// entry); the entry does not store it.
+const STRICT_NO_REQUEST_ID: bool = true;
 
 fn eq(a: &[u8], b: &[u8]) -> bool {
     a.eq_ignore_ascii_case(b)
