@@ -35,6 +35,13 @@ pub async fn write_all(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<
     res.map(|_| ())
 }
 
+/// Write a body shared with the cache, without copying it (see
+/// [`super::shared_body`]).
+pub async fn write_shared(stream: &mut TcpStream, body: std::rc::Rc<[u8]>) -> io::Result<()> {
+    let (res, _) = stream.write_all(super::shared_body::SharedBody(body)).await;
+    res.map(|_| ())
+}
+
 /// Write `buf[from..to]`.
 pub async fn write_range(
     stream: &mut TcpStream,

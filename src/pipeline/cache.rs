@@ -36,6 +36,9 @@ pub struct CacheCtx {
     /// Answered from a stale entry within its `stale-while-revalidate` window: fetch
     /// it again in the background (`super::refresh`).
     pub refresh: bool,
+    /// A cached answer's body to write after the head in `out` (large bodies are not
+    /// copied; see [`COPY_BODY_MAX`]).
+    pub answer_body: Option<std::rc::Rc<[u8]>>,
     /// The stale entry's validators went upstream (`If-None-Match` /
     /// `If-Modified-Since`): a 304 freshens it ([`revalidated`]).
     pub revalidating: bool,
@@ -89,6 +92,7 @@ pub fn before(
     ctx.invalidate = false;
     ctx.refresh = false;
     ctx.revalidating = false;
+    ctx.answer_body = None;
     ctx.stale = None;
     ctx.body = None;
     let Some(rc) = route.cache.as_ref().filter(|_| w.cfg.cache.enabled) else {
@@ -179,18 +183,23 @@ pub fn before(
         XCache::Stale
     };
     let head_only = not_modified || method == b"HEAD";
+    // A large body is written from the entry after the head, not copied into `out`.
+    let separate = !head_only && entry.body().len() > COPY_BODY_MAX;
     write_entry(
         &entry,
         out,
         now,
         x,
         not_modified,
-        head_only,
+        head_only || separate,
         request_id,
         extra,
         keep_alive,
         head.version_minor,
     );
+    if separate {
+        ctx.answer_body = Some(entry.body().clone());
+    }
     Before::Answered
 }
 
@@ -347,6 +356,10 @@ fn write_entry(
         out.extend_from_slice(entry.body());
     }
 }
+
+/// Bodies up to this size are copied after the head and sent in one write; larger
+/// ones are written from the entry itself ([`CacheCtx::answer_body`]).
+pub const COPY_BODY_MAX: usize = 16 * 1024;
 
 /// The upstream failed before answering, or answered 500, 502, 503 or 504 (RFC 5861
 /// 4): the stale entry, if its `stale-if-error` window allows, is written to `out`

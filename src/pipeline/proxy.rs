@@ -192,7 +192,7 @@ pub async fn handle(
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(200);
-        let bytes = c.obuf.len() as u64;
+        let mut bytes = c.obuf.len() as u64;
         if c.cache.refresh {
             // Served stale within stale-while-revalidate: fetch it again behind the
             // answer, not before it.
@@ -207,7 +207,14 @@ pub async fn handle(
                 },
             );
         }
-        let ok = write_all(&mut c.stream, &mut c.obuf).await.is_ok();
+        let mut ok = write_all(&mut c.stream, &mut c.obuf).await.is_ok();
+        if let Some(body) = c.cache.answer_body.take() {
+            bytes += body.len() as u64;
+            ok = ok
+                && crate::http::io::write_shared(&mut c.stream, body)
+                    .await
+                    .is_ok();
+        }
         w.counters.count_status(status);
         log(w, c, status, &route.id, "cache", bytes, started);
         return keep_if_answered && ok;
