@@ -146,6 +146,7 @@ fn bench_write(c: &mut Criterion) {
                         upstream_host: "origin:8080",
                         identity: None,
                         strip_credentials: None,
+                        extra_fields: b"",
                     },
                 );
                 out.len()

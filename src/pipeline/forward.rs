@@ -72,6 +72,9 @@ pub struct Outbound<'a> {
     /// The route checks credentials: Authorization and this API-key header (lower-case)
     /// are removed, the upstream never sees the credential.
     pub strip_credentials: Option<&'a str>,
+    /// Complete header lines (each ending in CRLF) the gateway adds, such as the
+    /// cache's validators when it revalidates a stale entry.
+    pub extra_fields: &'a [u8],
 }
 
 /// The request head for the upstream, appended to `out`.
@@ -143,6 +146,7 @@ pub fn upstream_request(out: &mut Vec<u8>, req: &RequestHead, buf: &[u8], o: &Ou
             claim_line(out, b"X-User-Scopes", id.scopes.iter().map(String::as_str));
         }
     }
+    out.extend_from_slice(o.extra_fields);
     // X-Forwarded-For: a trusted proxy's chain is extended (all its fields merged into
     // one list); anyone else's is replaced, so a client cannot forge its address.
     out.extend_from_slice(b"X-Forwarded-For: ");

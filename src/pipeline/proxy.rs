@@ -249,6 +249,12 @@ pub async fn handle(
         .and_then(|h| head.header(&c.rbuf, h))
         .map(<[u8]>::to_vec);
     c.ubuf.clear();
+    // A stale entry is revalidated with its validators (none when the client sent
+    // conditionals of its own).
+    c.scratch.clear();
+    if c.cache.stale.is_some() {
+        super::cache::validators(&mut c.cache, head, &c.rbuf, &mut c.scratch);
+    }
     let outbound = forward::Outbound {
         route,
         peer: &c.peer,
@@ -257,15 +263,9 @@ pub async fn handle(
         identity: identity.as_deref(),
         strip_credentials: (route.auth != crate::config::AuthMode::None)
             .then(|| w.auth.api_key_header()),
+        extra_fields: &c.scratch,
     };
     forward::upstream_request(&mut c.ubuf, head, &c.rbuf, &outbound);
-    if c.cache.stale.is_some() {
-        // Revalidate the stale entry: its validators go before the blank line.
-        let end = c.ubuf.len() - 2;
-        c.ubuf.truncate(end);
-        super::cache::validators(&mut c.cache, head, &c.rbuf, &mut c.ubuf);
-        c.ubuf.extend_from_slice(b"\r\n");
-    }
     // The head is fully used: from here on `head` must not be read (its spans would
     // point at body bytes).
     c.rbuf.drain(..head.head_len);

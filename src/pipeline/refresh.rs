@@ -101,6 +101,7 @@ async fn run(w: &Rc<Worker>, route: &RouteConfig, r: &Refresh) -> Result<(), Fai
             identity: r.identity.as_deref(),
             strip_credentials: (route.auth != crate::config::AuthMode::None)
                 .then(|| w.auth.api_key_header()),
+            extra_fields: b"",
         },
     );
     let hash_key = up

@@ -67,6 +67,7 @@ pub fn check(input: &[u8]) -> bool {
                 upstream_host: UPSTREAM_HOST,
                 identity: None,
                 strip_credentials: None,
+                extra_fields: b"",
             },
         );
         let fail = |what: &str| -> ! {
