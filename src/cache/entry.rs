@@ -24,8 +24,6 @@ pub struct Entry {
     /// Where the fields start in `head`.
     fields_at: u32,
     status: u16,
-    /// Line ranges in `head` of the fields a 304 repeats (RFC 9110 15.4.5).
-    not_modified: Box<[(u32, u32)]>,
     /// Range in `head` of the ETag value.
     etag: Option<(u32, u32)>,
     body: Rc<[u8]>,
@@ -41,6 +39,10 @@ pub struct Entry {
     modified_at: u64,
     /// The Vary names, handed to the primary entry on insert.
     pub(crate) vary: Vec<Box<[u8]>>,
+}
+
+thread_local! {
+    static HEAD_SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// Fields repeated in a 304 (RFC 9110 15.4.5).
@@ -75,14 +77,32 @@ impl Entry {
         received_at: Instant,
         omit: &[String],
     ) -> Result<Entry, NotStorable> {
-        let mut head = Vec::with_capacity(64 + resp.buf.len().min(4096));
+        // Written into this thread's scratch buffer, then copied into an allocation of
+        // exactly its size (one allocation, no shrinking reallocation).
+        HEAD_SCRATCH.with(|scratch| {
+            let mut head = scratch.take();
+            head.clear();
+            let built = Entry::build_in(&mut head, st, resp, body, requested_at, received_at, omit);
+            scratch.set(head);
+            built
+        })
+    }
+
+    fn build_in(
+        head: &mut Vec<u8>,
+        st: Storable,
+        resp: &ResponseParts<'_>,
+        body: Rc<[u8]>,
+        requested_at: Instant,
+        received_at: Instant,
+        omit: &[String],
+    ) -> Result<Entry, NotStorable> {
         head.extend_from_slice(b"HTTP/1.1 ");
         head.extend_from_slice(itoa::Buffer::new().format(resp.status).as_bytes());
         head.push(b' ');
         head.extend_from_slice(resp.reason);
         head.extend_from_slice(b"\r\n");
         let fields_at = head.len() as u32;
-        let mut not_modified = Vec::new();
         let mut etag = None;
         let mut date_kept = false;
         for (name, value, kind) in resp.fields() {
@@ -117,36 +137,29 @@ impl Entry {
             {
                 continue;
             }
-            let line = head.len() as u32;
             head.extend_from_slice(name);
             head.extend_from_slice(b": ");
             let value_at = head.len() as u32;
             head.extend_from_slice(value);
             let value_end = head.len() as u32;
             head.extend_from_slice(b"\r\n");
-            if NOT_MODIFIED_FIELDS.iter().any(|n| is(n)) {
-                not_modified.push((line, head.len() as u32));
-            }
             if etag.is_none() && is(b"etag") {
                 etag = Some((value_at, value_end));
             }
         }
         if let Some(unix) = st.missing_date {
-            let line = head.len() as u32;
             let date = std::time::UNIX_EPOCH + Duration::from_secs(unix);
             head.extend_from_slice(b"Date: ");
             head.extend_from_slice(httpdate::fmt_http_date(date).as_bytes());
             head.extend_from_slice(b"\r\n");
-            not_modified.push((line, head.len() as u32));
         }
         let delay = received_at
             .saturating_duration_since(requested_at)
             .as_secs();
         Ok(Entry {
-            head: head.into_boxed_slice(),
+            head: head.as_slice().into(),
             fields_at,
             status: resp.status,
-            not_modified: not_modified.into_boxed_slice(),
             etag,
             body,
             stored_at: received_at,
@@ -167,7 +180,6 @@ impl Entry {
             fields_at: head.len() as u32,
             head,
             status: 200,
-            not_modified: Box::new([]),
             etag: None,
             body,
             stored_at: now,
@@ -325,10 +337,7 @@ impl Entry {
 
     /// What the entry costs in the cache's byte budget, without its keys.
     pub(crate) fn charge(&self) -> usize {
-        self.head.len()
-            + self.body.len()
-            + self.not_modified.len() * 8
-            + self.vary.iter().map(|v| v.len() + 16).sum::<usize>()
+        self.head.len() + self.body.len() + self.vary.iter().map(|v| v.len() + 16).sum::<usize>()
     }
 
     /// Write the response head for a hit on this entry: the status line, the stored
@@ -350,8 +359,14 @@ impl Entry {
     /// The final empty line is left to the caller.
     pub fn write_not_modified(&self, out: &mut Vec<u8>, now: Instant) {
         out.extend_from_slice(b"HTTP/1.1 304 Not Modified\r\n");
-        for &(s, e) in self.not_modified.iter() {
-            out.extend_from_slice(&self.head[s as usize..e as usize]);
+        for line in self.head[self.fields_at as usize..].split_inclusive(|&c| c == b'\n') {
+            let name = line.split(|&c| c == b':').next().unwrap_or(b"");
+            if NOT_MODIFIED_FIELDS
+                .iter()
+                .any(|n| name.eq_ignore_ascii_case(n))
+            {
+                out.extend_from_slice(line);
+            }
         }
         self.write_common(out, now, XCache::Hit);
     }

@@ -369,13 +369,70 @@ fn lower(v: &[u8]) -> Box<[u8]> {
 }
 
 /// An HTTP-date as unix seconds (dates before 1970 count as 0).
+///
+/// Parsing one costs ~100 ns (`httpdate` checks the weekday by converting the date
+/// back), and a stored response has two or three of them, which change once a second
+/// (`Date`) or hardly ever (`Last-Modified`, `Expires`): the last few values parsed on
+/// this thread are remembered.
 pub(crate) fn http_date(v: &[u8]) -> Option<u64> {
-    let s = std::str::from_utf8(trim_ows(v)).ok()?;
-    let t = httpdate::parse_http_date(s).ok()?;
+    let v = trim_ows(v);
+    DATES.with(|memo| {
+        let mut memo = memo.borrow_mut();
+        if let Some(hit) = memo.get(v) {
+            return hit;
+        }
+        let parsed = parse_http_date(v);
+        memo.put(v, parsed);
+        parsed
+    })
+}
+
+fn parse_http_date(v: &[u8]) -> Option<u64> {
+    let t = httpdate::parse_http_date(std::str::from_utf8(v).ok()?).ok()?;
     Some(
         t.duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
     )
+}
+
+thread_local! {
+    static DATES: std::cell::RefCell<DateMemo> = const {
+        std::cell::RefCell::new(DateMemo {
+            slots: [([0; DATE_MAX], 0, None); DATE_SLOTS],
+            next: 0,
+        })
+    };
+}
+
+/// Longest date remembered: an IMF-fixdate is 29 bytes, the obsolete forms fewer.
+const DATE_MAX: usize = 32;
+const DATE_SLOTS: usize = 4;
+
+/// The last [`DATE_SLOTS`] dates parsed, replaced in turn.
+struct DateMemo {
+    /// Bytes, length (0: empty slot), result.
+    slots: [([u8; DATE_MAX], u8, Option<u64>); DATE_SLOTS],
+    next: usize,
+}
+
+impl DateMemo {
+    fn get(&self, v: &[u8]) -> Option<Option<u64>> {
+        self.slots
+            .iter()
+            .find(|(b, n, _)| *n as usize == v.len() && !v.is_empty() && b[..v.len()] == *v)
+            .map(|&(_, _, r)| r)
+    }
+
+    fn put(&mut self, v: &[u8], parsed: Option<u64>) {
+        if v.is_empty() || v.len() > DATE_MAX {
+            return;
+        }
+        let slot = &mut self.slots[self.next];
+        slot.0[..v.len()].copy_from_slice(v);
+        slot.1 = v.len() as u8;
+        slot.2 = parsed;
+        self.next = (self.next + 1) % DATE_SLOTS;
+    }
 }
 
 /// delta-seconds (RFC 9111 1.2.2): digits only; too large means [`MAX_DELTA`].

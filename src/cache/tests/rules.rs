@@ -515,3 +515,38 @@ fn a_chunked_response_is_stored_without_its_framing() {
     let text = String::from_utf8(out).unwrap();
     assert!(!text.contains("Transfer-Encoding") && text.contains("Content-Length: 3\r\n"));
 }
+
+#[test]
+fn http_dates_parse_the_same_remembered_or_not() {
+    use crate::cache::rules::http_date;
+    let dates: [(&[u8], Option<u64>); 6] = [
+        (b"Sun, 06 Nov 1994 08:49:37 GMT", Some(784_111_777)),
+        (b" Sun, 06 Nov 1994 08:49:37 GMT ", Some(784_111_777)),
+        (b"Sunday, 06-Nov-94 08:49:37 GMT", Some(784_111_777)),
+        (b"Mon, 06 Nov 1994 08:49:37 GMT", None),
+        (b"", None),
+        (
+            b"Thu, 01 Jan 1970 00:00:00 GMT and then some more bytes",
+            None,
+        ),
+    ];
+    // More distinct values than the memo holds, several rounds, in both orders.
+    for round in 0..3 {
+        for (v, want) in dates.iter().chain(dates.iter().rev()) {
+            assert_eq!(
+                http_date(v),
+                *want,
+                "round {round}: {:?}",
+                String::from_utf8_lossy(v)
+            );
+        }
+    }
+    assert_eq!(
+        http_date(b"Sat, 01 Jan 2000 00:00:00 GMT"),
+        Some(946_684_800)
+    );
+    assert_eq!(
+        http_date(b"Sat, 01 Jan 2000 00:00:01 GMT"),
+        Some(946_684_801)
+    );
+}
