@@ -9,10 +9,6 @@
 //! doubly-linked queues over one `Vec<Node>`, so every operation is O(1) and
 //! allocation-free once the vector has grown.
 
-use std::collections::VecDeque;
-
-use hashbrown::HashMap;
-
 /// An eviction policy over entries identified by slot ids. `hash` is the hash of the
 /// entry's primary key; `charge` its bytes in the budget.
 pub trait Policy {
@@ -274,33 +270,48 @@ impl Policy for S3Fifo {
     }
 }
 
-/// Hashes of recently evicted entries, FIFO, bounded by the number of live entries.
+/// Hashes of recently evicted entries, about as many as there are live entries: a
+/// direct-mapped table of 32-bit fingerprints (a hash's low bits pick the slot, its
+/// high bits are the fingerprint), sized to the power of two at or above the live
+/// count. A newer eviction landing on the same slot overwrites an older one, so what
+/// is remembered is roughly the last table-size evictions, as with the paper's FIFO,
+/// at one memory access per push or take instead of a hash map's several (the
+/// ghost is touched on every insert and every eviction). A fingerprint collision
+/// only sends a newcomer to the main queue.
 #[derive(Debug, Default)]
 struct Ghost {
-    fifo: VecDeque<u64>,
-    /// How many times each hash is in `fifo` (a hash taken out stays in the deque
-    /// until it reaches the front).
-    count: HashMap<u64, u32>,
+    tags: Vec<u32>,
 }
 
 impl Ghost {
     fn push(&mut self, hash: u64, cap: usize) {
-        self.fifo.push_back(hash);
-        *self.count.entry(hash).or_insert(0) += 1;
-        while self.fifo.len() > cap {
-            if let Some(old) = self.fifo.pop_front() {
-                if let Some(c) = self.count.get_mut(&old) {
-                    *c -= 1;
-                    if *c == 0 {
-                        self.count.remove(&old);
-                    }
-                }
-            }
+        if self.tags.len() < cap {
+            // Growing forgets what was remembered: rare (the table doubles), and a
+            // ghost is only ever a hint.
+            self.tags = vec![0; cap.next_power_of_two().max(64)];
         }
+        let (i, tag) = self.slot(hash);
+        self.tags[i] = tag;
     }
 
     fn take(&mut self, hash: u64) -> bool {
-        self.count.remove(&hash).is_some()
+        if self.tags.is_empty() {
+            return false;
+        }
+        let (i, tag) = self.slot(hash);
+        let found = self.tags[i] == tag;
+        if found {
+            self.tags[i] = 0;
+        }
+        found
+    }
+
+    fn slot(&self, hash: u64) -> (usize, u32) {
+        // Never 0, which marks an empty slot.
+        (
+            (hash as usize) & (self.tags.len() - 1),
+            (hash >> 32) as u32 | 1,
+        )
     }
 }
 
