@@ -28,7 +28,9 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
-use hashbrown::HashMap;
+use std::hash::BuildHasher;
+
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 /// How a fill ended, as its followers learn it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,11 +50,17 @@ pub struct Fills {
     inner: Rc<RefCell<InFlight>>,
 }
 
-/// Key -> the fill under way for it.
-type InFlight = HashMap<Box<[u8]>, Rc<FillState>>;
-
+/// The fills under way, by the hash of their key (each holds its key).
 #[derive(Debug, Default)]
+struct InFlight {
+    hasher: DefaultHashBuilder,
+    fills: HashTable<Rc<FillState>>,
+}
+
+#[derive(Debug)]
 struct FillState {
+    key: Box<[u8]>,
+    hash: u64,
     outcome: Cell<Option<FillOutcome>>,
     /// One slot per follower that has been polled.
     wakers: RefCell<Vec<Option<Waker>>>,
@@ -75,17 +83,22 @@ impl Fills {
     /// Join or start the fill of `key` (the primary key is the natural choice).
     pub fn begin(&self, key: &[u8]) -> FillTicket {
         let mut map = self.inner.borrow_mut();
-        if let Some(state) = map.get(key) {
+        let hash = map.hasher.hash_one(key);
+        if let Some(state) = map.fills.find(hash, |s| *s.key == *key) {
             return FillTicket::Follower(FillWait {
                 state: state.clone(),
                 slot: None,
             });
         }
-        let state = Rc::new(FillState::default());
-        map.insert(key.into(), state.clone());
+        let state = Rc::new(FillState {
+            key: key.into(),
+            hash,
+            outcome: Cell::new(None),
+            wakers: RefCell::new(Vec::new()),
+        });
+        map.fills.insert_unique(hash, state.clone(), |s| s.hash);
         FillTicket::Leader(FillGuard {
             fills: self.clone(),
-            key: key.into(),
             state,
             finished: false,
         })
@@ -93,7 +106,7 @@ impl Fills {
 
     /// Fills under way.
     pub fn in_flight(&self) -> usize {
-        self.inner.borrow().len()
+        self.inner.borrow().fills.len()
     }
 }
 
@@ -101,7 +114,6 @@ impl Fills {
 #[derive(Debug)]
 pub struct FillGuard {
     fills: Fills,
-    key: Box<[u8]>,
     state: Rc<FillState>,
     finished: bool,
 }
@@ -124,11 +136,11 @@ impl FillGuard {
         self.finished = true;
         {
             let mut map = self.fills.inner.borrow_mut();
-            if map
-                .get(&self.key)
-                .is_some_and(|s| Rc::ptr_eq(s, &self.state))
+            if let Ok(mine) = map
+                .fills
+                .find_entry(self.state.hash, |s| Rc::ptr_eq(s, &self.state))
             {
-                map.remove(&self.key);
+                mine.remove();
             }
         }
         self.state.outcome.set(Some(outcome));

@@ -1,19 +1,22 @@
 //! [`Cache`]: one worker's entries, byte-bounded, with the eviction policy.
 //!
-//! Layout, chosen so that a hit touches few cache lines: a `HashTable` of primary
-//! records stored inline (one per primary key: the key, its Vary names, the head of
+//! Layout, chosen so that a hit touches few cache lines and an eviction few more: a
+//! slab of primary records (one per primary key: the key, its Vary names, the head of
 //! its chain of variants), a slab of entry slots (one per variant, chained through the
-//! slab, each holding its variant key and its `Rc<Entry>`), and an index from the hash
-//! of a URI to the primary keys under it, for invalidation. Keys are compared in full
-//! (a hash collision never serves one key's entry for another); the hash is computed
-//! once per call and shared by the table and the policy. A hit is: the table's probe,
-//! the key's bytes, the slot, the entry.
+//! slab, each holding its record's index, its variant key and its `Rc<Entry>`), and
+//! two compact `HashTable`s of record indices (4 bytes a bucket, so they mostly stay
+//! in the CPU's caches): by primary-key hash, and by URI hash for invalidation. Keys
+//! are compared in full (a hash collision never serves one key's entry for another);
+//! the hash is computed once per call and shared by the table and the policy. A hit
+//! is: the table's probe, the record and its key's bytes, the slot, the entry. An
+//! eviction finds the record from its slot, and takes it out of both tables by index,
+//! without reading any other record.
 
 use std::hash::BuildHasher;
 use std::rc::Rc;
 use std::time::Instant;
 
-use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 use super::entry::Entry;
 use super::key::{uri_key, uri_prefix, variant_key, RequestHeaders};
@@ -70,11 +73,12 @@ pub enum StaleUse {
 /// One worker's response cache.
 pub struct Cache<P: Policy = S3Fifo> {
     hasher: DefaultHashBuilder,
-    /// Primary records, by primary-key hash.
-    table: HashTable<Primary>,
-    /// URI hash -> hashes of the primary keys under it. A collision only makes an
-    /// invalidation look at more records.
-    uris: HashMap<u64, Vec<u64>>,
+    /// Indices into `records`, by primary-key hash.
+    table: HashTable<u32>,
+    /// Indices into `records`, by URI hash: the records an invalidation must look at.
+    uris: HashTable<u32>,
+    records: Vec<Primary>,
+    free_records: Vec<u32>,
     slots: Vec<Slot>,
     free_slots: Vec<u32>,
     policy: P,
@@ -85,7 +89,7 @@ pub struct Cache<P: Policy = S3Fifo> {
     stats: Stats,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Primary {
     key: Box<[u8]>,
     hash: u64,
@@ -99,8 +103,8 @@ struct Primary {
 #[derive(Debug)]
 struct Slot {
     entry: Option<Rc<Entry>>,
-    /// Hash of the primary key (finds the record on removal).
-    hash: u64,
+    /// Its primary record.
+    record: u32,
     /// Next variant of the same primary key.
     next: u32,
     variant: Box<[u8]>,
@@ -111,7 +115,7 @@ impl Default for Slot {
     fn default() -> Slot {
         Slot {
             entry: None,
-            hash: 0,
+            record: NIL,
             next: NIL,
             variant: Box::default(),
             charge: 0,
@@ -133,7 +137,9 @@ impl<P: Policy> Cache<P> {
         Cache {
             hasher: DefaultHashBuilder::default(),
             table: HashTable::new(),
-            uris: HashMap::new(),
+            uris: HashTable::new(),
+            records: Vec::new(),
+            free_records: Vec::new(),
             slots: Vec::new(),
             free_slots: Vec::new(),
             policy: P::new(max_bytes),
@@ -160,10 +166,11 @@ impl<P: Policy> Cache<P> {
         }
         let hash = self.hasher.hash_one(primary);
         self.policy.on_access(hash);
-        let Some(rec) = self.table.find(hash, |p| *p.key == *primary) else {
+        let Some(ri) = self.find(hash, primary) else {
             self.stats.misses += 1;
             return Lookup::Miss;
         };
+        let rec = &self.records[ri as usize];
         let mut sid = rec.first;
         if !rec.vary.is_empty() {
             variant_key(&mut self.scratch, &rec.vary, req);
@@ -214,7 +221,8 @@ impl<P: Policy> Cache<P> {
             return Err(NotStorable::TooLarge);
         }
         let hash = self.hasher.hash_one(primary);
-        if let Some(rec) = self.table.find(hash, |p| *p.key == *primary) {
+        if let Some(ri) = self.find(hash, primary) {
+            let rec = &self.records[ri as usize];
             // What the new entry displaces: everything under other Vary names, else the
             // same variant, else the oldest one past the cap.
             let chain = chain(&self.slots, rec.first);
@@ -258,12 +266,13 @@ impl<P: Policy> Cache<P> {
             }
         };
         let vary = std::mem::take(&mut entry.vary);
-        let next = match self.table.find_mut(hash, |p| *p.key == *primary) {
-            Some(rec) => {
+        let (ri, next) = match self.find(hash, primary) {
+            Some(ri) => {
+                let rec = &mut self.records[ri as usize];
                 let next = rec.first;
                 rec.first = sid;
                 rec.variants += 1;
-                next
+                (ri, next)
             }
             None => {
                 let uri_hash = self.hasher.hash_one(uri_prefix(primary));
@@ -275,14 +284,27 @@ impl<P: Policy> Cache<P> {
                     first: sid,
                     variants: 1,
                 };
-                self.table.insert_unique(hash, rec, |p| p.hash);
-                self.uris.entry(uri_hash).or_default().push(hash);
-                NIL
+                let ri = match self.free_records.pop() {
+                    Some(ri) => {
+                        self.records[ri as usize] = rec;
+                        ri
+                    }
+                    None => {
+                        self.records.push(rec);
+                        (self.records.len() - 1) as u32
+                    }
+                };
+                let records = &self.records;
+                self.table
+                    .insert_unique(hash, ri, |&i| records[i as usize].hash);
+                self.uris
+                    .insert_unique(uri_hash, ri, |&i| records[i as usize].uri_hash);
+                (ri, NIL)
             }
         };
         self.slots[sid as usize] = Slot {
             entry: Some(Rc::new(entry)),
-            hash,
+            record: ri,
             next,
             variant,
             charge,
@@ -302,15 +324,18 @@ impl<P: Policy> Cache<P> {
         uri_key(&mut uri, host, target);
         let uri_hash = self.hasher.hash_one(&uri[..]);
         let mut dropped = 0;
-        let hashes = self.uris.get(&uri_hash).cloned().unwrap_or_default();
-        for hash in hashes {
-            // Removing a record's last slot removes the record: repeat until no record
-            // with this hash is under the URI.
-            while let Some(rec) = self.table.find(hash, |p| uri_prefix(&p.key) == &uri[..]) {
-                for sid in chain(&self.slots, rec.first) {
-                    self.remove_slot(sid, true);
-                    dropped += 1;
-                }
+        let records = &self.records;
+        let under: Vec<u32> = self
+            .uris
+            .iter_hash(uri_hash)
+            .copied()
+            .filter(|&i| uri_prefix(&records[i as usize].key) == &uri[..])
+            .collect();
+        for ri in under {
+            // Removing a record's last slot removes the record.
+            for sid in chain(&self.slots, self.records[ri as usize].first) {
+                self.remove_slot(sid, true);
+                dropped += 1;
             }
         }
         self.scratch = uri;
@@ -322,9 +347,10 @@ impl<P: Policy> Cache<P> {
     /// back not storable). Returns whether there was one.
     pub fn remove<H: RequestHeaders + ?Sized>(&mut self, primary: &[u8], req: &H) -> bool {
         let hash = self.hasher.hash_one(primary);
-        let Some(rec) = self.table.find(hash, |p| *p.key == *primary) else {
+        let Some(ri) = self.find(hash, primary) else {
             return false;
         };
+        let rec = &self.records[ri as usize];
         variant_key(&mut self.scratch, &rec.vary, req);
         let found = links(&self.slots, rec.first)
             .find(|&s| bytes_eq(&self.slots[s as usize].variant, &self.scratch));
@@ -353,21 +379,23 @@ impl<P: Policy> Cache<P> {
         self.max_bytes
     }
 
+    /// The record of a primary key.
+    fn find(&self, hash: u64, primary: &[u8]) -> Option<u32> {
+        let records = &self.records;
+        self.table
+            .find(hash, |&i| *records[i as usize].key == *primary)
+            .copied()
+    }
+
     /// Remove an entry; `tracked`: the policy still tracks it (not an eviction).
     fn remove_slot(&mut self, sid: u32, tracked: bool) {
         if tracked {
             self.policy.on_remove(sid);
         }
         let slots = &mut self.slots;
-        let hash = slots[sid as usize].hash;
-        let Ok(mut found) = self
-            .table
-            .find_entry(hash, |p| links(slots, p.first).any(|s| s == sid))
-        else {
-            unreachable!("a stored slot belongs to a primary record");
-        };
-        let rec = found.get_mut();
         let slot = std::mem::take(&mut slots[sid as usize]);
+        let ri = slot.record;
+        let rec = &mut self.records[ri as usize];
         if rec.first == sid {
             rec.first = slot.next;
         } else {
@@ -379,15 +407,16 @@ impl<P: Policy> Cache<P> {
         }
         rec.variants -= 1;
         if rec.variants == 0 {
-            let (rec, _) = found.remove();
-            if let Some(list) = self.uris.get_mut(&rec.uri_hash) {
-                if let Some(i) = list.iter().position(|&h| h == rec.hash) {
-                    list.swap_remove(i);
-                }
-                if list.is_empty() {
-                    self.uris.remove(&rec.uri_hash);
-                }
+            let rec = std::mem::take(rec);
+            // By index: only the tables' own buckets are read.
+            let Ok(found) = self.table.find_entry(rec.hash, |&i| i == ri) else {
+                unreachable!("a record is in the table");
+            };
+            found.remove();
+            if let Ok(found) = self.uris.find_entry(rec.uri_hash, |&i| i == ri) {
+                found.remove();
             }
+            self.free_records.push(ri);
         }
         self.free_slots.push(sid);
         self.bytes -= slot.charge;

@@ -494,3 +494,114 @@ fn remove_drops_the_variant_a_request_finds() {
     assert!(c.remove(&k, de));
     assert_eq!((c.stats().entries, c.stats().bytes), (0, 0));
 }
+
+/// A model of what must be found: with room for everything, every lookup finds
+/// exactly the last body stored for its key and variant (unless invalidated or
+/// removed since, or displaced by a change of Vary names); with a small budget, a
+/// lookup finds that body or nothing, never another one, and the bytes charged
+/// always match the entries held.
+#[test]
+fn the_store_agrees_with_a_model_under_random_operations() {
+    use std::collections::HashMap;
+    let t0 = Instant::now();
+    let rt = route(600);
+    let hosts = ["a.example", "b.example"];
+    let paths = ["/x", "/x?1", "/y", "/y/z", "/q"];
+    let tenants: [&[u8]; 3] = [b"t1", b"t2", b"t3"];
+    let accepts = ["json", "xml", "html"];
+    for budget in [64 * MB, 24 * 1024] {
+        let mut c = Cache::new(budget, 64 * 1024);
+        // (key, accept or "" for no Vary) -> body; Vary names per key.
+        let mut model: HashMap<(Vec<u8>, &str), Vec<u8>> = HashMap::new();
+        let mut varies: HashMap<Vec<u8>, bool> = HashMap::new();
+        let mut hits = 0;
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut rand = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        for step in 0..20_000 {
+            let host = hosts[rand(hosts.len())];
+            let path = paths[rand(paths.len())];
+            let aud = Audience::Tenant(tenants[rand(tenants.len())]);
+            let k = key("GET", host, path, aud);
+            let accept = accepts[rand(accepts.len())];
+            let req = [("Accept", accept)];
+            match rand(10) {
+                0..=3 => {
+                    let vary = rand(2) == 0;
+                    let body = format!("{step}-{}", "b".repeat(rand(3000))).into_bytes();
+                    let fields = if vary { "Vary: Accept" } else { "" };
+                    c.insert(&k, &req[..], entry_at(&rt, fields, &body, t0))
+                        .unwrap();
+                    if varies.get(&k) != Some(&vary) {
+                        model.retain(|(mk, _), _| *mk != k);
+                        varies.insert(k.clone(), vary);
+                    }
+                    model.insert((k, if vary { accept } else { "" }), body);
+                }
+                4 => {
+                    let n = c.invalidate(host.as_bytes(), path.as_bytes());
+                    let before = model.len();
+                    model.retain(|(mk, _), _| {
+                        !tenants
+                            .iter()
+                            .any(|t| *mk == key("GET", host, path, Audience::Tenant(t)))
+                    });
+                    if budget == 64 * MB {
+                        assert_eq!(n, before - model.len(), "step {step}");
+                    }
+                }
+                5 => {
+                    let v = if varies.get(&k) == Some(&true) {
+                        accept
+                    } else {
+                        ""
+                    };
+                    let removed = c.remove(&k, &req[..]);
+                    let had = model.remove(&(k, v)).is_some();
+                    if budget == 64 * MB {
+                        assert_eq!(removed, had, "step {step}");
+                    }
+                }
+                _ => {
+                    let v = if varies.get(&k) == Some(&true) {
+                        accept
+                    } else {
+                        ""
+                    };
+                    let want = model.get(&(k.clone(), v));
+                    let got = body_of(&c.lookup(&k, &req[..], &fresh(), t0));
+                    match (got, want) {
+                        (Some(g), Some(w)) => {
+                            assert_eq!(&*g, &w[..], "step {step}");
+                            hits += 1;
+                        }
+                        (None, Some(_)) => assert!(budget < 64 * MB, "step {step}: lost"),
+                        (Some(g), None) => panic!(
+                            "step {step}: found {:?}, nothing stored",
+                            String::from_utf8_lossy(&g[..8.min(g.len())])
+                        ),
+                        (None, None) => {}
+                    }
+                }
+            }
+            let s = c.stats();
+            assert!(s.bytes <= budget, "step {step}");
+            if budget == 64 * MB {
+                assert_eq!(s.entries, model.len(), "step {step}");
+            }
+        }
+        assert!(hits > 500, "budget {budget}: only {hits} hits");
+        // Emptied by invalidation, nothing is left charged.
+        for host in hosts {
+            for path in paths {
+                c.invalidate(host.as_bytes(), path.as_bytes());
+            }
+        }
+        let s = c.stats();
+        assert_eq!((s.entries, s.bytes), (0, 0), "budget {budget}");
+    }
+}
