@@ -377,7 +377,8 @@ both_drivers! {
         let mut c = gw.client();
         assert_eq!(c.request(&Req::get("/u")).text(), "0");
         assert_eq!(c.request(&Req::get("/u")).header("x-cache"), Some("HIT"));
-        assert_eq!(c.request(&Req::post("/u", "x")).status, 200);
+        let post = c.request(&Req::post("/u", "x"));
+        assert_eq!((post.status, post.header("x-cache")), (200, Some("BYPASS")));
         let after = c.request(&Req::get("/u"));
         assert_eq!(after.header("x-cache"), Some("MISS"));
         assert_eq!(after.text(), "2");
@@ -640,6 +641,48 @@ both_drivers! {
         });
         assert_eq!(fresh.unwrap().text(), "1");
         assert_eq!(origin.requests().len(), 2, "one refresh");
+    }
+
+    fn a_background_refresh_asks_with_the_entrys_validators(driver) {
+        // Unchanged at the origin: the refresh sends the stored ETag and gets a 304,
+        // which freshens the entry without the body crossing again.
+        let origin = Origin::start(|r| {
+            let reply = if r.header("if-none-match") == Some("\"v1\"") {
+                Reply::new(304).no_body()
+            } else {
+                Reply::ok("body-v1")
+            };
+            reply
+                .header("Cache-Control", "max-age=1, stale-while-revalidate=30")
+                .header("ETag", "\"v1\"")
+        });
+        let gw = gateway(driver, &origin);
+        let mut c = gw.client();
+        let first = c.request(&Req::get("/v"));
+        assert_eq!((x_cache(&first), first.text().as_str()), ("MISS", "body-v1"));
+        assert_eq!(origin.requests()[0].header("if-none-match"), None);
+        // Staleness is the subject: let the entry age past max-age=1.
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        let stale = c.request(&Req::get("/v"));
+        assert_eq!((x_cache(&stale), stale.text().as_str()), ("STALE", "body-v1"), "{}", stale.head);
+        origin.wait_requests(2);
+        assert_eq!(origin.requests()[1].header("if-none-match"), Some("\"v1\""));
+        let mut fresh = None;
+        wait_until("the freshened entry", || {
+            let r = c.request(&Req::get("/v"));
+            match x_cache(&r) {
+                "STALE" => {}
+                "HIT" => fresh = Some(r),
+                other => panic!("X-Cache {other} while refreshing: {}", r.head),
+            }
+            fresh.is_some()
+        });
+        let fresh = fresh.unwrap();
+        assert_eq!(fresh.text(), "body-v1");
+        assert_eq!(fresh.header("etag"), Some("\"v1\""));
+        let age: u64 = fresh.header("age").unwrap().parse().unwrap();
+        assert!(age < 2, "the 304 did not restart the age: {}", fresh.head);
+        assert_eq!(origin.requests().len(), 2, "one conditional refresh");
     }
 
     fn a_background_refresh_survives_a_pooled_connection_the_origin_closed(driver) {

@@ -100,6 +100,9 @@ pub fn before(
     };
     let method = head.method_span.get(buf);
     if !cacheable_method(rc, method) {
+        // The route is cached, but not for this method: the response says the cache
+        // was passed by (as for a request's `no-store`).
+        extra.extend_from_slice(b"X-Cache: BYPASS\r\n");
         if !method.eq_ignore_ascii_case(b"GET") && !method.eq_ignore_ascii_case(b"HEAD") {
             ctx.invalidate = true;
             remember(ctx, head, buf);
@@ -138,6 +141,8 @@ pub fn before(
             if method == b"GET" {
                 ctx.refresh = true;
                 remember(ctx, head, buf);
+                // The refresh asks with its validators ([`refreshed`]).
+                ctx.stale = Some(e.clone());
             }
             e
         }
@@ -265,24 +270,9 @@ pub fn revalidated(
     keep_alive: bool,
 ) -> Option<u16> {
     let old = ctx.stale.as_ref()?;
-    let rc = route.cache.as_ref()?;
-    let hdrs = request_headers(ctx);
-    let facts = RequestFacts {
-        method: b"GET",
-        directives: ReqDirectives::from_request(&hdrs),
-        credentials: ctx.credentials,
-        tenant_keyed: ctx.tenant_keyed,
-    };
     let now = Instant::now();
-    let fresh = old.freshen(
-        &facts,
-        rc,
-        &response_parts(resp, rbuf),
-        w.unix_now.get(),
-        ctx.requested_at.unwrap_or(now),
-        now,
-        &route.response_headers.remove,
-    );
+    let fresh = freshened(w, ctx, route, resp, rbuf, now)?;
+    let hdrs = request_headers(ctx);
     let kept = without_x_cache(extra);
     let write = |entry: &Entry, out: &mut Vec<u8>| {
         write_entry(
@@ -310,6 +300,51 @@ pub fn revalidated(
             Some(write(old, out))
         }
     }
+}
+
+/// A background refresh's conditional request came back 304: the stale entry is
+/// freshened and stored again (or dropped if it may no longer be stored). Returns
+/// whether it was stored.
+pub fn refreshed(
+    w: &Worker,
+    ctx: &CacheCtx,
+    route: &RouteConfig,
+    resp: &ResponseHead,
+    rbuf: &[u8],
+) -> bool {
+    let hdrs = request_headers(ctx);
+    match freshened(w, ctx, route, resp, rbuf, Instant::now()) {
+        Some(Ok(entry)) => w.cache.borrow_mut().insert(&ctx.key, &hdrs, entry).is_ok(),
+        Some(Err(_)) => {
+            w.cache.borrow_mut().remove(&ctx.key, &hdrs);
+            false
+        }
+        None => false,
+    }
+}
+
+/// The stale entry in `ctx`, freshened by the 304 in `resp` (RFC 9111 4.3.4) and
+/// judged again; `None` without a stale entry or a cached route.
+fn freshened(
+    w: &Worker,
+    ctx: &CacheCtx,
+    route: &RouteConfig,
+    resp: &ResponseHead,
+    rbuf: &[u8],
+    now: Instant,
+) -> Option<Result<Entry, crate::cache::NotStorable>> {
+    let old = ctx.stale.as_ref()?;
+    let rc = route.cache.as_ref()?;
+    let facts = facts(ctx);
+    Some(old.freshen(
+        &facts,
+        rc,
+        &response_parts(resp, rbuf),
+        w.unix_now.get(),
+        ctx.requested_at.unwrap_or(now),
+        now,
+        &route.response_headers.remove,
+    ))
 }
 
 /// `extra` without its `X-Cache` line (a response from the entry writes its own).
@@ -406,6 +441,7 @@ impl CacheCtx {
             host: self.host,
             target: self.target,
             key: self.key.clone(),
+            stale: self.stale.clone(),
             ..CacheCtx::default()
         }
     }
@@ -572,6 +608,16 @@ fn drop_replaced(w: &Worker, ctx: &CacheCtx, status: u16) {
     }
 }
 
+/// The request in `ctx` as the storage rules see it (a refresh or fill is a GET).
+fn facts(ctx: &CacheCtx) -> RequestFacts<'_> {
+    RequestFacts {
+        method: b"GET",
+        directives: ReqDirectives::from_request(&request_headers(ctx)),
+        credentials: ctx.credentials,
+        tenant_keyed: ctx.tenant_keyed,
+    }
+}
+
 /// What [`storable`] says of this response head, for the request in `ctx`.
 fn judge(
     w: &Worker,
@@ -580,12 +626,7 @@ fn judge(
     parts: &ResponseParts<'_>,
 ) -> Option<crate::cache::Storable> {
     let rc = route.cache.as_ref()?;
-    let facts = RequestFacts {
-        method: b"GET",
-        directives: ReqDirectives::from_request(&request_headers(ctx)),
-        credentials: ctx.credentials,
-        tenant_keyed: ctx.tenant_keyed,
-    };
+    let facts = facts(ctx);
     storable(&facts, rc, parts, w.unix_now.get()).ok()
 }
 

@@ -88,6 +88,11 @@ async fn run(w: &Rc<Worker>, route: &RouteConfig, r: &Refresh) -> Result<(), Fai
         RouteTarget::Split(parts) => super::proxy::pick_split(w, parts),
     };
     let up = &w.upstreams[up_idx];
+    let mut ctx = r.ctx.for_refresh();
+    // Conditionally, with the stale entry's ETag or Last-Modified: an unchanged
+    // resource comes back as a 304 without its body.
+    let mut validators = Vec::new();
+    super::cache::validators(&mut ctx, &head, buf, &mut validators);
     let mut out = Vec::with_capacity(buf.len() + 256);
     forward::upstream_request(
         &mut out,
@@ -101,7 +106,7 @@ async fn run(w: &Rc<Worker>, route: &RouteConfig, r: &Refresh) -> Result<(), Fai
             identity: r.identity.as_deref(),
             strip_credentials: (route.auth != crate::config::AuthMode::None)
                 .then(|| w.auth.api_key_header()),
-            extra_fields: b"",
+            extra_fields: &validators,
         },
     );
     let hash_key = up
@@ -135,7 +140,6 @@ async fn run(w: &Rc<Worker>, route: &RouteConfig, r: &Refresh) -> Result<(), Fai
     };
     let limit = *w.cfg.cache.max_object_bytes.get_ref() as usize;
     let mut resp = ResponseHead::default();
-    let mut ctx = r.ctx.for_refresh();
     ctx.requested_at = Some(std::time::Instant::now());
     let mut fetched = fetch(w, up, &mut conn, &mut out, &mut resp, limit).await;
     if fetched.is_err() && reused && conn.buf.is_empty() {
@@ -154,7 +158,12 @@ async fn run(w: &Rc<Worker>, route: &RouteConfig, r: &Refresh) -> Result<(), Fai
         conn.buf.clear();
         up.put_idle(si, conn, Instant::now());
     }
-    if super::cache::store(w, &ctx, route, &resp, &head_bytes, &body, None) {
+    let stored = if ctx.revalidating && resp.status == 304 {
+        super::cache::refreshed(w, &ctx, route, &resp, &head_bytes)
+    } else {
+        super::cache::store(w, &ctx, route, &resp, &head_bytes, &body, None)
+    };
+    if stored {
         Ok(())
     } else {
         Err(Failed)
