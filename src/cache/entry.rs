@@ -4,8 +4,10 @@
 //! request logic ([`conditional`], [`Entry::not_modified`]: answer 304 from a fresh
 //! entry) and the refresh of an entry by a 304 from the upstream ([`Entry::freshen`]).
 //!
-//! Entries are immutable once built; the cache hands out `Rc<Entry>`, so a hit costs a
-//! non-atomic increment and the body can be written while the cache goes on changing.
+//! Entries are immutable once built. The cache keeps each inline in its slot and hands
+//! out clones: the head and the body are behind `Rc`s, so a clone costs two non-atomic
+//! increments and a copy of the numbers, the body can be written while the cache goes
+//! on changing, and storing an entry costs no allocation of its own.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -17,10 +19,10 @@ use crate::config::RouteCache;
 use crate::http::header::{parse_content_length, trim_ows, HeaderKind, HeaderPos, Span};
 
 /// A cached response.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Entry {
     /// "HTTP/1.1 200 OK\r\n" then one "Name: value\r\n" per stored field.
-    head: Box<[u8]>,
+    head: Rc<[u8]>,
     /// Where the fields start in `head`.
     fields_at: u32,
     status: u16,
@@ -175,7 +177,7 @@ impl Entry {
 
     /// A bare 200 entry (for the policy simulation).
     pub(crate) fn synthetic(body: Rc<[u8]>, lifetime: Duration, now: Instant) -> Entry {
-        let head: Box<[u8]> = (*b"HTTP/1.1 200 OK\r\n").into();
+        let head: Rc<[u8]> = (*b"HTTP/1.1 200 OK\r\n").into();
         Entry {
             fields_at: head.len() as u32,
             head,

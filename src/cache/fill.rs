@@ -50,7 +50,9 @@ pub struct Fills {
     inner: Rc<RefCell<InFlight>>,
 }
 
-/// The fills under way, by the hash of their key (each holds its key).
+/// The fills under way, by a 64-bit hash of their key, without the key: two keys in
+/// flight at once with the same hash only make one request wait for the other's fill,
+/// after which it looks up its own key again, misses, and goes upstream itself.
 #[derive(Debug, Default)]
 struct InFlight {
     hasher: DefaultHashBuilder,
@@ -59,7 +61,6 @@ struct InFlight {
 
 #[derive(Debug)]
 struct FillState {
-    key: Box<[u8]>,
     hash: u64,
     outcome: Cell<Option<FillOutcome>>,
     /// One slot per follower that has been polled.
@@ -84,14 +85,13 @@ impl Fills {
     pub fn begin(&self, key: &[u8]) -> FillTicket {
         let mut map = self.inner.borrow_mut();
         let hash = map.hasher.hash_one(key);
-        if let Some(state) = map.fills.find(hash, |s| *s.key == *key) {
+        if let Some(state) = map.fills.find(hash, |s| s.hash == hash) {
             return FillTicket::Follower(FillWait {
                 state: state.clone(),
                 slot: None,
             });
         }
         let state = Rc::new(FillState {
-            key: key.into(),
             hash,
             outcome: Cell::new(None),
             wakers: RefCell::new(Vec::new()),

@@ -3,7 +3,7 @@
 //! Layout, chosen so that a hit touches few cache lines and an eviction few more: a
 //! slab of primary records (one per primary key: the key, its Vary names, the head of
 //! its chain of variants), a slab of entry slots (one per variant, chained through the
-//! slab, each holding its record's index, its variant key and its `Rc<Entry>`), and
+//! slab, each holding its record's index, its variant key and its `Entry`), and
 //! two compact `HashTable`s of record indices (4 bytes a bucket, so they mostly stay
 //! in the CPU's caches): by primary-key hash, and by URI hash for invalidation. Keys
 //! are compared in full (a hash collision never serves one key's entry for another);
@@ -13,7 +13,6 @@
 //! without reading any other record.
 
 use std::hash::BuildHasher;
-use std::rc::Rc;
 use std::time::Instant;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
@@ -28,28 +27,26 @@ use super::{NotStorable, Stats};
 /// client cycling through `Accept` values cannot make lookups walk long chains.
 pub const MAX_VARIANTS: usize = 16;
 
-/// Bytes charged per entry on top of its keys, head, body and Vary names: the slot,
-/// the `Entry` and its `Rc` counts, the primary record and its table slot, the URI
-/// index, the policy's node, and allocator rounding for the allocations an entry
-/// makes.
-pub const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>()
-    + 16
-    + std::mem::size_of::<Slot>()
-    + std::mem::size_of::<Primary>()
-    + 64
-    + 5 * 16;
+/// Bytes charged per entry on top of its keys, head, body and Vary names: the slot
+/// (with the `Entry` inline), the primary record and its buckets in both tables (with
+/// the tables' spare room), the policy's node, and the `Rc` counts and allocator
+/// rounding of the allocations an entry makes.
+pub const ENTRY_OVERHEAD: usize =
+    std::mem::size_of::<Slot>() + std::mem::size_of::<Primary>() + 16 + 32 + 5 * 16;
 
 const NIL: u32 = u32::MAX;
 
 /// What a lookup found.
+/// What a lookup found: the entry itself, borrowed from the cache (a hit is answered
+/// without copying or counting anything; clone the entry to keep it past the borrow).
 #[derive(Debug, Clone)]
-pub enum Lookup {
+pub enum Lookup<'a> {
     /// Fresh and acceptable to the client: answer from it (`X-Cache: HIT`; check
     /// [`Entry::not_modified`] for a 304).
-    Hit(Rc<Entry>),
+    Hit(&'a Entry),
     /// Stored but not fresh (or not acceptable as it is); [`StaleUse`] says what may be
     /// done with it.
-    Stale(Rc<Entry>, StaleUse),
+    Stale(&'a Entry, StaleUse),
     /// Nothing stored for this request: go upstream, then maybe insert.
     Miss,
     /// The request said `no-store`: go upstream, store nothing (`X-Cache: BYPASS`).
@@ -102,7 +99,7 @@ struct Primary {
 
 #[derive(Debug)]
 struct Slot {
-    entry: Option<Rc<Entry>>,
+    entry: Option<Entry>,
     /// Its primary record.
     record: u32,
     /// Next variant of the same primary key.
@@ -159,7 +156,7 @@ impl<P: Policy> Cache<P> {
         req: &H,
         dirs: &ReqDirectives,
         now: Instant,
-    ) -> Lookup {
+    ) -> Lookup<'_> {
         if dirs.no_store {
             self.stats.bypasses += 1;
             return Lookup::Bypass;
@@ -178,20 +175,26 @@ impl<P: Policy> Cache<P> {
                 sid = self.slots[sid as usize].next;
             }
         }
-        let Some(entry) = self.slots.get(sid as usize).and_then(|s| s.entry.clone()) else {
+        let Some(verdict) = self
+            .slots
+            .get(sid as usize)
+            .and_then(|s| s.entry.as_ref())
+            .map(|e| judge(e, dirs, now))
+        else {
             self.stats.misses += 1;
             return Lookup::Miss;
         };
-        let verdict = judge(&entry, dirs, now);
         match verdict {
             None => self.stats.hits += 1,
-            Some(StaleUse::Revalidate) => {
-                self.stats.misses += 1;
-                return Lookup::Stale(entry, StaleUse::Revalidate);
-            }
+            Some(StaleUse::Revalidate) => self.stats.misses += 1,
             Some(_) => self.stats.stale_hits += 1,
         }
-        self.policy.on_hit(sid);
+        if verdict != Some(StaleUse::Revalidate) {
+            self.policy.on_hit(sid);
+        }
+        let Some(entry) = self.slots[sid as usize].entry.as_ref() else {
+            unreachable!("found above");
+        };
         match verdict {
             None => Lookup::Hit(entry),
             Some(u) => Lookup::Stale(entry, u),
@@ -303,7 +306,7 @@ impl<P: Policy> Cache<P> {
             }
         };
         self.slots[sid as usize] = Slot {
-            entry: Some(Rc::new(entry)),
+            entry: Some(entry),
             record: ri,
             next,
             variant,

@@ -54,7 +54,7 @@ pub struct CacheCtx {
     pub key: Vec<u8>,
     /// A stale entry the upstream is being asked to replace: served instead of a 502 or
     /// 504 while its `stale-if-error` window lasts.
-    pub stale: Option<std::rc::Rc<Entry>>,
+    pub stale: Option<Entry>,
     head_only: bool,
     version_minor: u8,
     /// A storable response's body as it streams past the gateway (at most
@@ -132,7 +132,9 @@ pub fn before(
         },
     );
     let now = Instant::now();
-    let found = w.cache.borrow_mut().lookup(&ctx.key, &hdrs, &dirs, now);
+    // Held until the answer is written: a hit is answered from the entry in place.
+    let mut cache = w.cache.borrow_mut();
+    let found = cache.lookup(&ctx.key, &hdrs, &dirs, now);
     let entry = match found {
         Lookup::Hit(e) | Lookup::Stale(e, StaleUse::Serve) => e,
         Lookup::Stale(e, StaleUse::ServeAndRevalidate) => {
@@ -170,7 +172,7 @@ pub fn before(
         }
         Lookup::Miss | Lookup::Stale(..) => {
             if let Lookup::Stale(e, _) = found {
-                ctx.stale = Some(e);
+                ctx.stale = Some(e.clone());
                 ctx.head_only = method == b"HEAD";
                 ctx.version_minor = head.version_minor;
             }
@@ -191,7 +193,7 @@ pub fn before(
     // A large body is written from the entry after the head, not copied into `out`.
     let separate = !head_only && entry.body().len() > COPY_BODY_MAX;
     write_entry(
-        &entry,
+        entry,
         out,
         now,
         x,

@@ -202,14 +202,16 @@ fn entries_turn_stale_at_their_lifetime() {
     let k = key("GET", "h", "/t", Audience::Shared);
     c.insert(&k, NO_HEADERS, entry_at(&route(1), "", b"x", t0))
         .unwrap();
-    let at = |c: &mut Cache, d: Duration| c.lookup(&k, NO_HEADERS, &fresh(), t0 + d);
-    assert!(matches!(at(&mut c, Duration::ZERO), Lookup::Hit(_)));
     assert!(matches!(
-        at(&mut c, Duration::from_millis(999)),
+        c.lookup(&k, NO_HEADERS, &fresh(), t0 + Duration::ZERO),
         Lookup::Hit(_)
     ));
     assert!(matches!(
-        at(&mut c, secs(1)),
+        c.lookup(&k, NO_HEADERS, &fresh(), t0 + Duration::from_millis(999)),
+        Lookup::Hit(_)
+    ));
+    assert!(matches!(
+        c.lookup(&k, NO_HEADERS, &fresh(), t0 + secs(1)),
         Lookup::Stale(_, StaleUse::Revalidate)
     ));
     let s = c.stats();
@@ -225,17 +227,20 @@ fn stale_while_revalidate_and_stale_if_error_windows() {
     let fields = "Cache-Control: max-age=10, stale-while-revalidate=5, stale-if-error=30";
     c.insert(&k, NO_HEADERS, entry_at(&rt, fields, b"x", t0))
         .unwrap();
-    let at = |c: &mut Cache, s: u64| c.lookup(&k, NO_HEADERS, &fresh(), t0 + secs(s));
-    assert!(matches!(at(&mut c, 9), Lookup::Hit(_)));
     assert!(matches!(
-        at(&mut c, 12),
+        c.lookup(&k, NO_HEADERS, &fresh(), t0 + secs(9)),
+        Lookup::Hit(_)
+    ));
+    assert!(matches!(
+        c.lookup(&k, NO_HEADERS, &fresh(), t0 + secs(12)),
         Lookup::Stale(_, StaleUse::ServeAndRevalidate)
     ));
     assert!(matches!(
-        at(&mut c, 15),
+        c.lookup(&k, NO_HEADERS, &fresh(), t0 + secs(15)),
         Lookup::Stale(_, StaleUse::ServeAndRevalidate)
     ));
-    let Lookup::Stale(e, StaleUse::Revalidate) = at(&mut c, 16) else {
+    let Lookup::Stale(e, StaleUse::Revalidate) = c.lookup(&k, NO_HEADERS, &fresh(), t0 + secs(16))
+    else {
         panic!("past stale-while-revalidate");
     };
     assert!(e.serves_on_error(t0 + secs(16)));
@@ -263,36 +268,29 @@ fn request_directives_at_lookup() {
     let k = key("GET", "h", "/d", Audience::Shared);
     c.insert(&k, NO_HEADERS, entry_at(&route(10), "", b"x", t0))
         .unwrap();
-    let with = |c: &mut Cache, cc: &[u8], s: u64| {
-        c.lookup(&k, NO_HEADERS, &ReqDirectives::parse(cc), t0 + secs(s))
-    };
-    assert!(matches!(
-        with(&mut c, b"no-cache", 0),
-        Lookup::Stale(_, StaleUse::Revalidate)
-    ));
-    assert!(matches!(with(&mut c, b"no-store", 0), Lookup::Bypass));
-    assert!(matches!(with(&mut c, b"max-age=5", 5), Lookup::Hit(_)));
-    assert!(matches!(
-        with(&mut c, b"max-age=5", 6),
-        Lookup::Stale(_, StaleUse::Revalidate)
-    ));
-    assert!(matches!(with(&mut c, b"min-fresh=5", 5), Lookup::Hit(_)));
-    assert!(matches!(
-        with(&mut c, b"min-fresh=5", 6),
-        Lookup::Stale(_, StaleUse::Revalidate)
-    ));
-    assert!(matches!(
-        with(&mut c, b"max-stale=3", 13),
-        Lookup::Stale(_, StaleUse::Serve)
-    ));
-    assert!(matches!(
-        with(&mut c, b"max-stale=3", 14),
-        Lookup::Stale(_, StaleUse::Revalidate)
-    ));
-    assert!(matches!(
-        with(&mut c, b"max-stale", 1000),
-        Lookup::Stale(_, StaleUse::Serve)
-    ));
+    // (request Cache-Control, seconds after storing, what the lookup says)
+    let cases: [(&[u8], u64, &str); 9] = [
+        (b"no-cache", 0, "revalidate"),
+        (b"no-store", 0, "bypass"),
+        (b"max-age=5", 5, "hit"),
+        (b"max-age=5", 6, "revalidate"),
+        (b"min-fresh=5", 5, "hit"),
+        (b"min-fresh=5", 6, "revalidate"),
+        (b"max-stale=3", 13, "serve stale"),
+        (b"max-stale=3", 14, "revalidate"),
+        (b"max-stale", 1000, "serve stale"),
+    ];
+    for (cc, s, want) in cases {
+        let got = match c.lookup(&k, NO_HEADERS, &ReqDirectives::parse(cc), t0 + secs(s)) {
+            Lookup::Hit(_) => "hit",
+            Lookup::Stale(_, StaleUse::Revalidate) => "revalidate",
+            Lookup::Stale(_, StaleUse::Serve) => "serve stale",
+            Lookup::Stale(_, StaleUse::ServeAndRevalidate) => "serve and refresh",
+            Lookup::Miss => "miss",
+            Lookup::Bypass => "bypass",
+        };
+        assert_eq!(got, want, "{} at {s} s", String::from_utf8_lossy(cc));
+    }
     assert_eq!(c.stats().bypasses, 1);
 }
 
