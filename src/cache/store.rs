@@ -396,17 +396,21 @@ impl<P: Policy> Cache<P> {
             self.policy.on_remove(sid);
         }
         let slots = &mut self.slots;
-        let slot = std::mem::take(&mut slots[sid as usize]);
-        let ri = slot.record;
+        // Emptied in place (the entry is dropped where it lies, not moved out first).
+        let slot = &mut slots[sid as usize];
+        slot.entry = None;
+        slot.variant = Box::default();
+        let (ri, next, charge) = (slot.record, slot.next, slot.charge);
+        (slot.record, slot.next, slot.charge) = (NIL, NIL, 0);
         let rec = &mut self.records[ri as usize];
         if rec.first == sid {
-            rec.first = slot.next;
+            rec.first = next;
         } else {
             let mut cur = rec.first;
             while slots[cur as usize].next != sid {
                 cur = slots[cur as usize].next;
             }
-            slots[cur as usize].next = slot.next;
+            slots[cur as usize].next = next;
         }
         rec.variants -= 1;
         if rec.variants == 0 {
@@ -422,7 +426,7 @@ impl<P: Policy> Cache<P> {
             self.free_records.push(ri);
         }
         self.free_slots.push(sid);
-        self.bytes -= slot.charge;
+        self.bytes -= charge;
     }
 }
 
