@@ -65,8 +65,17 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
 
 fn serve(path: &std::path::Path) -> anyhow::Result<()> {
     let cfg = Config::load(path)?;
+    let signals = signals()?;
     let gw = start(cfg)?;
-    wait_for_signal(gw)
+    wait_for_signal(gw, signals)
+}
+
+/// SIGTERM and SIGINT, caught from before the gateway starts: a signal that arrives
+/// as soon as it listens (a rolling restart, a test) drains it like any other,
+/// instead of killing the process with requests in flight.
+fn signals() -> anyhow::Result<signal_hook::iterator::Signals> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).context("installing signal handlers")
 }
 
 fn start(cfg: Config) -> anyhow::Result<Gateway> {
@@ -96,10 +105,7 @@ fn start(cfg: Config) -> anyhow::Result<Gateway> {
     Ok(gw)
 }
 
-fn wait_for_signal(gw: Gateway) -> anyhow::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
-        .context("installing signal handlers")?;
+fn wait_for_signal(gw: Gateway, mut signals: signal_hook::iterator::Signals) -> anyhow::Result<()> {
     if let Some(sig) = signals.forever().next() {
         eprintln!("ringgate: signal {sig}: draining in-flight requests");
     }
@@ -125,13 +131,14 @@ fn demo() -> anyhow::Result<()> {
         api_key: demo::DEMO_API_KEY.to_string(),
     };
     let cfg = Config::load(&path)?;
+    let signals = signals()?;
     let services =
         demo::DemoServices::start(demo::USERS_PORT, demo::ORDERS_PORT, demo::PRODUCTS_PORT)
             .context("starting the demo services (ports 19001-19003 must be free)")?;
     let gw = start(cfg)?;
     let addr = gw.addrs()[0];
     println!("{}", demo::instructions(addr, &creds));
-    let r = wait_for_signal(gw);
+    let r = wait_for_signal(gw, signals);
     services.stop();
     r
 }
