@@ -107,7 +107,8 @@ impl Entry {
         let fields_at = head.len() as u32;
         let mut etag = None;
         let mut date_kept = false;
-        for (name, value, kind) in resp.fields() {
+        for h in resp.headers {
+            let (name, value, kind) = (h.name.get(resp.buf), h.value.get(resp.buf), h.kind);
             match kind {
                 HeaderKind::ContentLength => {
                     if parse_content_length(value) != Some(body.len() as u64) {
@@ -123,7 +124,7 @@ impl Entry {
                 | HeaderKind::XRequestId => continue,
                 _ => {}
             }
-            let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
+            let is = |n: &[u8]| name.len() == n.len() && name.eq_ignore_ascii_case(n);
             if is(b"date") {
                 // Exactly one Date (RFC 9110 5.3, 6.6.1): the first valid one, which
                 // is the one the age was computed from, whatever else names it;
@@ -139,10 +140,20 @@ impl Entry {
             {
                 continue;
             }
-            head.extend_from_slice(name);
-            head.extend_from_slice(b": ");
-            let value_at = head.len() as u32;
-            head.extend_from_slice(value);
+            let (ne, vs) = (h.name.end as usize, h.value.start as usize);
+            let value_at = if vs == ne + 2 && resp.buf[ne..vs] == *b": " {
+                // Received as "Name: value", the form written below: the line is
+                // copied whole, name to end of value.
+                let at = head.len() + (h.value.start - h.name.start) as usize;
+                head.extend_from_slice(&resp.buf[h.name.start as usize..h.value.end as usize]);
+                at as u32
+            } else {
+                head.extend_from_slice(name);
+                head.extend_from_slice(b": ");
+                let at = head.len() as u32;
+                head.extend_from_slice(value);
+                at
+            };
             let value_end = head.len() as u32;
             head.extend_from_slice(b"\r\n");
             if etag.is_none() && is(b"etag") {
