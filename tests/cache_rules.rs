@@ -436,16 +436,43 @@ both_drivers! {
         assert_eq!(w.fetched(), 2, "HEAD was answered from the cache");
         assert_eq!(w.origin.last_request().method, "HEAD");
         assert_eq!(seen(&c.request(&Req::get("/get-only/x"))), "200 HIT [0]");
-        // The default (GET and HEAD): a HEAD miss goes upstream as HEAD and stores
-        // nothing; once a GET has filled the entry, HEAD is answered from it.
+        // The default (GET and HEAD): a HEAD miss is filled with a GET, as nginx's
+        // proxy_cache_convert_head does, and answered from the entry (MISS: the
+        // upstream was asked); GET and HEAD then hit it.
         let head = c.request(&Req::head("/both/x"));
         assert_eq!((head.status, x_cache(&head)), (200, "MISS"), "{}", head.head);
-        assert_eq!(w.origin.last_request().method, "HEAD");
-        assert_eq!(seen(&c.request(&Req::get("/both/x"))), "200 MISS [3]", "HEAD was stored");
+        assert_eq!(head.header("content-length"), Some("1"), "{}", head.head);
+        assert!(head.body.is_empty());
+        assert_eq!(w.fetched(), 3);
+        assert_eq!(w.origin.last_request().method, "GET");
+        assert_eq!(seen(&c.request(&Req::get("/both/x"))), "200 HIT [2]");
         let head = c.request(&Req::head("/both/x"));
         assert_eq!((head.status, x_cache(&head)), (200, "HIT"), "{}", head.head);
-        assert_eq!(head.header("content-length"), Some("1"));
-        assert_eq!(w.fetched(), 4);
+        assert_eq!(w.fetched(), 3);
+        // The GET's answer may not be stored: the HEAD goes upstream itself after it.
+        let no_store = Req::head("/both/ns").header("X-Reply", "Cache-Control: no-store");
+        let head = c.request(&no_store);
+        assert_eq!((head.status, x_cache(&head)), (200, "MISS"), "{}", head.head);
+        assert!(head.body.is_empty());
+        let asked: Vec<String> = w.origin.requests()[3..]
+            .iter()
+            .map(|r| r.method.clone())
+            .collect();
+        assert_eq!(asked, ["GET", "HEAD"]);
+        // Filled by a HEAD, a Vary'd entry is stored under the HEAD's own values.
+        let vary = |r: Req, accept: &str| {
+            r.header("X-Reply", "Vary: Accept")
+                .header("Accept", accept)
+        };
+        let head = c.request(&vary(Req::head("/both/v"), "text/a"));
+        assert_eq!((head.status, x_cache(&head)), (200, "MISS"), "{}", head.head);
+        assert_eq!(w.origin.last_request().method, "GET");
+        let fetched = w.fetched();
+        let get_a = c.request(&vary(Req::get("/both/v"), "text/a"));
+        assert_eq!(x_cache(&get_a), "HIT", "{}", get_a.head);
+        let get_b = c.request(&vary(Req::get("/both/v"), "text/b"));
+        assert_eq!(x_cache(&get_b), "MISS", "{}", get_b.head);
+        assert_eq!(w.fetched(), fetched + 1);
     }
 
     fn request_max_age_min_fresh_max_stale_and_pragma(driver) {

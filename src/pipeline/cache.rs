@@ -42,6 +42,13 @@ pub struct CacheCtx {
     /// The stale entry's validators went upstream (`If-None-Match` /
     /// `If-Modified-Since`): a 304 freshens it ([`revalidated`]).
     pub revalidating: bool,
+    /// A HEAD that missed on a route that caches GET: fill the entry with a GET and
+    /// answer the HEAD from it (nginx's `proxy_cache_convert_head`); see
+    /// [`CacheCtx::for_get_fill`].
+    pub fill_as_get: bool,
+    /// Set before [`before`] looks again for a request whose own fill just stored the
+    /// entry: the answer says `X-Cache: MISS` (the upstream was asked for it).
+    pub filled: bool,
     credentials: bool,
     tenant_keyed: bool,
     pub(super) requested_at: Option<Instant>,
@@ -92,6 +99,8 @@ pub fn before(
     ctx.invalidate = false;
     ctx.refresh = false;
     ctx.revalidating = false;
+    ctx.fill_as_get = false;
+    let filled = std::mem::take(&mut ctx.filled);
     ctx.answer_body = None;
     ctx.stale = None;
     ctx.body = None;
@@ -178,13 +187,17 @@ pub fn before(
             }
             extra.extend_from_slice(b"X-Cache: MISS\r\n");
             ctx.store = method == b"GET";
+            ctx.fill_as_get =
+                method == b"HEAD" && matches!(found, Lookup::Miss) && cacheable_method(rc, b"GET");
             ctx.requested_at = Some(now);
             remember(ctx, head, buf);
             return Before::Forward;
         }
     };
     let not_modified = entry.not_modified(&hdrs);
-    let x = if entry.is_fresh(now) {
+    let x = if filled {
+        XCache::Miss
+    } else if entry.is_fresh(now) {
         XCache::Hit
     } else {
         XCache::Stale
@@ -446,6 +459,27 @@ impl CacheCtx {
             stale: self.stale.clone(),
             ..CacheCtx::default()
         }
+    }
+
+    /// What a GET fill for this HEAD request needs ([`CacheCtx::fill_as_get`]): the
+    /// same as a refresh, with the request head's method made GET.
+    pub fn for_get_fill(&self) -> CacheCtx {
+        let mut ctx = self.for_refresh();
+        if ctx.head.starts_with(b"HEAD ") {
+            ctx.head.splice(0..4, *b"GET");
+            // Everything after the method moved back one byte (an empty span at 0,
+            // for a part that is absent, stays).
+            let back = |x: usize| if x > 4 { x - 1 } else { x };
+            for h in &mut ctx.headers {
+                for span in [&mut h.name, &mut h.value] {
+                    span.start = back(span.start as usize) as u32;
+                    span.end = back(span.end as usize) as u32;
+                }
+            }
+            ctx.host = (back(ctx.host.0), back(ctx.host.1));
+            ctx.target = (back(ctx.target.0), back(ctx.target.1));
+        }
+        ctx
     }
 
     /// Forget a body being kept (its response did not complete).

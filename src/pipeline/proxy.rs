@@ -149,18 +149,49 @@ pub async fn handle(
     };
     let keep_if_answered = meta.keep_alive && !w.shutdown.is_set() && body_in_hand;
     let extra_len = c.extra.len();
-    let mut decision = super::cache::before(
-        w,
-        &mut c.cache,
-        route,
-        head,
-        &c.rbuf,
-        identity.as_deref(),
-        &c.reqid,
-        keep_if_answered,
-        &mut c.obuf,
-        &mut c.extra,
-    );
+    let look = |c: &mut Downstream| {
+        super::cache::before(
+            w,
+            &mut c.cache,
+            route,
+            head,
+            &c.rbuf,
+            identity.as_deref(),
+            &c.reqid,
+            keep_if_answered,
+            &mut c.obuf,
+            &mut c.extra,
+        )
+    };
+    let mut decision = look(c);
+    // A HEAD that missed where GET is cached (nginx's `proxy_cache_convert_head`): the
+    // entry is filled with a GET, by a task that is the key's fill leader, and the HEAD
+    // waits for it and is answered from the entry. If nothing was stored (the answer
+    // may not be stored, is too large, or failed), the HEAD goes upstream as it is.
+    if matches!(decision, super::cache::Before::Forward) && c.cache.fill_as_get {
+        if let crate::cache::FillTicket::Leader(guard) = w.fills.begin(&c.cache.key) {
+            super::refresh::spawn_led(
+                w,
+                guard,
+                super::refresh::Refresh {
+                    route: ri,
+                    ctx: c.cache.for_get_fill(),
+                    identity: identity.clone(),
+                    peer: c.peer.clone(),
+                    request_id: c.reqid.clone(),
+                },
+            );
+        }
+        if let crate::cache::FillTicket::Follower(wait) = w.fills.begin(&c.cache.key) {
+            let bound = route.timeout.unwrap_or(limits.request_timeout);
+            if let Ok(crate::cache::FillOutcome::Stored) = monoio::time::timeout(bound, wait).await
+            {
+                c.extra.truncate(extra_len);
+                c.cache.filled = true;
+                decision = look(c);
+            }
+        }
+    }
     // Coalescing: the first miss on a key fetches it; later misses on this worker wait
     // for that fill (bounded by the upstream's response timeout), then look again.
     let mut fill = None;
@@ -171,18 +202,7 @@ pub async fn handle(
                 let bound = route.timeout.unwrap_or(limits.request_timeout);
                 let _ = monoio::time::timeout(bound, wait).await;
                 c.extra.truncate(extra_len);
-                decision = super::cache::before(
-                    w,
-                    &mut c.cache,
-                    route,
-                    head,
-                    &c.rbuf,
-                    identity.as_deref(),
-                    &c.reqid,
-                    keep_if_answered,
-                    &mut c.obuf,
-                    &mut c.extra,
-                );
+                decision = look(c);
             }
         }
     }

@@ -43,6 +43,12 @@ pub fn spawn(w: &Rc<Worker>, r: Refresh) {
     let FillTicket::Leader(guard) = w.fills.begin(&r.ctx.key) else {
         return;
     };
+    spawn_led(w, guard, r);
+}
+
+/// Start the fetch of `r.ctx.key` as the fill leader `guard` (a refresh, or the GET
+/// that fills the entry for a HEAD that missed).
+pub fn spawn_led(w: &Rc<Worker>, guard: FillGuard, r: Refresh) {
     let w = w.clone();
     monoio::spawn(async move {
         let route = &w.router.routes()[r.route];
