@@ -11,6 +11,10 @@
 //! request timeout), and stores it by the same RFC 9111 rules as a miss. Whatever goes
 //! wrong leaves the stale entry in place: it is still served within its window, and
 //! served on error within its `stale-if-error` window.
+//!
+//! The same task fills the entry for a HEAD that missed on a route that caches GET
+//! ([`spawn_led`], with the request made a GET): the HEAD waits for it as a follower
+//! and is answered from the entry (nginx's `proxy_cache_convert_head`).
 
 use std::rc::Rc;
 
