@@ -43,6 +43,86 @@ pub struct Entry {
     pub(crate) vary: Vec<Box<[u8]>>,
 }
 
+/// The stored head of [`Entry::build`], written to `head`: the status line and the
+/// fields kept, with exactly one `Date`. Returns where the fields start and the range
+/// of the `ETag` value.
+fn stored_head(
+    head: &mut Vec<u8>,
+    st: &Storable,
+    resp: &ResponseParts<'_>,
+    body_len: usize,
+    omit: &[String],
+) -> Result<(u32, Option<(u32, u32)>), NotStorable> {
+    head.extend_from_slice(b"HTTP/1.1 ");
+    head.extend_from_slice(itoa::Buffer::new().format(resp.status).as_bytes());
+    head.push(b' ');
+    head.extend_from_slice(resp.reason);
+    head.extend_from_slice(b"\r\n");
+    let fields_at = head.len() as u32;
+    let mut etag = None;
+    let mut date_kept = false;
+    for h in resp.headers {
+        let (name, value, kind) = (h.name.get(resp.buf), h.value.get(resp.buf), h.kind);
+        match kind {
+            HeaderKind::ContentLength => {
+                if parse_content_length(value) != Some(body_len as u64) {
+                    return Err(NotStorable::Truncated);
+                }
+                continue;
+            }
+            // The upstream's X-Request-ID names the request that filled the entry:
+            // each hit writes its own.
+            HeaderKind::Connection
+            | HeaderKind::HopByHop
+            | HeaderKind::TransferEncoding
+            | HeaderKind::XRequestId => continue,
+            _ => {}
+        }
+        let is = |n: &[u8]| name.len() == n.len() && name.eq_ignore_ascii_case(n);
+        if is(b"date") {
+            // Exactly one Date (RFC 9110 5.3, 6.6.1): the first valid one, which
+            // is the one the age was computed from, whatever else names it;
+            // without one, a Date of the arrival time is added below.
+            if date_kept || st.missing_date.is_some() || http_date(value).is_none() {
+                continue;
+            }
+            date_kept = true;
+        } else if is(b"age")
+            || is(b"x-cache")
+            || st.omit.iter().any(|o| is(o))
+            || omit.iter().any(|o| is(o.as_bytes()))
+        {
+            continue;
+        }
+        let (ne, vs) = (h.name.end as usize, h.value.start as usize);
+        let value_at = if vs == ne + 2 && resp.buf[ne..vs] == *b": " {
+            // Received as "Name: value", the form written below: the line is
+            // copied whole, name to end of value.
+            let at = head.len() + (h.value.start - h.name.start) as usize;
+            head.extend_from_slice(&resp.buf[h.name.start as usize..h.value.end as usize]);
+            at as u32
+        } else {
+            head.extend_from_slice(name);
+            head.extend_from_slice(b": ");
+            let at = head.len() as u32;
+            head.extend_from_slice(value);
+            at
+        };
+        let value_end = head.len() as u32;
+        head.extend_from_slice(b"\r\n");
+        if etag.is_none() && is(b"etag") {
+            etag = Some((value_at, value_end));
+        }
+    }
+    if let Some(unix) = st.missing_date {
+        let date = std::time::UNIX_EPOCH + Duration::from_secs(unix);
+        head.extend_from_slice(b"Date: ");
+        head.extend_from_slice(httpdate::fmt_http_date(date).as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    Ok((fields_at, etag))
+}
+
 thread_local! {
     static HEAD_SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
@@ -81,96 +161,19 @@ impl Entry {
     ) -> Result<Entry, NotStorable> {
         // Written into this thread's scratch buffer, then copied into an allocation of
         // exactly its size (one allocation, no shrinking reallocation).
-        HEAD_SCRATCH.with(|scratch| {
-            let mut head = scratch.take();
-            head.clear();
-            let built = Entry::build_in(&mut head, st, resp, body, requested_at, received_at, omit);
-            scratch.set(head);
-            built
-        })
-    }
-
-    fn build_in(
-        head: &mut Vec<u8>,
-        st: Storable,
-        resp: &ResponseParts<'_>,
-        body: Rc<[u8]>,
-        requested_at: Instant,
-        received_at: Instant,
-        omit: &[String],
-    ) -> Result<Entry, NotStorable> {
-        head.extend_from_slice(b"HTTP/1.1 ");
-        head.extend_from_slice(itoa::Buffer::new().format(resp.status).as_bytes());
-        head.push(b' ');
-        head.extend_from_slice(resp.reason);
-        head.extend_from_slice(b"\r\n");
-        let fields_at = head.len() as u32;
-        let mut etag = None;
-        let mut date_kept = false;
-        for h in resp.headers {
-            let (name, value, kind) = (h.name.get(resp.buf), h.value.get(resp.buf), h.kind);
-            match kind {
-                HeaderKind::ContentLength => {
-                    if parse_content_length(value) != Some(body.len() as u64) {
-                        return Err(NotStorable::Truncated);
-                    }
-                    continue;
-                }
-                // The upstream's X-Request-ID names the request that filled the entry:
-                // each hit writes its own.
-                HeaderKind::Connection
-                | HeaderKind::HopByHop
-                | HeaderKind::TransferEncoding
-                | HeaderKind::XRequestId => continue,
-                _ => {}
-            }
-            let is = |n: &[u8]| name.len() == n.len() && name.eq_ignore_ascii_case(n);
-            if is(b"date") {
-                // Exactly one Date (RFC 9110 5.3, 6.6.1): the first valid one, which
-                // is the one the age was computed from, whatever else names it;
-                // without one, a Date of the arrival time is added below.
-                if date_kept || st.missing_date.is_some() || http_date(value).is_none() {
-                    continue;
-                }
-                date_kept = true;
-            } else if is(b"age")
-                || is(b"x-cache")
-                || st.omit.iter().any(|o| is(o))
-                || omit.iter().any(|o| is(o.as_bytes()))
-            {
-                continue;
-            }
-            let (ne, vs) = (h.name.end as usize, h.value.start as usize);
-            let value_at = if vs == ne + 2 && resp.buf[ne..vs] == *b": " {
-                // Received as "Name: value", the form written below: the line is
-                // copied whole, name to end of value.
-                let at = head.len() + (h.value.start - h.name.start) as usize;
-                head.extend_from_slice(&resp.buf[h.name.start as usize..h.value.end as usize]);
-                at as u32
-            } else {
-                head.extend_from_slice(name);
-                head.extend_from_slice(b": ");
-                let at = head.len() as u32;
-                head.extend_from_slice(value);
-                at
-            };
-            let value_end = head.len() as u32;
-            head.extend_from_slice(b"\r\n");
-            if etag.is_none() && is(b"etag") {
-                etag = Some((value_at, value_end));
-            }
-        }
-        if let Some(unix) = st.missing_date {
-            let date = std::time::UNIX_EPOCH + Duration::from_secs(unix);
-            head.extend_from_slice(b"Date: ");
-            head.extend_from_slice(httpdate::fmt_http_date(date).as_bytes());
-            head.extend_from_slice(b"\r\n");
-        }
+        let (head, fields_at, etag) = HEAD_SCRATCH.with(|scratch| {
+            let mut buf = scratch.take();
+            buf.clear();
+            let written = stored_head(&mut buf, &st, resp, body.len(), omit);
+            let head: Rc<[u8]> = buf.as_slice().into();
+            scratch.set(buf);
+            written.map(|(fields_at, etag)| (head, fields_at, etag))
+        })?;
         let delay = received_at
             .saturating_duration_since(requested_at)
             .as_secs();
         Ok(Entry {
-            head: head.as_slice().into(),
+            head,
             fields_at,
             status: resp.status,
             etag,
