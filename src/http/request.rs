@@ -326,7 +326,7 @@ impl RequestHead {
     }
 }
 
-/// "host:port" -> "host", "[::1]:80" -> "[::1]".
+/// `"host:port"` -> `"host"`, `"[::1]:80"` -> `"[::1]"`.
 pub fn strip_port(h: &[u8]) -> &[u8] {
     if h.first() == Some(&b'[') {
         return match memchr::memchr(b']', h) {
