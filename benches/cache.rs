@@ -3,9 +3,10 @@
 //! random one of 10,000 entries (cold CPU caches, as in a real cache) and on one key
 //! over and over (warm), a hit on a Vary'd entry, a miss, the head-time
 //! storability check plus building the entry, insert (replacing an entry, and into a
-//! full cache, evicting), and a coalesced fill. Before the benches it prints the
-//! eviction-policy comparison (hit rates of LRU, S3-FIFO, TinyLFU+LRU, W-TinyLFU on
-//! Zipf, Zipf with a scan, and a shifting hot set).
+//! full cache, evicting), a coalesced fill, and storing a large body in memory or in
+//! a file. Before the benches it prints the eviction-policy comparison (hit rates of
+//! LRU, S3-FIFO, TinyLFU+LRU, W-TinyLFU on Zipf, Zipf with a scan, and a shifting
+//! hot set).
 //!
 //! `cargo bench --bench cache`
 
@@ -15,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use ringgate::cache::{
-    primary_key, sim, storable, Audience, Cache, Entry, FillOutcome, FillTicket, Fills, KeyParts,
-    Lookup, ReqDirectives, RequestFacts, ResponseParts, SpanHeaders, XCache,
+    primary_key, sim, storable, Audience, Body, BodyFiles, Cache, Entry, FillOutcome, FillTicket,
+    Fills, KeyParts, Lookup, ReqDirectives, RequestFacts, ResponseParts, SpanHeaders, XCache,
 };
 use ringgate::config::RouteCache;
 use ringgate::http::{HeaderKind, HeaderPos, Span};
@@ -297,6 +298,23 @@ fn bench_fill(c: &mut Criterion) {
     });
 }
 
+/// Keeping a large body: copied into memory (`Rc<[u8]>`, what a fill does), and moved
+/// from memory into a sealed memfd (what a large entry's first hit does, after which
+/// hits are sent with sendfile; `[cache] file_min_bytes`). Both include dropping it.
+fn bench_body_store(c: &mut Criterion) {
+    let files = BodyFiles::new(1, usize::MAX);
+    for (name, len) in [("128k", 128 * 1024), ("1m", 1024 * 1024)] {
+        let data = vec![7u8; len];
+        c.bench_function(&format!("cache/body_store_memory_{name}"), |b| {
+            b.iter(|| black_box(Body::from(&data[..])))
+        });
+        let body = Body::from(&data[..]);
+        c.bench_function(&format!("cache/body_promote_to_file_{name}"), |b| {
+            b.iter(|| black_box(files.promote(&body)))
+        });
+    }
+}
+
 fn policy_table(_: &mut Criterion) {
     let t = Instant::now();
     let rows = sim::compare(20_000, 400_000);
@@ -313,6 +331,7 @@ criterion_group!(
     policy_table,
     bench_lookup,
     bench_insert,
-    bench_fill
+    bench_fill,
+    bench_body_store
 );
 criterion_main!(benches);

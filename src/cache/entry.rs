@@ -1,6 +1,7 @@
 //! A stored response ([`Entry`]): the status line and the stored header fields kept
-//! as one block of wire bytes, ready to be written; the body behind an `Rc`; and the
-//! numbers the RFC 9111 age and freshness calculations need. Also the conditional
+//! as one block of wire bytes, ready to be written; the body ([`Body`]: in memory or
+//! in a sealed memfd, shared); and the numbers the RFC 9111 age and freshness
+//! calculations need. Also the conditional
 //! request logic ([`conditional`], [`Entry::not_modified`]: answer 304 from a fresh
 //! entry) and the refresh of an entry by a 304 from the upstream ([`Entry::freshen`]).
 //!
@@ -12,6 +13,7 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use super::body::Body;
 use super::key::RequestHeaders;
 use super::rules::{http_date, storable, RequestFacts, ResponseParts, Storable, MAX_DELTA};
 use super::{NotStorable, XCache};
@@ -28,7 +30,7 @@ pub struct Entry {
     status: u16,
     /// Range in `head` of the ETag value.
     etag: Option<(u32, u32)>,
-    body: Rc<[u8]>,
+    body: Body,
     /// When the response arrived (`response_time` of RFC 9111 4.2.3).
     stored_at: Instant,
     /// Its age on arrival (`corrected_initial_age`), seconds.
@@ -154,11 +156,12 @@ impl Entry {
     pub fn build(
         st: Storable,
         resp: &ResponseParts<'_>,
-        body: Rc<[u8]>,
+        body: impl Into<Body>,
         requested_at: Instant,
         received_at: Instant,
         omit: &[String],
     ) -> Result<Entry, NotStorable> {
+        let body = body.into();
         // Written into this thread's scratch buffer, then copied into an allocation of
         // exactly its size (one allocation, no shrinking reallocation).
         let (head, fields_at, etag) = HEAD_SCRATCH.with(|scratch| {
@@ -191,6 +194,7 @@ impl Entry {
 
     /// A bare 200 entry (for the policy simulation).
     pub(crate) fn synthetic(body: Rc<[u8]>, lifetime: Duration, now: Instant) -> Entry {
+        let body = Body::Bytes(body);
         let head: Rc<[u8]> = (*b"HTTP/1.1 200 OK\r\n").into();
         Entry {
             fields_at: head.len() as u32,
@@ -285,9 +289,15 @@ impl Entry {
         &self.head[13..self.fields_at as usize - 2]
     }
 
-    /// The body, shared: clone the `Rc` to write it after the cache has moved on.
-    pub fn body(&self) -> &Rc<[u8]> {
+    /// The body, shared: clone it to write it after the cache has moved on.
+    pub fn body(&self) -> &Body {
         &self.body
+    }
+
+    /// Keep the same bytes elsewhere ([`super::Cache::rehome_body`]).
+    pub(crate) fn set_body(&mut self, body: Body) {
+        debug_assert_eq!(body.len(), self.body.len());
+        self.body = body;
     }
 
     /// The status line and the stored fields, as wire bytes.

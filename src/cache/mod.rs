@@ -84,6 +84,7 @@
 //! [`Fills`]: the first miss on a key leads the fill, later ones wait for it
 //! ([`FillTicket`]); a leader dropped unfinished fails its followers.
 
+mod body;
 mod entry;
 mod fill;
 mod key;
@@ -94,6 +95,7 @@ mod store;
 #[cfg(test)]
 mod tests;
 
+pub use body::{Body, BodyFile, BodyFiles};
 pub use entry::{conditional, Entry};
 pub use fill::{FillGuard, FillOutcome, FillTicket, FillWait, Fills};
 pub use key::{

@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 
+use super::body::Body;
 use super::entry::Entry;
 use super::key::{uri_key, uri_prefix, variant_key, RequestHeaders};
 use super::policy::{Policy, S3Fifo};
@@ -167,14 +168,7 @@ impl<P: Policy> Cache<P> {
             self.stats.misses += 1;
             return Lookup::Miss;
         };
-        let rec = &self.records[ri as usize];
-        let mut sid = rec.first;
-        if !rec.vary.is_empty() {
-            variant_key(&mut self.scratch, &rec.vary, req);
-            while sid != NIL && !bytes_eq(&self.slots[sid as usize].variant, &self.scratch) {
-                sid = self.slots[sid as usize].next;
-            }
-        }
+        let sid = self.variant_slot(ri, req);
         let Some(verdict) = self
             .slots
             .get(sid as usize)
@@ -198,6 +192,39 @@ impl<P: Policy> Cache<P> {
         match verdict {
             None => Lookup::Hit(entry),
             Some(u) => Lookup::Stale(entry, u),
+        }
+    }
+
+    /// The entry stored for this request (as [`Cache::lookup`] finds it) gets `to` as
+    /// its body, if its body is still `from`: the same bytes, kept elsewhere (a large
+    /// body moved into a file after its first hit, [`super::BodyFiles::promote`]).
+    /// Nothing else about the entry, its accounting or its place in the eviction
+    /// order changes. Returns whether it was moved.
+    pub fn rehome_body<H: RequestHeaders + ?Sized>(
+        &mut self,
+        primary: &[u8],
+        req: &H,
+        from: &Body,
+        to: Body,
+    ) -> bool {
+        if from.len() != to.len() {
+            return false;
+        }
+        let hash = self.hasher.hash_one(primary);
+        let Some(ri) = self.find(hash, primary) else {
+            return false;
+        };
+        let sid = self.variant_slot(ri, req);
+        match self
+            .slots
+            .get_mut(sid as usize)
+            .and_then(|s| s.entry.as_mut())
+        {
+            Some(e) if e.body().same(from) => {
+                e.set_body(to);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -383,6 +410,20 @@ impl<P: Policy> Cache<P> {
     }
 
     /// The record of a primary key.
+    /// The slot of record `ri` whose variant matches `req`'s Vary values; `NIL` if
+    /// none does.
+    fn variant_slot<H: RequestHeaders + ?Sized>(&mut self, ri: u32, req: &H) -> u32 {
+        let rec = &self.records[ri as usize];
+        let mut sid = rec.first;
+        if !rec.vary.is_empty() {
+            variant_key(&mut self.scratch, &rec.vary, req);
+            while sid != NIL && !bytes_eq(&self.slots[sid as usize].variant, &self.scratch) {
+                sid = self.slots[sid as usize].next;
+            }
+        }
+        sid
+    }
+
     fn find(&self, hash: u64, primary: &[u8]) -> Option<u32> {
         let records = &self.records;
         self.table

@@ -321,13 +321,16 @@ pub fn default_plans() -> Vec<(String, FilePlan)> {
     ]
 }
 
-/// `[cache]`: the response cache. Parsed and checked, not yet active.
+/// `[cache]`: the response cache.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FileCache {
     pub enabled: bool,
     pub max_bytes: Spanned<u64>,
     pub max_object_bytes: Spanned<u64>,
+    /// Added key: a stored body of at least this many bytes moves at its first hit
+    /// into a memory-backed file, sent with sendfile(2) (src/cache/body.rs); 0 = never.
+    pub file_min_bytes: Spanned<u64>,
 }
 
 impl Default for FileCache {
@@ -336,6 +339,7 @@ impl Default for FileCache {
             enabled: true,
             max_bytes: default_spanned(268_435_456),
             max_object_bytes: default_spanned(1_048_576),
+            file_min_bytes: default_spanned(131_072),
         }
     }
 }

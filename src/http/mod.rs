@@ -10,6 +10,7 @@ pub mod io;
 pub mod path;
 pub mod request;
 pub mod response;
+pub mod send_file;
 pub mod shared_body;
 
 pub use chunked::{ChunkError, ChunkEvent, ChunkedDecoder};

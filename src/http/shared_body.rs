@@ -4,6 +4,9 @@
 //! before the kernel copies it again. Measured (`REPEAT=3 DURATION=6 BODIES=1m
 //! TARGETS="nginx-cache ringgate-cache" loadtest/run.sh`): CPU per 1 MiB hit went from
 //! 0.64x nginx `proxy_cache`'s (rounds 0.58-0.69x) to 0.44x (rounds 0.41-0.54x).
+//! Bodies from `[cache] file_min_bytes` (128 KiB) up are now kept in files and sent
+//! with sendfile(2) instead, which saves the kernel's copy too
+//! ([`crate::cache::BodyFile`]); this path serves the bodies between 16 and 128 KiB.
 //!
 //! The one `unsafe` is the `IoBuf` implementation monoio requires of a write buffer;
 //! monoio implements it for `Rc<T>` only where `T` is itself a buffer type, not for

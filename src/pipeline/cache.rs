@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use crate::auth::Identity;
 use crate::cache::{
-    cacheable_method, invalidates, primary_key, storable, Audience, Entry, KeyParts, Lookup,
+    cacheable_method, invalidates, primary_key, storable, Audience, Body, Entry, KeyParts, Lookup,
     ReqDirectives, RequestFacts, ResponseParts, SpanHeaders, StaleUse, XCache,
 };
 use crate::config::RouteConfig;
@@ -38,7 +38,7 @@ pub struct CacheCtx {
     pub refresh: bool,
     /// A cached answer's body to write after the head in `out` (large bodies are not
     /// copied; see [`COPY_BODY_MAX`]).
-    pub answer_body: Option<std::rc::Rc<[u8]>>,
+    pub answer_body: Option<Body>,
     /// The stale entry's validators went upstream (`If-None-Match` /
     /// `If-Modified-Since`): a 304 freshens it ([`revalidated`]).
     pub revalidating: bool,
@@ -204,8 +204,11 @@ pub fn before(
     };
     let head_only = not_modified || method == b"HEAD";
     // A large body is written from the entry after the head, not copied into `out`.
-    let separate = !head_only && entry.body().len() > COPY_BODY_MAX;
-    write_entry(
+    let separate =
+        !head_only && (entry.body().len() > COPY_BODY_MAX || matches!(entry.body(), Body::File(_)));
+    // A body written here is in memory (a file body always goes separately): this
+    // cannot fail.
+    let _ = write_entry(
         entry,
         out,
         now,
@@ -219,6 +222,15 @@ pub fn before(
     );
     if separate {
         ctx.answer_body = Some(entry.body().clone());
+    }
+    // A large body is stored in memory when it arrives, and moved into a file (sent
+    // with sendfile from then on) at its first hit: a response nobody asks for again
+    // never pays for the file.
+    if x == XCache::Hit {
+        if let Some(file) = w.bodies.promote(entry.body()) {
+            let from = entry.body().clone();
+            cache.rehome_body(&ctx.key, &hdrs, &from, file);
+        }
     }
     Before::Answered
 }
@@ -271,7 +283,8 @@ pub fn validators(ctx: &mut CacheCtx, head: &RequestHead, buf: &[u8], out: &mut 
 /// freshened with the 304's fields (RFC 9111 4.3.4) and stored again, and the client
 /// gets the whole entry, written to `out` (`X-Cache: MISS`: the upstream was asked).
 /// If the freshened entry may not be stored it is dropped, and the client still gets
-/// the body the 304 confirmed. Returns the status written.
+/// the body the 304 confirmed. Returns the status written; `None` (nothing written)
+/// if a file body could not be read, and the 304 then goes to the client as it is.
 #[allow(clippy::too_many_arguments)]
 pub fn revalidated(
     w: &Worker,
@@ -290,7 +303,7 @@ pub fn revalidated(
     let hdrs = request_headers(ctx);
     let kept = without_x_cache(extra);
     let write = |entry: &Entry, out: &mut Vec<u8>| {
-        write_entry(
+        let written = write_entry(
             entry,
             out,
             now,
@@ -302,17 +315,17 @@ pub fn revalidated(
             keep_alive,
             ctx.version_minor,
         );
-        entry.status()
+        written.then(|| entry.status())
     };
     match fresh {
         Ok(entry) => {
             let status = write(&entry, out);
             let _ = w.cache.borrow_mut().insert(&ctx.key, &hdrs, entry);
-            Some(status)
+            status
         }
         Err(_) => {
             w.cache.borrow_mut().remove(&ctx.key, &hdrs);
-            Some(write(old, out))
+            write(old, out)
         }
     }
 }
@@ -372,8 +385,11 @@ fn without_x_cache(extra: &[u8]) -> Vec<u8> {
         .collect()
 }
 
-/// Write a complete response from `entry` to `out`.
+/// Write a complete response from `entry` to `out`. Returns false, with `out`
+/// emptied, if a file body could not be read (it is in a sealed memfd, so this takes
+/// the kernel failing a read of memory).
 #[allow(clippy::too_many_arguments)]
+#[must_use]
 fn write_entry(
     entry: &Entry,
     out: &mut Vec<u8>,
@@ -385,7 +401,7 @@ fn write_entry(
     extra: &[u8],
     keep_alive: bool,
     version_minor: u8,
-) {
+) -> bool {
     out.clear();
     if not_modified {
         entry.write_not_modified(out, now);
@@ -402,9 +418,11 @@ fn write_entry(
         out.extend_from_slice(b"Connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    if !head_only {
-        out.extend_from_slice(entry.body());
+    if !head_only && entry.body().append_to(out).is_err() {
+        out.clear();
+        return false;
     }
+    true
 }
 
 /// Bodies up to this size are copied after the head and sent in one write; larger
@@ -425,7 +443,7 @@ pub fn stale_on_error(
         Some(e) if e.serves_on_error(now) => {
             // `extra` holds the MISS marker written before going upstream: drop it.
             let kept = without_x_cache(extra);
-            write_entry(
+            let written = write_entry(
                 e,
                 out,
                 now,
@@ -437,7 +455,7 @@ pub fn stale_on_error(
                 false,
                 ctx.version_minor,
             );
-            Some(e.status())
+            written.then(|| e.status())
         }
         _ => None,
     }
@@ -688,7 +706,7 @@ pub fn store(
     match Entry::build(
         st,
         &parts,
-        body.into(),
+        body,
         requested_at,
         now,
         &route.response_headers.remove,

@@ -19,9 +19,11 @@ use super::conn::{Downstream, READ_BUF};
 use super::error::ProxyError;
 use super::forward::{self, ClientFraming};
 use super::route::MatchInput;
+use crate::cache::Body;
 use crate::config::{RouteConfig, RouteTarget};
 use crate::http::generated::write_error;
 use crate::http::io::{read_append, write_all, write_range};
+use crate::http::send_file::send_file;
 use crate::http::{BodyFraming, ChunkEvent, ChunkedDecoder, Method, RequestHead, ResponseHead};
 use crate::runtime::worker::Worker;
 use crate::telemetry::access_log::Entry;
@@ -231,9 +233,13 @@ pub async fn handle(
         if let Some(body) = c.cache.answer_body.take() {
             bytes += body.len() as u64;
             ok = ok
-                && crate::http::io::write_shared(&mut c.stream, body)
-                    .await
-                    .is_ok();
+                && match body {
+                    Body::Bytes(b) => crate::http::io::write_shared(&mut c.stream, b).await,
+                    Body::File(f) => {
+                        send_file(&mut c.stream, f.fd(), f.len(), w.blocking_sockets).await
+                    }
+                }
+                .is_ok();
         }
         w.counters.count_status(status);
         log(w, c, status, &route.id, "cache", bytes, started);

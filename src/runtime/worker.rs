@@ -68,6 +68,11 @@ pub struct Worker {
     pub fills: crate::cache::Fills,
     /// Bytes of response bodies being copied for the cache as they stream.
     pub kept: crate::pipeline::cache::KeptBudget,
+    /// Where stored bodies go: memory, or memory-backed files for large ones.
+    pub bodies: crate::cache::BodyFiles,
+    /// The driver leaves sockets in blocking mode (io_uring does the waiting); calls
+    /// made outside monoio must switch them ([`crate::http::send_file`]).
+    pub blocking_sockets: bool,
 }
 
 /// What a worker thread is started with.
@@ -128,6 +133,11 @@ impl Worker {
             cache: RefCell::new(cache),
             fills: crate::cache::Fills::new(),
             kept: crate::pipeline::cache::KeptBudget::new(share, max_object),
+            bodies: crate::cache::BodyFiles::new(
+                *cfg.cache.file_min_bytes.get_ref(),
+                crate::cache::BodyFiles::per_worker_cap(workers),
+            ),
+            blocking_sockets: false,
             id,
             router: Router::new(&cfg.routes),
             upstreams: cfg.upstreams.iter().map(UpstreamState::new).collect(),
@@ -228,6 +238,7 @@ pub fn run(parts: Parts, ready: Sender<Result<usize, String>>) {
 async fn worker_main(parts: Parts, ready: Sender<Result<usize, String>>) {
     let Parts {
         id,
+        driver,
         cfg,
         shared,
         sockets,
@@ -259,9 +270,9 @@ async fn worker_main(parts: Parts, ready: Sender<Result<usize, String>>) {
             }
         }
     }
-    let w = Rc::new(Worker::new(
-        id, cfg, shared, sink, limits, endpoint, &auth, workers,
-    ));
+    let mut w = Worker::new(id, cfg, shared, sink, limits, endpoint, &auth, workers);
+    w.blocking_sockets = driver == ActiveDriver::IoUring;
+    let w = Rc::new(w);
     for l in listeners {
         monoio::spawn(accept_loop(w.clone(), l));
     }

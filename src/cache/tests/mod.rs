@@ -108,7 +108,7 @@ pub(super) fn store_ok(route: &RouteCache, r: &Resp) -> Storable {
 pub(super) fn entry_at(route: &RouteCache, fields: &str, body: &[u8], at: Instant) -> Entry {
     let r = resp("200 OK", fields);
     let st = store_ok(route, &r);
-    Entry::build(st, &r.parts(), body.into(), at, at, &[]).expect("entry")
+    Entry::build(st, &r.parts(), body, at, at, &[]).expect("entry")
 }
 
 pub(super) fn key(method: &str, host: &str, target: &str, audience: Audience<'_>) -> Vec<u8> {
@@ -133,7 +133,7 @@ pub(super) fn secs(s: u64) -> Duration {
 
 pub(super) fn body_of(l: &Lookup) -> Option<Rc<[u8]>> {
     match l {
-        Lookup::Hit(e) | Lookup::Stale(e, _) => Some(e.body().clone()),
+        Lookup::Hit(e) | Lookup::Stale(e, _) => Some(e.body().as_bytes()?.clone()),
         _ => None,
     }
 }

@@ -470,7 +470,7 @@ fn a_304_freshens_the_entry_and_keeps_the_body() {
     let f = e
         .freshen(&get(), &rt, &r304.parts(), UNIX_NOW, t1, t1, &[])
         .unwrap();
-    assert!(Rc::ptr_eq(f.body(), e.body()));
+    assert!(f.body().same(e.body()));
     assert_eq!(f.status(), 200);
     assert!(f.is_fresh(t1 + secs(99)));
     let fields: Vec<(&[u8], &[u8])> = f.headers().collect();

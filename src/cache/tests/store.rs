@@ -603,3 +603,54 @@ fn the_store_agrees_with_a_model_under_random_operations() {
         assert_eq!((s.entries, s.bytes), (0, 0), "budget {budget}");
     }
 }
+
+#[test]
+fn a_body_moved_to_a_file_is_the_same_entry_with_the_same_bytes() {
+    let mut c = cache();
+    let t0 = Instant::now();
+    let rt = route(60);
+    let k = key("GET", "h", "/v", Audience::Shared);
+    let (en, de) = ([("accept-language", "en")], [("accept-language", "de")]);
+    c.insert(
+        &k,
+        &en[..],
+        entry_at(&rt, "Vary: Accept-Language", b"english", t0),
+    )
+    .unwrap();
+    c.insert(
+        &k,
+        &de[..],
+        entry_at(&rt, "Vary: Accept-Language", b"deutsch", t0),
+    )
+    .unwrap();
+    let before = c.stats();
+    let found = |c: &mut Cache, h: &[(&str, &str)]| match c.lookup(&k, h, &fresh(), t0) {
+        Lookup::Hit(e) => e.body().clone(),
+        _ => panic!("not a hit"),
+    };
+    let files = BodyFiles::new(1, 10);
+    let old = found(&mut c, &de[..]);
+    let file = files.promote(&old).expect("a file");
+    // Only the variant asked for moves, and only from the body it still has.
+    let english = found(&mut c, &en[..]);
+    assert!(!c.rehome_body(&k, &de[..], &english, file.clone()));
+    assert!(c.rehome_body(&k, &de[..], &old, file.clone()));
+    assert!(
+        !c.rehome_body(&k, &de[..], &old, file.clone()),
+        "already moved"
+    );
+    let now = found(&mut c, &de[..]);
+    assert!(now.same(&file) && now.as_bytes().is_none());
+    assert_eq!(now.to_vec().unwrap(), b"deutsch");
+    assert_eq!(
+        found(&mut c, &en[..]).as_bytes().unwrap().as_ref(),
+        b"english"
+    );
+    // A body of another length is not the same bytes.
+    let short = files.promote(&Body::from(&b"deutsc"[..])).unwrap();
+    assert!(!c.rehome_body(&k, &de[..], &now, short));
+    assert_eq!(
+        (c.stats().entries, c.stats().bytes),
+        (before.entries, before.bytes)
+    );
+}

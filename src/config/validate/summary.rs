@@ -291,10 +291,14 @@ fn write_inactive(o: &mut String, cfg: &Config) -> std::fmt::Result {
     let cached = cfg.routes.iter().filter(|r| r.cache.is_some()).count();
     writeln!(
         o,
-        "  cache         {}, {} total, objects <= {}; used by {cached} route(s)",
+        "  cache         {}, {} total, objects <= {}, bodies from {} in files; used by {cached} route(s)",
         if c.enabled { "enabled" } else { "disabled" },
         bytes(*c.max_bytes.get_ref()),
-        bytes(*c.max_object_bytes.get_ref())
+        bytes(*c.max_object_bytes.get_ref()),
+        match *c.file_min_bytes.get_ref() {
+            0 => "(never)".to_owned(),
+            n => bytes(n),
+        }
     )?;
     writeln!(o, "parsed and checked, not yet active:")?;
     match &cfg.server.tls {

@@ -135,6 +135,8 @@ fn spec_parses_and_maps_to_typed_values() {
     assert!(cfg.cache.enabled);
     assert_eq!(*cfg.cache.max_bytes.get_ref(), 268_435_456);
     assert_eq!(*cfg.cache.max_object_bytes.get_ref(), 1_048_576);
+    // Not in the reference file: the added key's default.
+    assert_eq!(*cfg.cache.file_min_bytes.get_ref(), 131_072);
 
     assert_eq!(cfg.upstreams.len(), 2);
     let users = &cfg.upstreams[0];
