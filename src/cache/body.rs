@@ -184,15 +184,21 @@ impl BodyFiles {
         self.open.get()
     }
 
-    /// The same body in a file, if it is in memory, large enough, and a file can be
-    /// had; `None` otherwise.
+    /// Whether `body` would move into a file: in memory, large enough, and under the
+    /// cap of open files.
+    pub fn wants(&self, body: &Body) -> bool {
+        matches!(body, Body::Bytes(b) if b.len() >= self.min) && self.open.get() < self.max_open
+    }
+
+    /// The same body in a file, if [`BodyFiles::wants`] it and the kernel gives a
+    /// memfd; `None` otherwise.
     pub fn promote(&self, body: &Body) -> Option<Body> {
+        if !self.wants(body) {
+            return None;
+        }
         let Body::Bytes(data) = body else {
             return None;
         };
-        if data.len() < self.min || self.open.get() >= self.max_open {
-            return None;
-        }
         let fd = write_sealed(data).ok()?;
         self.open.set(self.open.get() + 1);
         Some(Body::File(Rc::new(BodyFile {
@@ -271,6 +277,20 @@ mod tests {
         drop(a2);
         assert_eq!(files.open(), 1);
         assert!(matches!(files.store(b"dd"), Body::File(_)));
+    }
+
+    #[test]
+    fn only_large_bodies_in_memory_are_wanted_and_only_under_the_cap() {
+        let files = BodyFiles::new(4, 1);
+        let big = Body::from(&b"abcdef"[..]);
+        assert!(files.wants(&big));
+        assert!(!files.wants(&Body::from(&b"abc"[..])));
+        let file = files.promote(&big).unwrap();
+        assert!(!files.wants(&file), "already a file");
+        assert!(!files.wants(&big), "the cap is reached");
+        assert!(files.promote(&big).is_none());
+        drop(file);
+        assert!(files.wants(&big));
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub struct CacheCtx {
     /// A cached answer's body to write after the head in `out` (large bodies are not
     /// copied; see [`COPY_BODY_MAX`]).
     pub answer_body: Option<Body>,
+    /// The first hit of an entry whose body should move into a file: its body as it
+    /// is, moved by [`promote`] once the answer is written.
+    promote: Option<Body>,
     /// The stale entry's validators went upstream (`If-None-Match` /
     /// `If-Modified-Since`): a 304 freshens it ([`revalidated`]).
     pub revalidating: bool,
@@ -102,6 +105,7 @@ pub fn before(
     ctx.fill_as_get = false;
     let filled = std::mem::take(&mut ctx.filled);
     ctx.answer_body = None;
+    ctx.promote = None;
     ctx.stale = None;
     ctx.body = None;
     let Some(rc) = route.cache.as_ref().filter(|_| w.cfg.cache.enabled) else {
@@ -225,14 +229,25 @@ pub fn before(
     }
     // A large body is stored in memory when it arrives, and moved into a file (sent
     // with sendfile from then on) at its first hit: a response nobody asks for again
-    // never pays for the file.
-    if x == XCache::Hit {
-        if let Some(file) = w.bodies.promote(entry.body()) {
-            let from = entry.body().clone();
-            cache.rehome_body(&ctx.key, &hdrs, &from, file);
-        }
+    // never pays for the file. The move waits until this answer is written.
+    if x == XCache::Hit && w.bodies.wants(entry.body()) {
+        ctx.promote = Some(entry.body().clone());
+        remember(ctx, head, buf);
     }
     Before::Answered
+}
+
+/// After a hit is answered: move its entry's body into a file if [`before`] said so
+/// (and the entry still has that body).
+pub fn promote(w: &Worker, ctx: &mut CacheCtx) {
+    let Some(from) = ctx.promote.take() else {
+        return;
+    };
+    if let Some(file) = w.bodies.promote(&from) {
+        w.cache
+            .borrow_mut()
+            .rehome_body(&ctx.key, &request_headers(ctx), &from, file);
+    }
 }
 
 /// Request fields that make the client's request conditional (or partial) itself:

@@ -241,6 +241,9 @@ pub async fn handle(
                 }
                 .is_ok();
         }
+        if ok {
+            super::cache::promote(w, &mut c.cache);
+        }
         w.counters.count_status(status);
         log(w, c, status, &route.id, "cache", bytes, started);
         return keep_if_answered && ok;
