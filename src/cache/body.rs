@@ -207,13 +207,6 @@ impl BodyFiles {
             open: self.open.clone(),
         })))
     }
-
-    /// Store `data`: in a file if it is large enough and a file can be had, else in
-    /// memory.
-    pub fn store(&self, data: &[u8]) -> Body {
-        let body = Body::Bytes(data.into());
-        self.promote(&body).unwrap_or(body)
-    }
 }
 
 /// A new memfd holding `data`, sealed so that nothing can change its contents or size.
@@ -242,6 +235,13 @@ fn write_sealed(data: &[u8]) -> io::Result<OwnedFd> {
 mod tests {
     use super::*;
 
+    /// `data` as a fill stores it and a hit then moves it: in a file if it is large
+    /// enough and a file can be had, else in memory.
+    fn stored(files: &BodyFiles, data: &[u8]) -> Body {
+        let body = Body::from(data);
+        files.promote(&body).unwrap_or(body)
+    }
+
     fn data(n: usize) -> Vec<u8> {
         (0..n).map(|i| (i * 7 % 251) as u8).collect()
     }
@@ -249,9 +249,9 @@ mod tests {
     #[test]
     fn small_bodies_stay_in_memory_and_large_ones_go_to_a_file() {
         let files = BodyFiles::new(1024, 10);
-        let small = files.store(&data(1023));
+        let small = stored(&files, &data(1023));
         assert!(small.as_bytes().is_some());
-        let large = files.store(&data(5000));
+        let large = stored(&files, &data(5000));
         assert!(matches!(large, Body::File(_)));
         assert_eq!(large.len(), 5000);
         assert_eq!(large.to_vec().unwrap(), data(5000));
@@ -262,9 +262,9 @@ mod tests {
     #[test]
     fn the_cap_counts_open_files_and_dropping_frees_a_place() {
         let files = BodyFiles::new(1, 2);
-        let a = files.store(b"aa");
-        let b = files.store(b"bb");
-        let c = files.store(b"cc");
+        let a = stored(&files, b"aa");
+        let b = stored(&files, b"bb");
+        let c = stored(&files, b"cc");
         assert!(matches!(a, Body::File(_)) && matches!(b, Body::File(_)));
         assert!(
             c.as_bytes().is_some(),
@@ -276,7 +276,7 @@ mod tests {
         assert_eq!(files.open(), 2, "a clone keeps the file open");
         drop(a2);
         assert_eq!(files.open(), 1);
-        assert!(matches!(files.store(b"dd"), Body::File(_)));
+        assert!(matches!(stored(&files, b"dd"), Body::File(_)));
     }
 
     #[test]
@@ -296,13 +296,13 @@ mod tests {
     #[test]
     fn zero_means_never() {
         let files = BodyFiles::new(0, 10);
-        assert!(files.store(&data(1 << 20)).as_bytes().is_some());
+        assert!(stored(&files, &data(1 << 20)).as_bytes().is_some());
     }
 
     #[test]
     fn a_body_file_is_sealed_against_writes() {
         let files = BodyFiles::new(1, 1);
-        let Body::File(f) = files.store(b"stored") else {
+        let Body::File(f) = stored(&files, b"stored") else {
             panic!("not a file");
         };
         assert!(rustix::io::pwrite(f.fd(), b"X", 0).is_err());
@@ -313,8 +313,8 @@ mod tests {
     #[test]
     fn same_tells_shared_from_copied() {
         let files = BodyFiles::new(4, 10);
-        let a = files.store(b"abcdef");
-        let b = files.store(b"abcdef");
+        let a = stored(&files, b"abcdef");
+        let b = stored(&files, b"abcdef");
         assert!(a.same(&a.clone()) && !a.same(&b));
         let m: Body = Rc::<[u8]>::from(&b"x"[..]).into();
         assert!(m.same(&m.clone()) && !m.same(&a));
