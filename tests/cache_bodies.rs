@@ -6,6 +6,7 @@
 //!   file store on and off;
 //! - a client that does not read does not hold up the worker's other clients (the
 //!   send never blocks the worker);
+//! - clients that hang up in the middle of a body cost no one else anything;
 //! - an entry dropped (by an unsafe request) while it is still being sent arrives
 //!   whole and unchanged, and its URI is then filled afresh;
 //! - the paths that copy a stored body into the response (stale-if-error, and a
@@ -235,6 +236,29 @@ both_drivers! {
         let body = read_body(&mut stalled, &head, early);
         assert!(body == first, "the dropped entry's bytes changed");
         assert_eq!(origin.requests().len(), 3, "GET, POST, GET");
+    }
+
+    fn a_client_that_hangs_up_mid_body_costs_no_one_else(driver) {
+        let origin = origin();
+        let gw = gateway(driver, &origin, 65_536);
+        let want = body_for("/huge", 0);
+        assert_body(&gw.send(&Req::get("/huge")), &want, "miss");
+        assert_body(&gw.send(&Req::get("/huge")), &want, "first hit: into a file");
+        // Several clients take the head and a little of the body, then hang up (with
+        // unread data, so the gateway's next send meets a reset, not just a FIN).
+        for _ in 0..4 {
+            let mut gone = slow_reader(&gw, "/huge");
+            let (head, _) = read_head(&mut gone);
+            assert!(head.contains("X-Cache: HIT"), "{head}");
+            drop(gone);
+        }
+        // The worker is still there and the entry intact.
+        let mut c = gw.client();
+        let hit = c.request(&Req::get("/huge"));
+        assert_eq!(x_cache(&hit), "HIT");
+        assert_body(&hit, &want, "after the hang-ups");
+        assert_body(&c.request(&Req::get("/small")), &body_for("/small", 0), "small");
+        assert_eq!(origin.requests().len(), 2, "the miss and /small");
     }
 
     fn stored_file_bodies_are_copied_whole_where_a_response_is_built(driver) {

@@ -10,6 +10,11 @@
 //! socket is made non-blocking for the send and put back afterwards: a blocking
 //! `sendfile` to a slow client would stall every connection of the worker.
 //!
+//! `sendfile` takes no `MSG_NOSIGNAL`: a send to a client that has gone raises
+//! SIGPIPE, which the Rust runtime sets to ignored before `main` in every Rust binary,
+//! so the call fails with `EPIPE` and only that connection ends
+//! (`tests/cache_bodies.rs` hangs up on hits mid-body).
+//!
 //! The one `unsafe` borrows the stream's descriptor: monoio's `TcpStream` implements
 //! `AsRawFd` but not `AsFd`.
 
