@@ -88,6 +88,7 @@ pub enum Before {
 #[allow(clippy::too_many_arguments)]
 pub fn before(
     w: &Worker,
+    now: Instant,
     ctx: &mut CacheCtx,
     route: &RouteConfig,
     head: &RequestHead,
@@ -144,7 +145,6 @@ pub fn before(
             audience,
         },
     );
-    let now = Instant::now();
     // Held until the answer is written: a hit is answered from the entry in place.
     let mut cache = w.cache.borrow_mut();
     let found = cache.lookup(&ctx.key, &hdrs, &dirs, now);
@@ -647,7 +647,8 @@ pub fn finish_body(w: &Worker, ctx: &mut CacheCtx, route: &RouteConfig, resp: &R
         return;
     };
     let head = std::mem::take(&mut ctx.resp_head);
-    store(w, ctx, route, resp, &head, &body.data, ctx.received_at);
+    let received_at = ctx.received_at.unwrap_or_else(Instant::now);
+    store(w, ctx, route, resp, &head, &body.data, received_at);
     ctx.resp_head = head;
 }
 
@@ -700,7 +701,7 @@ fn judge(
 }
 
 /// A complete upstream response (`body` is all of it, its head received at
-/// `received_at`, now if `None`) to a request the stage marked for storing, or to a
+/// `received_at`) to a request the stage marked for storing, or to a
 /// background refresh: store it if RFC 9111 allows. Returns whether it was stored.
 pub fn store(
     w: &Worker,
@@ -709,14 +710,14 @@ pub fn store(
     resp: &ResponseHead,
     rbuf: &[u8],
     body: &[u8],
-    received_at: Option<Instant>,
+    received_at: Instant,
 ) -> bool {
     let parts = response_parts(resp, rbuf);
     let Some(st) = judge(w, ctx, route, &parts) else {
         drop_replaced(w, ctx, resp.status);
         return false;
     };
-    let now = received_at.unwrap_or_else(Instant::now);
+    let now = received_at;
     let requested_at = ctx.requested_at.unwrap_or(now);
     match Entry::build(
         st,

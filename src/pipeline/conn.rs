@@ -133,7 +133,10 @@ async fn read_head(
                 _ = w.shutdown.wait() => return Err(HeadRead::Close),
             }
         } else {
-            let d = head_deadline.unwrap_or_else(Instant::now);
+            // Started here, at the first read that left the head incomplete (a head
+            // that arrives whole in one read, the usual case, never reads the clock).
+            let d =
+                *head_deadline.get_or_insert_with(|| Instant::now() + limits.header_read_timeout);
             match monoio::time::timeout_at(d, read_append(&mut c.stream, &mut c.rbuf, READ_BUF))
                 .await
             {
@@ -146,13 +149,8 @@ async fn read_head(
                 }
             }
         };
-        match res {
-            Ok(0) | Err(_) => return Err(HeadRead::Close),
-            Ok(_) => {
-                if head_deadline.is_none() {
-                    head_deadline = Some(Instant::now() + limits.header_read_timeout);
-                }
-            }
+        if let Ok(0) | Err(_) = res {
+            return Err(HeadRead::Close);
         }
     }
 }

@@ -59,6 +59,9 @@ struct Progress {
     keep_client: bool,
     continue_sent: bool,
     server: Option<usize>,
+    /// When the last attempt's response was complete (one clock read shared by the
+    /// cache, the pool and the circuit breaker).
+    done_at: Option<Instant>,
 }
 
 /// Handle one parsed request. Returns whether the client connection may be reused.
@@ -151,9 +154,10 @@ pub async fn handle(
     };
     let keep_if_answered = meta.keep_alive && !w.shutdown.is_set() && body_in_hand;
     let extra_len = c.extra.len();
-    let look = |c: &mut Downstream| {
+    let look = |c: &mut Downstream, now: Instant| {
         super::cache::before(
             w,
+            now.into_std(),
             &mut c.cache,
             route,
             head,
@@ -165,7 +169,7 @@ pub async fn handle(
             &mut c.extra,
         )
     };
-    let mut decision = look(c);
+    let mut decision = look(c, started);
     // A HEAD that missed where GET is cached (nginx's `proxy_cache_convert_head`): the
     // entry is filled with a GET, by a task that is the key's fill leader, and the HEAD
     // waits for it and is answered from the entry. If nothing was stored (the answer
@@ -190,7 +194,7 @@ pub async fn handle(
             {
                 c.extra.truncate(extra_len);
                 c.cache.filled = true;
-                decision = look(c);
+                decision = look(c, Instant::now());
             }
         }
     }
@@ -204,7 +208,7 @@ pub async fn handle(
                 let bound = route.timeout.unwrap_or(limits.request_timeout);
                 let _ = monoio::time::timeout(bound, wait).await;
                 c.extra.truncate(extra_len);
-                decision = look(c);
+                decision = look(c, Instant::now());
             }
         }
     }
@@ -586,9 +590,10 @@ impl Exchange<'_> {
             };
             tried.add(si);
             p.server = Some(si);
-            match self.attempt(si, c, resp, p).await {
+            match self.attempt(si, now, c, resp, p).await {
                 Ok(()) => {
-                    up.record(si, p.upstream_status < 500, Instant::now());
+                    let done = p.done_at.take().unwrap_or_else(Instant::now);
+                    up.record(si, p.upstream_status < 500, done);
                     return Ok(());
                 }
                 Err(e) => {
@@ -611,6 +616,7 @@ impl Exchange<'_> {
     async fn attempt(
         &self,
         si: usize,
+        now: Instant,
         c: &mut Downstream,
         resp: &mut ResponseHead,
         p: &mut Progress,
@@ -624,7 +630,7 @@ impl Exchange<'_> {
         let _in_flight = InFlight::new(&self.up.servers[si].in_flight);
         let mut stale_retry = self.meta.method.is_idempotent() && self.body_buffered;
         let mut conn = loop {
-            let mut conn = match self.up.take_idle(si, Instant::now()) {
+            let mut conn = match self.up.take_idle(si, now) {
                 Some(pooled) => {
                     let mut conn = pooled.conn;
                     conn.reused = true;
@@ -652,10 +658,12 @@ impl Exchange<'_> {
                 }
             }
         };
+        p.done_at = None;
         let reusable = self.stream_response(&mut conn, c, resp, p).await?;
+        let done = *p.done_at.get_or_insert_with(Instant::now);
         if reusable {
             conn.buf.clear();
-            self.up.put_idle(si, conn, Instant::now());
+            self.up.put_idle(si, conn, done);
         }
         Ok(())
     }
@@ -932,7 +940,16 @@ impl Exchange<'_> {
         match resp.body {
             BodyFraming::Empty => {
                 if c.cache.store {
-                    super::cache::store(self.w, &c.cache, self.route, resp, &conn.buf, b"", None);
+                    let now = *p.done_at.insert(Instant::now());
+                    super::cache::store(
+                        self.w,
+                        &c.cache,
+                        self.route,
+                        resp,
+                        &conn.buf,
+                        b"",
+                        now.into_std(),
+                    );
                 }
                 p.bytes_out = c.obuf.len() as u64;
                 write_all(&mut c.stream, &mut c.obuf)
@@ -944,8 +961,15 @@ impl Exchange<'_> {
                 if avail as u64 >= n {
                     if c.cache.store {
                         let body = &conn.buf[pos..pos + n as usize];
+                        let now = *p.done_at.insert(Instant::now());
                         super::cache::store(
-                            self.w, &c.cache, self.route, resp, &conn.buf, body, None,
+                            self.w,
+                            &c.cache,
+                            self.route,
+                            resp,
+                            &conn.buf,
+                            body,
+                            now.into_std(),
                         );
                     }
                     if n <= INLINE_BODY {

@@ -171,7 +171,15 @@ async fn run(w: &Rc<Worker>, route: &RouteConfig, r: &Refresh) -> Result<(), Fai
     let stored = if ctx.revalidating && resp.status == 304 {
         super::cache::refreshed(w, &ctx, route, &resp, &head_bytes)
     } else {
-        super::cache::store(w, &ctx, route, &resp, &head_bytes, &body, None)
+        super::cache::store(
+            w,
+            &ctx,
+            route,
+            &resp,
+            &head_bytes,
+            &body,
+            std::time::Instant::now(),
+        )
     };
     if stored {
         Ok(())
