@@ -864,6 +864,30 @@ impl Exchange<'_> {
         }
     }
 
+    /// A response that arrived whole with its head (`body` is its range of `buf`), to
+    /// a request the cache stage marked for storing: store it, its arrival time kept
+    /// for the pool and the breaker.
+    fn store_whole(
+        &self,
+        c: &Downstream,
+        resp: &ResponseHead,
+        buf: &[u8],
+        body: std::ops::Range<usize>,
+        p: &mut Progress,
+    ) {
+        let now = *p.done_at.insert(Instant::now());
+        let body = &buf[body];
+        super::cache::store(
+            self.w,
+            &c.cache,
+            self.route,
+            resp,
+            buf,
+            body,
+            now.into_std(),
+        );
+    }
+
     /// Send the response head and body to the client. Returns whether the upstream
     /// connection is clean and may go back to the pool.
     async fn stream_response(
@@ -940,16 +964,7 @@ impl Exchange<'_> {
         match resp.body {
             BodyFraming::Empty => {
                 if c.cache.store {
-                    let now = *p.done_at.insert(Instant::now());
-                    super::cache::store(
-                        self.w,
-                        &c.cache,
-                        self.route,
-                        resp,
-                        &conn.buf,
-                        b"",
-                        now.into_std(),
-                    );
+                    self.store_whole(c, resp, &conn.buf, 0..0, p);
                 }
                 p.bytes_out = c.obuf.len() as u64;
                 write_all(&mut c.stream, &mut c.obuf)
@@ -960,17 +975,7 @@ impl Exchange<'_> {
             BodyFraming::Length(n) => {
                 if avail as u64 >= n {
                     if c.cache.store {
-                        let body = &conn.buf[pos..pos + n as usize];
-                        let now = *p.done_at.insert(Instant::now());
-                        super::cache::store(
-                            self.w,
-                            &c.cache,
-                            self.route,
-                            resp,
-                            &conn.buf,
-                            body,
-                            now.into_std(),
-                        );
+                        self.store_whole(c, resp, &conn.buf, pos..pos + n as usize, p);
                     }
                     if n <= INLINE_BODY {
                         c.obuf.extend_from_slice(&conn.buf[pos..pos + n as usize]);
