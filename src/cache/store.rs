@@ -3,14 +3,25 @@
 //! Layout, chosen so that a hit touches few cache lines and an eviction few more: a
 //! slab of primary records (one per primary key: the key, its Vary names, the head of
 //! its chain of variants), a slab of entry slots (one per variant, chained through the
-//! slab, each holding its record's index, its variant key and its `Entry`), and
-//! two compact `HashTable`s of record indices (4 bytes a bucket, so they mostly stay
-//! in the CPU's caches): by primary-key hash, and by URI hash for invalidation. Keys
-//! are compared in full (a hash collision never serves one key's entry for another);
-//! the hash is computed once per call and shared by the table and the policy. A hit
-//! is: the table's probe, the record and its key's bytes, the slot, the entry. An
-//! eviction finds the record from its slot, and takes it out of both tables by index,
-//! without reading any other record.
+//! slab, each holding its record's index, its variant key and its `Entry`), and one
+//! compact `HashTable` of record indices (4 bytes a bucket, so it mostly stays in the
+//! CPU's caches). Keys are compared in full (a hash collision never serves one key's
+//! entry for another); the hash is computed once per call and shared by the table
+//! and the policy. A hit is: the table's probe, the record and its key's bytes, the
+//! slot, the entry. An eviction finds the record from its slot, and takes it out of
+//! the table by index, without reading any other record.
+//!
+//! The same table serves invalidation, which must find every record of a URI
+//! whatever its method class and audience: a key's hash ([`Cache::key_hash`]) is its
+//! URI's hash in all but its top [`LANE_BITS`] bits, which are mixed with the hash of
+//! the rest of the key (method class and audience). The records of one URI thus have one of
+//! 2^`LANE_BITS` hashes, and [`Cache::invalidate`] asks the table for each of them.
+//! With hashbrown, whose bucket comes from a hash's low bits and whose control tag
+//! from its top seven, the records of a URI start their probes in one place and are
+//! told apart by their tags, so many tenants' entries for one URI cost a lookup
+//! little; correctness rests only on `iter_hash` returning every entry inserted with
+//! that hash. A second table by URI, which this replaces, cost a miss two more cold
+//! probes (its insert and, at eviction, its removal).
 
 use std::hash::BuildHasher;
 use std::time::Instant;
@@ -29,13 +40,18 @@ use super::{NotStorable, Stats};
 pub const MAX_VARIANTS: usize = 16;
 
 /// Bytes charged per entry on top of its keys, head, body and Vary names: the slot
-/// (with the `Entry` inline), the primary record and its buckets in both tables (with
-/// the tables' spare room), the policy's node, and the `Rc` counts and allocator
+/// (with the `Entry` inline), the primary record and its bucket in the table (with
+/// the table's spare room), the policy's node, and the `Rc` counts and allocator
 /// rounding of the allocations an entry makes.
 pub const ENTRY_OVERHEAD: usize =
-    std::mem::size_of::<Slot>() + std::mem::size_of::<Primary>() + 16 + 32 + 5 * 16;
+    std::mem::size_of::<Slot>() + std::mem::size_of::<Primary>() + 8 + 32 + 5 * 16;
 
 const NIL: u32 = u32::MAX;
+
+/// The top bits of a key's hash that come from its method class and audience (see
+/// the module's notes); the others are its URI's.
+const LANE_BITS: u32 = 7;
+const URI_BITS: u64 = u64::MAX >> LANE_BITS;
 
 /// What a lookup found.
 /// What a lookup found: the entry itself, borrowed from the cache (a hit is answered
@@ -71,10 +87,8 @@ pub enum StaleUse {
 /// One worker's response cache.
 pub struct Cache<P: Policy = S3Fifo> {
     hasher: DefaultHashBuilder,
-    /// Indices into `records`, by primary-key hash.
+    /// Indices into `records`, by [`Cache::key_hash`].
     table: HashTable<u32>,
-    /// Indices into `records`, by URI hash: the records an invalidation must look at.
-    uris: HashTable<u32>,
     records: Vec<Primary>,
     free_records: Vec<u32>,
     slots: Vec<Slot>,
@@ -91,7 +105,6 @@ pub struct Cache<P: Policy = S3Fifo> {
 struct Primary {
     key: Box<[u8]>,
     hash: u64,
-    uri_hash: u64,
     vary: Box<[Box<[u8]>]>,
     /// First slot of the chain of variants, newest first.
     first: u32,
@@ -135,7 +148,6 @@ impl<P: Policy> Cache<P> {
         Cache {
             hasher: DefaultHashBuilder::default(),
             table: HashTable::new(),
-            uris: HashTable::new(),
             records: Vec::new(),
             free_records: Vec::new(),
             slots: Vec::new(),
@@ -162,7 +174,7 @@ impl<P: Policy> Cache<P> {
             self.stats.bypasses += 1;
             return Lookup::Bypass;
         }
-        let hash = self.hasher.hash_one(primary);
+        let hash = self.key_hash(primary);
         self.policy.on_access(hash);
         let Some(ri) = self.find(hash, primary) else {
             self.stats.misses += 1;
@@ -210,7 +222,7 @@ impl<P: Policy> Cache<P> {
         if from.len() != to.len() {
             return false;
         }
-        let hash = self.hasher.hash_one(primary);
+        let hash = self.key_hash(primary);
         let Some(ri) = self.find(hash, primary) else {
             return false;
         };
@@ -250,7 +262,7 @@ impl<P: Policy> Cache<P> {
             self.stats.refused += 1;
             return Err(NotStorable::TooLarge);
         }
-        let hash = self.hasher.hash_one(primary);
+        let hash = self.key_hash(primary);
         if let Some(ri) = self.find(hash, primary) {
             let rec = &self.records[ri as usize];
             // What the new entry displaces: everything under other Vary names, else the
@@ -305,11 +317,9 @@ impl<P: Policy> Cache<P> {
                 (ri, next)
             }
             None => {
-                let uri_hash = self.hasher.hash_one(uri_prefix(primary));
                 let rec = Primary {
                     key: primary.into(),
                     hash,
-                    uri_hash,
                     vary: vary.into_boxed_slice(),
                     first: sid,
                     variants: 1,
@@ -327,8 +337,6 @@ impl<P: Policy> Cache<P> {
                 let records = &self.records;
                 self.table
                     .insert_unique(hash, ri, |&i| records[i as usize].hash);
-                self.uris
-                    .insert_unique(uri_hash, ri, |&i| records[i as usize].uri_hash);
                 (ri, NIL)
             }
         };
@@ -352,15 +360,17 @@ impl<P: Policy> Cache<P> {
     pub fn invalidate(&mut self, host: &[u8], target: &[u8]) -> usize {
         let mut uri = std::mem::take(&mut self.scratch);
         uri_key(&mut uri, host, target);
-        let uri_hash = self.hasher.hash_one(&uri[..]);
+        let uri_hash = self.hasher.hash_one(&uri[..]) & URI_BITS;
         let mut dropped = 0;
         let records = &self.records;
-        let under: Vec<u32> = self
-            .uris
-            .iter_hash(uri_hash)
+        let mut under: Vec<u32> = (0..1u64 << LANE_BITS)
+            .flat_map(|lane| self.table.iter_hash(uri_hash | lane << (64 - LANE_BITS)))
             .copied()
             .filter(|&i| uri_prefix(&records[i as usize].key) == &uri[..])
             .collect();
+        // Each record has one hash, but a table may offer it under another too.
+        under.sort_unstable();
+        under.dedup();
         for ri in under {
             // Removing a record's last slot removes the record.
             for sid in chain(&self.slots, self.records[ri as usize].first) {
@@ -376,7 +386,7 @@ impl<P: Policy> Cache<P> {
     /// Drop the entry a request would find (say, a stale one whose revalidation came
     /// back not storable). Returns whether there was one.
     pub fn remove<H: RequestHeaders + ?Sized>(&mut self, primary: &[u8], req: &H) -> bool {
-        let hash = self.hasher.hash_one(primary);
+        let hash = self.key_hash(primary);
         let Some(ri) = self.find(hash, primary) else {
             return false;
         };
@@ -424,6 +434,15 @@ impl<P: Policy> Cache<P> {
         sid
     }
 
+    /// A primary key's hash: its URI's, with the top [`LANE_BITS`] bits mixed with
+    /// the rest of the key's (see the module's notes). Mixed, not replaced: keys of
+    /// one audience on different URIs keep different tags.
+    fn key_hash(&self, primary: &[u8]) -> u64 {
+        let uri = uri_prefix(primary);
+        let rest = &primary[uri.len()..];
+        self.hasher.hash_one(uri) ^ (self.hasher.hash_one(rest) & !URI_BITS)
+    }
+
     fn find(&self, hash: u64, primary: &[u8]) -> Option<u32> {
         let records = &self.records;
         self.table
@@ -461,9 +480,6 @@ impl<P: Policy> Cache<P> {
                 unreachable!("a record is in the table");
             };
             found.remove();
-            if let Ok(found) = self.uris.find_entry(rec.uri_hash, |&i| i == ri) {
-                found.remove();
-            }
             self.free_records.push(ri);
         }
         self.free_slots.push(sid);

@@ -417,6 +417,55 @@ fn unsafe_methods_drop_every_entry_of_their_uri() {
     assert_eq!(&*body_of(&c.lookup(&k, json, &fresh(), t0)).unwrap(), b"j2");
 }
 
+/// The records of one URI share its hash but for a few bits (one table serves lookups
+/// and invalidation): hundreds of tenants' entries for one URI are each found, an
+/// unsafe method drops all of them and nothing else, and they can come back.
+#[test]
+fn many_tenants_on_one_uri_are_each_found_and_all_invalidated() {
+    let t0 = Instant::now();
+    let mut c = cache();
+    let rt = route(60);
+    let tenants: Vec<Vec<u8>> = (0..400)
+        .map(|i| format!("tenant-{i}").into_bytes())
+        .collect();
+    let keys_of = |path: &str| -> Vec<Vec<u8>> {
+        tenants
+            .iter()
+            .map(|t| key("GET", "api.example.com", path, Audience::Tenant(t)))
+            .chain([key("GET", "api.example.com", path, Audience::Anonymous)])
+            .chain([key("PROPFIND", "api.example.com", path, Audience::Shared)])
+            .collect()
+    };
+    let (mine, others) = (keys_of("/items/1"), keys_of("/items/2"));
+    for (i, k) in mine.iter().chain(&others).enumerate() {
+        let body = format!("body-{i}");
+        c.insert(k, NO_HEADERS, entry_at(&rt, "", body.as_bytes(), t0))
+            .unwrap();
+    }
+    for (i, k) in mine.iter().chain(&others).enumerate() {
+        let got = body_of(&c.lookup(k, NO_HEADERS, &fresh(), t0)).unwrap();
+        assert_eq!(&*got, format!("body-{i}").as_bytes());
+    }
+    assert_eq!(c.invalidate(b"api.example.com", b"/items/1"), mine.len());
+    for k in &mine {
+        assert!(matches!(
+            c.lookup(k, NO_HEADERS, &fresh(), t0),
+            Lookup::Miss
+        ));
+    }
+    for k in &others {
+        assert!(matches!(
+            c.lookup(k, NO_HEADERS, &fresh(), t0),
+            Lookup::Hit(_)
+        ));
+    }
+    assert_eq!(c.stats().entries, others.len());
+    c.insert(&mine[7], NO_HEADERS, entry_at(&rt, "", b"back", t0))
+        .unwrap();
+    let got = body_of(&c.lookup(&mine[7], NO_HEADERS, &fresh(), t0)).unwrap();
+    assert_eq!(&*got, b"back");
+}
+
 #[test]
 fn hits_share_the_body_without_copying() {
     let t0 = Instant::now();
