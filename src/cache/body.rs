@@ -33,7 +33,9 @@ use rustix::fs::{MemfdFlags, SealFlags};
 /// A stored body. Cloning shares it (an `Rc` increment).
 #[derive(Debug, Clone)]
 pub enum Body {
-    Bytes(Rc<[u8]>),
+    /// In memory: the bytes of the buffer from the offset on. A small body shares one
+    /// allocation with its entry's head ([`super::Entry::build`]).
+    Bytes(Rc<[u8]>, u32),
     File(Rc<BodyFile>),
 }
 
@@ -70,7 +72,7 @@ impl BodyFile {
 impl Body {
     pub fn len(&self) -> usize {
         match self {
-            Body::Bytes(b) => b.len(),
+            Body::Bytes(b, at) => b.len() - *at as usize,
             Body::File(f) => f.len,
         }
     }
@@ -82,16 +84,16 @@ impl Body {
     /// Whether `self` and `other` are the same stored body (not a copy of it).
     pub fn same(&self, other: &Body) -> bool {
         match (self, other) {
-            (Body::Bytes(a), Body::Bytes(b)) => Rc::ptr_eq(a, b),
+            (Body::Bytes(a, i), Body::Bytes(b, j)) => Rc::ptr_eq(a, b) && i == j,
             (Body::File(a), Body::File(b)) => Rc::ptr_eq(a, b),
             _ => false,
         }
     }
 
     /// The bytes, when the body is in memory.
-    pub fn as_bytes(&self) -> Option<&Rc<[u8]>> {
+    pub fn as_bytes(&self) -> Option<&[u8]> {
         match self {
-            Body::Bytes(b) => Some(b),
+            Body::Bytes(b, at) => Some(&b[*at as usize..]),
             Body::File(_) => None,
         }
     }
@@ -99,8 +101,8 @@ impl Body {
     /// Append the whole body to `out` (a read of the file for a file body).
     pub fn append_to(&self, out: &mut Vec<u8>) -> io::Result<()> {
         match self {
-            Body::Bytes(b) => {
-                out.extend_from_slice(b);
+            Body::Bytes(b, at) => {
+                out.extend_from_slice(&b[*at as usize..]);
                 Ok(())
             }
             Body::File(f) => {
@@ -136,13 +138,13 @@ impl Body {
 
 impl From<Rc<[u8]>> for Body {
     fn from(b: Rc<[u8]>) -> Body {
-        Body::Bytes(b)
+        Body::Bytes(b, 0)
     }
 }
 
 impl From<&[u8]> for Body {
     fn from(b: &[u8]) -> Body {
-        Body::Bytes(b.into())
+        Body::Bytes(b.into(), 0)
     }
 }
 
@@ -184,10 +186,11 @@ impl BodyFiles {
         self.open.get()
     }
 
-    /// Whether `body` would move into a file: in memory, large enough, and under the
-    /// cap of open files.
+    /// Whether `body` would move into a file: in memory and in an allocation of its
+    /// own (a body sharing its entry's, under [`super::WITH_HEAD_MAX`], is too
+    /// small to gain from a file), large enough, and under the cap of open files.
     pub fn wants(&self, body: &Body) -> bool {
-        matches!(body, Body::Bytes(b) if b.len() >= self.min) && self.open.get() < self.max_open
+        matches!(body, Body::Bytes(b, 0) if b.len() >= self.min) && self.open.get() < self.max_open
     }
 
     /// The same body in a file, if [`BodyFiles::wants`] it and the kernel gives a
@@ -196,7 +199,7 @@ impl BodyFiles {
         if !self.wants(body) {
             return None;
         }
-        let Body::Bytes(data) = body else {
+        let Body::Bytes(data, 0) = body else {
             return None;
         };
         let fd = write_sealed(data).ok()?;

@@ -20,11 +20,20 @@ use super::{NotStorable, XCache};
 use crate::config::RouteCache;
 use crate::http::header::{parse_content_length, trim_ows, HeaderKind, HeaderPos, Span};
 
+/// Bodies in memory of at most this many bytes are stored in the same allocation as
+/// their entry's head. Larger ones keep their own (copying them twice on a miss, into
+/// the scratch buffer and out of it, would cost more than an allocation saves; and
+/// they may move into a file).
+pub const WITH_HEAD_MAX: usize = 16 * 1024;
+
 /// A cached response.
 #[derive(Debug, Clone)]
 pub struct Entry {
-    /// "HTTP/1.1 200 OK\r\n" then one "Name: value\r\n" per stored field.
-    head: Rc<[u8]>,
+    /// "HTTP/1.1 200 OK\r\n" then one "Name: value\r\n" per stored field, its
+    /// first `head_len` bytes (then the body, for a body of at most
+    /// [`WITH_HEAD_MAX`]: one allocation for both).
+    buf: Rc<[u8]>,
+    head_len: u32,
     /// Where the fields start in `head`.
     fields_at: u32,
     status: u16,
@@ -163,20 +172,32 @@ impl Entry {
     ) -> Result<Entry, NotStorable> {
         let body = body.into();
         // Written into this thread's scratch buffer, then copied into an allocation of
-        // exactly its size (one allocation, no shrinking reallocation).
-        let (head, fields_at, etag) = HEAD_SCRATCH.with(|scratch| {
+        // exactly its size (no shrinking reallocation). A small body in memory goes
+        // into the same allocation, after the head: one allocation to make on a miss
+        // and one cold block to free at eviction, not two.
+        let (buf, head_len, body, fields_at, etag) = HEAD_SCRATCH.with(|scratch| {
             let mut buf = scratch.take();
             buf.clear();
             let written = stored_head(&mut buf, &st, resp, body.len(), omit);
-            let head: Rc<[u8]> = buf.as_slice().into();
+            let head_len = buf.len() as u32;
+            let body = match body.as_bytes() {
+                Some(b) if b.len() <= WITH_HEAD_MAX => {
+                    buf.extend_from_slice(b);
+                    None
+                }
+                _ => Some(body),
+            };
+            let all: Rc<[u8]> = buf.as_slice().into();
             scratch.set(buf);
-            written.map(|(fields_at, etag)| (head, fields_at, etag))
+            let body = body.unwrap_or_else(|| Body::Bytes(all.clone(), head_len));
+            written.map(|(fields_at, etag)| (all, head_len, body, fields_at, etag))
         })?;
         let delay = received_at
             .saturating_duration_since(requested_at)
             .as_secs();
         Ok(Entry {
-            head,
+            buf,
+            head_len,
             fields_at,
             status: resp.status,
             etag,
@@ -194,11 +215,12 @@ impl Entry {
 
     /// A bare 200 entry (for the policy simulation).
     pub(crate) fn synthetic(body: Rc<[u8]>, lifetime: Duration, now: Instant) -> Entry {
-        let body = Body::Bytes(body);
+        let body = Body::from(body);
         let head: Rc<[u8]> = (*b"HTTP/1.1 200 OK\r\n").into();
         Entry {
             fields_at: head.len() as u32,
-            head,
+            head_len: head.len() as u32,
+            buf: head,
             status: 200,
             etag: None,
             body,
@@ -228,7 +250,7 @@ impl Entry {
         received_at: Instant,
         omit: &[String],
     ) -> Result<Entry, NotStorable> {
-        let mut buf = Vec::with_capacity(self.head.len() + resp.buf.len());
+        let mut buf = Vec::with_capacity(self.head_len as usize + resp.buf.len());
         let mut headers = Vec::new();
         let mut push = |buf: &mut Vec<u8>, name: &[u8], value: &[u8]| {
             let n = buf.len();
@@ -286,7 +308,7 @@ impl Entry {
 
     fn reason(&self) -> &[u8] {
         // "HTTP/1.1 200 " is 13 bytes; the line ends with CRLF.
-        &self.head[13..self.fields_at as usize - 2]
+        &self.head()[13..self.fields_at as usize - 2]
     }
 
     /// The body, shared: clone it to write it after the cache has moved on.
@@ -302,12 +324,12 @@ impl Entry {
 
     /// The status line and the stored fields, as wire bytes.
     pub fn head(&self) -> &[u8] {
-        &self.head
+        &self.buf[..self.head_len as usize]
     }
 
     /// The stored fields, (name, value) each.
     pub fn headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.head[self.fields_at as usize..]
+        self.head()[self.fields_at as usize..]
             .split(|&c| c == b'\n')
             .filter(|l| !l.is_empty())
             .filter_map(|line| {
@@ -318,7 +340,7 @@ impl Entry {
     }
 
     pub fn etag(&self) -> Option<&[u8]> {
-        self.etag.map(|(s, e)| &self.head[s as usize..e as usize])
+        self.etag.map(|(s, e)| &self.head()[s as usize..e as usize])
     }
 
     pub fn lifetime(&self) -> Duration {
@@ -363,7 +385,9 @@ impl Entry {
 
     /// What the entry costs in the cache's byte budget, without its keys.
     pub(crate) fn charge(&self) -> usize {
-        self.head.len() + self.body.len() + self.vary.iter().map(|v| v.len() + 16).sum::<usize>()
+        self.head_len as usize
+            + self.body.len()
+            + self.vary.iter().map(|v| v.len() + 16).sum::<usize>()
     }
 
     /// Write the response head for a hit on this entry: the status line, the stored
@@ -371,7 +395,7 @@ impl Entry {
     /// line is left to the caller, which may add its own fields first. A HEAD request
     /// gets the same head and no body.
     pub fn write_head(&self, out: &mut Vec<u8>, now: Instant, x_cache: XCache) {
-        out.extend_from_slice(&self.head);
+        out.extend_from_slice(self.head());
         self.write_common(out, now, x_cache);
         if self.status != 204 {
             out.extend_from_slice(b"Content-Length: ");
@@ -385,7 +409,7 @@ impl Entry {
     /// The final empty line is left to the caller.
     pub fn write_not_modified(&self, out: &mut Vec<u8>, now: Instant) {
         out.extend_from_slice(b"HTTP/1.1 304 Not Modified\r\n");
-        for line in self.head[self.fields_at as usize..].split_inclusive(|&c| c == b'\n') {
+        for line in self.head()[self.fields_at as usize..].split_inclusive(|&c| c == b'\n') {
             let name = line.split(|&c| c == b':').next().unwrap_or(b"");
             if NOT_MODIFIED_FIELDS
                 .iter()

@@ -35,10 +35,19 @@ pub async fn write_all(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<
     res.map(|_| ())
 }
 
-/// Write a body shared with the cache, without copying it (see
+/// Write `body[from..]`, a body shared with the cache, without copying it (see
 /// [`super::shared_body`]).
-pub async fn write_shared(stream: &mut TcpStream, body: std::rc::Rc<[u8]>) -> io::Result<()> {
-    let (res, _) = stream.write_all(super::shared_body::SharedBody(body)).await;
+pub async fn write_shared(
+    stream: &mut TcpStream,
+    body: std::rc::Rc<[u8]>,
+    from: usize,
+) -> io::Result<()> {
+    if from >= body.len() {
+        return Ok(());
+    }
+    let (res, _) = stream
+        .write_all(super::shared_body::SharedBody(body).slice(from..))
+        .await;
     res.map(|_| ())
 }
 

@@ -238,7 +238,9 @@ pub async fn handle(
             bytes += body.len() as u64;
             ok = ok
                 && match body {
-                    Body::Bytes(b) => crate::http::io::write_shared(&mut c.stream, b).await,
+                    Body::Bytes(b, at) => {
+                        crate::http::io::write_shared(&mut c.stream, b, at as usize).await
+                    }
                     Body::File(f) => {
                         send_file(&mut c.stream, f.fd(), f.len(), w.blocking_sockets).await
                     }

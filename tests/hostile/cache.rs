@@ -27,9 +27,10 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use ringgate::cache::{
-    conditional, primary_key, storable, uri_key, variant_key, Audience, Cache, Entry, KeyParts,
-    Lookup, NotStorable, ReqDirectives, RequestFacts, ResponseParts, SpanHeaders, StaleUse,
-    Storable, XCache, CACHEABLE_STATUSES, ENTRY_OVERHEAD, MAX_DELTA, MAX_VARIANTS,
+    conditional, primary_key, storable, uri_key, variant_key, Audience, Body, Cache, Entry,
+    KeyParts, Lookup, NotStorable, ReqDirectives, RequestFacts, ResponseParts, SpanHeaders,
+    StaleUse, Storable, XCache, CACHEABLE_STATUSES, ENTRY_OVERHEAD, MAX_DELTA, MAX_VARIANTS,
+    WITH_HEAD_MAX,
 };
 use ringgate::config::RouteCache;
 use ringgate::http::{HeaderKind, RequestHead, ResponseHead};
@@ -293,11 +294,13 @@ pub fn check(input: &[u8]) -> bool {
         }
     };
     ensure(
-        entry
-            .body()
-            .as_bytes()
-            .is_some_and(|b| Rc::ptr_eq(b, &body)),
-        "the body is shared",
+        entry.body().as_bytes() == Some(&body[..]),
+        "the body is stored whole",
+        input,
+    );
+    ensure(
+        body.len() <= WITH_HEAD_MAX || entry.body().same(&Body::from(body.clone())),
+        "a body too large to live with the head is shared, not copied",
         input,
     );
     check_entry(&case, &st, &fields, parts.reason, &entry);
@@ -1123,7 +1126,7 @@ fn check_freshen(case: &Case<'_>, fields: &[Field<'_>], e: &Entry) -> Option<Ent
                     && f.lifetime() == e.lifetime()
                     && f.current_age(case.received_at) == e.current_age(case.received_at)
                     && f.status() == e.status()
-                    && f.body().same(e.body()),
+                    && same_body(f.body(), e.body()),
                 "a 304 with the same fields freshens to the same entry",
                 input,
             ),
@@ -1145,7 +1148,7 @@ fn check_freshen(case: &Case<'_>, fields: &[Field<'_>], e: &Entry) -> Option<Ent
     let (r, sent) = freshen(&some)?;
     let f = r.ok()?;
     ensure(
-        f.status() == e.status() && f.body().same(e.body()),
+        f.status() == e.status() && same_body(f.body(), e.body()),
         "a freshened entry keeps its status and body",
         input,
     );
@@ -1477,4 +1480,13 @@ fn check_store(
         "after invalidating every URI, entries or bytes remain",
         input,
     );
+}
+
+/// The same stored body: the same bytes, and shared rather than copied unless it is
+/// small enough to live with its entry's head (then a new head means a new copy).
+fn same_body(a: &Body, b: &Body) -> bool {
+    match (a.as_bytes(), b.as_bytes()) {
+        (Some(x), Some(y)) if y.len() <= WITH_HEAD_MAX => x == y,
+        _ => a.same(b),
+    }
 }

@@ -131,9 +131,9 @@ pub(super) fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
-pub(super) fn body_of(l: &Lookup) -> Option<Rc<[u8]>> {
+pub(super) fn body_of(l: &Lookup) -> Option<Vec<u8>> {
     match l {
-        Lookup::Hit(e) | Lookup::Stale(e, _) => Some(e.body().as_bytes()?.clone()),
+        Lookup::Hit(e) | Lookup::Stale(e, _) => Some(e.body().as_bytes()?.to_vec()),
         _ => None,
     }
 }

@@ -455,12 +455,18 @@ fn conditional_requests_answer_304() {
 fn a_304_freshens_the_entry_and_keeps_the_body() {
     let t0 = Instant::now();
     let rt = route(300);
-    let e = entry_at(
-        &rt,
-        "Cache-Control: max-age=1\nETag: \"v1\"\nX-Kept: 1",
-        b"body",
-        t0,
-    );
+    // A small body is copied with the new head (it shares their allocation)...
+    let fields = "Cache-Control: max-age=1\nETag: \"v1\"\nX-Kept: 1";
+    let small = entry_at(&rt, fields, b"body", t0);
+    let r304 = resp("304 Not Modified", "Cache-Control: max-age=100");
+    let t1 = t0 + secs(2);
+    let f = small
+        .freshen(&get(), &rt, &r304.parts(), UNIX_NOW, t1, t1, &[])
+        .unwrap();
+    assert_eq!(f.body().as_bytes(), Some(&b"body"[..]));
+    // ... a larger one is shared, not copied.
+    let body = vec![b'b'; crate::cache::WITH_HEAD_MAX + 1];
+    let e = entry_at(&rt, fields, &body, t0);
     assert!(!e.is_fresh(t0 + secs(2)));
     let r304 = resp(
         "304 Not Modified",

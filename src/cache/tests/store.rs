@@ -473,11 +473,15 @@ fn hits_share_the_body_without_copying() {
     let k = key("GET", "h", "/rc", Audience::Shared);
     c.insert(&k, NO_HEADERS, entry_at(&route(60), "", b"shared", t0))
         .unwrap();
-    let a = body_of(&c.lookup(&k, NO_HEADERS, &fresh(), t0)).unwrap();
+    let Lookup::Hit(e) = c.lookup(&k, NO_HEADERS, &fresh(), t0) else {
+        panic!("stored just now");
+    };
+    let a = e.body().clone();
+    assert!(a.same(e.body()));
     // Evicted or replaced while a hit is being written: the writer keeps its copy.
     c.invalidate(b"h", b"/rc");
-    let b = a.clone();
-    assert!(Rc::ptr_eq(&a, &b) && &*a == b"shared");
+    assert_eq!(c.stats().entries, 0);
+    assert_eq!(a.as_bytes(), Some(&b"shared"[..]));
 }
 
 #[test]
@@ -653,6 +657,36 @@ fn the_store_agrees_with_a_model_under_random_operations() {
     }
 }
 
+/// A small body shares one allocation with its entry's head; a larger one has its
+/// own. Either way the head and the body read back as they were stored, and only the
+/// larger one may move into a file.
+#[test]
+fn small_bodies_live_with_their_head_and_read_back_whole() {
+    let t0 = Instant::now();
+    let rt = route(60);
+    let files = BodyFiles::new(1, 10);
+    let max = crate::cache::WITH_HEAD_MAX;
+    for (len, with_head) in [(0, true), (5, true), (max, true), (max + 1, false)] {
+        let body: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+        let e = entry_at(&rt, "X-Kept: 1", &body, t0);
+        assert_eq!(e.body().as_bytes(), Some(&body[..]), "len {len}");
+        assert_eq!(e.body().len(), len);
+        let Body::Bytes(_, at) = e.body() else {
+            panic!("in memory");
+        };
+        assert_eq!(*at > 0, with_head, "len {len}");
+        assert!(e.head().starts_with(b"HTTP/1.1 200 OK\r\n") && e.head().ends_with(b"\r\n"));
+        assert_eq!(
+            e.headers().find(|(n, _)| *n == b"X-Kept"),
+            Some((&b"X-Kept"[..], &b"1"[..]))
+        );
+        let mut out = Vec::new();
+        e.body().append_to(&mut out).unwrap();
+        assert_eq!(out, body);
+        assert_eq!(files.wants(e.body()), !with_head, "len {len}");
+    }
+}
+
 #[test]
 fn a_body_moved_to_a_file_is_the_same_entry_with_the_same_bytes() {
     let mut c = cache();
@@ -660,16 +694,20 @@ fn a_body_moved_to_a_file_is_the_same_entry_with_the_same_bytes() {
     let rt = route(60);
     let k = key("GET", "h", "/v", Audience::Shared);
     let (en, de) = ([("accept-language", "en")], [("accept-language", "de")]);
+    // Larger than a body stored with its head (those never move into files).
+    let english = b"english".repeat(3000);
+    let deutsch = b"deutsch".repeat(3000);
+    assert!(english.len() > crate::cache::WITH_HEAD_MAX);
     c.insert(
         &k,
         &en[..],
-        entry_at(&rt, "Vary: Accept-Language", b"english", t0),
+        entry_at(&rt, "Vary: Accept-Language", &english, t0),
     )
     .unwrap();
     c.insert(
         &k,
         &de[..],
-        entry_at(&rt, "Vary: Accept-Language", b"deutsch", t0),
+        entry_at(&rt, "Vary: Accept-Language", &deutsch, t0),
     )
     .unwrap();
     let before = c.stats();
@@ -681,8 +719,8 @@ fn a_body_moved_to_a_file_is_the_same_entry_with_the_same_bytes() {
     let old = found(&mut c, &de[..]);
     let file = files.promote(&old).expect("a file");
     // Only the variant asked for moves, and only from the body it still has.
-    let english = found(&mut c, &en[..]);
-    assert!(!c.rehome_body(&k, &de[..], &english, file.clone()));
+    let en_body = found(&mut c, &en[..]);
+    assert!(!c.rehome_body(&k, &de[..], &en_body, file.clone()));
     assert!(c.rehome_body(&k, &de[..], &old, file.clone()));
     assert!(
         !c.rehome_body(&k, &de[..], &old, file.clone()),
@@ -690,13 +728,12 @@ fn a_body_moved_to_a_file_is_the_same_entry_with_the_same_bytes() {
     );
     let now = found(&mut c, &de[..]);
     assert!(now.same(&file) && now.as_bytes().is_none());
-    assert_eq!(now.to_vec().unwrap(), b"deutsch");
-    assert_eq!(
-        found(&mut c, &en[..]).as_bytes().unwrap().as_ref(),
-        b"english"
-    );
+    assert_eq!(now.to_vec().unwrap(), deutsch);
+    assert_eq!(found(&mut c, &en[..]).as_bytes().unwrap(), &english[..]);
     // A body of another length is not the same bytes.
-    let short = files.promote(&Body::from(&b"deutsc"[..])).unwrap();
+    let short = files
+        .promote(&Body::from(&deutsch[..deutsch.len() - 1]))
+        .unwrap();
     assert!(!c.rehome_body(&k, &de[..], &now, short));
     assert_eq!(
         (c.stats().entries, c.stats().bytes),
