@@ -26,6 +26,46 @@ use crate::http::header::{parse_content_length, trim_ows, HeaderKind, HeaderPos,
 /// they may move into a file).
 pub const WITH_HEAD_MAX: usize = 16 * 1024;
 
+/// The body [`Entry::build`] is given: bytes it copies (with the head, when small
+/// enough, so that no separate allocation is made for them), or a body already
+/// stored, shared as it is when too large to live with the head.
+#[derive(Debug)]
+pub enum NewBody<'a> {
+    Bytes(&'a [u8]),
+    Stored(Body),
+}
+
+impl NewBody<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            NewBody::Bytes(b) => b.len(),
+            NewBody::Stored(b) => b.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<'a> From<&'a [u8]> for NewBody<'a> {
+    fn from(b: &'a [u8]) -> NewBody<'a> {
+        NewBody::Bytes(b)
+    }
+}
+
+impl From<Body> for NewBody<'_> {
+    fn from(b: Body) -> NewBody<'static> {
+        NewBody::Stored(b)
+    }
+}
+
+impl From<Rc<[u8]>> for NewBody<'_> {
+    fn from(b: Rc<[u8]>) -> NewBody<'static> {
+        NewBody::Stored(b.into())
+    }
+}
+
 /// A cached response.
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -162,15 +202,15 @@ impl Entry {
     ///
     /// A body that does not have the length the head's `Content-Length` announced is
     /// refused ([`NotStorable::Truncated`]): a cut-short response is never cached.
-    pub fn build(
+    pub fn build<'b>(
         st: Storable,
         resp: &ResponseParts<'_>,
-        body: impl Into<Body>,
+        body: impl Into<NewBody<'b>>,
         requested_at: Instant,
         received_at: Instant,
         omit: &[String],
     ) -> Result<Entry, NotStorable> {
-        let body = body.into();
+        let body: NewBody<'b> = body.into();
         // Written into this thread's scratch buffer, then copied into an allocation of
         // exactly its size (no shrinking reallocation). A small body in memory goes
         // into the same allocation, after the head: one allocation to make on a miss
@@ -180,12 +220,19 @@ impl Entry {
             buf.clear();
             let written = stored_head(&mut buf, &st, resp, body.len(), omit);
             let head_len = buf.len() as u32;
-            let body = match body.as_bytes() {
+            let small = match &body {
+                NewBody::Bytes(b) => Some(&b[..]),
+                NewBody::Stored(b) => b.as_bytes(),
+            };
+            let body = match small {
                 Some(b) if b.len() <= WITH_HEAD_MAX => {
                     buf.extend_from_slice(b);
                     None
                 }
-                _ => Some(body),
+                _ => Some(match body {
+                    NewBody::Bytes(b) => Body::from(b),
+                    NewBody::Stored(b) => b,
+                }),
             };
             let all: Rc<[u8]> = buf.as_slice().into();
             scratch.set(buf);

@@ -96,7 +96,7 @@ mod store;
 mod tests;
 
 pub use body::{Body, BodyFile, BodyFiles};
-pub use entry::{conditional, Entry, WITH_HEAD_MAX};
+pub use entry::{conditional, Entry, NewBody, WITH_HEAD_MAX};
 pub use fill::{FillGuard, FillOutcome, FillTicket, FillWait, Fills};
 pub use key::{
     method_class, primary_key, uri_key, variant_key, Audience, KeyParts, RequestHeaders,
