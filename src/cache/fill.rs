@@ -57,7 +57,14 @@ pub struct Fills {
 struct InFlight {
     hasher: DefaultHashBuilder,
     fills: HashTable<Rc<FillState>>,
+    /// Finished fills' states that nothing else holds, reused by the next fills (a
+    /// miss takes one and gives it back): the allocator would hand out a block last
+    /// touched long ago, often a cache miss on every cache miss.
+    spare: Vec<Rc<FillState>>,
 }
+
+/// Spare states kept at most (as many as fills usually run at once on a worker).
+const SPARE_MAX: usize = 64;
 
 #[derive(Debug)]
 struct FillState {
@@ -91,11 +98,21 @@ impl Fills {
                 slot: None,
             });
         }
-        let state = Rc::new(FillState {
-            hash,
-            outcome: Cell::new(None),
-            wakers: RefCell::new(Vec::new()),
-        });
+        let state = match map.spare.pop() {
+            Some(mut state) => {
+                // Only unshared states are kept spare.
+                let s = Rc::get_mut(&mut state).expect("a spare state is not shared");
+                s.hash = hash;
+                *s.outcome.get_mut() = None;
+                s.wakers.get_mut().clear();
+                state
+            }
+            None => Rc::new(FillState {
+                hash,
+                outcome: Cell::new(None),
+                wakers: RefCell::new(Vec::new()),
+            }),
+        };
         map.fills.insert_unique(hash, state.clone(), |s| s.hash);
         FillTicket::Leader(FillGuard {
             fills: self.clone(),
@@ -156,6 +173,13 @@ impl FillGuard {
 impl Drop for FillGuard {
     fn drop(&mut self) {
         self.complete(FillOutcome::Failed);
+        // Out of the registry by now; if no follower holds it either, it is spare.
+        if Rc::strong_count(&self.state) == 1 {
+            let mut map = self.fills.inner.borrow_mut();
+            if map.spare.len() < SPARE_MAX {
+                map.spare.push(self.state.clone());
+            }
+        }
     }
 }
 

@@ -118,3 +118,34 @@ fn a_follower_that_gives_up_is_not_woken() {
     assert_eq!(first.0.load(Ordering::SeqCst), 0);
     assert_eq!(second.0.load(Ordering::SeqCst), 1);
 }
+
+/// Finished fills' states are reused, but never one a follower still holds, and a
+/// reused state starts afresh: its followers wait for their own leader.
+#[test]
+fn reused_fill_states_start_afresh_and_never_while_held() {
+    let fills = Fills::new();
+    let (_, waker) = counter();
+    for round in 0..3 {
+        let key = format!("k{round}");
+        let guard = leader(fills.begin(key.as_bytes()));
+        let mut wait = follower(fills.begin(key.as_bytes()));
+        assert_eq!(poll(&mut wait, &waker), Poll::Pending, "round {round}");
+        drop(wait);
+        guard.finish(FillOutcome::NotStored);
+    }
+    // A follower that outlives its fill keeps the outcome it was given, whatever the
+    // fills after it do.
+    let guard = leader(fills.begin(b"held"));
+    let mut held = follower(fills.begin(b"held"));
+    guard.finish(FillOutcome::Stored);
+    for round in 0..3 {
+        let key = format!("after{round}");
+        let guard = leader(fills.begin(key.as_bytes()));
+        let mut wait = follower(fills.begin(key.as_bytes()));
+        assert_eq!(poll(&mut wait, &waker), Poll::Pending, "round {round}");
+        assert_eq!(poll(&mut held, &waker), Poll::Ready(FillOutcome::Stored));
+        drop(guard);
+        assert_eq!(poll(&mut wait, &waker), Poll::Ready(FillOutcome::Failed));
+    }
+    assert_eq!(fills.in_flight(), 0);
+}
