@@ -251,6 +251,25 @@ fn bench_insert(c: &mut Criterion) {
         )
     });
 
+    // An unsafe method's invalidation: every hash a key of the URI may have is asked
+    // for (see `Cache::invalidate`). A URI with nothing stored, and one with an entry
+    // (dropped, then stored again so that the next round finds one).
+    c.bench_function("cache/invalidate_absent", |b| {
+        b.iter(|| black_box(cache.invalidate(b"api.example.com", b"/api/none")))
+    });
+    c.bench_function("cache/invalidate_and_refill", |b| {
+        b.iter_batched(
+            || entry(&head, &body, now),
+            |e| {
+                i = (i + 7919) % ENTRIES as usize;
+                key_of(&mut key, &targets[i]);
+                assert_eq!(cache.invalidate(b"api.example.com", &targets[i]), 1);
+                cache.insert(&key, &req, e).unwrap();
+            },
+            BatchSize::SmallInput,
+        )
+    });
+
     // New keys into a full cache: every insert evicts.
     let mut cache = Cache::new(8 << 20, 1 << 20);
     let mut n = 0u64;
