@@ -219,7 +219,7 @@ pub fn instructions(gw: SocketAddr, creds: &DemoCredentials) -> String {
         (
             "A cached product, asked twice on one connection: X-Cache: MISS, then HIT (each worker has its own cache)",
             format!(
-                "curl -si {0} {0} | grep -E '^HTTP|^X-Cache|^Age'",
+                "curl -si -w '\\n' {0} {0} | grep -E '^HTTP|^X-Cache|^Age'",
                 url(gw, "/api/products/2")
             ),
         ),
@@ -1851,7 +1851,7 @@ mod tests {
             "curl -i -H \"Authorization: Bearer $PRO\" http://127.0.0.1:8080/api/users/2\n",
             "curl -i -H \"Authorization: Bearer $FREE\" http://127.0.0.1:8080/api/orders\n",
             "curl -i -H \"X-API-Key: $KEY\" http://127.0.0.1:8080/api/orders\n",
-            "curl -si http://127.0.0.1:8080/api/products/2 http://127.0.0.1:8080/api/products/2 | grep -E '^HTTP|^X-Cache|^Age'\n",
+            "curl -si -w '\\n' http://127.0.0.1:8080/api/products/2 http://127.0.0.1:8080/api/products/2 | grep -E '^HTTP|^X-Cache|^Age'\n",
             "curl -i 'http://127.0.0.1:8080/api/slow?ms=500'\n",
             "curl -i http://127.0.0.1:8080/api/fail\n",
             "curl -i 'http://127.0.0.1:8080/api/slow?ms=8000'\n",
