@@ -175,7 +175,7 @@ impl<P: Policy> Cache<P> {
             return Lookup::Bypass;
         }
         let hash = self.key_hash(primary);
-        self.policy.on_access(hash);
+        self.policy.on_access(policy_hash(hash));
         let Some(ri) = self.find(hash, primary) else {
             self.stats.misses += 1;
             return Lookup::Miss;
@@ -287,7 +287,7 @@ impl<P: Policy> Cache<P> {
         if self.bytes + charge > self.max_bytes
             && !self
                 .policy
-                .admit(hash, self.bytes + charge - self.max_bytes)
+                .admit(policy_hash(hash), self.bytes + charge - self.max_bytes)
         {
             self.stats.refused += 1;
             return Err(NotStorable::NotAdmitted);
@@ -347,7 +347,7 @@ impl<P: Policy> Cache<P> {
             variant,
             charge,
         };
-        self.policy.on_insert(sid, hash, charge);
+        self.policy.on_insert(sid, policy_hash(hash), charge);
         self.bytes += charge;
         self.stats.inserts += 1;
         debug_assert!(self.bytes <= self.max_bytes);
@@ -485,6 +485,13 @@ impl<P: Policy> Cache<P> {
         self.free_slots.push(sid);
         self.bytes -= charge;
     }
+}
+
+/// A key's hash as the eviction policy gets it: the audience's bits (the top ones,
+/// [`Cache::key_hash`]) folded into the low ones too, which the policy's ghost table
+/// indexes by, so that one URI's keys for different tenants do not share a ghost slot.
+fn policy_hash(hash: u64) -> u64 {
+    hash ^ hash >> (64 - LANE_BITS)
 }
 
 /// The slot ids of a chain of variants, newest first.
