@@ -218,7 +218,14 @@ impl Entry {
         let (buf, head_len, body, fields_at, etag) = HEAD_SCRATCH.with(|scratch| {
             let mut buf = scratch.take();
             buf.clear();
-            let written = stored_head(&mut buf, &st, resp, body.len(), omit);
+            let (fields_at, etag) = match stored_head(&mut buf, &st, resp, body.len(), omit) {
+                Ok(written) => written,
+                Err(e) => {
+                    // Refused (a body not as long as announced): nothing is allocated.
+                    scratch.set(buf);
+                    return Err(e);
+                }
+            };
             let head_len = buf.len() as u32;
             let small = match &body {
                 NewBody::Bytes(b) => Some(&b[..]),
@@ -237,7 +244,7 @@ impl Entry {
             let all: Rc<[u8]> = buf.as_slice().into();
             scratch.set(buf);
             let body = body.unwrap_or_else(|| Body::Bytes(all.clone(), head_len));
-            written.map(|(fields_at, etag)| (all, head_len, body, fields_at, etag))
+            Ok((all, head_len, body, fields_at, etag))
         })?;
         let delay = received_at
             .saturating_duration_since(requested_at)

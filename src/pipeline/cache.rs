@@ -717,14 +717,13 @@ pub fn store(
         drop_replaced(w, ctx, resp.status);
         return false;
     };
-    let now = received_at;
-    let requested_at = ctx.requested_at.unwrap_or(now);
+    let requested_at = ctx.requested_at.unwrap_or(received_at);
     match Entry::build(
         st,
         &parts,
         body,
         requested_at,
-        now,
+        received_at,
         &route.response_headers.remove,
     ) {
         Ok(entry) => w
