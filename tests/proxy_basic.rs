@@ -126,6 +126,32 @@ both_drivers! {
         assert_eq!(r.all("host").len(), 1, "origin got no Host: {:?}", r.headers);
     }
 
+    fn later_http1_minor_versions_are_served_as_http11(driver) {
+        // RFC 9112 2.3: a higher minor version is processed as the highest one implemented
+        // (nginx does the same); a different major version is 505.
+        let origin = Origin::start(|r| {
+            Reply::ok(format!("{} {} {}", r.method, r.target, String::from_utf8_lossy(&r.body)))
+        });
+        let gw = Gw::simple(driver, &origin);
+        let mut c = gw.client();
+        for _ in 0..2 {
+            let resp = c.request(&Req::post("/minor", "abc").version("HTTP/1.2"));
+            assert_eq!(resp.status, 200, "{}", resp.head);
+            assert_eq!(resp.version, "HTTP/1.1");
+            assert_eq!(resp.text(), "POST /minor abc");
+            assert!(!resp.connection_has("close"), "kept alive as 1.1: {}", resp.head);
+        }
+        let r = origin.last_request();
+        assert_eq!(r.version, "HTTP/1.1");
+        assert_eq!(r.body, b"abc");
+        assert_eq!(origin.requests().len(), 2);
+        let resp = gw.send(&Req::get("/").version("HTTP/1.10"));
+        resp.assert_json_error(400);
+        let resp = gw.send(&Req::get("/").version("HTTP/2.0"));
+        resp.assert_json_error(505);
+        assert_eq!(origin.requests().len(), 2);
+    }
+
     fn pipelined_requests_are_answered_in_order(driver) {
         let origin =
             Origin::start(|r| Reply::ok(format!("{} {} {}", r.method, r.target, r.body.len())));

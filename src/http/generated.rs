@@ -12,6 +12,7 @@ pub fn status_text(status: u16) -> (&'static str, &'static str) {
         405 => ("Method Not Allowed", "method_not_allowed"),
         408 => ("Request Timeout", "request_timeout"),
         413 => ("Content Too Large", "payload_too_large"),
+        414 => ("URI Too Long", "uri_too_long"),
         417 => ("Expectation Failed", "expectation_failed"),
         429 => ("Too Many Requests", "too_many_requests"),
         431 => (

@@ -25,6 +25,8 @@ pub enum HeadError {
     Malformed(&'static str),
     #[error("request head too large")]
     TooLarge,
+    #[error("request line too long")]
+    UriTooLong,
     #[error("too many header fields")]
     TooManyHeaders,
     #[error("unsupported HTTP version")]
@@ -39,6 +41,7 @@ impl HeadError {
         match self {
             HeadError::Malformed(_) => 400,
             HeadError::TooLarge | HeadError::TooManyHeaders => 431,
+            HeadError::UriTooLong => 414,
             HeadError::VersionNotSupported => 505,
             HeadError::ExpectationFailed => 417,
         }

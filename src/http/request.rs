@@ -131,16 +131,32 @@ impl RequestHead {
         let status = match req.parse_with_uninit_headers(view, slots) {
             Ok(s) => s,
             Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
-            Err(httparse::Error::Version) => return Err(version_error(view)),
+            Err(httparse::Error::Version) => {
+                return match later_minor_version(view) {
+                    // RFC 9112 2.3: a higher minor version of HTTP/1 is processed as the
+                    // highest one we implement. httparse knows only 1.0 and 1.1, so parse
+                    // a copy that says 1.1 (a rare path): the copy has the same layout,
+                    // so every span it yields fits the original buffer too.
+                    Some(at) => {
+                        let mut copy = view.to_vec();
+                        copy[at] = b'1';
+                        self.parse(&copy, max_head, max_headers)
+                    }
+                    None => Err(version_error(view)),
+                };
+            }
             Err(e) => return Err(HeadError::Malformed(httparse_reason(e))),
         };
         let head_len = match status {
             httparse::Status::Complete(n) => n,
             httparse::Status::Partial => {
-                return if buf.len() >= max_head {
-                    Err(HeadError::TooLarge)
-                } else {
+                return if buf.len() < max_head {
                     Ok(false)
+                } else if memchr::memchr(b'\n', view).is_none() {
+                    // The request line alone does not fit: RFC 9112 3 asks for 414.
+                    Err(HeadError::UriTooLong)
+                } else {
+                    Err(HeadError::TooLarge)
                 };
             }
         };
@@ -399,6 +415,23 @@ fn check_line_endings(head: &[u8]) -> Result<(), HeadError> {
         }
     }
     Ok(())
+}
+
+/// Where the minor digit is when the request line ends in `HTTP/1.2` to `HTTP/1.9`.
+fn later_minor_version(buf: &[u8]) -> Option<usize> {
+    let line_end = memchr::memchr(b'\n', buf).unwrap_or(buf.len());
+    let line = &buf[..line_end];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let at = line.len().checked_sub(1)?;
+    let version = line.get(line.len().checked_sub(9)?..)?;
+    match version {
+        [b' ', b'H', b'T', b'T', b'P', b'/', b'1', b'.', minor]
+            if (b'2'..=b'9').contains(minor) =>
+        {
+            Some(at)
+        }
+        _ => None,
+    }
 }
 
 fn version_error(buf: &[u8]) -> HeadError {

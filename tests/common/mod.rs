@@ -1044,6 +1044,11 @@ impl Req {
         self
     }
 
+    pub fn version(mut self, version: &str) -> Req {
+        self.version = version.to_owned();
+        self
+    }
+
     pub fn body(mut self, body: impl Into<Vec<u8>>) -> Req {
         self.body = body.into();
         self.chunks = None;

@@ -101,6 +101,11 @@ pub fn check(input: &[u8]) -> Outcome {
                 "TooLarge only when max_head bytes are there",
                 input,
             ),
+            Err(HeadError::UriTooLong) => ensure(
+                input.len() >= max_head && !input[..max_head].contains(&b'\n'),
+                "UriTooLong only when max_head bytes hold no line end",
+                input,
+            ),
             Err(_) => {}
         }
         results.push(fresh);
@@ -117,8 +122,13 @@ pub fn check(input: &[u8]) -> Outcome {
                     ensure(false, "refused under a limit the head fits", input);
                 } else {
                     ensure(
-                        matches!(r, Err(HeadError::TooLarge | HeadError::TooManyHeaders)),
-                        "a head over a limit is 431",
+                        matches!(
+                            r,
+                            Err(HeadError::TooLarge
+                                | HeadError::TooManyHeaders
+                                | HeadError::UriTooLong)
+                        ),
+                        "a head over a limit is 431, or 414 if its request line is",
                         input,
                     );
                 }
@@ -247,16 +257,13 @@ pub fn invariants(buf: &[u8], p: &Parsed, max_head: usize, max_n: usize) {
         buf,
     );
     let (raw_target, version) = line.split_at(line.len() - 9);
-    let want_version: &[u8] = if p.version_minor == 1 {
-        b" HTTP/1.1"
-    } else {
-        b" HTTP/1.0"
+    // HTTP/1.2 to 1.9 are taken as 1.1, the highest minor version we implement.
+    let version_ok = match version {
+        b" HTTP/1.0" => p.version_minor == 0,
+        [b' ', b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'1'..=b'9'] => p.version_minor == 1,
+        _ => false,
     };
-    ensure(
-        version == want_version,
-        "version as on the request line",
-        buf,
-    );
+    ensure(version_ok, "version as on the request line", buf);
     ensure(
         raw_target.iter().all(|&c| c > b' ' && c != 0x7f),
         "no blank or control in the target",

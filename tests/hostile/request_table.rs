@@ -345,9 +345,37 @@ fn request_cases() -> Vec<(&'static str, String, Want)> {
             bad,
         ),
         ("no version", "GET /\r\nHost: a\r\n\r\n".into(), bad),
-        // RFC 9110 2.5 says a 1.x minor version above 1 SHOULD be treated as 1.1; the
-        // gateway refuses it (httparse only knows 1.0 and 1.1). Recorded, not endorsed.
-        ("HTTP/1.2", "GET / HTTP/1.2\r\nHost: a\r\n\r\n".into(), bad),
+        // RFC 9112 2.3: a 1.x minor version above 1 is processed as 1.1.
+        (
+            "HTTP/1.2",
+            "GET / HTTP/1.2\r\nHost: a\r\n\r\n".into(),
+            ok(Empty),
+        ),
+        (
+            "HTTP/1.9",
+            "GET / HTTP/1.9\r\nHost: a\r\n\r\n".into(),
+            ok(Empty),
+        ),
+        (
+            "HTTP/1.10",
+            "GET / HTTP/1.10\r\nHost: a\r\n\r\n".into(),
+            bad,
+        ),
+        (
+            "HTTP/1.2x",
+            "GET / HTTP/1.2x\r\nHost: a\r\n\r\n".into(),
+            bad,
+        ),
+        (
+            "HTTP/1.2 SP",
+            "GET / HTTP/1.2 \r\nHost: a\r\n\r\n".into(),
+            bad,
+        ),
+        (
+            "HTTP/1.2 without Host",
+            "GET / HTTP/1.2\r\nX: a\r\n\r\n".into(),
+            bad,
+        ),
         // Expect.
         (
             "Expect 100-continue",
