@@ -302,17 +302,43 @@ both_drivers! {
         }
     }
 
-    fn interim_responses_are_not_relayed(driver) {
+    fn interim_responses_are_relayed_to_http11_clients_only(driver) {
+        // RFC 9110 15.2: a proxy forwards 1xx responses, without their hop-by-hop
+        // fields; not to HTTP/1.0 clients, and not a 100 the gateway did not ask for.
         let origin = Origin::start(|_| {
             Reply::raw(
-                &b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n\
+                &b"HTTP/1.1 100 Continue\r\n\r\n\
+                   HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\
+                   Connection: x-hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\n\r\n\
+                   HTTP/1.1 102 Processing\r\n\r\n\
                    HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"[..],
             )
         });
         let gw = Gw::simple(driver, &origin);
-        let resp = gw.send(&Req::get("/"));
-        assert_eq!(resp.status, 200);
+        let mut c = gw.client();
+        for _ in 0..2 {
+            c.send(Req::get("/").bytes());
+            let hints = c.read_response();
+            assert_eq!(hints.status, 103, "{}", hints.head);
+            assert!(hints.head.starts_with("HTTP/1.1 103 Early Hints\r\n"), "{}", hints.head);
+            assert_eq!(hints.header("link"), Some("</s.css>; rel=preload"));
+            for hop in ["connection", "x-hop", "keep-alive"] {
+                assert!(!hints.has(hop), "{hop} relayed: {}", hints.head);
+            }
+            assert!(hints.body.is_empty());
+            let processing = c.read_response();
+            assert_eq!(processing.status, 102, "{}", processing.head);
+            let resp = c.read_response();
+            assert_eq!(resp.status, 200, "{}", resp.head);
+            assert_eq!(resp.text(), "ok");
+        }
+        // An HTTP/1.0 client gets the final response only.
+        let mut old = gw.client();
+        let resp = old.request(&Req::get("/").http10());
+        assert_eq!(resp.status, 200, "{}", resp.head);
         assert_eq!(resp.text(), "ok");
+        old.assert_closed();
+        assert_eq!(origin.requests().len(), 3);
     }
 
     fn truncated_length_body_closes_the_client(driver) {

@@ -233,6 +233,26 @@ pub fn client_framing(resp: &ResponseHead, client_minor: u8) -> ClientFraming {
     }
 }
 
+fn status_line(out: &mut Vec<u8>, resp: &ResponseHead, buf: &[u8]) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(itoa::Buffer::new().format(resp.status).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(resp.reason.get(buf));
+    out.extend_from_slice(b"\r\n");
+}
+
+/// An interim (1xx) response relayed to the client (RFC 9110 15.2: a proxy forwards
+/// them), appended to `out`: its status line and its end-to-end fields.
+pub fn interim_response(out: &mut Vec<u8>, resp: &ResponseHead, buf: &[u8]) {
+    status_line(out, resp, buf);
+    for h in &resp.headers {
+        if !hop_by_hop(h, buf, &resp.conn_tokens) {
+            header_line(out, h.name.get(buf), h.value.get(buf));
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
 /// The response head for the client, appended to `out`.
 #[allow(clippy::too_many_arguments)]
 pub fn client_response(
@@ -246,11 +266,7 @@ pub fn client_response(
     client_minor: u8,
     extra: &[u8],
 ) {
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(itoa::Buffer::new().format(resp.status).as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(resp.reason.get(buf));
-    out.extend_from_slice(b"\r\n");
+    status_line(out, resp, buf);
     for h in &resp.headers {
         let name = h.name.get(buf);
         if h.kind == HeaderKind::XRequestId {

@@ -703,7 +703,17 @@ impl Exchange<'_> {
                             ));
                         }
                         if (100..200).contains(&resp.status) {
-                            // Interim responses (100, 102, 103) are not relayed.
+                            // Interim responses such as 102 and 103 go on to HTTP/1.1
+                            // clients (RFC 9110 15.2; HTTP/1.0 knows none). A 100 is
+                            // not the client's: the gateway answers Expect itself, and
+                            // the upstream never saw it.
+                            if resp.status != 100 && self.meta.version_minor == 1 {
+                                c.obuf.clear();
+                                forward::interim_response(&mut c.obuf, resp, &conn.buf);
+                                write_all(&mut c.stream, &mut c.obuf)
+                                    .await
+                                    .map_err(ProxyError::ClientIo)?;
+                            }
                             conn.buf.drain(..resp.head_len);
                             continue;
                         }
