@@ -130,6 +130,17 @@ resolve_ringgate() {
     [[ -x $RINGGATE ]] || die "the build succeeded but $RINGGATE is missing"
 }
 
+# resolve_floor: build loadtest/floor (a crate of its own) and set FLOOR to its binary.
+resolve_floor() {
+    command -v cargo >/dev/null || die "cargo not found: install Rust, or leave floor out of TARGETS"
+    log "building: cargo build --release --manifest-path $LT_DIR/floor/Cargo.toml"
+    if ! cargo build --release --manifest-path "$LT_DIR/floor/Cargo.toml" >&2; then
+        die "building loadtest/floor failed; leave floor out of TARGETS to run without it"
+    fi
+    FLOOR=$LT_DIR/floor/target/release/floor
+    [[ -x $FLOOR ]] || die "the build succeeded but $FLOOR is missing"
+}
+
 # ringgate_config FILE PORT ADMIN_PORT ORIGIN_PORT DRIVER [EXTRA_SERVER_TOML]
 ringgate_config() {
     local file=$1 port=$2 admin=$3 origin=$4 driver=$5 extra=${6:-}

@@ -333,6 +333,20 @@ def cmd_report(results, outdir):
         verdicts.append(ok)
         print(f"{'PASS' if ok else 'MISS'} {r['target']} {r['body']}"
               + ("" if ok else ": " + "; ".join(problems)))
+    # The floor: what a proxy with no HTTP work at all costs here (loadtest/floor).
+    for (t, body), fl in by.items():
+        n = nginx.get(body)
+        if t != "floor" or n is None or not fl["proxy_cpu_us_per_req"]:
+            continue
+        line = (f"FLOOR {body}: a bare io_uring forwarder with no HTTP costs "
+                f"{fl['proxy_cpu_us_per_req']:.2f} us/req, "
+                f"{fl['cpu_ratio_vs_nginx']:.2f}x nginx")
+        for g in ("ringgate-uring", "ringgate-epoll"):
+            r = by.get((g, body))
+            if r and r["proxy_cpu_us_per_req"]:
+                r["cpu_ratio_vs_floor"] = r["proxy_cpu_us_per_req"] / fl["proxy_cpu_us_per_req"]
+                line += f"; {g} {r['cpu_ratio_vs_floor']:.2f}x the floor"
+        print(line)
     for r in recs:
         if r["target"] in ("direct", "nginx") and r["errors"]:
             print(f"WARN {r['target']} {r['body']}: {r['errors']} errors")

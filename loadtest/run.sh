@@ -20,9 +20,12 @@ environment (defaults in brackets):
   WARMUP        seconds of the unmeasured wrk run before it [2]
   CONNS         wrk connections for the 128-byte body [64]
   CONNS_1M      wrk connections for the 1 MiB body [16]
-  TARGETS       subset of: direct nginx ringgate-uring ringgate-epoll ringgate-auth
-                nginx-cache ringgate-cache ringgate-q ringgate-miss [all nine]
-                (ringgate-q and ringgate-miss send a new query string every
+  TARGETS       subset of: direct nginx floor ringgate-uring ringgate-epoll
+                ringgate-auth nginx-cache ringgate-cache ringgate-q ringgate-miss
+                [all ten]
+                (floor is loadtest/floor, a bare io_uring TCP forwarder with no
+                HTTP: the least CPU a proxy can spend here; 128-byte body only.
+                ringgate-q and ringgate-miss send a new query string every
                 request: the first without, the second with the route cached, so
                 every request is a miss that is stored; 128-byte body only)
   BODIES        subset of: 128 1m [both]
@@ -46,7 +49,7 @@ DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 CONNS=${CONNS:-64}
 CONNS_1M=${CONNS_1M:-16}
-ALL_TARGETS="direct nginx ringgate-uring ringgate-epoll ringgate-auth nginx-cache ringgate-cache ringgate-q ringgate-miss"
+ALL_TARGETS="direct nginx floor ringgate-uring ringgate-epoll ringgate-auth nginx-cache ringgate-cache ringgate-q ringgate-miss"
 TARGETS=${TARGETS:-$ALL_TARGETS}
 BODIES=${BODIES:-128 1m}
 PROXY_CPU=${PROXY_CPU:-0}
@@ -73,6 +76,10 @@ RINGGATE=""
 if [[ " $TARGETS " == *" ringgate-"* ]]; then
     resolve_ringgate
 fi
+FLOOR=""
+if [[ " $TARGETS " == *" floor "* && " $BODIES " == *" 128 "* ]]; then
+    resolve_floor
+fi
 
 lt_init
 REQ_HEADER=()
@@ -85,7 +92,7 @@ RESULTS=$OUT/results.jsonl
 
 # ------------------------------------------------------------------ origin
 
-read -r ORIGIN_PORT NGINX_PORT RG_URING_PORT RG_EPOLL_PORT RG_ADMIN_PORT RG_AUTH_PORT NGINX_CACHE_PORT RG_CACHE_PORT RG_Q_PORT RG_MISS_PORT < <("${LT_PY[@]}" ports 10)
+read -r ORIGIN_PORT NGINX_PORT RG_URING_PORT RG_EPOLL_PORT RG_ADMIN_PORT RG_AUTH_PORT NGINX_CACHE_PORT RG_CACHE_PORT RG_Q_PORT RG_MISS_PORT FLOOR_PORT < <("${LT_PY[@]}" ports 11)
 
 # nginx_prefix NAME TEMPLATE PORT: make DIR=$LT_TMP/NAME with the filled-in conf.
 nginx_prefix() {
@@ -204,6 +211,21 @@ run_target() {
         log "  nginx proxy pid $pid on 127.0.0.1:$NGINX_PORT, core $PROXY_CPU"
         check_bodies nginx "$NGINX_PORT"
         bench nginx "$NGINX_PORT" "$pid"
+        stop_pid "$pid"
+        ;;
+    floor)
+        # No HTTP: bytes copied each way on one io_uring with multishot receives into
+        # provided buffers (loadtest/floor/src/main.rs). Small bodies only: it sends
+        # each buffer as it comes, which keeps order only while one is in flight.
+        [[ -n $FLOOR ]] || return 0
+        local BODIES=128
+        start_bg floor "$OUT/floor.log" \
+            taskset -c "$PROXY_CPU" "$FLOOR" "127.0.0.1:$FLOOR_PORT" "127.0.0.1:$ORIGIN_PORT"
+        pid=$LT_LAST_PID
+        wait_http floor "$pid" "http://127.0.0.1:$FLOOR_PORT/" "$OUT/floor.log"
+        log "  floor pid $pid on 127.0.0.1:$FLOOR_PORT, core $PROXY_CPU"
+        check_bodies floor "$FLOOR_PORT"
+        bench floor "$FLOOR_PORT" "$pid"
         stop_pid "$pid"
         ;;
     ringgate-uring | ringgate-epoll)
