@@ -341,6 +341,20 @@ both_drivers! {
         assert_eq!(origin.requests().len(), 3);
     }
 
+    fn later_http1_minor_version_from_the_upstream_is_read_as_11(driver) {
+        // RFC 9112 2.3, as nginx does; the connection stays in the pool as 1.1's would.
+        let origin =
+            Origin::start(|_| Reply::raw(&b"HTTP/1.2 200 OK\r\nContent-Length: 2\r\n\r\nok"[..]).keep_open());
+        let gw = Gw::simple(driver, &origin);
+        for _ in 0..2 {
+            let resp = gw.send(&Req::get("/"));
+            assert_eq!(resp.status, 200, "{}", resp.head);
+            assert!(resp.head.starts_with("HTTP/1.1 200 OK\r\n"), "{}", resp.head);
+            assert_eq!(resp.text(), "ok");
+        }
+        assert_eq!(origin.connections(), 1);
+    }
+
     fn truncated_length_body_closes_the_client(driver) {
         let origin = Origin::start(|_| {
             Reply::raw(&b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789"[..])

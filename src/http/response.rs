@@ -63,6 +63,18 @@ impl ResponseHead {
         {
             Ok(s) => s,
             Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
+            Err(httparse::Error::Version) => {
+                // RFC 9112 2.3: HTTP/1.2 to 1.9 are read as 1.1 (as nginx does). A copy
+                // that says 1.1 has the same layout, so its spans fit `buf` too.
+                let Some(at) = later_minor_version(view) else {
+                    return Err(HeadError::Malformed(httparse_reason(
+                        httparse::Error::Version,
+                    )));
+                };
+                let mut copy = view.to_vec();
+                copy[at] = b'1';
+                return self.parse(&copy, max_head, max_headers, head_request);
+            }
             Err(e) => return Err(HeadError::Malformed(httparse_reason(e))),
         };
         let head_len = match status {
@@ -192,5 +204,20 @@ impl ResponseHead {
             }
         };
         Ok(true)
+    }
+}
+
+/// Where the minor digit is when the status line starts `HTTP/1.2 ` to `HTTP/1.9 `
+/// (after the empty lines httparse skips), or ends right after that digit so far.
+fn later_minor_version(buf: &[u8]) -> Option<usize> {
+    let start = buf.iter().position(|&c| c != b'\r' && c != b'\n')?;
+    let line = &buf[start..];
+    match line.get(..8)? {
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', minor]
+            if (b'2'..=b'9').contains(minor) && matches!(line.get(8), None | Some(b' ')) =>
+        {
+            Some(start + 7)
+        }
+        _ => None,
     }
 }

@@ -89,6 +89,13 @@ fn response_framing_shapes() {
             false,
         ),
         (
+            "HTTP/1.2 is read as 1.1 (RFC 9112 2.3)",
+            b"HTTP/1.2 200 OK\r\nContent-Length: 1\r\n\r\n",
+            false,
+            Length(1),
+            true,
+        ),
+        (
             "bare LF from an upstream is tolerated",
             b"HTTP/1.1 200 OK\nContent-Length: 1\n\n",
             false,
@@ -115,6 +122,15 @@ fn response_framing_shapes() {
         ("obs-fold", b"HTTP/1.1 200 OK\r\nX-A: 1\r\n 2\r\n\r\n"),
         ("NUL", b"HTTP/1.1 200 OK\r\nX-A: \0\r\n\r\n"),
         ("two-digit status", b"HTTP/1.1 20 OK\r\n\r\n"),
+        (
+            "HTTP/1.10",
+            b"HTTP/1.10 200 OK\r\nContent-Length: 0\r\n\r\n",
+        ),
+        ("HTTP/2", b"HTTP/2 200 OK\r\nContent-Length: 0\r\n\r\n"),
+        (
+            "HTTP/1.2x",
+            b"HTTP/1.2x 200 OK\r\nContent-Length: 0\r\n\r\n",
+        ),
         // Written back to the client as "HTTP/1.1 42 ...": not a status line.
         (
             "status below 100",
