@@ -169,6 +169,7 @@ fn bench_write(c: &mut Criterion) {
                 true,
                 1,
                 b"",
+                b"Tue, 01 Dec 2026 05:30:00 GMT",
             );
             out.len()
         })

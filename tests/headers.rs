@@ -83,6 +83,28 @@ both_drivers! {
         assert_eq!(c.request(&Req::get("/")).status, 200);
     }
 
+    fn a_response_without_date_gets_the_gateways(driver) {
+        // RFC 9110 6.6.1: a proxy with a clock adds Date when the origin sent none; an
+        // origin's own Date is relayed unchanged, once.
+        let origin = Origin::start(|r| {
+            if r.target == "/dated" {
+                Reply::ok("x").header("Date", "Sun, 06 Nov 1994 08:49:37 GMT")
+            } else {
+                Reply::ok("x")
+            }
+        });
+        let gw = Gw::simple(driver, &origin);
+        let before = std::time::SystemTime::now() - std::time::Duration::from_secs(2);
+        let resp = gw.send(&Req::get("/"));
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.all("date").len(), 1, "{}", resp.head);
+        let date = httpdate::parse_http_date(resp.header("date").unwrap()).expect("an HTTP-date");
+        assert!(date >= before, "{}", resp.head);
+        assert!(date <= std::time::SystemTime::now() + std::time::Duration::from_secs(2));
+        let resp = gw.send(&Req::get("/dated"));
+        assert_eq!(resp.all("date"), ["Sun, 06 Nov 1994 08:49:37 GMT"], "{}", resp.head);
+    }
+
     fn x_forwarded_headers_replace_an_untrusted_peers(driver) {
         let origin = Origin::echo();
         let gw = Gw::simple(driver, &origin);

@@ -213,7 +213,7 @@ pub fn storable(
                 );
                 continue;
             }
-            HeaderKind::Other => {}
+            HeaderKind::Other | HeaderKind::Date => {}
             _ => continue,
         }
         let is = |n: &[u8]| name.eq_ignore_ascii_case(n);

@@ -95,6 +95,8 @@ pub enum HeaderKind {
     /// X-User-ID, X-Tenant-ID, X-User-Plan, X-User-Scopes: set by the gateway from a
     /// verified identity; a client's own are always dropped so they cannot be forged.
     Identity,
+    /// Date: a response without one gets the gateway's (RFC 9110 6.6.1).
+    Date,
 }
 
 impl HeaderKind {
@@ -106,6 +108,7 @@ impl HeaderKind {
         match name.len() {
             2 if eq("te") => HeaderKind::HopByHop,
             4 if eq("host") => HeaderKind::Host,
+            4 if eq("date") => HeaderKind::Date,
             6 if eq("expect") => HeaderKind::Expect,
             7 if eq("trailer") => HeaderKind::HopByHop,
             7 if eq("upgrade") => HeaderKind::HopByHop,
@@ -232,6 +235,8 @@ mod tests {
             HeaderKind::XForwardedFor
         );
         assert_eq!(HeaderKind::classify(b"X-Custom"), HeaderKind::Other);
+        assert_eq!(HeaderKind::classify(b"DATE"), HeaderKind::Date);
+        assert_eq!(HeaderKind::classify(b"data"), HeaderKind::Other);
     }
 
     #[test]

@@ -265,13 +265,16 @@ pub fn client_response(
     keep_alive: bool,
     client_minor: u8,
     extra: &[u8],
+    date: &[u8],
 ) {
     status_line(out, resp, buf);
+    let mut dated = false;
     for h in &resp.headers {
         let name = h.name.get(buf);
         if h.kind == HeaderKind::XRequestId {
             continue;
         }
+        dated |= h.kind == HeaderKind::Date;
         // An empty body keeps the upstream's Content-Length: for HEAD and 304 it
         // describes the representation, not this message.
         if h.kind == HeaderKind::ContentLength && framing == ClientFraming::None {
@@ -287,6 +290,11 @@ pub fn client_response(
     }
     for (name, value) in &route.response_headers.add {
         header_line(out, name.as_bytes(), value.as_bytes());
+    }
+    if !dated {
+        // RFC 9110 6.6.1: a recipient with a clock forwarding a response without Date
+        // adds one, as nginx does. (A route that removes Date gets none.)
+        header_line(out, b"Date", date);
     }
     header_line(out, b"X-Request-ID", request_id);
     out.extend_from_slice(extra);

@@ -960,6 +960,7 @@ impl Exchange<'_> {
             p.keep_client,
             self.meta.version_minor,
             &c.extra,
+            &*self.w.date.borrow(),
         );
         let pos = resp.head_len;
         let avail = conn.buf.len() - pos;

@@ -326,6 +326,7 @@ fn roundtrip(input: &[u8], p: &Parsed, head_request: bool) {
         resp.keep_alive,
         1,
         b"",
+        b"Tue, 01 Dec 2026 05:30:00 GMT",
     );
     let mut again = ResponseHead::default();
     let r = again.parse(&out, out.len() + 1, 512, head_request);
@@ -369,6 +370,15 @@ fn roundtrip(input: &[u8], p: &Parsed, head_request: bool) {
     }
     if named(&out, &again.headers, "x-request-id") != [&b"rid-1"[..]] {
         fail("not exactly one X-Request-ID");
+    }
+    // The upstream's Date fields as they were, or the gateway's when it sent none.
+    let sent_dates = named(input, &resp.headers, "date");
+    let dates = named(&out, &again.headers, "date");
+    if sent_dates.is_empty() && dates != [&b"Tue, 01 Dec 2026 05:30:00 GMT"[..]] {
+        fail("no Date added to a response without one");
+    }
+    if !sent_dates.is_empty() && dates != sent_dates {
+        fail("the upstream's Date not relayed as it was");
     }
     let conn = named(&out, &again.headers, "connection");
     let want_conn: &[&[u8]] = if resp.keep_alive { &[] } else { &[b"close"] };
