@@ -355,6 +355,26 @@ both_drivers! {
         assert_eq!(origin.connections(), 1);
     }
 
+    fn transfer_encoding_identity_is_no_coding(driver) {
+        // "identity" was withdrawn from HTTP/1.1; an origin that still sends it means no
+        // coding at all. As nginx does, its Content-Length frames the body.
+        let origin = Origin::start(|_| {
+            Reply::raw(
+                &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\nContent-Length: 2\r\n\r\nok"[..],
+            )
+            .keep_open()
+        });
+        let gw = Gw::simple(driver, &origin);
+        for _ in 0..2 {
+            let resp = gw.send(&Req::get("/"));
+            assert_eq!(resp.status, 200, "{}", resp.head);
+            assert_eq!(resp.header("content-length"), Some("2"), "{}", resp.head);
+            assert!(!resp.has("transfer-encoding"), "{}", resp.head);
+            assert_eq!(resp.text(), "ok");
+        }
+        assert_eq!(origin.connections(), 1);
+    }
+
     fn truncated_length_body_closes_the_client(driver) {
         let origin = Origin::start(|_| {
             Reply::raw(&b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789"[..])

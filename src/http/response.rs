@@ -124,6 +124,7 @@ impl ResponseHead {
 
         let mut content_length: Option<u64> = None;
         let mut te_seen = false;
+        let mut only_identity = None;
         let mut chunked_final = false;
         let mut close = false;
         let mut keep_alive_token = false;
@@ -150,6 +151,14 @@ impl ResponseHead {
                     te_seen = true;
                     self.te_values.push(Span::of(buf, h.value));
                     for coding in list_items(h.value) {
+                        // "identity" (RFC 2616, withdrawn since) means no coding at
+                        // all: fields of nothing else are as if absent, as nginx reads
+                        // them.
+                        if coding.eq_ignore_ascii_case(b"identity") {
+                            only_identity.get_or_insert(true);
+                            continue;
+                        }
+                        only_identity = Some(false);
                         chunked_final = coding.eq_ignore_ascii_case(b"chunked");
                         if !chunked_final {
                             self.extra_codings = true;
@@ -169,6 +178,9 @@ impl ResponseHead {
                 }
                 _ => {}
             }
+        }
+        if only_identity == Some(true) {
+            te_seen = false;
         }
         self.keep_alive = if self.version_minor == 1 {
             !close

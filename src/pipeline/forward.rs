@@ -311,7 +311,9 @@ pub fn client_response(
                 // re-applied last by us.
                 for v in &resp.te_values {
                     for coding in list_items(v.get(buf)) {
-                        if !coding.eq_ignore_ascii_case(b"chunked") {
+                        if !coding.eq_ignore_ascii_case(b"chunked")
+                            && !coding.eq_ignore_ascii_case(b"identity")
+                        {
                             out.extend_from_slice(coding);
                             out.extend_from_slice(b", ");
                         }

@@ -234,12 +234,20 @@ pub fn invariants(buf: &[u8], p: &Parsed, (max_head, max_n): (usize, usize), hea
     };
     let cls = named(buf, &p.headers, "content-length");
     let tes = named(buf, &p.headers, "transfer-encoding");
+    let all_codings: Vec<&[u8]> = tes.iter().flat_map(|v| items(v)).collect();
+    // "identity" is no coding: Transfer-Encoding fields listing only it count as absent.
+    let codings: Vec<&[u8]> = all_codings
+        .iter()
+        .copied()
+        .filter(|c| !c.eq_ignore_ascii_case(b"identity"))
+        .collect();
+    let only_identity = codings.is_empty() && !all_codings.is_empty();
+    let te_counts = !tes.is_empty() && !only_identity;
     let no_body =
         head_request || (100..200).contains(&p.status) || p.status == 204 || p.status == 304;
     let want_body = if no_body {
         BodyFraming::Empty
-    } else if !tes.is_empty() {
-        let codings: Vec<&[u8]> = tes.iter().flat_map(|v| items(v)).collect();
+    } else if te_counts {
         let chunked = codings
             .last()
             .is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"));
@@ -294,10 +302,7 @@ pub fn invariants(buf: &[u8], p: &Parsed, (max_head, max_n): (usize, usize), hea
         "te_values are the Transfer-Encoding values",
         buf,
     );
-    let extra = tes
-        .iter()
-        .flat_map(|v| items(v))
-        .any(|c| !c.eq_ignore_ascii_case(b"chunked"));
+    let extra = codings.iter().any(|c| !c.eq_ignore_ascii_case(b"chunked"));
     ensure(
         p.extra_codings == extra,
         "extra_codings: a coding other than chunked",

@@ -89,6 +89,27 @@ fn response_framing_shapes() {
             false,
         ),
         (
+            "TE identity (no coding) with a length",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\nContent-Length: 2\r\n\r\n",
+            false,
+            Length(2),
+            true,
+        ),
+        (
+            "TE identity, chunked",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: identity, chunked\r\n\r\n",
+            false,
+            Chunked,
+            true,
+        ),
+        (
+            "TE empty: until close",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: \r\nContent-Length: 2\r\n\r\n",
+            false,
+            UntilClose,
+            false,
+        ),
+        (
             "HTTP/1.2 is read as 1.1 (RFC 9112 2.3)",
             b"HTTP/1.2 200 OK\r\nContent-Length: 1\r\n\r\n",
             false,
