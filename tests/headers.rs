@@ -103,6 +103,16 @@ both_drivers! {
         assert!(date <= std::time::SystemTime::now() + std::time::Duration::from_secs(2));
         let resp = gw.send(&Req::get("/dated"));
         assert_eq!(resp.all("date"), ["Sun, 06 Nov 1994 08:49:37 GMT"], "{}", resp.head);
+        // A route that sets Date itself gets its own, once.
+        let toml = fill(
+            "[[upstreams]]\nname = \"app\"\nservers = [\"{origin}\"]\n\n\
+             [[routes]]\nid = \"d\"\npath_prefix = \"/\"\nupstream = \"app\"\n\
+             response_headers.add = { \"Date\" = \"Mon, 07 Nov 1994 08:49:37 GMT\" }\n",
+            &[("origin", origin.addr())],
+        );
+        let gw = Gw::start(driver, &toml);
+        let resp = gw.send(&Req::get("/"));
+        assert_eq!(resp.all("date"), ["Mon, 07 Nov 1994 08:49:37 GMT"], "{}", resp.head);
     }
 
     fn x_forwarded_headers_replace_an_untrusted_peers(driver) {

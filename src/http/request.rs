@@ -417,9 +417,11 @@ fn check_line_endings(head: &[u8]) -> Result<(), HeadError> {
     Ok(())
 }
 
-/// Where the minor digit is when the request line ends in `HTTP/1.2` to `HTTP/1.9`.
+/// Where the minor digit is when the request line (after the empty lines httparse
+/// skips) ends in `HTTP/1.2` to `HTTP/1.9`.
 fn later_minor_version(buf: &[u8]) -> Option<usize> {
-    let line_end = memchr::memchr(b'\n', buf).unwrap_or(buf.len());
+    let start = buf.iter().position(|&c| c != b'\r' && c != b'\n')?;
+    let line_end = start + memchr::memchr(b'\n', &buf[start..]).unwrap_or(buf.len() - start);
     let line = &buf[..line_end];
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let at = line.len().checked_sub(1)?;

@@ -290,6 +290,7 @@ pub fn client_response(
     }
     for (name, value) in &route.response_headers.add {
         header_line(out, name.as_bytes(), value.as_bytes());
+        dated |= name.eq_ignore_ascii_case("date");
     }
     if !dated {
         // RFC 9110 6.6.1: a recipient with a clock forwarding a response without Date

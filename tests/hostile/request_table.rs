@@ -357,6 +357,11 @@ fn request_cases() -> Vec<(&'static str, String, Want)> {
             ok(Empty),
         ),
         (
+            "empty line, then HTTP/1.2",
+            "\r\nGET / HTTP/1.2\r\nHost: a\r\n\r\n".into(),
+            ok(Empty),
+        ),
+        (
             "HTTP/1.10",
             "GET / HTTP/1.10\r\nHost: a\r\n\r\n".into(),
             bad,
