@@ -12,6 +12,7 @@ pub mod request;
 pub mod response;
 pub mod send_file;
 pub mod shared_body;
+pub mod sock;
 
 pub use chunked::{ChunkError, ChunkEvent, ChunkedDecoder};
 pub use header::{HeaderKind, HeaderPos, Span};

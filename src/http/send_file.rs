@@ -14,25 +14,14 @@
 //! SIGPIPE, which the Rust runtime sets to ignored before `main` in every Rust binary,
 //! so the call fails with `EPIPE` and only that connection ends
 //! (`tests/cache_bodies.rs` hangs up on hits mid-body).
-//!
-//! The one `unsafe` borrows the stream's descriptor: monoio's `TcpStream` implements
-//! `AsRawFd` but not `AsFd`.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 
 use monoio::net::TcpStream;
 use rustix::io::Errno;
 
-/// The stream's descriptor, borrowed for as long as the stream is.
-fn socket_fd(stream: &TcpStream) -> BorrowedFd<'_> {
-    // SAFETY: `borrow_raw` needs the descriptor to stay open for the returned
-    // lifetime. It is the stream's own descriptor, which monoio closes only when the
-    // last handle to the stream's `SharedFd` is dropped; the stream is borrowed for
-    // the whole lifetime of the `BorrowedFd` (the signature ties them), so it cannot
-    // be dropped, and its descriptor cannot be closed, while the `BorrowedFd` is used.
-    unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) }
-}
+use super::sock::socket_fd;
 
 /// Send bytes `0..len` of `file` to `stream`. `blocking_socket` says the stream's
 /// socket is in blocking mode (monoio's io_uring driver): it is switched to

@@ -124,12 +124,16 @@ impl UpstreamState {
         s.breaker.set(next);
     }
 
-    /// Take an idle connection to server `i`, dropping any that idled too long.
+    /// Take an idle connection to server `i`: the most recently used one that has
+    /// not idled too long and that the origin has not closed (one non-blocking peek,
+    /// see [`crate::http::sock::peer_closed`]). Connections found dead are dropped.
     pub fn take_idle(&self, i: usize, now: Instant) -> Option<PooledConn> {
         let mut idle = self.servers[i].idle.borrow_mut();
         while let Some(c) = idle.pop() {
             self.idle_total.set(self.idle_total.get() - 1);
-            if now.saturating_duration_since(c.since) < self.cfg.idle_timeout {
+            if now.saturating_duration_since(c.since) < self.cfg.idle_timeout
+                && !crate::http::sock::peer_closed(&c.conn.stream)
+            {
                 return Some(c);
             }
         }
@@ -148,13 +152,18 @@ impl UpstreamState {
             .push(PooledConn { conn, since: now });
     }
 
-    /// Close idle connections past `idle_timeout` (called from the worker's tick).
+    /// Close idle connections past `idle_timeout` and those the origin has closed
+    /// meanwhile (called from the worker's tick, so a connection an origin closes
+    /// does not linger in CLOSE-WAIT until it is next taken).
     pub fn sweep(&self, now: Instant) {
         let timeout: Duration = self.cfg.idle_timeout;
         for s in &self.servers {
             let mut idle = s.idle.borrow_mut();
             let before = idle.len();
-            idle.retain(|c| now.saturating_duration_since(c.since) < timeout);
+            idle.retain(|c| {
+                now.saturating_duration_since(c.since) < timeout
+                    && !crate::http::sock::peer_closed(&c.conn.stream)
+            });
             self.idle_total
                 .set(self.idle_total.get() - (before - idle.len()));
         }
