@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::time::Duration;
 
 use monoio::net::TcpStream;
 use monoio::time::Instant;
@@ -39,6 +40,9 @@ pub struct Downstream {
     /// The cache stage's decision for the current request.
     pub cache: super::cache::CacheCtx,
     pub peer: Peer,
+    /// The current request was answered before its body was all read: the
+    /// connection closes with [`linger`].
+    pub linger: bool,
 }
 
 enum HeadRead {
@@ -60,6 +64,7 @@ pub async fn serve(w: &Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
         scratch: Vec::new(),
         extra: Vec::new(),
         cache: Default::default(),
+        linger: false,
         peer: Peer {
             addr: ip,
             ip: ip.to_string(),
@@ -94,9 +99,45 @@ pub async fn serve(w: &Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
             }
         }
         first = false;
+        c.linger = false;
         let keep = proxy::handle(w, &mut c, &mut head, &mut resp).await;
         if !keep || w.shutdown.is_set() {
+            if c.linger {
+                linger(&mut c).await;
+            }
             return;
+        }
+    }
+}
+
+/// How long a lingering close waits for the client in all, and between two reads
+/// (nginx's `lingering_time` and `lingering_timeout`).
+const LINGER_TIME: Duration = Duration::from_secs(30);
+const LINGER_IDLE: Duration = Duration::from_secs(5);
+
+/// Close a connection whose client may still be sending a request body that was
+/// answered early (a 413, a 401, an origin's early answer). Closing a socket with
+/// unread bytes makes the kernel reset the connection, and a reset can destroy the
+/// answer before the client has read it. So the gateway half-closes (the client sees
+/// the answer end), then reads and discards what still comes, until the client
+/// closes, goes quiet for `LINGER_IDLE`, or `LINGER_TIME` has passed, as nginx's
+/// lingering close does. Shutdown's hard stop ends it too (the task is dropped).
+async fn linger(c: &mut Downstream) {
+    use monoio::io::AsyncWriteRent;
+    if c.stream.shutdown().await.is_err() {
+        return;
+    }
+    let end = Instant::now() + LINGER_TIME;
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        c.rbuf.clear();
+        let read = read_append(&mut c.stream, &mut c.rbuf, READ_BUF);
+        match monoio::time::timeout(left.min(LINGER_IDLE), read).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return,
         }
     }
 }

@@ -2,8 +2,15 @@
 //! connection, send the head (and a small body in the same write), stream a large or
 //! chunked body, read the response head, and stream the response back, re-framed for
 //! the client. Retries happen only for idempotent requests whose body is still in
-//! memory, only before any response byte arrived, and never to the same server twice;
-//! a pooled connection the origin had closed is retried once on a fresh connection.
+//! memory, only before any response byte arrived, and never to the same server twice.
+//! A pooled connection is peeked at before reuse (see `UpstreamState::take_idle`); one
+//! that still fails before any answer byte is replaced, once, by a newly opened one,
+//! for any method whose body can still be sent again.
+//!
+//! A body that is streamed (not in memory with the head) is sent while the upstream
+//! is listened to (`send_body_watching`): an answer that comes before the body is done
+//! is relayed at once, and the client connection then closes with a lingering close
+//! (`conn::linger`), as it does after any answer given before the body was read.
 //!
 //! The fast path (small request, small response) costs one read and one write on each
 //! side: the body rides in the head's buffer, and the response body is appended to the
@@ -24,6 +31,7 @@ use crate::config::{RouteConfig, RouteTarget};
 use crate::http::generated::write_error;
 use crate::http::io::{read_append, write_all, write_range};
 use crate::http::send_file::send_file;
+use crate::http::sock;
 use crate::http::{BodyFraming, ChunkEvent, ChunkedDecoder, Method, RequestHead, ResponseHead};
 use crate::runtime::worker::Worker;
 use crate::telemetry::access_log::Entry;
@@ -62,6 +70,16 @@ struct Progress {
     /// When the last attempt's response was complete (one clock read shared by the
     /// cache, the pool and the circuit breaker).
     done_at: Option<Instant>,
+    /// The request body has been read from the client to its end (or it had none).
+    /// When it has not and the connection closes, the close lingers (see
+    /// `conn::linger`).
+    body_done: bool,
+    /// Some of the request body was taken from the client's buffer or socket: it can
+    /// no longer be sent again on another connection.
+    body_touched: bool,
+    /// The upstream answered before the request body was all sent: the rest is not
+    /// sent, and neither connection is reused.
+    body_cut: bool,
 }
 
 /// Handle one parsed request. Returns whether the client connection may be reused.
@@ -272,6 +290,46 @@ pub async fn handle(
         }
     }
 
+    // A chunked body whose first bytes came with the head is checked before anything
+    // goes upstream: a malformed one is refused here, and the upstream never sees a
+    // head whose body then breaks off.
+    if meta.body == BodyFraming::Chunked {
+        let mut dec = ChunkedDecoder::new();
+        let mut at = head.head_len;
+        while at < c.rbuf.len() {
+            match dec.step(&c.rbuf[at..]) {
+                Ok((_, ChunkEvent::Done)) => break,
+                Ok((used, _)) => at += used,
+                Err(_) => {
+                    return reject(
+                        w,
+                        c,
+                        &meta,
+                        head,
+                        400,
+                        "invalid chunked request body",
+                        started,
+                        Some(route),
+                    )
+                    .await
+                }
+            }
+            if dec.body_bytes > max_body {
+                return reject(
+                    w,
+                    c,
+                    &meta,
+                    head,
+                    413,
+                    "request body too large",
+                    started,
+                    Some(route),
+                )
+                .await;
+            }
+        }
+    }
+
     // Upstream and the head sent to it.
     let up_idx = match &route.target {
         RouteTarget::Single(i) => *i,
@@ -318,6 +376,7 @@ pub async fn handle(
     let deadline = started + route.timeout.unwrap_or(limits.request_timeout);
     let mut p = Progress {
         keep_client: meta.keep_alive,
+        body_done: body_buffered,
         ..Progress::default()
     };
     let ex = Exchange {
@@ -388,6 +447,9 @@ pub async fn handle(
         .map(|s| up.cfg.servers[s].label.as_str())
         .unwrap_or("");
     log(w, c, p.status, &route.id, label, p.bytes_out, started);
+    // Answered (or failed) while the client may still be sending its body: the close
+    // must not reset the connection under the answer.
+    c.linger = !p.keep_client && !p.body_done;
     p.keep_client
 }
 
@@ -465,7 +527,10 @@ async fn reject(
     started: Instant,
     route: Option<&RouteConfig>,
 ) -> bool {
-    let keep = consume_request(c, meta, head) && meta.keep_alive && !w.shutdown.is_set();
+    let consumed = consume_request(c, meta, head);
+    // The body is still arriving: answer, then close with a lingering close.
+    c.linger = !consumed;
+    let keep = consumed && meta.keep_alive && !w.shutdown.is_set();
     c.obuf.clear();
     let date = *w.date.borrow();
     write_error(
@@ -630,9 +695,20 @@ impl Exchange<'_> {
             ));
         }
         let _in_flight = InFlight::new(&self.up.servers[si].in_flight);
-        let mut stale_retry = self.meta.method.is_idempotent() && self.body_buffered;
+        // A pooled connection that fails before any byte of an answer may just have
+        // been closed by the origin as we took it (the peek in `take_idle` narrows
+        // that window, it cannot close it): nothing reached the origin's application,
+        // so the request goes once more, on a connection opened for it, whatever its
+        // method (as browsers and nginx do), as long as its body can be sent again.
+        // This is not a retry of the server: it is neither counted nor charged.
+        let mut fresh = false;
         let mut conn = loop {
-            let mut conn = match self.up.take_idle(si, now) {
+            let pooled = if fresh {
+                None
+            } else {
+                self.up.take_idle(si, now)
+            };
+            let mut conn = match pooled {
                 Some(pooled) => {
                     let mut conn = pooled.conn;
                     conn.reused = true;
@@ -649,11 +725,11 @@ impl Exchange<'_> {
                 Ok(()) => break conn,
                 Err(e) => {
                     let stale = conn.reused
+                        && !p.body_touched
+                        && conn.buf.is_empty()
                         && matches!(e, ProxyError::UpstreamClosed | ProxyError::UpstreamIo(_));
-                    if stale && stale_retry {
-                        // The origin closed this idle connection before we used it:
-                        // not a server failure, try once more on a fresh connection.
-                        stale_retry = false;
+                    if stale {
+                        fresh = true;
                         continue;
                     }
                     return Err(e);
@@ -663,7 +739,7 @@ impl Exchange<'_> {
         p.done_at = None;
         let reusable = self.stream_response(&mut conn, c, resp, p).await?;
         let done = *p.done_at.get_or_insert_with(Instant::now);
-        if reusable {
+        if reusable && !p.body_cut {
             conn.buf.clear();
             self.up.put_idle(si, conn, done);
         }
@@ -682,7 +758,7 @@ impl Exchange<'_> {
             .await
             .map_err(ProxyError::UpstreamIo)?;
         if !self.body_buffered {
-            self.stream_request_body(conn, c, p).await?;
+            self.send_body_watching(conn, c, resp, p).await?;
         }
         // The response timeout runs from the end of the request to the response head.
         let deadline = Instant::now() + self.up.cfg.response_timeout;
@@ -751,10 +827,116 @@ impl Exchange<'_> {
         }
     }
 
-    /// Stream the request body from the client to the upstream.
-    async fn stream_request_body(
+    /// Send the request body while listening for the upstream's answer. An origin
+    /// may answer before it has the whole body (a 413, a 401, a redirect), and then
+    /// often stops reading it: waiting for the body to go through first would leave
+    /// the client hearing nothing until a timeout. A final response head that
+    /// arrives first ends the upload (`p.body_cut`); what arrived stays in
+    /// `conn.buf` for the head loop. Interim (1xx) heads do not end it.
+    async fn send_body_watching(
         &self,
         conn: &mut UpConn,
+        c: &mut Downstream,
+        resp: &mut ResponseHead,
+        p: &mut Progress,
+    ) -> Result<(), ProxyError> {
+        // A second handle on the socket, only ever polled for readability and read
+        // without waiting, so dropping its wait loses nothing (an io_uring read in
+        // flight would take bytes with it).
+        let watcher = sock::watcher(&conn.stream).map_err(ProxyError::UpstreamIo)?;
+        let UpConn { stream, buf, .. } = conn;
+        let first = {
+            let body = std::pin::pin!(self.stream_request_body(stream, c, p));
+            let answer = std::pin::pin!(self.wait_final_head(&watcher, buf, resp));
+            monoio::select! {
+                // The body first: when both are ready, the request was complete.
+                biased;
+                r = body => Ok(r),
+                r = answer => Err(r),
+            }
+        };
+        let sent = match first {
+            Ok(sent) => sent,
+            Err(answered) => {
+                p.body_cut = answered.is_ok();
+                return answered;
+            }
+        };
+        match sent {
+            // The upstream stopped taking the body, perhaps because it answered and
+            // closed: what it sent before that is its answer.
+            Err(ProxyError::UpstreamIo(e)) => {
+                match monoio::time::timeout(
+                    self.up.cfg.response_timeout,
+                    self.wait_final_head(&watcher, buf, resp),
+                )
+                .await
+                {
+                    Ok(Ok(())) => {
+                        p.body_cut = true;
+                        Ok(())
+                    }
+                    _ => Err(ProxyError::UpstreamIo(e)),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Wait until `buf` holds a complete final (non-1xx) response head, reading the
+    /// upstream through `watcher` without ever leaving a read in flight. Interim
+    /// heads are stepped over, not consumed: the head loop relays them afterwards.
+    async fn wait_final_head(
+        &self,
+        watcher: &monoio::net::TcpStream,
+        buf: &mut Vec<u8>,
+        resp: &mut ResponseHead,
+    ) -> Result<(), ProxyError> {
+        let limits = &self.w.cfg.server.limits;
+        let head_req = self.meta.method == Method::Head;
+        loop {
+            let mut at = 0;
+            while at < buf.len() {
+                match resp.parse(
+                    &buf[at..],
+                    limits.max_header_bytes.max(UP_BUF),
+                    limits.max_headers.max(128),
+                    head_req,
+                ) {
+                    Ok(true) if (100..200).contains(&resp.status) && resp.status != 101 => {
+                        at += resp.head_len
+                    }
+                    Ok(true) => return Ok(()),
+                    Ok(false) => break,
+                    Err(_) => {
+                        return Err(ProxyError::UpstreamBadResponse("malformed response head"))
+                    }
+                }
+            }
+            watcher
+                .readable(false)
+                .await
+                .map_err(ProxyError::UpstreamIo)?;
+            let failed = match sock::recv_now(watcher, buf, UP_BUF) {
+                Ok(Some(0)) => ProxyError::UpstreamClosed,
+                Ok(_) => continue,
+                Err(e) => ProxyError::UpstreamIo(e),
+            };
+            return Err(if buf.is_empty() {
+                failed
+            } else {
+                ProxyError::UpstreamBadResponse("truncated response head")
+            });
+        }
+    }
+
+    /// Stream the request body from the client to the upstream. `c.ubuf` holds the
+    /// request head, which is kept (chunks are framed after it), so that the request
+    /// can be sent again on another connection if this one fails before any of the
+    /// body was taken.
+    async fn stream_request_body(
+        &self,
+        up: &mut monoio::net::TcpStream,
         c: &mut Downstream,
         p: &mut Progress,
     ) -> Result<(), ProxyError> {
@@ -774,19 +956,23 @@ impl Exchange<'_> {
                 let splice_min = self.w.cfg.server.splice_min_bytes;
                 loop {
                     if splice_min > 0 && c.rbuf.is_empty() && remaining >= splice_min {
-                        return self
-                            .splice_body(&mut c.stream, &mut conn.stream, remaining, false)
-                            .await;
+                        p.body_touched = true;
+                        self.splice_body(&mut c.stream, up, remaining, false)
+                            .await?;
+                        p.body_done = true;
+                        return Ok(());
                     }
                     let k = (c.rbuf.len() as u64).min(remaining) as usize;
                     if k > 0 {
-                        write_range(&mut conn.stream, &mut c.rbuf, 0, k)
+                        write_range(up, &mut c.rbuf, 0, k)
                             .await
                             .map_err(ProxyError::UpstreamIo)?;
+                        p.body_touched = true;
                         c.rbuf.drain(..k);
                         remaining -= k as u64;
                     }
                     if remaining == 0 {
+                        p.body_done = true;
                         return Ok(());
                     }
                     match read_append(&mut c.stream, &mut c.rbuf, READ_BUF).await {
@@ -798,7 +984,7 @@ impl Exchange<'_> {
             }
             BodyFraming::Chunked => {
                 let mut dec = ChunkedDecoder::new();
-                c.ubuf.clear();
+                let head = c.ubuf.len();
                 loop {
                     let mut at = 0;
                     let mut done = false;
@@ -828,15 +1014,20 @@ impl Exchange<'_> {
                             ChunkEvent::NeedMore => {}
                         }
                     }
-                    c.rbuf.drain(..at);
-                    if !c.ubuf.is_empty() && (done || c.ubuf.len() >= FLUSH_AT || c.rbuf.is_empty())
-                    {
-                        write_all(&mut conn.stream, &mut c.ubuf)
+                    // The decoder took all of `c.rbuf` (or stopped at the body's end).
+                    let framed = c.ubuf.len();
+                    if framed > head {
+                        write_range(up, &mut c.ubuf, head, framed)
                             .await
                             .map_err(ProxyError::UpstreamIo)?;
-                        c.ubuf.clear();
+                        c.ubuf.truncate(head);
+                    }
+                    if at > 0 {
+                        p.body_touched = true;
+                        c.rbuf.drain(..at);
                     }
                     if done {
+                        p.body_done = true;
                         return Ok(());
                     }
                     match read_append(&mut c.stream, &mut c.rbuf, READ_BUF).await {
@@ -846,7 +1037,10 @@ impl Exchange<'_> {
                     }
                 }
             }
-            BodyFraming::Empty | BodyFraming::UntilClose => Ok(()),
+            BodyFraming::Empty | BodyFraming::UntilClose => {
+                p.body_done = true;
+                Ok(())
+            }
         }
     }
 
@@ -915,7 +1109,7 @@ impl Exchange<'_> {
         // the upstream's body is then not read, so its connection is not reused).
         // Each is (status, keep the client, upstream connection reusable).
         let from_cache = if resp.status == 304 && c.cache.revalidating {
-            let keep = self.meta.keep_alive && !self.w.shutdown.is_set();
+            let keep = self.meta.keep_alive && !self.w.shutdown.is_set() && !p.body_cut;
             c.obuf.clear();
             super::cache::revalidated(
                 self.w,
@@ -946,8 +1140,12 @@ impl Exchange<'_> {
             return Ok(reusable);
         }
         let framing = forward::client_framing(resp, self.meta.version_minor);
-        p.keep_client =
-            self.meta.keep_alive && !self.w.shutdown.is_set() && framing != ClientFraming::Close;
+        // An answer that cut the request body short leaves the rest of that body
+        // on the client connection: it is closed after the answer.
+        p.keep_client = self.meta.keep_alive
+            && !self.w.shutdown.is_set()
+            && framing != ClientFraming::Close
+            && !p.body_cut;
         p.status = resp.status;
         c.obuf.clear();
         forward::client_response(

@@ -16,6 +16,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -590,11 +591,21 @@ struct OriginShared {
     closed: AtomicUsize,
     stop: AtomicBool,
     handler: Box<Handler>,
+    /// A connection with no request for this long is closed, as Node's server does
+    /// with idle keep-alive connections after 5 s.
+    idle: Duration,
+    /// A handle on every open connection (by accept order), so that a test can drop
+    /// them all at once.
+    live: Mutex<HashMap<usize, TcpStream>>,
 }
 
 impl OriginShared {
     fn lock(&self) -> MutexGuard<'_, OriginState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn live_conns(&self) -> MutexGuard<'_, HashMap<usize, TcpStream>> {
+        self.live.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -608,6 +619,15 @@ pub struct Origin {
 impl Origin {
     /// An origin answering every request with `handler`.
     pub fn start(handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Origin {
+        Origin::start_idle(Duration::from_secs(20), handler)
+    }
+
+    /// An origin that closes a keep-alive connection once it has been idle for `idle`
+    /// (no byte of a next request), without a word, as most origin servers do.
+    pub fn start_idle(
+        idle: Duration,
+        handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static,
+    ) -> Origin {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(OriginShared {
@@ -617,6 +637,8 @@ impl Origin {
             closed: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
             handler: Box::new(handler),
+            idle,
+            live: Mutex::new(HashMap::new()),
         });
         let sh = shared.clone();
         let acceptor = std::thread::spawn(move || {
@@ -626,9 +648,14 @@ impl Origin {
                 }
                 let Ok(stream) = stream else { continue };
                 let id = sh.accepted.fetch_add(1, Ordering::SeqCst);
+                if let Ok(copy) = stream.try_clone() {
+                    sh.live_conns().insert(id, copy);
+                }
                 let sh = sh.clone();
                 std::thread::spawn(move || {
                     serve_origin_conn(&sh, stream, id);
+                    // The last handle: the socket closes now, as it did before.
+                    sh.live_conns().remove(&id);
                     sh.closed.fetch_add(1, Ordering::SeqCst);
                     sh.changed.notify_all();
                 });
@@ -722,6 +749,15 @@ impl Origin {
         st.requests.clone()
     }
 
+    /// Close every connection at once, as an origin that restarts does; returns once
+    /// all of them have ended. The listener stays, as a restarted origin's would.
+    pub fn drop_connections(&self) {
+        for c in self.shared.live_conns().values() {
+            let _ = c.shutdown(Shutdown::Both);
+        }
+        self.wait_closed(self.connections());
+    }
+
     /// Block until at least `n` connections have ended.
     pub fn wait_closed(&self, n: usize) {
         let deadline = Instant::now() + IO_TIMEOUT;
@@ -755,7 +791,7 @@ impl Drop for Origin {
 
 /// Serve one origin connection until either side closes it.
 fn serve_origin_conn(sh: &Arc<OriginShared>, stream: TcpStream, conn: usize) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(20)));
+    let _ = stream.set_read_timeout(Some(sh.idle));
     let _ = stream.set_nodelay(true);
     let mut w = Wire::new(stream);
     let tap_sh = sh.clone();
