@@ -295,7 +295,8 @@ def cmd_report(results, outdir):
     by = {(r["target"], r["body"]): r for r in recs}
     pairs = [("ringgate-auth", "ringgate-uring", 1.15, "plain ringgate"),
              ("ringgate-cache", "nginx-cache", 0.5, "nginx proxy_cache hit"),
-             ("ringgate-miss", "ringgate-q", 1.05, "plain ringgate, same URIs")]
+             ("ringgate-miss", "ringgate-q", 1.05, "plain ringgate, same URIs"),
+             ("ringgate-uring", "ringgate-base", 1.05, "the base build (RINGGATE_BASE_BIN)")]
     for target, base, limit, what in pairs:
         for (t, body), r in by.items():
             b = by.get((base, body))

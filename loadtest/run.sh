@@ -22,15 +22,19 @@ environment (defaults in brackets):
   CONNS_1M      wrk connections for the 1 MiB body [16]
   TARGETS       subset of: direct nginx floor ringgate-uring ringgate-epoll
                 ringgate-auth nginx-cache ringgate-cache ringgate-q ringgate-miss
-                [all ten]
+                ringgate-base
+                [all but ringgate-base]
                 (floor is loadtest/floor, a bare io_uring TCP forwarder with no
                 HTTP: the least CPU a proxy can spend here; 128-byte body only.
                 ringgate-q and ringgate-miss send a new query string every
                 request: the first without, the second with the route cached, so
-                every request is a miss that is stored; 128-byte body only)
+                every request is a miss that is stored; 128-byte body only.
+                ringgate-base is ringgate-uring run with RINGGATE_BASE_BIN, another
+                build, to compare a change with the build before it in one run)
   BODIES        subset of: 128 1m [both]
   REPEAT        rounds of all TARGETS, interleaved; the report gives medians [1]
   RINGGATE_BIN  use this binary instead of running cargo build --release
+  RINGGATE_BASE_BIN  the binary of the ringgate-base target
   PROXY_CPU     core for the proxies [0];  LOAD_CPU  core for origin + wrk [1]
   NGINX_TEMP_FILE=1  let proxying nginx spool large bodies to disk (its default)
   STRICT=1      exit 3 when a ringgate run misses its targets
@@ -56,7 +60,7 @@ PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 
 for t in $TARGETS; do
-    [[ " $ALL_TARGETS " == *" $t "* ]] || die "unknown target '$t' in TARGETS ($ALL_TARGETS)"
+    [[ " $ALL_TARGETS ringgate-base " == *" $t "* ]] || die "unknown target '$t' in TARGETS ($ALL_TARGETS)"
 done
 for b in $BODIES; do
     case $b in 128 | 1m) ;; *) die "unknown body '$b' in BODIES (128 1m)" ;; esac
@@ -76,6 +80,9 @@ RINGGATE=""
 if [[ " $TARGETS " == *" ringgate-"* ]]; then
     resolve_ringgate
 fi
+if [[ " $TARGETS " == *" ringgate-base "* ]]; then
+    [[ -x ${RINGGATE_BASE_BIN:-} ]] || die "ringgate-base needs RINGGATE_BASE_BIN, an executable ringgate build"
+fi
 FLOOR=""
 if [[ " $TARGETS " == *" floor "* && " $BODIES " == *" 128 "* ]]; then
     resolve_floor
@@ -92,7 +99,7 @@ RESULTS=$OUT/results.jsonl
 
 # ------------------------------------------------------------------ origin
 
-read -r ORIGIN_PORT NGINX_PORT RG_URING_PORT RG_EPOLL_PORT RG_ADMIN_PORT RG_AUTH_PORT NGINX_CACHE_PORT RG_CACHE_PORT RG_Q_PORT RG_MISS_PORT FLOOR_PORT < <("${LT_PY[@]}" ports 11)
+read -r ORIGIN_PORT NGINX_PORT RG_URING_PORT RG_EPOLL_PORT RG_ADMIN_PORT RG_AUTH_PORT NGINX_CACHE_PORT RG_CACHE_PORT RG_Q_PORT RG_MISS_PORT FLOOR_PORT RG_BASE_PORT < <("${LT_PY[@]}" ports 12)
 
 # nginx_prefix NAME TEMPLATE PORT: make DIR=$LT_TMP/NAME with the filled-in conf.
 nginx_prefix() {
@@ -180,12 +187,12 @@ bench() {
     done
 }
 
-# measure_ringgate TARGET PORT CFG LABEL: start ringgate with CFG pinned to the proxy
-# core, wait for it, check the bodies, measure, stop.
+# measure_ringgate TARGET PORT CFG LABEL [BINARY]: start ringgate (or BINARY) with CFG
+# pinned to the proxy core, wait for it, check the bodies, measure, stop.
 measure_ringgate() {
-    local target=$1 port=$2 cfg=$3 label=$4 pid
+    local target=$1 port=$2 cfg=$3 label=$4 bin=${5:-$RINGGATE} pid
     start_bg "$target" "$OUT/$target.log" \
-        taskset -c "$PROXY_CPU" "$RINGGATE" --config "$cfg"
+        taskset -c "$PROXY_CPU" "$bin" --config "$cfg"
     pid=$LT_LAST_PID
     wait_http "$target" "$pid" "http://127.0.0.1:$port/" "$OUT/$target.log"
     log "  ringgate pid $pid ($label) on 127.0.0.1:$port, core $PROXY_CPU"
@@ -238,6 +245,14 @@ run_target() {
         cfg=$OUT/$target.toml
         ringgate_config "$cfg" "$port" "$RG_ADMIN_PORT" "$ORIGIN_PORT" "$driver"
         measure_ringgate "$target" "$port" "$cfg" "$driver"
+        ;;
+    ringgate-base)
+        # ringgate-uring's run, with another build: a change's cost against the build
+        # before it, measured in the same run.
+        port=$RG_BASE_PORT cfg=$OUT/$target.toml
+        io_uring_note
+        ringgate_config "$cfg" "$port" "$RG_ADMIN_PORT" "$ORIGIN_PORT" io_uring
+        measure_ringgate "$target" "$port" "$cfg" "io_uring, $RINGGATE_BASE_BIN" "$RINGGATE_BASE_BIN"
         ;;
     ringgate-auth)
         # The plain io_uring run plus the gateway's work: every request carries a valid
