@@ -173,6 +173,34 @@ both_drivers! {
         assert!(got.sent < 64 << 20, "the upload was not taken to its end");
     }
 
+    /// Interim answers while the body is on its way (a 100 the origin sends unasked, a
+    /// 103) do not end the upload: the whole body still reaches the origin, and the
+    /// client gets the 103 (once the body is through) and then the final answer on a
+    /// connection kept alive. The origin sends them on the head and reads the 16 MiB
+    /// body only 100 ms later, so they always arrive while the body is in flight.
+    fn interim_answers_during_an_upload_do_not_cut_it(driver) {
+        let origin = InterimOrigin::start();
+        let gw = Gw::start(driver, &config(origin, "", "max_body_bytes = 33554432"));
+        let body = pattern(16 << 20, 7);
+        let mut client = gw.client();
+        client.send(format!(
+            "POST /up HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        ));
+        client.send(&body);
+        let hints = client.read_response();
+        assert_eq!(hints.status, 103, "{}", hints.head);
+        assert_eq!(hints.header("link"), Some("</s.css>; rel=preload"));
+        let resp = client.read_response();
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        assert_eq!(resp.text(), format!("got {} bytes, checksum {}", body.len(), checksum(&body)));
+        assert_eq!(resp.header("connection"), None, "kept alive: {}", resp.head);
+        // The next request on the same connection gets its own hints and answer.
+        client.send(Req::post("/up", "small").bytes());
+        assert_eq!(client.read_response().status, 103);
+        assert_eq!(client.read_response().text(), format!("got 5 bytes, checksum {}", checksum(b"small")));
+    }
+
     /// The same when the origin closes right after answering (its kernel resets the
     /// connection, as it still holds unread body bytes).
     fn early_answer_from_a_closing_origin_reaches_the_uploading_client(driver) {
@@ -355,5 +383,61 @@ impl EarlyOrigin {
             }
         });
         EarlyOrigin { addr }
+    }
+}
+
+/// An origin that, as soon as it has a request's head, sends `100 Continue` (unasked)
+/// and `103 Early Hints`, then reads the whole body and answers with its size and
+/// checksum. Keep-alive.
+fn interim_origin_conn(mut stream: TcpStream) {
+    loop {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            match stream.read(&mut byte) {
+                Ok(1) => head.push(byte[0]),
+                _ => return,
+            }
+        }
+        let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        let len: usize = text
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |v| v.trim().parse().unwrap());
+        if stream
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n")
+            .is_err()
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let mut body = vec![0u8; len];
+        if stream.read_exact(&mut body).is_err() {
+            return;
+        }
+        let reply = format!("got {len} bytes, checksum {}", checksum(&body));
+        let _ = stream.write_all(
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{reply}",
+                reply.len()
+            )
+            .as_bytes(),
+        );
+    }
+}
+
+struct InterimOrigin;
+
+impl InterimOrigin {
+    fn start() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                std::thread::spawn(move || interim_origin_conn(stream));
+            }
+        });
+        addr
     }
 }
