@@ -314,6 +314,83 @@ fn bearer_scheme_is_case_insensitive_and_spacing_tolerant() {
 }
 
 #[test]
+fn a_bearer_credential_in_a_list_is_no_single_credential() {
+    use super::jwt::{bearer, Bearer};
+    // Two fields folded into one (RFC 9110 5.3 does not allow it for Authorization),
+    // whichever comes first, and a token holding a comma (never token68).
+    for value in [
+        &b"Bearer a.b.c, Bearer d.e.f"[..],
+        b"bearer a.b.c,bearer d.e.f",
+        b"Bearer a.b.c,",
+        b"Bearer ,a.b.c",
+        b"Basic dXNlcjpwYXNz, Bearer a.b.c",
+        b"Basic dXNlcjpwYXNz, Bearer",
+        b"Bearer, Bearer a.b.c",
+        b"Digest a=b, Bearer a.b.c",
+    ] {
+        assert_eq!(
+            bearer(value),
+            Bearer::List,
+            "{}",
+            String::from_utf8_lossy(value)
+        );
+    }
+    // Another scheme's own parameters are no bearer credential.
+    assert_eq!(
+        bearer(b"Digest username=\"u\", realm=\"r\", nonce=\"n\""),
+        Bearer::OtherScheme
+    );
+    assert_eq!(bearer(b"Basic a, Basic b"), Bearer::OtherScheme);
+    assert_eq!(bearer(b"Digest bearer=1, bearerx=2"), Bearer::OtherScheme);
+}
+
+#[test]
+fn lists_are_ambiguous_before_anything_is_verified() {
+    let w = World::new("");
+    let token = w.mint(Algorithm::HS256, Some("hs-1"), &claims());
+    let forged = tamper(&token);
+    let ambiguous = |authorization: Option<&[u8]>, api_key: Option<&[u8]>| {
+        w.auth.authenticate(authorization, api_key, now())
+    };
+    for value in [
+        format!("Bearer {token}, Bearer {forged}"),
+        format!("Bearer {forged}, Bearer {token}"),
+        format!("Bearer {token},Bearer {token}"),
+        format!("Basic dXNlcjpwYXNz, Bearer {token}"),
+    ] {
+        assert_eq!(
+            ambiguous(Some(value.as_bytes()), Some(b"acme-secret-key")),
+            AuthOutcome::Ambiguous(Ambiguity::AuthorizationList),
+            "{value}"
+        );
+    }
+    // Nothing was verified, so nothing was cached either way.
+    assert_eq!(w.auth.stats(), AuthStats::default());
+    assert_eq!(w.auth.cached_identities(), 0);
+    for key in [
+        &b"acme-secret-key, solo-secret-key"[..],
+        b"acme-secret-key,",
+        b" , acme-secret-key",
+        b",",
+    ] {
+        assert_eq!(
+            ambiguous(None, Some(key)),
+            AuthOutcome::Ambiguous(Ambiguity::ApiKeyList),
+            "{}",
+            String::from_utf8_lossy(key)
+        );
+        // Another scheme leaves the decision to the API key, list and all.
+        assert_eq!(
+            ambiguous(Some(b"Basic dXNlcjpwYXNz"), Some(key)),
+            AuthOutcome::Ambiguous(Ambiguity::ApiKeyList)
+        );
+    }
+    // A bearer token decides alone: the API key is not looked at, list or not.
+    let auth = format!("Bearer {token}");
+    identity(ambiguous(Some(auth.as_bytes()), Some(b"a, b")));
+}
+
+#[test]
 fn other_schemes_are_anonymous_unless_an_api_key_is_sent() {
     let w = World::new("");
     let basic = Some(&b"Basic dXNlcjpwYXNz"[..]);
@@ -424,6 +501,11 @@ fn challenges_follow_rfc6750() {
     assert_eq!(
         challenge(Challenge::InsufficientScope(&scopes)),
         r#"Bearer error="insufficient_scope", scope="users:read users:write""#
+    );
+    assert_eq!(
+        challenge(Challenge::InvalidRequest(&Ambiguity::TwoAuthorizations)),
+        "Bearer error=\"invalid_request\", error_description=\"more than one \
+         Authorization field: send one credential\""
     );
     let odd = ["a\"b\\c\r\n".to_owned()];
     assert_eq!(
