@@ -534,11 +534,73 @@ fn failure_messages_are_fixed_text_without_credentials() {
     assert_eq!(f.code(), "expired");
 }
 
+/// Whether `$ty` is `Send` / `Sync`, as a `bool` (not only a compile error when it is
+/// not): an inherent const that exists only when the bound holds shadows the trait's
+/// `false` (the `impls` crate's trick).
+macro_rules! is {
+    ($ty:ty: $bound:path) => {{
+        #[allow(dead_code)]
+        trait Fallback {
+            const YES: bool = false;
+        }
+        struct Probe<T: ?Sized>(std::marker::PhantomData<T>);
+        impl<T: ?Sized> Fallback for Probe<T> {}
+        #[allow(dead_code)]
+        impl<T: ?Sized + $bound> Probe<T> {
+            const YES: bool = true;
+        }
+        <Probe<$ty>>::YES
+    }};
+}
+
 #[test]
 fn settings_cross_threads_authenticator_stays_home() {
     // Loaded once and shared with the workers (`Arc<AuthSettings>`); each worker owns
-    // its `Authenticator` (Rc/RefCell inside: deliberately not `Send`).
-    fn shared<T: Send + Sync>() {}
-    shared::<AuthSettings>();
-    shared::<AuthConfigError>();
+    // its `Authenticator` (Rc/RefCell inside: deliberately neither `Send` nor `Sync`, so
+    // that its cache and counters can never be shared or moved between cores).
+    assert!(is!(AuthSettings: Send) && is!(AuthSettings: Sync));
+    assert!(is!(AuthConfigError: Send) && is!(AuthConfigError: Sync));
+    assert!(
+        !is!(Authenticator: Send),
+        "an Authenticator could move to another thread"
+    );
+    assert!(
+        !is!(Authenticator: Sync),
+        "an Authenticator could be shared between threads"
+    );
+    // The probe itself tells the two apart.
+    assert!(is!(u8: Send) && !is!(Rc<u8>: Send) && !is!(std::cell::Cell<u8>: Sync));
+
+    // The settings really do cross: a worker thread builds its own authenticator from
+    // the shared settings and verifies with it, and that authenticator's cache is its
+    // own (the main thread's stays empty).
+    let text = format!(
+        "[jwt]\n[[jwt.keys]]\nkid = \"hs-1\"\nalgorithm = \"HS256\"\nsecret_env = \"T_HS\"\n\
+         [api_keys]\n[[api_keys.keys]]\nid = \"k\"\nsha256 = \"{}\"\nuser = \"svc\"\n",
+        key_digest("worker-key")
+    );
+    let settings = std::sync::Arc::new(
+        AuthSettings::load_with_env(&parse(&text), env).expect("test config loads"),
+    );
+    let home = Authenticator::new(&settings);
+    let token = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims(),
+        &EncodingKey::from_secret(HS_SECRET.as_bytes()),
+    )
+    .expect("mint token");
+    let shared = std::sync::Arc::clone(&settings);
+    let (user, cached) = std::thread::spawn(move || {
+        let auth = Authenticator::new(&shared);
+        let bearer = format!("Bearer {token}");
+        let id = identity(auth.authenticate(Some(bearer.as_bytes()), None, now()));
+        let key = identity(auth.authenticate(None, Some(b"worker-key"), now()));
+        assert_eq!(key.user, "svc");
+        (id.user.clone(), auth.cached_identities())
+    })
+    .join()
+    .expect("worker thread");
+    assert_eq!((user.as_str(), cached), ("alice", 1));
+    assert_eq!(home.cached_identities(), 0);
+    assert_eq!(home.stats(), AuthStats::default());
 }
