@@ -1,6 +1,7 @@
 //! Authentication end to end, on both I/O drivers: bearer JWTs minted here with real keys
 //! (HS256, RS256, ES256, EdDSA), API keys matched by SHA-256, `auth = "required" |
-//! "optional" | "none"`, route scopes, credential stripping and forged identity headers.
+//! "optional" | "none"`, route scopes, credential stripping, forged identity headers,
+//! and requests carrying more than one credential (400).
 //! Every test asserts what the client sees (status, `WWW-Authenticate`, JSON body) and
 //! what the origin received (identity headers, never the credential).
 
@@ -205,6 +206,29 @@ fn assert_no_credential(resp: &Response) {
         "this route requires a bearer token or an API key"
     );
 }
+
+/// A 400 from the auth stage for a request with more than one credential (RFC 6750 3.1
+/// `invalid_request`): `description` is the message and the challenge's description.
+#[track_caller]
+fn assert_ambiguous(resp: &Response, description: &str) {
+    assert_eq!(resp.assert_json_error(400), "bad_request");
+    assert_eq!(resp.json()["message"], description, "{}", resp.head);
+    let challenge =
+        format!("Bearer error=\"invalid_request\", error_description=\"{description}\"");
+    assert_eq!(
+        resp.all("www-authenticate"),
+        vec![challenge.as_str()],
+        "{}",
+        resp.head
+    );
+    // Nothing about the framing was wrong: the connection stays usable.
+    assert!(!resp.connection_has("close"), "{}", resp.head);
+}
+
+const TWO_AUTHORIZATIONS: &str = "more than one Authorization field: send one credential";
+const TWO_API_KEYS: &str = "more than one API-key field: send one credential";
+const AUTHORIZATION_LIST: &str = "the Authorization field holds a list: send one credential";
+const API_KEY_LIST: &str = "the API-key field holds a list: send one credential";
 
 #[track_caller]
 fn assert_ok(resp: &Response, path: &str) {
@@ -794,4 +818,155 @@ both_drivers! {
             );
         }
     }
+
+    fn two_authorization_fields_are_400_whichever_comes_first(driver) {
+        let w = World::start(driver);
+        let mut c = w.gw.client();
+        let token = w.hs(&claims("alice"));
+        let valid = format!("Bearer {token}");
+        // Forged: another payload under the valid signature; and another valid token.
+        let forged = format!("Bearer {}", tamper_payload(&token));
+        let mallory = format!("Bearer {}", w.hs(&claims("mallory")));
+        for path in ["/req", "/opt"] {
+            for (first, second) in [
+                (&valid, &forged),
+                (&forged, &valid),
+                (&valid, &mallory),
+                (&valid, &valid),
+                (&valid, &"Basic dXNlcjpwYXNz".to_owned()),
+                (&"Basic dXNlcjpwYXNz".to_owned(), &valid),
+            ] {
+                // Field names in any case: `authorization` is the same field.
+                for (n1, n2) in [
+                    ("Authorization", "Authorization"),
+                    ("authorization", "Authorization"),
+                    ("Authorization", "AUTHORIZATION"),
+                ] {
+                    let req = Req::get(path).header(n1, first).header(n2, second);
+                    let resp = c.request(&req);
+                    assert_ambiguous(&resp, TWO_AUTHORIZATIONS);
+                }
+            }
+            // With an API key beside them, still 400: the key does not decide either.
+            let req = bearer(path, &token)
+                .header("Authorization", &forged)
+                .header("X-API-Key", ACME_KEY);
+            assert_ambiguous(&c.request(&req), TWO_AUTHORIZATIONS);
+        }
+        assert_eq!(w.received(), 0, "the origin received a request");
+        // One valid credential on the same connection still passes.
+        assert_ok(&c.request(&bearer("/req", &token)), "/req");
+        assert_identity(&w.origin.only_request(), "alice", "acme", Some("pro"),
+            Some("users:read orders:read"));
+    }
+
+    fn two_api_key_fields_are_400_whichever_comes_first(driver) {
+        let w = World::start(driver);
+        let mut c = w.gw.client();
+        let token = w.hs(&claims("alice"));
+        for path in ["/req", "/opt"] {
+            for (first, second) in [
+                (ACME_KEY, "no-such-key"),
+                ("no-such-key", ACME_KEY),
+                (ACME_KEY, SOLO_KEY),
+                (SOLO_KEY, ACME_KEY),
+                (ACME_KEY, ACME_KEY),
+                (ACME_KEY, ""),
+            ] {
+                for (n1, n2) in [("X-API-Key", "X-API-Key"), ("x-api-key", "X-API-KEY")] {
+                    let req = Req::get(path).header(n1, first).header(n2, second);
+                    assert_ambiguous(&c.request(&req), TWO_API_KEYS);
+                }
+            }
+            // Even beside a bearer token (which would decide alone): the request is
+            // malformed, whatever reads it.
+            let req = bearer(path, &token)
+                .header("X-API-Key", ACME_KEY)
+                .header("x-api-key", "no-such-key");
+            assert_ambiguous(&c.request(&req), TWO_API_KEYS);
+        }
+        assert_eq!(w.received(), 0, "the origin received a request");
+        assert_ok(&c.request(&api_key("/req", ACME_KEY)), "/req");
+        assert_identity(&w.origin.only_request(), "svc-acme", "acme", Some("pro"),
+            Some("users:read orders:read"));
+    }
+
+    fn a_configured_key_header_is_counted_under_its_own_name(driver) {
+        let w = World::with(driver, |k| k.jwt_keys_toml(), "X-Acme-Token");
+        let mut c = w.gw.client();
+        let req = Req::get("/req")
+            .header("X-Acme-Token", ACME_KEY)
+            .header("x-acme-token", "no-such-key");
+        assert_ambiguous(&c.request(&req), TWO_API_KEYS);
+        // X-API-Key is no credential here: two of them are just two other fields.
+        let req = Req::get("/req")
+            .header("X-Acme-Token", ACME_KEY)
+            .header("X-API-Key", "a")
+            .header("X-API-Key", "b");
+        assert_ok(&c.request(&req), "/req");
+        let r = w.origin.only_request();
+        assert_eq!(r.all("x-user-id"), vec!["svc-acme"], "{:?}", r.headers);
+        assert!(!r.has("x-acme-token"), "the key reached the origin: {:?}", r.headers);
+        assert_eq!(r.all("x-api-key"), vec!["a", "b"]);
+    }
+
+    fn a_list_in_one_credential_field_is_400(driver) {
+        // What an intermediary that folds the two fields into one would send us.
+        let w = World::start(driver);
+        let mut c = w.gw.client();
+        let token = w.hs(&claims("alice"));
+        let forged = tamper_payload(&token);
+        for path in ["/req", "/opt"] {
+            for value in [
+                format!("Bearer {token}, Bearer {forged}"),
+                format!("Bearer {forged}, Bearer {token}"),
+                format!("Bearer {token},Bearer {token}"),
+                format!("Basic dXNlcjpwYXNz, Bearer {token}"),
+                format!("Bearer {token},"),
+            ] {
+                let resp = c.request(&Req::get(path).header("Authorization", &value));
+                assert_ambiguous(&resp, AUTHORIZATION_LIST);
+            }
+            for value in [
+                format!("{ACME_KEY}, no-such-key"),
+                format!("no-such-key, {ACME_KEY}"),
+                format!("{ACME_KEY},{SOLO_KEY}"),
+            ] {
+                assert_ambiguous(&c.request(&api_key(path, &value)), API_KEY_LIST);
+            }
+        }
+        assert_eq!(w.received(), 0, "the origin received a request");
+        // Another scheme's own parameters are no list of credentials: anonymous.
+        let digest = "Digest username=\"u\", realm=\"r\", nonce=\"n\"";
+        let resp = c.request(&Req::get("/opt").header("Authorization", digest));
+        assert_ok(&resp, "/opt");
+        assert_anonymous(&w.origin.only_request());
+    }
+
+    fn none_route_forwards_repeated_credentials_as_sent(driver) {
+        // The gateway decides nothing from them here; the origin, which does, sees
+        // exactly what the client sent, in order.
+        let w = World::start(driver);
+        let mut c = w.gw.client();
+        let token = w.hs(&claims("alice"));
+        let (first, second) = (format!("Bearer {token}"), "Bearer forged".to_owned());
+        let req = Req::get("/open")
+            .header("Authorization", &first)
+            .header("authorization", &second)
+            .header("X-API-Key", ACME_KEY)
+            .header("x-api-key", "no-such-key");
+        assert_ok(&c.request(&req), "/open");
+        let r = w.origin.only_request();
+        assert_eq!(r.all("authorization"), vec![first.as_str(), second.as_str()]);
+        assert_eq!(r.all("x-api-key"), vec![ACME_KEY, "no-such-key"]);
+        assert_anonymous(&r);
+    }
+}
+
+/// `token` with another payload under its signature: well-formed, forged.
+fn tamper_payload(token: &str) -> String {
+    let (head, rest) = token.split_once('.').unwrap();
+    let sig = rest.split_once('.').unwrap().1;
+    let other = b64url(claims_with("mallory", json!({"plan": "enterprise"})).to_string());
+    format!("{head}.{other}.{sig}")
 }

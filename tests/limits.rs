@@ -190,15 +190,29 @@ max_body_bytes = 5000
     }
 
     fn silent_connection_is_closed(driver) {
+        // A connection that never sends a byte is on the header-read clock from accept
+        // (not the idle one, 10 times longer here): closed once it runs out, not before,
+        // and not much after.
         let origin = Origin::echo();
-        let gw = limited(driver, &origin);
+        let toml = simple_config(
+            &origin,
+            "[server.limits]\nheader_read_timeout_ms = 500\nidle_timeout_ms = 5000\n",
+        );
+        let gw = Gw::start(driver, &toml);
         let mut c = gw.client();
+        let t = Instant::now();
         let rest = c.read_until_close();
+        let took = t.elapsed();
         assert!(
             rest.is_empty() || rest.starts_with(b"HTTP/1.1 408"),
             "unexpected bytes: {:?}",
             String::from_utf8_lossy(&rest)
         );
+        // The gateway's clock starts at accept, which is no earlier than our connect
+        // returned; timers fire on whole milliseconds.
+        assert!(took >= Duration::from_millis(490), "closed after only {took:?}");
+        assert!(took < Duration::from_millis(900), "closed only after {took:?}");
+        assert_eq!(origin.connections(), 0);
     }
 
     fn idle_keep_alive_connection_is_closed(driver) {

@@ -499,13 +499,190 @@ both_drivers! {
     fn two_workers_stay_within_the_documented_bound(driver) {
         cross_worker_bound(driver);
     }
+
+    fn gossip_charges_every_admission_once_on_the_other_worker(driver) {
+        charged_exactly_once(driver);
+    }
+}
+
+/// A gateway started from `template` with `workers` workers and its access log written
+/// to `log_path` (Gw forces `access_log = "off"`): the log says which worker answered.
+fn start_logged(template: &str, driver: IoDriver, workers: usize, log_path: &str) -> Gateway {
+    let text = without_auth(&render_config(template, driver, workers)).replace(
+        "access_log = \"off\"",
+        &format!("access_log = \"{log_path}\""),
+    );
+    assert!(text.contains(log_path), "{text}");
+    let cfg = Config::parse(&text, "logged.toml")
+        .unwrap_or_else(|e| panic!("test config rejected: {e}\n---\n{text}"));
+    Gateway::start(cfg).unwrap_or_else(|e| panic!("gateway did not start: {e}"))
+}
+
+/// The worker that logged the request for `path` (waits for the worker's next flush).
+fn logged_worker(log_path: &str, path: &str) -> u64 {
+    let mut worker = None;
+    wait_until(&format!("{path} in the access log"), || {
+        let log = std::fs::read_to_string(log_path).unwrap_or_default();
+        worker = log.lines().find_map(|line| {
+            let entry: Value = serde_json::from_str(line).ok()?;
+            (entry["path"] == path).then(|| entry["worker"].as_u64().expect("worker"))
+        });
+        worker.is_some()
+    });
+    worker.unwrap()
+}
+
+/// Send `req` on `c` until the worker behind `c` reports a bucket charged with exactly
+/// every admission so far (`RateLimit` r = capacity - admitted); each poll is itself an
+/// admission, counted in `admitted`. Returns the polls sent. Fails after 5 s, which a
+/// count charged twice or never always reaches (see [`charged_exactly_once`]).
+fn poll_until_charged(c: &mut Client, req: &Req, cap: u64, admitted: &mut u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut polls = 0;
+    loop {
+        let resp = c.request(req);
+        assert_eq!(resp.status, 200, "{resp:#?}");
+        *admitted += 1;
+        polls += 1;
+        let (remaining, _) = assert_limit_headers(&resp, SLOW);
+        let expected = cap.saturating_sub(*admitted);
+        if remaining == expected {
+            return polls;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after {polls} polls over 5 s this worker's bucket holds {} charges for {} \
+             admissions: {}",
+            cap - remaining,
+            *admitted,
+            if remaining < expected {
+                "a count charged more than once"
+            } else {
+                "a count never charged"
+            }
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// 1 a minute, so nothing refills while the test runs; 5000 at once, more than 5 s of
+/// polling every 5 ms in both directions, so nothing the test sends is ever refused.
+const SLOW: (&str, u64, u64) = ("slow", 1, 4999);
+
+/// Exact, whatever the timing: one admission on worker X, then polls on worker Y until
+/// Y's bucket holds exactly every admission (its own polls plus X's one). Charged
+/// twice, Y's bucket would hold its polls + 2, never polls + 1; never charged, its
+/// polls alone: either way the wait fails. Then the same the other way round, with Y's
+/// total made odd first, so that twice Y's arrivals can never equal it. Which worker
+/// serves a connection is read from the access log, not guessed. (The simulated unit
+/// tests in `src/ratelimit/` catch the same faults: see `cross_worker_bound`.)
+fn charged_exactly_once(driver: IoDriver) {
+    let keys = Keyring::new();
+    let origin = Origin::start(|_| Reply::ok("ok"));
+    let dir = TempDir::new("gossip-once");
+    let log_path = dir.path("access.log");
+    let (name, rpm, burst) = SLOW;
+    let template = fill(
+        &format!(
+            r#"
+[auth.jwt]
+{jwt_keys}
+[rate_limit]
+default_plan = "{name}"
+key = "user"
+sync_interval_ms = 20
+headers = true
+
+[plans.{name}]
+requests_per_minute = {rpm}
+burst = {burst}
+
+[[upstreams]]
+name = "app"
+servers = ["{{origin}}"]
+
+[[routes]]
+id = "probe"
+path_prefix = "/probe/"
+upstream = "app"
+auth = "none"
+
+[[routes]]
+id = "limited"
+path_prefix = "/api/"
+upstream = "app"
+auth = "required"
+"#,
+            jwt_keys = keys.jwt_keys_toml(),
+        ),
+        &[("origin", origin.addr())],
+    );
+    let gw = start_logged(&template, driver, 2, &log_path);
+    let addr = gw.addrs()[0];
+
+    // One connection on each worker: SO_REUSEPORT spreads connections by their
+    // addresses, so open them until both workers have answered one (unlimited route).
+    let mut conns: Vec<Client> = Vec::new();
+    let mut first_on: BTreeMap<u64, usize> = BTreeMap::new();
+    while first_on.len() < 2 {
+        assert!(conns.len() < 64, "64 connections, all on one worker");
+        let i = conns.len();
+        let path = format!("/probe/{i}");
+        let mut c = Client::connect(addr);
+        assert_eq!(c.request(&Req::get(&path)).status, 200);
+        assert!(!c.request(&Req::get(&path)).has("ratelimit"));
+        conns.push(c);
+        first_on.entry(logged_worker(&log_path, &path)).or_insert(i);
+    }
+    let (x, y) = (first_on[&0], first_on[&1]);
+
+    let token = keys.mint(
+        Algorithm::HS256,
+        Some("hs-1"),
+        &json!({"sub": "once", "exp": now() + 300}),
+    );
+    let req = bearer("/api/once", &token);
+    let cap = capacity(SLOW) as u64;
+    let mut admitted = 0;
+    // X admits one and charges it to itself once, at once.
+    let resp = conns[x].request(&req);
+    assert_eq!(resp.status, 200, "{resp:#?}");
+    admitted += 1;
+    assert_eq!(assert_limit_headers(&resp, SLOW).0, cap - admitted);
+    // Y is charged X's one admission, exactly once.
+    let mut on_y = poll_until_charged(&mut conns[y], &req, cap, &mut admitted);
+    if on_y % 2 == 0 {
+        assert_eq!(conns[y].request(&req).status, 200);
+        admitted += 1;
+        on_y += 1;
+    }
+    // X is charged Y's (odd) number of admissions, exactly once each.
+    let on_x = poll_until_charged(&mut conns[x], &req, cap, &mut admitted);
+    assert_eq!(admitted, 1 + on_y + on_x);
+    let probes = 2 * conns.len() as u64;
+    drop(conns);
+    gw.shutdown();
+    gw.join();
+    assert_eq!(origin.requests().len() as u64, admitted + probes);
 }
 
 /// One identity hammers a 2-worker gateway over 16 connections (which SO_REUSEPORT
 /// spreads over both workers) for 1.5 s. The total admitted must stay within
 /// `ratelimit::admitted_bound` and must not fall below what one bucket alone admits in
 /// that time (less the refill a lagging charge may cost): without gossip it would be
-/// about twice one bucket's allowance, with counts charged twice about half.
+/// about twice one bucket's allowance, which the upper bound always catches.
+///
+/// Counts charged twice are not caught here reliably, and cannot be: they admit 26 to
+/// 33 in this run against an accepted 31..=42, because how much a lagging charge costs
+/// depends on when the timers fire and which worker each request lands on, and a lower
+/// bound tight enough to refuse 33 would refuse correct runs on a busy machine. Exact
+/// charging is tested instead, deterministically: end to end by
+/// `gossip_charges_every_admission_once_on_the_other_worker` (one count, and an odd
+/// number of counts, must appear exactly once in the other worker's bucket), and on a
+/// simulated clock by `ratelimit::gossip::tests::counts_reach_every_other_worker_once`,
+/// `ratelimit::gossip::tests::a_full_inbox_holds_counts_back_without_losing_any` and
+/// `ratelimit::tests::bound_is_nearly_reached_and_gossip_is_what_keeps_it` (each fails
+/// when the gossip applies counts twice, and when it does not apply them).
 fn cross_worker_bound(driver: IoDriver) {
     const RPM: u32 = 1200; // T = 50 ms
     const BURST: u32 = 4;

@@ -94,14 +94,43 @@ both_drivers! {
     }
 
     fn new_connections_are_refused_after_shutdown(driver) {
-        let origin = Origin::echo();
-        let mut gw = Gw::simple(driver, &origin);
-        assert_eq!(gw.send(&Req::get("/")).status, 200);
+        // Refused at once, during the drain, not only once the workers are gone (that
+        // is `listener_is_closed_when_join_returns`): a request is still in flight for
+        // another 1.5 s while new connections must already be refused.
+        let origin = slow_origin(1500);
+        let gw = Gw::simple(driver, &origin);
         let addr = gw.addr;
-        gw.stop();
-        wait_until("the listener to close", || TcpStream::connect(addr).is_err());
-        let err = TcpStream::connect(addr).expect_err("connected after shutdown");
+        let mut c = gw.client();
+        c.send(Req::get("/in-flight").bytes());
+        origin.wait_requests(1);
+        let t = Instant::now();
+        gw.shutdown();
+        // The worker picks the stop flag up at its next tick (50 ms).
+        let refused_after = loop {
+            match TcpStream::connect(addr) {
+                Err(e) => {
+                    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+                    break t.elapsed();
+                }
+                Ok(_) => {
+                    assert!(
+                        t.elapsed() < Duration::from_millis(1000),
+                        "still accepting {:?} after shutdown",
+                        t.elapsed()
+                    );
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        };
+        // And it stays refused while the drain goes on.
+        let err = TcpStream::connect(addr).expect_err("accepting again during the drain");
         assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+        // Refused within 1 s of shutdown, while the origin holds its answer for 1.5 s:
+        // the drain was still going on. It still ends with the answer.
+        assert!(refused_after < Duration::from_millis(1000));
+        let resp = c.read_response();
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.text(), "done /in-flight");
     }
 
     fn idle_connections_close_promptly(driver) {

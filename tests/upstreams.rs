@@ -217,14 +217,20 @@ both_drivers! {
     }
 
     fn pooled_connections_expire(driver) {
+        // No sleep decides this: the gateway closing the idle pooled connection (its
+        // idle sweep, which the origin sees as EOF) is the event waited for.
         let origin = Origin::echo();
         let toml = upstream_config("\"{o}\"", "idle_timeout_ms = 100", &[("o", origin.addr())]);
         let gw = Gw::start(driver, &toml);
         let mut c = gw.client();
         assert_eq!(c.request(&Req::get("/")).status, 200);
         assert_eq!(c.request(&Req::get("/")).status, 200);
+        let pooled_at = Instant::now();
         assert_eq!(origin.connections(), 1);
-        std::thread::sleep(Duration::from_millis(250)); // let the pooled connection age
+        origin.wait_closed(1);
+        let idle = pooled_at.elapsed();
+        // (Less the moment between the pool taking it back and our reading the answer.)
+        assert!(idle >= Duration::from_millis(90), "closed after only {idle:?} idle");
         assert_eq!(c.request(&Req::get("/")).status, 200);
         assert_eq!(origin.connections(), 2, "an expired connection was reused");
     }

@@ -39,10 +39,40 @@ pub(crate) enum Bearer<'a> {
     Token(&'a [u8]),
     /// `Bearer` without a token.
     Malformed,
+    /// A bearer credential in a comma-separated list (`Bearer a, Bearer b`, or `Basic
+    /// x, Bearer y`): what an intermediary makes of two `Authorization` fields when it
+    /// folds them into one, which RFC 9110 5.3 does not allow for this field. A token
+    /// never holds a comma (token68, RFC 9110 11.4; a JWS is base64url and dots).
+    List,
+}
+
+/// `Bearer <token>`: see [`bearer_one`]; a bearer credential that is one element of a
+/// list is [`Bearer::List`]. Only a value holding a comma is looked at twice: another
+/// scheme's own parameters (`Digest a=b, c=d`) are no bearer credential and stay
+/// [`Bearer::OtherScheme`]. The comma search is memchr's vectorised scan, a few ns for
+/// a whole token, not the byte-by-byte pass `bearer_one` avoids.
+pub(crate) fn bearer(value: &[u8]) -> Bearer<'_> {
+    let one = bearer_one(value);
+    let comma = |v: &[u8]| memchr::memchr(b',', v).is_some();
+    match one {
+        Bearer::Token(token) if comma(token) => Bearer::List,
+        Bearer::OtherScheme if comma(value) => {
+            let later_bearer = value
+                .split(|&b| b == b',')
+                .skip(1)
+                .any(|element| bearer_one(element) != Bearer::OtherScheme);
+            if later_bearer {
+                Bearer::List
+            } else {
+                Bearer::OtherScheme
+            }
+        }
+        other => other,
+    }
 }
 
 /// `Bearer <token>`: scheme case-insensitive (RFC 9110 11.1), then one or more spaces.
-pub(crate) fn bearer(value: &[u8]) -> Bearer<'_> {
+fn bearer_one(value: &[u8]) -> Bearer<'_> {
     let value = value.trim_ascii();
     let (scheme, rest) = value.split_at(value.len().min(6));
     if !scheme.eq_ignore_ascii_case(b"bearer") {

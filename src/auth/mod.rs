@@ -24,6 +24,13 @@
 //!   the key's algorithm and curve OIDs rather than taking the first bit string.
 //! - **Both credentials sent**: the bearer token alone decides; the API key is not
 //!   looked at (a bad token is not rescued by a good key).
+//! - **One credential, one value**: RFC 9110 allows a single `Authorization` value
+//!   (and an API key is one value too). Two `Authorization` fields, two API-key fields,
+//!   or either folded into a comma-separated list (what an intermediary makes of two
+//!   fields) is an [`AuthOutcome::Ambiguous`] request, 400 `invalid_request` (RFC 6750
+//!   3.1: "repeats the same parameter"): taking the first would let a filter in front
+//!   that reads the last one disagree with us about who is calling. Duplicate fields
+//!   are counted by the pipeline's auth stage; lists are found here.
 //! - **Other `Authorization` schemes** (`Basic ...`) are no bearer credential, as in
 //!   Envoy's jwt_authn: the request is anonymous unless it carries an API key.
 //!   `Bearer` with no token, or two, is malformed. An empty API-key header is no key.
@@ -93,6 +100,8 @@ pub enum AuthOutcome {
     Authenticated(Rc<Identity>),
     /// A credential was sent and is not good.
     Invalid(AuthFailure),
+    /// Not one credential but several where one value belongs: 400, never judged.
+    Ambiguous(Ambiguity),
 }
 
 impl AuthOutcome {
@@ -157,6 +166,33 @@ impl AuthFailure {
             AuthFailure::InvalidClaim(_) => "invalid_claim",
             AuthFailure::UnknownApiKey => "unknown_api_key",
             AuthFailure::TooLarge => "too_large",
+        }
+    }
+}
+
+/// Why a request's credentials are not judged at all: more than one where RFC 9110
+/// allows a single value (400, RFC 6750 3.1 `invalid_request`). `Display` is the message
+/// for the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Ambiguity {
+    #[error("more than one Authorization field: send one credential")]
+    TwoAuthorizations,
+    #[error("more than one API-key field: send one credential")]
+    TwoApiKeys,
+    #[error("the Authorization field holds a list: send one credential")]
+    AuthorizationList,
+    #[error("the API-key field holds a list: send one credential")]
+    ApiKeyList,
+}
+
+impl Ambiguity {
+    /// A short fixed name for logs and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Ambiguity::TwoAuthorizations => "two_authorizations",
+            Ambiguity::TwoApiKeys => "two_api_keys",
+            Ambiguity::AuthorizationList => "authorization_list",
+            Ambiguity::ApiKeyList => "api_key_list",
         }
     }
 }
@@ -265,7 +301,9 @@ impl Authenticator {
 
     /// Judge a request's credentials. `authorization`: the raw `Authorization` value;
     /// `api_key`: the raw value of the API-key header ([`Self::api_key_header`]);
-    /// `now`: unix seconds.
+    /// `now`: unix seconds. The caller has made sure each was sent at most once
+    /// ([`Ambiguity::TwoAuthorizations`], [`Ambiguity::TwoApiKeys`]); a value that is a
+    /// list is found here.
     pub fn authenticate(
         &self,
         authorization: Option<&[u8]>,
@@ -276,10 +314,16 @@ impl Authenticator {
             match jwt::bearer(value) {
                 Bearer::Token(token) => return self.token(token, now),
                 Bearer::Malformed => return AuthOutcome::Invalid(AuthFailure::Malformed),
+                Bearer::List => return AuthOutcome::Ambiguous(Ambiguity::AuthorizationList),
                 Bearer::OtherScheme => {}
             }
         }
         match api_key.map(<[u8]>::trim_ascii) {
+            // An API key is opaque, but "k1, k2" is what folding two fields makes of it;
+            // keys are therefore never issued with a comma (see the README).
+            Some(key) if memchr::memchr(b',', key).is_some() => {
+                AuthOutcome::Ambiguous(Ambiguity::ApiKeyList)
+            }
             Some(key) if !key.is_empty() => self.api_key(key),
             _ => AuthOutcome::Anonymous,
         }
@@ -372,6 +416,8 @@ pub enum Challenge<'a> {
     InvalidToken(&'a AuthFailure),
     /// 403, the caller lacks a scope the route requires: the route's scopes.
     InsufficientScope(&'a [String]),
+    /// 400, the request carries more than one credential.
+    InvalidRequest(&'a Ambiguity),
 }
 
 /// The `WWW-Authenticate` value for a 401 or 403 (RFC 6750 3).
@@ -385,6 +431,10 @@ pub fn challenge(c: Challenge<'_>) -> String {
         Challenge::InsufficientScope(scopes) => format!(
             "Bearer error=\"insufficient_scope\", scope=\"{}\"",
             quoted(&scopes.join(" "))
+        ),
+        Challenge::InvalidRequest(ambiguity) => format!(
+            "Bearer error=\"invalid_request\", error_description=\"{}\"",
+            quoted(&ambiguity.to_string())
         ),
     }
 }

@@ -2,14 +2,18 @@
 //! required) and before rate limiting (the bucket is the caller's). It either passes
 //! the request on with the verified identity, or answers 401/403 itself.
 //!
-//! - `auth = "none"`: credentials are not looked at (and are forwarded untouched).
+//! - `auth = "none"`: credentials are not looked at (and are forwarded untouched, each
+//!   field as sent, duplicates included; see [`run`] for why).
 //! - `auth = "optional"`: no credential passes anonymously; a bad one is still 401.
 //! - `auth = "required"`: no or bad credential is 401 with a `WWW-Authenticate`
 //!   challenge (RFC 6750 3); a verified caller missing a route scope is 403.
+//! - Either mode: two `Authorization` fields, two API-key fields, or one holding a
+//!   comma-separated list of credentials, is 400 with `error="invalid_request"`
+//!   (RFC 6750 3.1), before any credential is judged ([`crate::auth::Ambiguity`]).
 
 use std::rc::Rc;
 
-use crate::auth::{challenge, has_scopes, AuthOutcome, Challenge, Identity};
+use crate::auth::{challenge, has_scopes, Ambiguity, AuthOutcome, Challenge, Identity};
 use crate::config::{AuthMode, RouteConfig};
 use crate::http::{HeaderKind, RequestHead};
 use crate::runtime::worker::Worker;
@@ -29,23 +33,35 @@ pub fn run(
     head: &RequestHead,
     buf: &[u8],
 ) -> Result<Option<Rc<Identity>>, Answer> {
+    // `auth = "none"`: the gateway decides nothing from these fields, so it has no
+    // reading of them that an origin could disagree with; duplicates are forwarded in
+    // order, exactly as received, as nginx and Envoy forward repeated fields they do not
+    // act on (Envoy's jwt_authn only looks at routes that carry a requirement). The
+    // origin that does authenticate sees what the client sent and must judge it; a
+    // refusal here would break origins whose own scheme the gateway does not know.
     if route.auth == AuthMode::None {
         return Ok(None);
     }
-    let authorization = head
-        .headers
-        .iter()
-        .find(|h| h.kind == HeaderKind::Authorization)
-        .map(|h| h.value.get(buf));
-    // A bearer token alone decides when both are sent, so the API-key header is only
-    // looked for when there is none.
-    let bearer =
-        authorization.is_some_and(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer "));
-    let api_key = if bearer {
-        None
-    } else {
-        head.header(buf, w.auth.api_key_header())
-    };
+    // RFC 9110 allows a single value for Authorization (and an API key is one value):
+    // with two, taking either would let another hop that takes the other (a filter in
+    // front reading the last) disagree with us about who is calling. One pass over the
+    // fields finds both credentials and any second copy.
+    let key_header = w.auth.api_key_header().as_bytes();
+    let (mut authorization, mut api_key) = (None::<&[u8]>, None::<&[u8]>);
+    for h in &head.headers {
+        let (slot, twice) = if h.kind == HeaderKind::Authorization {
+            (&mut authorization, Ambiguity::TwoAuthorizations)
+        } else if h.name.get(buf).eq_ignore_ascii_case(key_header) {
+            (&mut api_key, Ambiguity::TwoApiKeys)
+        } else {
+            continue;
+        };
+        if slot.replace(h.value.get(buf)).is_some() {
+            return Err(invalid_request(&twice));
+        }
+    }
+    // A bearer token alone decides when both are sent: `authenticate` looks at the API
+    // key only when there is none.
     match w
         .auth
         .authenticate(authorization, api_key, w.unix_now.get())
@@ -71,7 +87,18 @@ pub fn run(
             &format!("invalid credential: {failure}"),
             &challenge(Challenge::InvalidToken(&failure)),
         )),
+        AuthOutcome::Ambiguous(ambiguity) => Err(invalid_request(&ambiguity)),
     }
+}
+
+/// 400 for a request with more than one credential (RFC 6750 3.1 `invalid_request`):
+/// the request is malformed, no credential was judged, so no 401.
+fn invalid_request(ambiguity: &Ambiguity) -> Answer {
+    answer(
+        400,
+        &ambiguity.to_string(),
+        &challenge(Challenge::InvalidRequest(ambiguity)),
+    )
 }
 
 fn answer(status: u16, message: &str, www_authenticate: &str) -> Answer {

@@ -78,7 +78,10 @@ pub fn driver_available(driver: IoDriver) -> bool {
         Ok(()) => true,
         Err(e) => {
             if std::env::var("RINGGATE_REQUIRE_URING").as_deref() == Ok("1") {
-                panic!("io_uring is not available here: {e}");
+                panic!(
+                    "io_uring is not available here: {e} (RINGGATE_REQUIRE_URING=1 makes \
+                     this a failure; .ci/run sets it when the kernel offers io_uring)"
+                );
             }
             eprintln!("skipped: io_uring is not available here ({e})");
             false

@@ -314,6 +314,83 @@ fn bearer_scheme_is_case_insensitive_and_spacing_tolerant() {
 }
 
 #[test]
+fn a_bearer_credential_in_a_list_is_no_single_credential() {
+    use super::jwt::{bearer, Bearer};
+    // Two fields folded into one (RFC 9110 5.3 does not allow it for Authorization),
+    // whichever comes first, and a token holding a comma (never token68).
+    for value in [
+        &b"Bearer a.b.c, Bearer d.e.f"[..],
+        b"bearer a.b.c,bearer d.e.f",
+        b"Bearer a.b.c,",
+        b"Bearer ,a.b.c",
+        b"Basic dXNlcjpwYXNz, Bearer a.b.c",
+        b"Basic dXNlcjpwYXNz, Bearer",
+        b"Bearer, Bearer a.b.c",
+        b"Digest a=b, Bearer a.b.c",
+    ] {
+        assert_eq!(
+            bearer(value),
+            Bearer::List,
+            "{}",
+            String::from_utf8_lossy(value)
+        );
+    }
+    // Another scheme's own parameters are no bearer credential.
+    assert_eq!(
+        bearer(b"Digest username=\"u\", realm=\"r\", nonce=\"n\""),
+        Bearer::OtherScheme
+    );
+    assert_eq!(bearer(b"Basic a, Basic b"), Bearer::OtherScheme);
+    assert_eq!(bearer(b"Digest bearer=1, bearerx=2"), Bearer::OtherScheme);
+}
+
+#[test]
+fn lists_are_ambiguous_before_anything_is_verified() {
+    let w = World::new("");
+    let token = w.mint(Algorithm::HS256, Some("hs-1"), &claims());
+    let forged = tamper(&token);
+    let ambiguous = |authorization: Option<&[u8]>, api_key: Option<&[u8]>| {
+        w.auth.authenticate(authorization, api_key, now())
+    };
+    for value in [
+        format!("Bearer {token}, Bearer {forged}"),
+        format!("Bearer {forged}, Bearer {token}"),
+        format!("Bearer {token},Bearer {token}"),
+        format!("Basic dXNlcjpwYXNz, Bearer {token}"),
+    ] {
+        assert_eq!(
+            ambiguous(Some(value.as_bytes()), Some(b"acme-secret-key")),
+            AuthOutcome::Ambiguous(Ambiguity::AuthorizationList),
+            "{value}"
+        );
+    }
+    // Nothing was verified, so nothing was cached either way.
+    assert_eq!(w.auth.stats(), AuthStats::default());
+    assert_eq!(w.auth.cached_identities(), 0);
+    for key in [
+        &b"acme-secret-key, solo-secret-key"[..],
+        b"acme-secret-key,",
+        b" , acme-secret-key",
+        b",",
+    ] {
+        assert_eq!(
+            ambiguous(None, Some(key)),
+            AuthOutcome::Ambiguous(Ambiguity::ApiKeyList),
+            "{}",
+            String::from_utf8_lossy(key)
+        );
+        // Another scheme leaves the decision to the API key, list and all.
+        assert_eq!(
+            ambiguous(Some(b"Basic dXNlcjpwYXNz"), Some(key)),
+            AuthOutcome::Ambiguous(Ambiguity::ApiKeyList)
+        );
+    }
+    // A bearer token decides alone: the API key is not looked at, list or not.
+    let auth = format!("Bearer {token}");
+    identity(ambiguous(Some(auth.as_bytes()), Some(b"a, b")));
+}
+
+#[test]
 fn other_schemes_are_anonymous_unless_an_api_key_is_sent() {
     let w = World::new("");
     let basic = Some(&b"Basic dXNlcjpwYXNz"[..]);
@@ -425,6 +502,11 @@ fn challenges_follow_rfc6750() {
         challenge(Challenge::InsufficientScope(&scopes)),
         r#"Bearer error="insufficient_scope", scope="users:read users:write""#
     );
+    assert_eq!(
+        challenge(Challenge::InvalidRequest(&Ambiguity::TwoAuthorizations)),
+        "Bearer error=\"invalid_request\", error_description=\"more than one \
+         Authorization field: send one credential\""
+    );
     let odd = ["a\"b\\c\r\n".to_owned()];
     assert_eq!(
         challenge(Challenge::InsufficientScope(&odd)),
@@ -452,11 +534,73 @@ fn failure_messages_are_fixed_text_without_credentials() {
     assert_eq!(f.code(), "expired");
 }
 
+/// Whether `$ty` is `Send` / `Sync`, as a `bool` (not only a compile error when it is
+/// not): an inherent const that exists only when the bound holds shadows the trait's
+/// `false` (the `impls` crate's trick).
+macro_rules! is {
+    ($ty:ty: $bound:path) => {{
+        #[allow(dead_code)]
+        trait Fallback {
+            const YES: bool = false;
+        }
+        struct Probe<T: ?Sized>(std::marker::PhantomData<T>);
+        impl<T: ?Sized> Fallback for Probe<T> {}
+        #[allow(dead_code)]
+        impl<T: ?Sized + $bound> Probe<T> {
+            const YES: bool = true;
+        }
+        <Probe<$ty>>::YES
+    }};
+}
+
 #[test]
 fn settings_cross_threads_authenticator_stays_home() {
     // Loaded once and shared with the workers (`Arc<AuthSettings>`); each worker owns
-    // its `Authenticator` (Rc/RefCell inside: deliberately not `Send`).
-    fn shared<T: Send + Sync>() {}
-    shared::<AuthSettings>();
-    shared::<AuthConfigError>();
+    // its `Authenticator` (Rc/RefCell inside: deliberately neither `Send` nor `Sync`, so
+    // that its cache and counters can never be shared or moved between cores).
+    assert!(is!(AuthSettings: Send) && is!(AuthSettings: Sync));
+    assert!(is!(AuthConfigError: Send) && is!(AuthConfigError: Sync));
+    assert!(
+        !is!(Authenticator: Send),
+        "an Authenticator could move to another thread"
+    );
+    assert!(
+        !is!(Authenticator: Sync),
+        "an Authenticator could be shared between threads"
+    );
+    // The probe itself tells the two apart.
+    assert!(is!(u8: Send) && !is!(Rc<u8>: Send) && !is!(std::cell::Cell<u8>: Sync));
+
+    // The settings really do cross: a worker thread builds its own authenticator from
+    // the shared settings and verifies with it, and that authenticator's cache is its
+    // own (the main thread's stays empty).
+    let text = format!(
+        "[jwt]\n[[jwt.keys]]\nkid = \"hs-1\"\nalgorithm = \"HS256\"\nsecret_env = \"T_HS\"\n\
+         [api_keys]\n[[api_keys.keys]]\nid = \"k\"\nsha256 = \"{}\"\nuser = \"svc\"\n",
+        key_digest("worker-key")
+    );
+    let settings = std::sync::Arc::new(
+        AuthSettings::load_with_env(&parse(&text), env).expect("test config loads"),
+    );
+    let home = Authenticator::new(&settings);
+    let token = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims(),
+        &EncodingKey::from_secret(HS_SECRET.as_bytes()),
+    )
+    .expect("mint token");
+    let shared = std::sync::Arc::clone(&settings);
+    let (user, cached) = std::thread::spawn(move || {
+        let auth = Authenticator::new(&shared);
+        let bearer = format!("Bearer {token}");
+        let id = identity(auth.authenticate(Some(bearer.as_bytes()), None, now()));
+        let key = identity(auth.authenticate(None, Some(b"worker-key"), now()));
+        assert_eq!(key.user, "svc");
+        (id.user.clone(), auth.cached_identities())
+    })
+    .join()
+    .expect("worker thread");
+    assert_eq!((user.as_str(), cached), ("alice", 1));
+    assert_eq!(home.cached_identities(), 0);
+    assert_eq!(home.stats(), AuthStats::default());
 }
