@@ -5,9 +5,11 @@
 //!
 //! - Freshness lifetime: `s-maxage` over `max-age` over `Expires` over the route's
 //!   `ttl_s` (with an `Age` from the origin standing in for time passing, so no test
-//!   sleeps); an invalid `Expires` is in the past.
-//! - Only the heuristically cacheable statuses are stored: 404 and 301 are, with or
-//!   without `max-age`; 500, 302 and 201 are not, even with `max-age`.
+//!   sleeps); an invalid `Expires` is in the past. A route without `ttl_s`
+//!   (`cache = {}`) stores only responses with explicit freshness.
+//! - Any status with explicit freshness is stored (302 with its `Location`, 307, 403,
+//!   500); without it, only the heuristically cacheable ones (404 and 301 by the
+//!   route's `ttl_s`; not 302, 500 or 201).
 //! - Fields named by `Connection`, `no-cache="..."` and `private="..."` are not stored.
 //! - Conditional requests answered from a fresh entry: `If-Modified-Since` against
 //!   `Last-Modified`, `If-None-Match` with `*`, a list, a weak tag, no match, and its
@@ -42,7 +44,7 @@ const KEY_B: &str = "cache-rules-key-tenant-b";
 const STATUS: &str = "X-Reply-Status";
 
 /// `(path_prefix, auth, cache table)` of the gateway's routes, in order.
-const ROUTES: [(&str, &str, &str); 7] = [
+const ROUTES: [(&str, &str, &str); 8] = [
     // Keyed by the caller's tenant.
     ("/tenant", "required", "ttl_s = 30"),
     ("/shared", "required", "ttl_s = 30, shared = true"),
@@ -51,6 +53,8 @@ const ROUTES: [(&str, &str, &str); 7] = [
     ("/maybe", "optional", "ttl_s = 30"),
     ("/get-only", "none", "ttl_s = 30, methods = [\"GET\"]"),
     ("/ttl1", "none", "ttl_s = 1"),
+    // No ttl_s: only what the origin marks fresh.
+    ("/origin-fresh", "none", ""),
     ("/", "none", "ttl_s = 30"),
 ];
 
@@ -221,15 +225,21 @@ both_drivers! {
         assert_eq!(w.fetched(), 6);
     }
 
-    fn only_heuristically_cacheable_statuses_are_stored(driver) {
+    fn statuses_are_stored_by_explicit_freshness_or_heuristically(driver) {
         let w = World::start(driver);
         let mut c = w.gw.client();
-        // Stored: 404 and 301, by their max-age or, without one, by the route's ttl_s.
-        let stored: [(&str, u16, &[&str]); 4] = [
+        // Stored: 404 and 301 by their max-age or, without one, by the route's ttl_s
+        // (heuristically cacheable); 302, 307, 403 and 500 by their max-age (RFC 9111 3:
+        // any status with explicit freshness).
+        let stored: [(&str, u16, &[&str]); 8] = [
             ("/s/404-max", 404, &["Cache-Control: max-age=60"]),
             ("/s/404-ttl", 404, &[]),
             ("/s/301-max", 301, &["Location: /elsewhere", "Cache-Control: max-age=60"]),
             ("/s/301-ttl", 301, &["Location: /elsewhere"]),
+            ("/s/302-max", 302, &["Location: /elsewhere", "Cache-Control: max-age=60"]),
+            ("/s/307-max", 307, &["Location: /elsewhere", "Cache-Control: max-age=60"]),
+            ("/s/403-max", 403, &["Cache-Control: max-age=60"]),
+            ("/s/500-max", 500, &["Cache-Control: max-age=60"]),
         ];
         for (n, (path, status, fields)) in stored.into_iter().enumerate() {
             let req = ask(path, fields).header(STATUS, &status.to_string());
@@ -237,15 +247,23 @@ both_drivers! {
             assert_eq!(seen(&miss), format!("{status} MISS [{n}]"), "{path}");
             let hit = c.request(&req);
             assert_eq!(seen(&hit), format!("{status} HIT [{n}]"), "{path}: {}", hit.head);
-            if status == 301 {
+            if fields.iter().any(|f| f.starts_with("Location")) {
                 assert_eq!(hit.header("location"), Some("/elsewhere"), "{path}");
             }
             assert_eq!(w.fetched(), n + 1, "{path}");
         }
-        // Not stored, though each says max-age=60: 500, 302, 201.
-        for (path, status) in [("/s/500", 500), ("/s/302", 302), ("/s/201", 201)] {
-            let req = ask(path, &["Location: /elsewhere", "Cache-Control: max-age=60"])
-                .header(STATUS, &status.to_string());
+        // Not stored without explicit freshness (not heuristically cacheable, so the
+        // route's ttl_s does not apply), even when `public` allows storing: 302, 500,
+        // 201. And never a 206 (no range support here), max-age or not.
+        let not_stored: [(&str, u16, &[&str]); 5] = [
+            ("/s/302", 302, &["Location: /elsewhere"]),
+            ("/s/302-public", 302, &["Location: /elsewhere", "Cache-Control: public"]),
+            ("/s/500", 500, &[]),
+            ("/s/201", 201, &[]),
+            ("/s/206-max", 206, &["Content-Range: bytes 0-0/10", "Cache-Control: max-age=60"]),
+        ];
+        for (path, status, fields) in not_stored {
+            let req = ask(path, fields).header(STATUS, &status.to_string());
             for _ in 0..2 {
                 let before = w.fetched();
                 let r = c.request(&req);
@@ -253,6 +271,53 @@ both_drivers! {
                 assert_eq!(w.fetched(), before + 1, "{path} was answered from the cache");
             }
         }
+    }
+
+    fn a_route_without_ttl_stores_only_what_the_origin_marks_fresh(driver) {
+        let w = World::start(driver);
+        let mut c = w.gw.client();
+        let past = format!("Last-Modified: {LAST_MODIFIED}");
+        let future = format!("Expires: {}", date_ago(-120));
+        // Without freshness information: asked of the origin every time. A
+        // Last-Modified gives no heuristic freshness either.
+        let bare: [(&str, &[&str]); 3] = [
+            ("/origin-fresh/none", &[]),
+            ("/origin-fresh/lm", &[&past]),
+            ("/origin-fresh/public", &["Cache-Control: public"]),
+        ];
+        for (path, fields) in bare {
+            for _ in 0..2 {
+                let before = w.fetched();
+                let r = c.request(&ask(path, fields));
+                assert_eq!(seen(&r), format!("200 MISS [{before}]"), "{path}");
+                assert_eq!(w.fetched(), before + 1, "{path} was answered from the cache");
+            }
+        }
+        // With it: stored, and served from the cache.
+        let fresh: [(&str, &[&str]); 3] = [
+            ("/origin-fresh/max", &["Cache-Control: max-age=60"]),
+            ("/origin-fresh/smax", &["Cache-Control: s-maxage=60"]),
+            ("/origin-fresh/expires", &[&future]),
+        ];
+        for (path, fields) in fresh {
+            let n = w.fetched();
+            assert_eq!(seen(&c.request(&ask(path, fields))), format!("200 MISS [{n}]"), "{path}");
+            let hit = c.request(&ask(path, fields));
+            assert_eq!(seen(&hit), format!("200 HIT [{n}]"), "{path}: {}", hit.head);
+            assert_eq!(w.fetched(), n + 1, "{path}");
+        }
+        // A redirect the origin marks fresh is stored too; one it does not, is not.
+        let n = w.fetched();
+        let found = ask("/origin-fresh/302", &["Location: /there", "Cache-Control: max-age=60"])
+            .header(STATUS, "302");
+        assert_eq!(seen(&c.request(&found)), format!("302 MISS [{n}]"));
+        let hit = c.request(&found);
+        assert_eq!(seen(&hit), format!("302 HIT [{n}]"), "{}", hit.head);
+        assert_eq!(hit.header("location"), Some("/there"));
+        let plain = ask("/origin-fresh/302-plain", &["Location: /there"]).header(STATUS, "302");
+        assert_eq!(seen(&c.request(&plain)), format!("302 MISS [{}]", n + 1));
+        assert_eq!(seen(&c.request(&plain)), format!("302 MISS [{}]", n + 2));
+        assert_eq!(w.fetched(), n + 3);
     }
 
     fn fields_named_by_connection_or_qualified_directives_are_not_stored(driver) {

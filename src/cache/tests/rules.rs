@@ -117,20 +117,114 @@ fn qualified_no_cache_and_private_only_omit_their_fields() {
 }
 
 #[test]
-fn only_heuristically_cacheable_statuses_are_stored() {
+fn any_known_status_with_explicit_freshness_is_stored_the_others_by_ttl() {
     let rt = route(300);
+    // Without explicit freshness: the heuristically cacheable statuses, for ttl_s.
     for s in CACHEABLE_STATUSES {
         let r = resp(&format!("{s} X"), "");
-        assert!(storable(&get(), &rt, &r.parts(), UNIX_NOW).is_ok(), "{s}");
+        assert_eq!(store_ok(&rt, &r).lifetime, secs(300), "{s}");
     }
-    for s in [
-        201, 202, 206, 302, 303, 307, 400, 401, 403, 500, 502, 503, 504,
-    ] {
+    for s in [201, 202, 302, 303, 307, 400, 401, 403, 500, 502, 503, 504] {
+        for fields in [
+            "",
+            "Cache-Control: public",
+            "Cache-Control: stale-if-error=60",
+        ] {
+            assert_eq!(
+                refused(&rt, &format!("{s} X"), fields),
+                NotStorable::Status(s),
+                "{s} {fields}"
+            );
+        }
+    }
+    // With it, any status RFC 9110 defines (RFC 9111 3), for its own lifetime.
+    for s in STORABLE_STATUSES {
+        for (fields, life) in [
+            ("Cache-Control: max-age=60", 60),
+            ("Cache-Control: s-maxage=7", 7),
+            ("Expires: Sun, 06 Nov 1994 08:50:37 GMT", 60),
+        ] {
+            let r = resp(&format!("{s} X"), fields);
+            assert_eq!(store_ok(&rt, &r).lifetime, secs(life), "{s} {fields}");
+        }
+        // Explicitly stale: not stored, however cacheable the status.
         assert_eq!(
-            refused(&rt, &format!("{s} X"), "Cache-Control: max-age=60"),
-            NotStorable::Status(s)
+            refused(&rt, &format!("{s} X"), "Expires: 0"),
+            NotStorable::NoFreshness,
+            "{s}"
         );
     }
+    let found = resp("302 Found", "Location: /x\nCache-Control: max-age=60");
+    assert_eq!(store_ok(&rt, &found).lifetime, secs(60));
+    // Never: not final, partial (no range support), a 304 (it updates an entry),
+    // unused or unknown.
+    for s in [
+        100, 101, 103, 199, 206, 299, 304, 305, 306, 418, 499, 599, 600, 999,
+    ] {
+        assert!(!STORABLE_STATUSES.contains(&s), "{s}");
+        assert_eq!(
+            refused(&rt, &format!("{s} X"), "Cache-Control: public, max-age=60"),
+            NotStorable::Status(s),
+            "{s}"
+        );
+    }
+    // The usual rules hold for every status.
+    for (fields, why) in [
+        ("Cache-Control: max-age=60, no-store", NotStorable::NoStore),
+        ("Cache-Control: max-age=60, private", NotStorable::Private),
+        (
+            "Cache-Control: max-age=60\nSet-Cookie: a=b",
+            NotStorable::SetCookie,
+        ),
+        ("Cache-Control: max-age=60\nVary: *", NotStorable::VaryStar),
+    ] {
+        assert_eq!(refused(&rt, "307 X", fields), why, "{fields}");
+    }
+    let with_credentials = RequestFacts {
+        credentials: true,
+        ..get()
+    };
+    let r = resp("403 Forbidden", "Cache-Control: max-age=60");
+    assert_eq!(
+        storable(&with_credentials, &rt, &r.parts(), UNIX_NOW).unwrap_err(),
+        NotStorable::Authorization
+    );
+}
+
+#[test]
+fn a_route_without_ttl_stores_only_explicitly_fresh_responses() {
+    let rt = route_without_ttl();
+    for (fields, life) in [
+        ("Cache-Control: max-age=60", 60),
+        ("Cache-Control: s-maxage=5, max-age=60", 5),
+        ("Expires: Sun, 06 Nov 1994 08:51:37 GMT", 120),
+        // Stale at once but explicitly so, and usable on error.
+        ("Cache-Control: max-age=0, stale-if-error=60", 0),
+    ] {
+        assert_eq!(
+            store_ok(&rt, &resp("200 OK", fields)).lifetime,
+            secs(life),
+            "{fields}"
+        );
+    }
+    // No freshness information: not stored. Not even a heuristic from Last-Modified
+    // (RFC 9111 4.2.2 would allow 10 % of its age; nginx makes none either), nor with
+    // only a stale window.
+    for fields in [
+        "",
+        "Cache-Control: public",
+        "Last-Modified: Sun, 06 Nov 1984 08:49:37 GMT",
+        "Cache-Control: stale-while-revalidate=60, stale-if-error=60",
+    ] {
+        assert_eq!(
+            refused(&rt, "200 OK", fields),
+            NotStorable::NoFreshness,
+            "{fields}"
+        );
+    }
+    assert_eq!(refused(&rt, "302 Found", ""), NotStorable::Status(302));
+    let r = resp("302 Found", "Cache-Control: max-age=30");
+    assert_eq!(store_ok(&rt, &r).lifetime, secs(30));
 }
 
 #[test]
