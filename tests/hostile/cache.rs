@@ -531,14 +531,32 @@ fn check_variants(
 // Storage rules
 
 /// Might the response carry explicit freshness (RFC 9111 4.2.1)? `Expires`, or a
-/// `Cache-Control` that mentions `max-age` or `s-maxage`. An over-approximation:
-/// quoted strings are not told apart.
-fn explicit(nv: &[(&[u8], &[u8])]) -> bool {
+/// `Cache-Control` that mentions `max-age` or `s-maxage` anywhere. An
+/// over-approximation: quoted strings and garbage are not told apart.
+fn maybe_explicit(nv: &[(&[u8], &[u8])]) -> bool {
     let mentions = |v: &[u8], d: &[u8]| v.to_ascii_lowercase().windows(d.len()).any(|w| w == d);
     !named(nv, b"expires").is_empty()
         || named(nv, b"cache-control")
             .iter()
             .any(|v| mentions(v, b"max-age") || mentions(v, b"s-maxage"))
+}
+
+/// Does the response surely carry explicit freshness? `Expires`, or a `Cache-Control`
+/// without quoted strings with a comma-separated item named `max-age` or `s-maxage`
+/// (any argument: an invalid one still counts, as stale). An under-approximation.
+fn surely_explicit(nv: &[(&[u8], &[u8])]) -> bool {
+    let named_freshness = |item: &[u8]| {
+        let name = item
+            .split(|&c| matches!(c, b'=' | b' ' | b'\t'))
+            .next()
+            .unwrap_or(b"");
+        eq(name, b"max-age") || eq(name, b"s-maxage")
+    };
+    !named(nv, b"expires").is_empty()
+        || named(nv, b"cache-control")
+            .iter()
+            .filter(|v| !v.contains(&b'"'))
+            .any(|v| items(v).into_iter().any(named_freshness))
 }
 
 fn strictly_sorted_lower(v: &[Box<[u8]>]) -> bool {
@@ -583,7 +601,7 @@ fn check_storable(
                 ensure(
                     s == status
                         && (!STORABLE_STATUSES.contains(&s)
-                            || (!CACHEABLE_STATUSES.contains(&s) && !explicit(&nv))),
+                            || (!CACHEABLE_STATUSES.contains(&s) && !surely_explicit(&nv))),
                     "Status for a known status with explicit freshness, or a heuristic one",
                     input,
                 );
@@ -603,7 +621,7 @@ fn check_storable(
         input,
     );
     ensure(
-        CACHEABLE_STATUSES.contains(&status) || explicit(&nv),
+        CACHEABLE_STATUSES.contains(&status) || maybe_explicit(&nv),
         "stored without explicit freshness, with a status not heuristically cacheable",
         input,
     );
