@@ -25,7 +25,10 @@
 //!   every tenant.
 //! - `stale-if-error` standing in for an upstream 500, 502, 503 or 504 answer; a stale
 //!   entry dropped when the origin's new answer may not be stored; a stale entry
-//!   revalidated with its `ETag` or `Last-Modified`, and freshened by a 304.
+//!   revalidated with its `ETag` or `Last-Modified`, and freshened by a 304, which
+//!   updates the stored fields but not those that describe the stored body
+//!   (`Content-Encoding`, `Content-Length`, the validators), and does not update an
+//!   entry whose validators it contradicts.
 
 mod common;
 
@@ -737,6 +740,62 @@ both_drivers! {
         assert_eq!(origin.last_request().header("if-none-match"), Some("\"other\""));
     }
 
+    fn a_304_updates_the_entry_but_not_the_fields_of_its_body(driver) {
+        let origin = recoding_origin();
+        let gw = Gw::start(driver, &fill(
+            "[[upstreams]]\nname = \"app\"\nservers = [\"{origin}\"]\n\
+             [[routes]]\nid = \"c\"\npath_prefix = \"/\"\nupstream = \"app\"\n\
+             auth = \"none\"\ncache = { ttl_s = 30 }\n",
+            &[("origin", origin.addr())],
+        ));
+        let mut c = gw.client();
+        let first = c.request(&Req::get("/recode"));
+        assert_eq!(seen(&first), "200 MISS [plain body]");
+        assert_eq!(first.header("x-custom"), Some("old"));
+        // Too old for this request (Age 30 > max-age=10): revalidated. The origin's 304
+        // says Content-Encoding: gzip and Content-Length: 999 about a body it does not
+        // send, and brings new metadata.
+        let again = c.request(&Req::get("/recode").header("Cache-Control", "max-age=10"));
+        let asked = origin.last_request();
+        assert_eq!(asked.header("if-none-match"), Some("\"v1\""), "not revalidated");
+        // The freshened entry, as the client gets it now and on later hits: the stored
+        // body with its own length and (absent) coding and its validators; the 304's
+        // Cache-Control and X-Custom.
+        let hit = c.request(&Req::get("/recode"));
+        for (r, x) in [(&again, "MISS"), (&hit, "HIT")] {
+            assert_eq!(seen(r), format!("200 {x} [plain body]"), "{}", r.head);
+            assert_eq!(r.all("content-length"), ["10"], "{}", r.head);
+            assert!(!r.has("content-encoding"), "{}", r.head);
+            assert!(!r.has("content-range"), "{}", r.head);
+            assert_eq!(r.all("etag"), ["\"v1\""], "{}", r.head);
+            assert_eq!(r.all("last-modified"), [LAST_MODIFIED], "{}", r.head);
+            assert_eq!(r.all("x-custom"), ["new"], "{}", r.head);
+            assert_eq!(r.all("cache-control"), ["max-age=120"], "{}", r.head);
+            assert_eq!(r.all("x-from-304"), ["1"], "{}", r.head);
+            assert_eq!(r.header("content-type"), Some("text/plain"), "{}", r.head);
+        }
+        assert!(age(&hit) < 30, "the 304 did not restart the age: {}", hit.head);
+        // The 304's max-age=120 is the entry's lifetime now: fresh for 90 s more,
+        // which the old max-age=60 could not be.
+        let long = c.request(&Req::get("/recode").header("Cache-Control", "min-fresh=90"));
+        assert_eq!(seen(&long), "200 HIT [plain body]", "{}", long.head);
+        assert_eq!(origin.requests().len(), 2);
+
+        // A 304 whose ETag contradicts the stored one is about another representation:
+        // the client still gets the stored response the origin confirmed, but the entry
+        // is not updated (RFC 9111 4.3.4); it is dropped, and fetched whole next time.
+        assert_eq!(seen(&c.request(&Req::get("/retag"))), "200 MISS [plain body]");
+        let r = c.request(&Req::get("/retag").header("Cache-Control", "max-age=10"));
+        assert_eq!(origin.last_request().header("if-none-match"), Some("\"v1\""));
+        assert_eq!(seen(&r), "200 MISS [plain body]", "{}", r.head);
+        assert_eq!(r.all("etag"), ["\"v1\""], "{}", r.head);
+        assert_eq!(r.all("x-custom"), ["old"], "{}", r.head);
+        let next = c.request(&Req::get("/retag"));
+        assert_eq!(x_cache(&next), "MISS", "the contradicted entry was kept: {}", next.head);
+        assert_eq!(origin.last_request().header("if-none-match"), None);
+        assert_eq!(origin.requests().len(), 5);
+    }
+
     fn a_hit_has_its_own_request_id_and_one_date(driver) {
         let w = World::start(driver);
         let mut c = w.gw.client();
@@ -760,6 +819,40 @@ both_drivers! {
         assert_eq!(x_cache(&hit), "HIT");
         assert_eq!(hit.all("date"), [date.as_str()], "{}", hit.head);
     }
+}
+
+/// A plain body "plain body" with ETag "v1", 30 s old with `max-age=60`. A request
+/// with `If-None-Match: "v1"` gets a 304 that claims `Content-Encoding: gzip` and
+/// `Content-Length: 999` and brings new metadata (on `/recode`), or names another
+/// representation, ETag "v2" (on `/retag`).
+fn recoding_origin() -> Origin {
+    const LAST_MODIFIED: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
+    Origin::start(|r| {
+        if r.header("if-none-match") != Some("\"v1\"") {
+            return Reply::ok("plain body")
+                .header("ETag", "\"v1\"")
+                .header("Last-Modified", LAST_MODIFIED)
+                .header("Content-Type", "text/plain")
+                .header("Cache-Control", "max-age=60")
+                .header("Age", "30")
+                .header("X-Custom", "old");
+        }
+        let reply = Reply::new(304)
+            .no_body()
+            .header("Content-Encoding", "gzip")
+            .header("Content-Length", "999")
+            .header("Content-Range", "bytes 0-998/999")
+            .header("Cache-Control", "max-age=120")
+            .header("X-Custom", "new")
+            .header("X-From-304", "1");
+        if r.target == "/retag" {
+            reply.header("ETag", "\"v2\"")
+        } else {
+            reply
+                .header("ETag", "\"v1\"")
+                .header("Last-Modified", "Sun, 06 Nov 1994 08:49:37 GMT")
+        }
+    })
 }
 
 /// `/etag` carries an ETag, `/date` only a Last-Modified; both arrive 30 s old with

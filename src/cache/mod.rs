@@ -46,6 +46,10 @@
 //! only responses with explicit freshness (no heuristic from `Last-Modified`). Fields
 //! named in `Connection` (and by a qualified `no-cache`/`private`) are not stored.
 //!
+//! A 304 to a revalidation updates the entry's fields (RFC 9111 3.2, 4.3.4; see
+//! [`Entry::freshen`]), except those that describe the stored body, and only when its
+//! validators agree with the entry's.
+//!
 //! # Budget and eviction
 //!
 //! Each entry is charged its primary key, variant key, head, body, Vary names and
@@ -99,7 +103,7 @@ mod store;
 mod tests;
 
 pub use body::{Body, BodyFile, BodyFiles};
-pub use entry::{conditional, Entry, NewBody, WITH_HEAD_MAX};
+pub use entry::{conditional, Entry, NewBody, BODY_FIELDS, WITH_HEAD_MAX};
 pub use fill::{FillGuard, FillOutcome, FillTicket, FillWait, Fills};
 pub use key::{
     method_class, primary_key, uri_key, variant_key, Audience, KeyParts, RequestHeaders,
@@ -180,6 +184,10 @@ pub enum NotStorable {
     TransferCoding,
     #[error("the response is never fresh and allows no stale use")]
     NoFreshness,
+    /// A 304 whose `ETag` or `Last-Modified` disagrees with the stored response's: it
+    /// is about another representation and must not update this one (RFC 9111 4.3.4).
+    #[error("the 304 names another representation than the stored one")]
+    OtherRepresentation,
     #[error("the body is not as long as Content-Length said")]
     Truncated,
     #[error("the response is larger than the cache allows")]

@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 use ringgate::cache::{
     conditional, primary_key, storable, uri_key, variant_key, Audience, Body, Cache, Entry,
     KeyParts, Lookup, NotStorable, ReqDirectives, RequestFacts, ResponseParts, SpanHeaders,
-    StaleUse, Storable, XCache, CACHEABLE_STATUSES, ENTRY_OVERHEAD, MAX_DELTA, MAX_VARIANTS,
-    STORABLE_STATUSES, WITH_HEAD_MAX,
+    StaleUse, Storable, XCache, BODY_FIELDS, CACHEABLE_STATUSES, ENTRY_OVERHEAD, MAX_DELTA,
+    MAX_VARIANTS, STORABLE_STATUSES, WITH_HEAD_MAX,
 };
 use ringgate::config::RouteCache;
 use ringgate::http::{HeaderKind, RequestHead, ResponseHead};
@@ -1138,7 +1138,9 @@ fn check_conditionals(
 }
 
 /// `freshen` with the response's own fields as a 304 gives back the same entry; with
-/// some of them, the 304's fields replace the stored ones of the same name.
+/// some of them, the 304's fields replace the stored ones of the same name, except the
+/// fields that describe the stored body ([`BODY_FIELDS`]) and the 304's hop-by-hop
+/// ones, which are kept as stored.
 fn check_freshen(case: &Case<'_>, fields: &[Field<'_>], e: &Entry) -> Option<Entry> {
     let input = case.input;
     let nv: Vec<(&[u8], &[u8])> = fields.iter().map(|f| (f.0, f.1)).collect();
@@ -1196,14 +1198,22 @@ fn check_freshen(case: &Case<'_>, fields: &[Field<'_>], e: &Entry) -> Option<Ent
         "a freshened entry keeps its status and body",
         input,
     );
-    let in_304 = |n: &[u8]| sent.iter().any(|s| eq(&s.0, n));
+    // RFC 9111 3.2: the fields that describe the stored body, and the 304's own fields
+    // excepted from storage (hop-by-hop, named by its Connection), update nothing.
+    let hop: Vec<Vec<u8>> = sent
+        .iter()
+        .filter(|s| s.2 == HeaderKind::Connection)
+        .flat_map(|s| items(&s.1).into_iter().map(<[u8]>::to_vec))
+        .collect();
+    let kept = |n: &[u8]| BODY_FIELDS.iter().any(|b| eq(b, n)) || hop.iter().any(|h| eq(h, n));
+    let in_304 = |n: &[u8]| sent.iter().any(|s| eq(&s.0, n)) && !kept(n);
     let old: Vec<(&[u8], &[u8])> = e.headers().collect();
     let new: Vec<(&[u8], &[u8])> = f.headers().collect();
     for &(n, v) in &new {
         if eq(n, b"date") {
             continue;
         }
-        let from_304 = sent.iter().any(|s| eq(&s.0, n) && ows_trim(&s.1) == v);
+        let from_304 = in_304(n) && sent.iter().any(|s| eq(&s.0, n) && ows_trim(&s.1) == v);
         let from_old = !in_304(n) && old.contains(&(n, v));
         ensure(
             from_304 || from_old,
