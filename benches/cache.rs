@@ -94,7 +94,7 @@ fn api_head(vary: bool) -> Head {
 
 fn route() -> RouteCache {
     RouteCache {
-        ttl: Duration::from_secs(300),
+        ttl: Some(Duration::from_secs(300)),
         methods: vec!["GET".into(), "HEAD".into()],
         vary: Vec::new(),
         shared: false,

@@ -5,9 +5,11 @@
 //!
 //! - Freshness lifetime: `s-maxage` over `max-age` over `Expires` over the route's
 //!   `ttl_s` (with an `Age` from the origin standing in for time passing, so no test
-//!   sleeps); an invalid `Expires` is in the past.
-//! - Only the heuristically cacheable statuses are stored: 404 and 301 are, with or
-//!   without `max-age`; 500, 302 and 201 are not, even with `max-age`.
+//!   sleeps); an invalid `Expires` is in the past. A route without `ttl_s`
+//!   (`cache = {}`) stores only responses with explicit freshness.
+//! - Any status with explicit freshness is stored (302 with its `Location`, 307, 403,
+//!   500); without it, only the heuristically cacheable ones (404 and 301 by the
+//!   route's `ttl_s`; not 302, 500 or 201).
 //! - Fields named by `Connection`, `no-cache="..."` and `private="..."` are not stored.
 //! - Conditional requests answered from a fresh entry: `If-Modified-Since` against
 //!   `Last-Modified`, `If-None-Match` with `*`, a list, a weak tag, no match, and its
@@ -23,7 +25,10 @@
 //!   every tenant.
 //! - `stale-if-error` standing in for an upstream 500, 502, 503 or 504 answer; a stale
 //!   entry dropped when the origin's new answer may not be stored; a stale entry
-//!   revalidated with its `ETag` or `Last-Modified`, and freshened by a 304.
+//!   revalidated with its `ETag` or `Last-Modified`, and freshened by a 304, which
+//!   updates the stored fields but not those that describe the stored body
+//!   (`Content-Encoding`, `Content-Length`, the validators), and does not update an
+//!   entry whose validators it contradicts.
 
 mod common;
 
@@ -42,7 +47,7 @@ const KEY_B: &str = "cache-rules-key-tenant-b";
 const STATUS: &str = "X-Reply-Status";
 
 /// `(path_prefix, auth, cache table)` of the gateway's routes, in order.
-const ROUTES: [(&str, &str, &str); 7] = [
+const ROUTES: [(&str, &str, &str); 8] = [
     // Keyed by the caller's tenant.
     ("/tenant", "required", "ttl_s = 30"),
     ("/shared", "required", "ttl_s = 30, shared = true"),
@@ -51,6 +56,8 @@ const ROUTES: [(&str, &str, &str); 7] = [
     ("/maybe", "optional", "ttl_s = 30"),
     ("/get-only", "none", "ttl_s = 30, methods = [\"GET\"]"),
     ("/ttl1", "none", "ttl_s = 1"),
+    // No ttl_s: only what the origin marks fresh.
+    ("/origin-fresh", "none", ""),
     ("/", "none", "ttl_s = 30"),
 ];
 
@@ -221,15 +228,21 @@ both_drivers! {
         assert_eq!(w.fetched(), 6);
     }
 
-    fn only_heuristically_cacheable_statuses_are_stored(driver) {
+    fn statuses_are_stored_by_explicit_freshness_or_heuristically(driver) {
         let w = World::start(driver);
         let mut c = w.gw.client();
-        // Stored: 404 and 301, by their max-age or, without one, by the route's ttl_s.
-        let stored: [(&str, u16, &[&str]); 4] = [
+        // Stored: 404 and 301 by their max-age or, without one, by the route's ttl_s
+        // (heuristically cacheable); 302, 307, 403 and 500 by their max-age (RFC 9111 3:
+        // any status with explicit freshness).
+        let stored: [(&str, u16, &[&str]); 8] = [
             ("/s/404-max", 404, &["Cache-Control: max-age=60"]),
             ("/s/404-ttl", 404, &[]),
             ("/s/301-max", 301, &["Location: /elsewhere", "Cache-Control: max-age=60"]),
             ("/s/301-ttl", 301, &["Location: /elsewhere"]),
+            ("/s/302-max", 302, &["Location: /elsewhere", "Cache-Control: max-age=60"]),
+            ("/s/307-max", 307, &["Location: /elsewhere", "Cache-Control: max-age=60"]),
+            ("/s/403-max", 403, &["Cache-Control: max-age=60"]),
+            ("/s/500-max", 500, &["Cache-Control: max-age=60"]),
         ];
         for (n, (path, status, fields)) in stored.into_iter().enumerate() {
             let req = ask(path, fields).header(STATUS, &status.to_string());
@@ -237,15 +250,23 @@ both_drivers! {
             assert_eq!(seen(&miss), format!("{status} MISS [{n}]"), "{path}");
             let hit = c.request(&req);
             assert_eq!(seen(&hit), format!("{status} HIT [{n}]"), "{path}: {}", hit.head);
-            if status == 301 {
+            if fields.iter().any(|f| f.starts_with("Location")) {
                 assert_eq!(hit.header("location"), Some("/elsewhere"), "{path}");
             }
             assert_eq!(w.fetched(), n + 1, "{path}");
         }
-        // Not stored, though each says max-age=60: 500, 302, 201.
-        for (path, status) in [("/s/500", 500), ("/s/302", 302), ("/s/201", 201)] {
-            let req = ask(path, &["Location: /elsewhere", "Cache-Control: max-age=60"])
-                .header(STATUS, &status.to_string());
+        // Not stored without explicit freshness (not heuristically cacheable, so the
+        // route's ttl_s does not apply), even when `public` allows storing: 302, 500,
+        // 201. And never a 206 (no range support here), max-age or not.
+        let not_stored: [(&str, u16, &[&str]); 5] = [
+            ("/s/302", 302, &["Location: /elsewhere"]),
+            ("/s/302-public", 302, &["Location: /elsewhere", "Cache-Control: public"]),
+            ("/s/500", 500, &[]),
+            ("/s/201", 201, &[]),
+            ("/s/206-max", 206, &["Content-Range: bytes 0-0/10", "Cache-Control: max-age=60"]),
+        ];
+        for (path, status, fields) in not_stored {
+            let req = ask(path, fields).header(STATUS, &status.to_string());
             for _ in 0..2 {
                 let before = w.fetched();
                 let r = c.request(&req);
@@ -253,6 +274,53 @@ both_drivers! {
                 assert_eq!(w.fetched(), before + 1, "{path} was answered from the cache");
             }
         }
+    }
+
+    fn a_route_without_ttl_stores_only_what_the_origin_marks_fresh(driver) {
+        let w = World::start(driver);
+        let mut c = w.gw.client();
+        let past = format!("Last-Modified: {LAST_MODIFIED}");
+        let future = format!("Expires: {}", date_ago(-120));
+        // Without freshness information: asked of the origin every time. A
+        // Last-Modified gives no heuristic freshness either.
+        let bare: [(&str, &[&str]); 3] = [
+            ("/origin-fresh/none", &[]),
+            ("/origin-fresh/lm", &[&past]),
+            ("/origin-fresh/public", &["Cache-Control: public"]),
+        ];
+        for (path, fields) in bare {
+            for _ in 0..2 {
+                let before = w.fetched();
+                let r = c.request(&ask(path, fields));
+                assert_eq!(seen(&r), format!("200 MISS [{before}]"), "{path}");
+                assert_eq!(w.fetched(), before + 1, "{path} was answered from the cache");
+            }
+        }
+        // With it: stored, and served from the cache.
+        let fresh: [(&str, &[&str]); 3] = [
+            ("/origin-fresh/max", &["Cache-Control: max-age=60"]),
+            ("/origin-fresh/smax", &["Cache-Control: s-maxage=60"]),
+            ("/origin-fresh/expires", &[&future]),
+        ];
+        for (path, fields) in fresh {
+            let n = w.fetched();
+            assert_eq!(seen(&c.request(&ask(path, fields))), format!("200 MISS [{n}]"), "{path}");
+            let hit = c.request(&ask(path, fields));
+            assert_eq!(seen(&hit), format!("200 HIT [{n}]"), "{path}: {}", hit.head);
+            assert_eq!(w.fetched(), n + 1, "{path}");
+        }
+        // A redirect the origin marks fresh is stored too; one it does not, is not.
+        let n = w.fetched();
+        let found = ask("/origin-fresh/302", &["Location: /there", "Cache-Control: max-age=60"])
+            .header(STATUS, "302");
+        assert_eq!(seen(&c.request(&found)), format!("302 MISS [{n}]"));
+        let hit = c.request(&found);
+        assert_eq!(seen(&hit), format!("302 HIT [{n}]"), "{}", hit.head);
+        assert_eq!(hit.header("location"), Some("/there"));
+        let plain = ask("/origin-fresh/302-plain", &["Location: /there"]).header(STATUS, "302");
+        assert_eq!(seen(&c.request(&plain)), format!("302 MISS [{}]", n + 1));
+        assert_eq!(seen(&c.request(&plain)), format!("302 MISS [{}]", n + 2));
+        assert_eq!(w.fetched(), n + 3);
     }
 
     fn fields_named_by_connection_or_qualified_directives_are_not_stored(driver) {
@@ -672,6 +740,62 @@ both_drivers! {
         assert_eq!(origin.last_request().header("if-none-match"), Some("\"other\""));
     }
 
+    fn a_304_updates_the_entry_but_not_the_fields_of_its_body(driver) {
+        let origin = recoding_origin();
+        let gw = Gw::start(driver, &fill(
+            "[[upstreams]]\nname = \"app\"\nservers = [\"{origin}\"]\n\
+             [[routes]]\nid = \"c\"\npath_prefix = \"/\"\nupstream = \"app\"\n\
+             auth = \"none\"\ncache = { ttl_s = 30 }\n",
+            &[("origin", origin.addr())],
+        ));
+        let mut c = gw.client();
+        let first = c.request(&Req::get("/recode"));
+        assert_eq!(seen(&first), "200 MISS [plain body]");
+        assert_eq!(first.header("x-custom"), Some("old"));
+        // Too old for this request (Age 30 > max-age=10): revalidated. The origin's 304
+        // says Content-Encoding: gzip and Content-Length: 999 about a body it does not
+        // send, and brings new metadata.
+        let again = c.request(&Req::get("/recode").header("Cache-Control", "max-age=10"));
+        let asked = origin.last_request();
+        assert_eq!(asked.header("if-none-match"), Some("\"v1\""), "not revalidated");
+        // The freshened entry, as the client gets it now and on later hits: the stored
+        // body with its own length and (absent) coding and its validators; the 304's
+        // Cache-Control and X-Custom.
+        let hit = c.request(&Req::get("/recode"));
+        for (r, x) in [(&again, "MISS"), (&hit, "HIT")] {
+            assert_eq!(seen(r), format!("200 {x} [plain body]"), "{}", r.head);
+            assert_eq!(r.all("content-length"), ["10"], "{}", r.head);
+            assert!(!r.has("content-encoding"), "{}", r.head);
+            assert!(!r.has("content-range"), "{}", r.head);
+            assert_eq!(r.all("etag"), ["\"v1\""], "{}", r.head);
+            assert_eq!(r.all("last-modified"), [LAST_MODIFIED], "{}", r.head);
+            assert_eq!(r.all("x-custom"), ["new"], "{}", r.head);
+            assert_eq!(r.all("cache-control"), ["max-age=120"], "{}", r.head);
+            assert_eq!(r.all("x-from-304"), ["1"], "{}", r.head);
+            assert_eq!(r.header("content-type"), Some("text/plain"), "{}", r.head);
+        }
+        assert!(age(&hit) < 30, "the 304 did not restart the age: {}", hit.head);
+        // The 304's max-age=120 is the entry's lifetime now: fresh for 90 s more,
+        // which the old max-age=60 could not be.
+        let long = c.request(&Req::get("/recode").header("Cache-Control", "min-fresh=90"));
+        assert_eq!(seen(&long), "200 HIT [plain body]", "{}", long.head);
+        assert_eq!(origin.requests().len(), 2);
+
+        // A 304 whose ETag contradicts the stored one is about another representation:
+        // the client still gets the stored response the origin confirmed, but the entry
+        // is not updated (RFC 9111 4.3.4); it is dropped, and fetched whole next time.
+        assert_eq!(seen(&c.request(&Req::get("/retag"))), "200 MISS [plain body]");
+        let r = c.request(&Req::get("/retag").header("Cache-Control", "max-age=10"));
+        assert_eq!(origin.last_request().header("if-none-match"), Some("\"v1\""));
+        assert_eq!(seen(&r), "200 MISS [plain body]", "{}", r.head);
+        assert_eq!(r.all("etag"), ["\"v1\""], "{}", r.head);
+        assert_eq!(r.all("x-custom"), ["old"], "{}", r.head);
+        let next = c.request(&Req::get("/retag"));
+        assert_eq!(x_cache(&next), "MISS", "the contradicted entry was kept: {}", next.head);
+        assert_eq!(origin.last_request().header("if-none-match"), None);
+        assert_eq!(origin.requests().len(), 5);
+    }
+
     fn a_hit_has_its_own_request_id_and_one_date(driver) {
         let w = World::start(driver);
         let mut c = w.gw.client();
@@ -695,6 +819,40 @@ both_drivers! {
         assert_eq!(x_cache(&hit), "HIT");
         assert_eq!(hit.all("date"), [date.as_str()], "{}", hit.head);
     }
+}
+
+/// A plain body "plain body" with ETag "v1", 30 s old with `max-age=60`. A request
+/// with `If-None-Match: "v1"` gets a 304 that claims `Content-Encoding: gzip` and
+/// `Content-Length: 999` and brings new metadata (on `/recode`), or names another
+/// representation, ETag "v2" (on `/retag`).
+fn recoding_origin() -> Origin {
+    const LAST_MODIFIED: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
+    Origin::start(|r| {
+        if r.header("if-none-match") != Some("\"v1\"") {
+            return Reply::ok("plain body")
+                .header("ETag", "\"v1\"")
+                .header("Last-Modified", LAST_MODIFIED)
+                .header("Content-Type", "text/plain")
+                .header("Cache-Control", "max-age=60")
+                .header("Age", "30")
+                .header("X-Custom", "old");
+        }
+        let reply = Reply::new(304)
+            .no_body()
+            .header("Content-Encoding", "gzip")
+            .header("Content-Length", "999")
+            .header("Content-Range", "bytes 0-998/999")
+            .header("Cache-Control", "max-age=120")
+            .header("X-Custom", "new")
+            .header("X-From-304", "1");
+        if r.target == "/retag" {
+            reply.header("ETag", "\"v2\"")
+        } else {
+            reply
+                .header("ETag", "\"v1\"")
+                .header("Last-Modified", "Sun, 06 Nov 1994 08:49:37 GMT")
+        }
+    })
 }
 
 /// `/etag` carries an ETag, `/date` only a Last-Modified; both arrive 30 s old with

@@ -137,6 +137,28 @@ fn check_accepts_the_reference_configuration() {
 }
 
 #[test]
+fn check_accepts_a_route_cache_without_ttl() {
+    // `cache = {}`: every key of the table has a default; without ttl_s, only
+    // responses the origin marks fresh are stored.
+    let text = format!("{VALID}cache = {{}}\n");
+    let cfg = Config::parse(&text, "fresh.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.routes[0].cache.as_ref().map(|c| c.ttl), Some(None));
+    let path = temp_file("fresh.toml", &text);
+    let out = ringgate(&["check", "--config", path.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&path);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("cache origin-fresh"), "{stdout}");
+    // A ttl_s that is there is still at least 1: leaving it out is how to say "none".
+    rejected(&format!("{VALID}cache = {{ ttl_s = 0 }}\n"), 12, &["ttl_s"]);
+}
+
+#[test]
 fn check_rejects_a_bad_file_naming_the_key() {
     let path = temp_file(
         "bad.toml",

@@ -18,7 +18,9 @@ use super::key::RequestHeaders;
 use super::rules::{http_date, storable, RequestFacts, ResponseParts, Storable, MAX_DELTA};
 use super::{NotStorable, XCache};
 use crate::config::RouteCache;
-use crate::http::header::{parse_content_length, trim_ows, HeaderKind, HeaderPos, Span};
+use crate::http::header::{
+    list_items, parse_content_length, trim_ows, HeaderKind, HeaderPos, Span,
+};
 
 /// Bodies in memory of at most this many bytes are stored in the same allocation as
 /// their entry's head. Larger ones keep their own (copying them twice on a miss, into
@@ -178,6 +180,24 @@ thread_local! {
     static HEAD_SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
+/// Fields a 304 does not update (RFC 9111 3.2, see [`Entry::freshen`]): they describe
+/// the stored body, which the 304 does not carry. `Content-Length` and
+/// `Transfer-Encoding` are never stored; they are listed so that a 304's are not
+/// either. `Content-Type` is not here: the stored bytes do not depend on it (RFC 9111
+/// 3.2 asks to keep such exceptions to what the stored response's integrity needs).
+pub const BODY_FIELDS: [&[u8]; 6] = [
+    b"content-encoding",
+    b"content-range",
+    b"content-length",
+    b"transfer-encoding",
+    b"etag",
+    b"last-modified",
+];
+
+fn describes_body(name: &[u8]) -> bool {
+    BODY_FIELDS.iter().any(|f| name.eq_ignore_ascii_case(f))
+}
+
 /// Fields repeated in a 304 (RFC 9110 15.4.5).
 const NOT_MODIFIED_FIELDS: [&[u8]; 6] = [
     b"cache-control",
@@ -290,9 +310,25 @@ impl Entry {
     }
 
     /// RFC 9111 4.3.4: a 304 to a conditional revalidation of this entry refreshes it.
-    /// The 304's fields replace the stored fields of the same name, the others are
-    /// kept, the body is shared (not copied), and the result is judged by
-    /// [`storable`] again (a 304 saying `no-store` drops the entry).
+    /// The 304's fields replace the stored fields of the same name and add those the
+    /// entry lacks (RFC 9111 3.2), except:
+    ///
+    /// - the fields that describe the stored body ([`BODY_FIELDS`]): its
+    ///   `Content-Encoding`, `Content-Range`, `Content-Length` and `Transfer-Encoding`,
+    ///   which a 304 (no body) cannot speak for, and its validators `ETag` and
+    ///   `Last-Modified`, which identify the stored body (they are what the next
+    ///   revalidation asks with). The stored ones are kept, and none is added;
+    /// - the 304's fields excepted from storage (RFC 9111 3.1): hop-by-hop fields and
+    ///   those its `Connection` names.
+    ///
+    /// The body is shared (not copied), and the result is judged by [`storable`] again
+    /// (a 304 saying `no-store` drops the entry). A 304 whose `ETag` or `Last-Modified`
+    /// disagrees with the entry's is about another representation: it does not update
+    /// this one ([`NotStorable::OtherRepresentation`]; see `selected_by`).
+    ///
+    /// nginx keeps every stored field and takes only the new lifetime from a 304; this
+    /// follows the RFC instead, so a 304's new `Cache-Control`, `Expires` or other
+    /// metadata reaches later hits.
     #[allow(clippy::too_many_arguments)]
     pub fn freshen(
         &self,
@@ -304,6 +340,26 @@ impl Entry {
         received_at: Instant,
         omit: &[String],
     ) -> Result<Entry, NotStorable> {
+        let hop: Vec<&[u8]> = resp
+            .fields()
+            .filter(|(_, _, kind)| *kind == HeaderKind::Connection)
+            .flat_map(|(_, value, _)| list_items(value))
+            .collect();
+        if !self.selected_by(resp, &hop) {
+            return Err(NotStorable::OtherRepresentation);
+        }
+        // The 304's fields that may update the entry.
+        let updates: Vec<(&[u8], &[u8])> = resp
+            .fields()
+            .filter(|&(name, _, kind)| match kind {
+                HeaderKind::Connection
+                | HeaderKind::HopByHop
+                | HeaderKind::TransferEncoding
+                | HeaderKind::ContentLength => false,
+                _ => !hop.iter().any(|h| h.eq_ignore_ascii_case(name)) && !describes_body(name),
+            })
+            .map(|(name, value, _)| (name, value))
+            .collect();
         let mut buf = Vec::with_capacity(self.head_len as usize + resp.buf.len());
         let mut headers = Vec::new();
         let mut push = |buf: &mut Vec<u8>, name: &[u8], value: &[u8]| {
@@ -323,19 +379,34 @@ impl Entry {
                 kind: HeaderKind::classify(name),
             });
         };
-        // The stored Date goes even when the 304 has none: the entry's age restarts
-        // from this response (one is added with the time it arrived).
-        let replaced = |name: &[u8]| {
-            name.eq_ignore_ascii_case(b"date")
-                || resp.fields().any(|(n, ..)| n.eq_ignore_ascii_case(name))
-        };
-        for (name, value) in self.headers() {
-            if !replaced(name) {
-                push(&mut buf, name, value);
+        // A replaced field's new lines take the places of its stored lines, one for
+        // one (any more after the last), so that a 304 repeating the stored fields
+        // leaves the head as it was; fields new to the entry come last. The stored
+        // Date goes even when the 304 has none: the entry's age restarts from this
+        // response (one is added with the time it arrived).
+        let stored: Vec<(&[u8], &[u8])> = self.headers().collect();
+        let mut placed = vec![false; updates.len()];
+        for (at, &(name, value)) in stored.iter().enumerate() {
+            let same = |n: &[u8]| n.eq_ignore_ascii_case(name);
+            if !updates.iter().any(|(n, _)| same(n)) {
+                if !same(b"date") {
+                    push(&mut buf, name, value);
+                }
+                continue;
+            }
+            let last = !stored[at + 1..].iter().any(|(n, _)| same(n));
+            for (i, &(n, v)) in updates.iter().enumerate() {
+                if same(n) && !placed[i] {
+                    placed[i] = true;
+                    push(&mut buf, n, v);
+                    if !last {
+                        break;
+                    }
+                }
             }
         }
-        for (name, value, kind) in resp.fields() {
-            if kind != HeaderKind::ContentLength {
+        for (&(name, value), placed) in updates.iter().zip(placed) {
+            if !placed {
                 push(&mut buf, name, value);
             }
         }
@@ -354,6 +425,51 @@ impl Entry {
             received_at,
             omit,
         )
+    }
+
+    /// RFC 9111 4.3.4: is the 304 `resp` about this entry's representation? Not when
+    /// it carries an `ETag` that does not match the entry's (by strong comparison if
+    /// the 304's is strong, weak if it is weak; RFC 9110 8.8.3.2), nor a
+    /// `Last-Modified` other than the entry's. A validator only one side has
+    /// contradicts nothing: the 304 answers the conditional request the cache made
+    /// with this entry's own validator, and the entry keeps its validators anyway.
+    /// (RFC 9111 4.3.4 is stricter about a 304 with no validator at all, to choose
+    /// among several stored responses; here there is only the one asked about, and
+    /// origins that leave validators out of a 304, against RFC 9110 15.4.5, are
+    /// common. nginx takes every 304.) `hop` lists the names the 304's `Connection`
+    /// makes hop-by-hop: such fields are not the response's.
+    fn selected_by(&self, resp: &ResponseParts<'_>, hop: &[&[u8]]) -> bool {
+        let first = |want: &[u8]| {
+            resp.fields()
+                .find(|&(name, ..)| {
+                    name.eq_ignore_ascii_case(want)
+                        && !hop.iter().any(|h| h.eq_ignore_ascii_case(name))
+                })
+                .map(|(_, value, _)| trim_ows(value))
+        };
+        if let (Some(sent), Some(ours)) = (first(b"etag"), self.etag().map(trim_ows)) {
+            let same = match sent.strip_prefix(b"W/") {
+                Some(_) => opaque(sent) == opaque(ours),
+                None => !ours.starts_with(b"W/") && sent == ours,
+            };
+            if !same {
+                return false;
+            }
+        }
+        let ours = self
+            .headers()
+            .find(|(n, _)| n.eq_ignore_ascii_case(b"last-modified"))
+            .map(|(_, v)| trim_ows(v));
+        if let (Some(sent), Some(ours)) = (first(b"last-modified"), ours) {
+            let same = match (http_date(sent), http_date(ours)) {
+                (Some(a), Some(b)) => a == b,
+                _ => sent == ours,
+            };
+            if !same {
+                return false;
+            }
+        }
+        true
     }
 
     pub fn status(&self) -> u16 {

@@ -35,13 +35,20 @@
 //! # Storage rules (RFC 9111, shared cache)
 //!
 //! [`storable`] decides from the response head, before the body is read: only GET
-//! responses (HEAD is answered from them), only the heuristically cacheable statuses,
-//! never `no-store`, `private`, unqualified `no-cache`, `Set-Cookie` or `Vary: *`, nor
-//! when the request said `no-store`. A request with credentials is stored only under
-//! its tenant's key, or, keyed as shared or anonymous, only with `public`, `s-maxage`
-//! or `must-revalidate` (RFC 9111 3.5). Lifetime: `s-maxage` over `max-age` over
-//! `Expires` over the route's `ttl_s`. Fields named in `Connection` (and by a qualified
-//! `no-cache`/`private`) are not stored.
+//! responses (HEAD is answered from them); any status RFC 9110 defines
+//! ([`STORABLE_STATUSES`]: not 1xx, 206 or 304) when the response carries explicit
+//! freshness, only the heuristically cacheable ones ([`CACHEABLE_STATUSES`]) when it
+//! does not; never `no-store`, `private`, unqualified `no-cache`, `Set-Cookie` or
+//! `Vary: *`, nor when the request said `no-store`. A request with credentials is
+//! stored only under its tenant's key, or, keyed as shared or anonymous, only with
+//! `public`, `s-maxage` or `must-revalidate` (RFC 9111 3.5). Lifetime: `s-maxage` over
+//! `max-age` over `Expires` over the route's `ttl_s`; a route without `ttl_s` stores
+//! only responses with explicit freshness (no heuristic from `Last-Modified`). Fields
+//! named in `Connection` (and by a qualified `no-cache`/`private`) are not stored.
+//!
+//! A 304 to a revalidation updates the entry's fields (RFC 9111 3.2, 4.3.4; see
+//! [`Entry::freshen`]), except those that describe the stored body, and only when its
+//! validators agree with the entry's.
 //!
 //! # Budget and eviction
 //!
@@ -96,7 +103,7 @@ mod store;
 mod tests;
 
 pub use body::{Body, BodyFile, BodyFiles};
-pub use entry::{conditional, Entry, NewBody, WITH_HEAD_MAX};
+pub use entry::{conditional, Entry, NewBody, BODY_FIELDS, WITH_HEAD_MAX};
 pub use fill::{FillGuard, FillOutcome, FillTicket, FillWait, Fills};
 pub use key::{
     method_class, primary_key, uri_key, variant_key, Audience, KeyParts, RequestHeaders,
@@ -105,7 +112,7 @@ pub use key::{
 pub use policy::{Lru, Policy, S3Fifo, TinyLfu, WTinyLfu};
 pub use rules::{
     cacheable_method, invalidates, storable, ReqDirectives, RequestFacts, ResponseParts, Storable,
-    CACHEABLE_STATUSES, MAX_DELTA,
+    CACHEABLE_STATUSES, MAX_DELTA, STORABLE_STATUSES,
 };
 pub use store::{Cache, Lookup, StaleUse, ENTRY_OVERHEAD, MAX_VARIANTS};
 
@@ -157,7 +164,9 @@ pub enum NotStorable {
     Method,
     #[error("the request said no-store")]
     RequestNoStore,
-    #[error("status {0} is not cacheable")]
+    /// Never stored (1xx, 206, 304, unknown), or not heuristically cacheable and
+    /// without explicit freshness.
+    #[error("status {0} is not cacheable (without explicit freshness, or at all)")]
     Status(u16),
     #[error("the response said no-store")]
     NoStore,
@@ -175,6 +184,10 @@ pub enum NotStorable {
     TransferCoding,
     #[error("the response is never fresh and allows no stale use")]
     NoFreshness,
+    /// A 304 whose `ETag` or `Last-Modified` disagrees with the stored response's: it
+    /// is about another representation and must not update this one (RFC 9111 4.3.4).
+    #[error("the 304 names another representation than the stored one")]
+    OtherRepresentation,
     #[error("the body is not as long as Content-Length said")]
     Truncated,
     #[error("the response is larger than the cache allows")]

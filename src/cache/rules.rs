@@ -16,9 +16,23 @@ use crate::http::header::{list_items, trim_ows, HeaderKind, HeaderPos};
 /// (RFC 9111 1.2.2). Also the cap for the `Age` header.
 pub const MAX_DELTA: u64 = 2_147_483_648;
 
-/// Statuses a response may be stored with: the heuristically cacheable ones
-/// (RFC 9110 15.1), as the issue asks, without 206 (no range support).
+/// Statuses a response may be stored with when it carries no explicit freshness (the
+/// route's `ttl_s` is then its lifetime): the heuristically cacheable ones (RFC 9110
+/// 15.1), without 206 (no range support).
 pub const CACHEABLE_STATUSES: [u16; 11] = [200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501];
+
+/// Every status a response may be stored with, given explicit freshness (`s-maxage`,
+/// `max-age` or `Expires`; RFC 9111 3): the final statuses RFC 9110 defines, without
+/// 206 (no range support), 304 (it updates an entry, it is never one) and the unused
+/// 305 and 306. A status the cache does not know is not stored (RFC 7231 6 forbade it;
+/// RFC 9111 3 leaves it to `must-understand`, and not storing is always allowed).
+pub const STORABLE_STATUSES: [u16; 39] = [
+    200, 201, 202, 203, 204, 205, // 2xx
+    300, 301, 302, 303, 307, 308, // 3xx
+    400, 401, 402, 403, 404, 405, 406, 407, 408, 409, 410, 411, 412, 413, 414, 415, 416, 417, 421,
+    422, 426, // 4xx
+    500, 501, 502, 503, 504, 505, // 5xx
+];
 
 /// What the request's `Cache-Control` (or, without one, `Pragma: no-cache`) asks of
 /// the cache (RFC 9111 5.2.1).
@@ -128,7 +142,8 @@ impl ResponseParts<'_> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Storable {
     /// How long the response is fresh for, from its generation (RFC 9111 4.2.1):
-    /// `s-maxage`, else `max-age`, else `Expires - Date`, else the route's `ttl_s`.
+    /// `s-maxage`, else `max-age`, else `Expires - Date`, else the route's `ttl_s`
+    /// (heuristically cacheable statuses only; without `ttl_s`, not stored).
     pub lifetime: Duration,
     /// `stale-while-revalidate` (RFC 5861): once stale, how long it may still be served
     /// while one request refreshes it. Zero under `must-revalidate`,
@@ -172,6 +187,13 @@ pub fn invalidates(method: &[u8], status: u16) -> bool {
 
 /// May this response be stored by a shared cache, and for how long? `unix_now` is the
 /// worker's wall clock (seconds), for `Date`, `Expires` and the apparent age.
+///
+/// Any status of [`STORABLE_STATUSES`] may be stored when the response carries
+/// explicit freshness (`s-maxage`, `max-age` or `Expires`, even an invalid one, which
+/// makes it stale at once; RFC 9111 3). Without it, only [`CACHEABLE_STATUSES`] are
+/// stored, fresh for the route's `ttl_s`; with no `ttl_s` ([`RouteCache::ttl`] is
+/// `None`), nothing is ([`NotStorable::NoFreshness`]): there is no heuristic
+/// freshness from `Last-Modified`.
 pub fn storable(
     req: &RequestFacts<'_>,
     route: &RouteCache,
@@ -184,7 +206,8 @@ pub fn storable(
     if req.directives.no_store {
         return Err(NotStorable::RequestNoStore);
     }
-    if !CACHEABLE_STATUSES.contains(&resp.status) {
+    // 1xx are not final, 206 needs range support, a 304 only updates an entry.
+    if !STORABLE_STATUSES.contains(&resp.status) {
         return Err(NotStorable::Status(resp.status));
     }
     let mut cc = RespDirectives::default();
@@ -257,7 +280,10 @@ pub fn storable(
         return Err(NotStorable::Authorization);
     }
     // An invalid or repeated-and-conflicting max-age / s-maxage / Expires makes the
-    // response stale (RFC 9111 4.2.1, 5.3).
+    // response stale (RFC 9111 4.2.1, 5.3), but it is explicit freshness all the same.
+    // Without any, only a heuristically cacheable status may be stored, and only on a
+    // route with `ttl_s`, which stands in for a heuristic: none is made up from
+    // Last-Modified (RFC 9111 4.2.2 allows one; nginx does not either).
     let lifetime = match (cc.s_maxage, cc.max_age, expires) {
         (Field::Secs(s), ..) | (Field::Absent, Field::Secs(s), _) => s,
         (Field::Invalid, ..) | (Field::Absent, Field::Invalid, _) => 0,
@@ -265,7 +291,15 @@ pub fn storable(
             e.saturating_sub(date.unwrap_or(unix_now))
         }
         (Field::Absent, Field::Absent, Field::Invalid) => 0,
-        (Field::Absent, Field::Absent, Field::Absent) => route.ttl.as_secs(),
+        (Field::Absent, Field::Absent, Field::Absent) => {
+            if !CACHEABLE_STATUSES.contains(&resp.status) {
+                return Err(NotStorable::Status(resp.status));
+            }
+            match route.ttl {
+                Some(ttl) => ttl.as_secs(),
+                None => return Err(NotStorable::NoFreshness),
+            }
+        }
     };
     let must_revalidate = cc.must_revalidate || cc.proxy_revalidate || s_maxage;
     let window = |f: Field| match f {

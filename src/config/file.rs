@@ -535,11 +535,13 @@ pub struct FileSplit {
     pub weight: Spanned<u32>,
 }
 
-/// A route's `cache = { ttl_s = .. }`.
+/// A route's `cache = { .. }` (`cache = {}` caches with every key's default).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileRouteCache {
-    pub ttl_s: Spanned<u64>,
+    /// Absent = only responses with explicit freshness are stored.
+    #[serde(default)]
+    pub ttl_s: Option<Spanned<u64>>,
     /// Absent = `["GET", "HEAD"]`.
     #[serde(default)]
     pub methods: Option<Spanned<Vec<Spanned<String>>>>,

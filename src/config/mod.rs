@@ -194,7 +194,12 @@ pub enum AuthMode {
 
 #[derive(Debug, Clone)]
 pub struct RouteCache {
-    pub ttl: Duration,
+    /// How long a response without explicit freshness (no `s-maxage`, `max-age` or
+    /// `Expires`) is fresh, for the heuristically cacheable statuses only. `None`
+    /// (`ttl_s` absent): such responses are not stored at all. There is no heuristic
+    /// freshness from `Last-Modified` (RFC 9111 4.2.2 allows it; nginx does not do it
+    /// either): a route that wants one says how long with `ttl_s`.
+    pub ttl: Option<Duration>,
     pub methods: Vec<String>,
     pub vary: Vec<String>,
     pub shared: bool,

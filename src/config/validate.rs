@@ -571,7 +571,10 @@ fn route(
     }
     let cache = match &r.cache {
         Some(c) => Some(RouteCache {
-            ttl: cx.secs(&format!("{key}.cache.ttl_s"), &c.ttl_s, false)?,
+            ttl: match &c.ttl_s {
+                Some(t) => Some(cx.secs(&format!("{key}.cache.ttl_s"), t, false)?),
+                None => None,
+            },
             methods: match &c.methods {
                 Some(m) => cx.methods(&format!("{key}.cache.methods"), m)?,
                 None => vec!["GET".to_owned(), "HEAD".to_owned()],

@@ -298,7 +298,10 @@ pub fn validators(ctx: &mut CacheCtx, head: &RequestHead, buf: &[u8], out: &mut 
 /// freshened with the 304's fields (RFC 9111 4.3.4) and stored again, and the client
 /// gets the whole entry, written to `out` (`X-Cache: MISS`: the upstream was asked).
 /// If the freshened entry may not be stored it is dropped, and the client still gets
-/// the body the 304 confirmed. Returns the status written; `None` (nothing written)
+/// the body the 304 confirmed; so is an entry whose validators the 304 contradicts
+/// (RFC 9111 4.3.4: it must not be updated; the 304 answered the cache's condition,
+/// so the stored body is still what the client gets, and the next request fetches it
+/// whole). Returns the status written; `None` (nothing written)
 /// if a file body could not be read, and the 304 then goes to the client as it is.
 #[allow(clippy::too_many_arguments)]
 pub fn revalidated(

@@ -12,7 +12,7 @@
 //! ```text
 //! byte 0  flags: bit 0 the request carried credentials; bit 1 the caller has a verified
 //!         tenant; bit 2 the route is `shared`; bit 3 the route varies on
-//!         accept-encoding; bits 4-5 the route's ttl_s (0, 1, 60, 86400); bit 6 the
+//!         accept-encoding; bits 4-5 the route's ttl_s (absent, 1, 60, 86400); bit 6 the
 //!         route removes `x-drop` from responses; bit 7 a 4 KiB cache instead of 64 KiB
 //! byte 1  times: bits 0-2 when the entry is looked at after it arrived (0, 1, 30, 59,
 //!         60, 61, 3600 s, 400 days); bits 3-4 how long the upstream took (0, 1, 5,
@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 use ringgate::cache::{
     conditional, primary_key, storable, uri_key, variant_key, Audience, Body, Cache, Entry,
     KeyParts, Lookup, NotStorable, ReqDirectives, RequestFacts, ResponseParts, SpanHeaders,
-    StaleUse, Storable, XCache, CACHEABLE_STATUSES, ENTRY_OVERHEAD, MAX_DELTA, MAX_VARIANTS,
-    WITH_HEAD_MAX,
+    StaleUse, Storable, XCache, BODY_FIELDS, CACHEABLE_STATUSES, ENTRY_OVERHEAD, MAX_DELTA,
+    MAX_VARIANTS, STORABLE_STATUSES, WITH_HEAD_MAX,
 };
 use ringgate::config::RouteCache;
 use ringgate::http::{HeaderKind, RequestHead, ResponseHead};
@@ -200,7 +200,8 @@ pub fn check(input: &[u8]) -> bool {
     }
 
     let route = RouteCache {
-        ttl: Duration::from_secs([0, 1, 60, 86_400][usize::from(flags >> 4 & 3)]),
+        ttl: [None, Some(1), Some(60), Some(86_400)][usize::from(flags >> 4 & 3)]
+            .map(Duration::from_secs),
         methods: vec!["GET".to_owned(), "HEAD".to_owned()],
         vary: if flags & 8 != 0 {
             vec!["accept-encoding".to_owned()]
@@ -529,6 +530,35 @@ fn check_variants(
 // ---------------------------------------------------------------------------------------
 // Storage rules
 
+/// Might the response carry explicit freshness (RFC 9111 4.2.1)? `Expires`, or a
+/// `Cache-Control` that mentions `max-age` or `s-maxage` anywhere. An
+/// over-approximation: quoted strings and garbage are not told apart.
+fn maybe_explicit(nv: &[(&[u8], &[u8])]) -> bool {
+    let mentions = |v: &[u8], d: &[u8]| v.to_ascii_lowercase().windows(d.len()).any(|w| w == d);
+    !named(nv, b"expires").is_empty()
+        || named(nv, b"cache-control")
+            .iter()
+            .any(|v| mentions(v, b"max-age") || mentions(v, b"s-maxage"))
+}
+
+/// Does the response surely carry explicit freshness? `Expires`, or a `Cache-Control`
+/// without quoted strings with a comma-separated item named `max-age` or `s-maxage`
+/// (any argument: an invalid one still counts, as stale). An under-approximation.
+fn surely_explicit(nv: &[(&[u8], &[u8])]) -> bool {
+    let named_freshness = |item: &[u8]| {
+        let name = item
+            .split(|&c| matches!(c, b'=' | b' ' | b'\t'))
+            .next()
+            .unwrap_or(b"");
+        eq(name, b"max-age") || eq(name, b"s-maxage")
+    };
+    !named(nv, b"expires").is_empty()
+        || named(nv, b"cache-control")
+            .iter()
+            .filter(|v| !v.contains(&b'"'))
+            .any(|v| items(v).into_iter().any(named_freshness))
+}
+
 fn strictly_sorted_lower(v: &[Box<[u8]>]) -> bool {
     v.windows(2).all(|w| w[0] < w[1]) && v.iter().all(|n| !n.iter().any(u8::is_ascii_uppercase))
 }
@@ -550,20 +580,29 @@ fn check_storable(
                     "request no-store: RequestNoStore",
                     input,
                 );
-            } else if !CACHEABLE_STATUSES.contains(&status) {
+            } else if !STORABLE_STATUSES.contains(&status) {
                 ensure(
                     *e == NotStorable::Status(status),
-                    "uncacheable status: Status",
+                    "a status never stored: Status",
                     input,
                 );
             }
             if *e == NotStorable::NoFreshness {
                 ensure(
-                    case.route.ttl.is_zero()
+                    case.route.ttl.is_none_or(|t| t.is_zero())
                         || fields
                             .iter()
                             .any(|f| eq(f.0, b"cache-control") || eq(f.0, b"expires")),
                     "NoFreshness without anything but a positive route ttl",
+                    input,
+                );
+            }
+            if let NotStorable::Status(s) = *e {
+                ensure(
+                    s == status
+                        && (!STORABLE_STATUSES.contains(&s)
+                            || (!CACHEABLE_STATUSES.contains(&s) && !surely_explicit(&nv))),
+                    "Status for a known status with explicit freshness, or a heuristic one",
                     input,
                 );
             }
@@ -577,8 +616,13 @@ fn check_storable(
         input,
     );
     ensure(
-        CACHEABLE_STATUSES.contains(&status),
-        "stored with an uncacheable status",
+        STORABLE_STATUSES.contains(&status),
+        "stored with a status never stored",
+        input,
+    );
+    ensure(
+        CACHEABLE_STATUSES.contains(&status) || maybe_explicit(&nv),
+        "stored without explicit freshness, with a status not heuristically cacheable",
         input,
     );
     ensure(
@@ -697,7 +741,7 @@ fn check_storable(
     );
     if named(&nv, b"cache-control").is_empty() && named(&nv, b"expires").is_empty() {
         ensure(
-            st.lifetime == case.route.ttl.min(cap)
+            case.route.ttl.is_some_and(|t| st.lifetime == t.min(cap))
                 && !st.must_revalidate
                 && st.stale_while_revalidate.is_zero()
                 && st.stale_if_error.is_zero(),
@@ -1094,7 +1138,9 @@ fn check_conditionals(
 }
 
 /// `freshen` with the response's own fields as a 304 gives back the same entry; with
-/// some of them, the 304's fields replace the stored ones of the same name.
+/// some of them, the 304's fields replace the stored ones of the same name, except the
+/// fields that describe the stored body ([`BODY_FIELDS`]) and the 304's hop-by-hop
+/// ones, which are kept as stored.
 fn check_freshen(case: &Case<'_>, fields: &[Field<'_>], e: &Entry) -> Option<Entry> {
     let input = case.input;
     let nv: Vec<(&[u8], &[u8])> = fields.iter().map(|f| (f.0, f.1)).collect();
@@ -1152,14 +1198,22 @@ fn check_freshen(case: &Case<'_>, fields: &[Field<'_>], e: &Entry) -> Option<Ent
         "a freshened entry keeps its status and body",
         input,
     );
-    let in_304 = |n: &[u8]| sent.iter().any(|s| eq(&s.0, n));
+    // RFC 9111 3.2: the fields that describe the stored body, and the 304's own fields
+    // excepted from storage (hop-by-hop, named by its Connection), update nothing.
+    let hop: Vec<Vec<u8>> = sent
+        .iter()
+        .filter(|s| s.2 == HeaderKind::Connection)
+        .flat_map(|s| items(&s.1).into_iter().map(<[u8]>::to_vec))
+        .collect();
+    let kept = |n: &[u8]| BODY_FIELDS.iter().any(|b| eq(b, n)) || hop.iter().any(|h| eq(h, n));
+    let in_304 = |n: &[u8]| sent.iter().any(|s| eq(&s.0, n)) && !kept(n);
     let old: Vec<(&[u8], &[u8])> = e.headers().collect();
     let new: Vec<(&[u8], &[u8])> = f.headers().collect();
     for &(n, v) in &new {
         if eq(n, b"date") {
             continue;
         }
-        let from_304 = sent.iter().any(|s| eq(&s.0, n) && ows_trim(&s.1) == v);
+        let from_304 = in_304(n) && sent.iter().any(|s| eq(&s.0, n) && ows_trim(&s.1) == v);
         let from_old = !in_304(n) && old.contains(&(n, v));
         ensure(
             from_304 || from_old,

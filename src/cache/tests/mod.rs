@@ -81,7 +81,15 @@ pub(super) fn resp(status_line: &str, fields: &str) -> Resp {
 
 pub(super) fn route(ttl_s: u64) -> RouteCache {
     RouteCache {
-        ttl: Duration::from_secs(ttl_s),
+        ttl: Some(Duration::from_secs(ttl_s)),
+        ..route_without_ttl()
+    }
+}
+
+/// `cache = {}`: no `ttl_s`.
+pub(super) fn route_without_ttl() -> RouteCache {
+    RouteCache {
+        ttl: None,
         methods: vec!["GET".to_owned(), "HEAD".to_owned()],
         vary: Vec::new(),
         shared: false,

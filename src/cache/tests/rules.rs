@@ -117,20 +117,114 @@ fn qualified_no_cache_and_private_only_omit_their_fields() {
 }
 
 #[test]
-fn only_heuristically_cacheable_statuses_are_stored() {
+fn any_known_status_with_explicit_freshness_is_stored_the_others_by_ttl() {
     let rt = route(300);
+    // Without explicit freshness: the heuristically cacheable statuses, for ttl_s.
     for s in CACHEABLE_STATUSES {
         let r = resp(&format!("{s} X"), "");
-        assert!(storable(&get(), &rt, &r.parts(), UNIX_NOW).is_ok(), "{s}");
+        assert_eq!(store_ok(&rt, &r).lifetime, secs(300), "{s}");
     }
-    for s in [
-        201, 202, 206, 302, 303, 307, 400, 401, 403, 500, 502, 503, 504,
-    ] {
+    for s in [201, 202, 302, 303, 307, 400, 401, 403, 500, 502, 503, 504] {
+        for fields in [
+            "",
+            "Cache-Control: public",
+            "Cache-Control: stale-if-error=60",
+        ] {
+            assert_eq!(
+                refused(&rt, &format!("{s} X"), fields),
+                NotStorable::Status(s),
+                "{s} {fields}"
+            );
+        }
+    }
+    // With it, any status RFC 9110 defines (RFC 9111 3), for its own lifetime.
+    for s in STORABLE_STATUSES {
+        for (fields, life) in [
+            ("Cache-Control: max-age=60", 60),
+            ("Cache-Control: s-maxage=7", 7),
+            ("Expires: Sun, 06 Nov 1994 08:50:37 GMT", 60),
+        ] {
+            let r = resp(&format!("{s} X"), fields);
+            assert_eq!(store_ok(&rt, &r).lifetime, secs(life), "{s} {fields}");
+        }
+        // Explicitly stale: not stored, however cacheable the status.
         assert_eq!(
-            refused(&rt, &format!("{s} X"), "Cache-Control: max-age=60"),
-            NotStorable::Status(s)
+            refused(&rt, &format!("{s} X"), "Expires: 0"),
+            NotStorable::NoFreshness,
+            "{s}"
         );
     }
+    let found = resp("302 Found", "Location: /x\nCache-Control: max-age=60");
+    assert_eq!(store_ok(&rt, &found).lifetime, secs(60));
+    // Never: not final, partial (no range support), a 304 (it updates an entry),
+    // unused or unknown.
+    for s in [
+        100, 101, 103, 199, 206, 299, 304, 305, 306, 418, 499, 599, 600, 999,
+    ] {
+        assert!(!STORABLE_STATUSES.contains(&s), "{s}");
+        assert_eq!(
+            refused(&rt, &format!("{s} X"), "Cache-Control: public, max-age=60"),
+            NotStorable::Status(s),
+            "{s}"
+        );
+    }
+    // The usual rules hold for every status.
+    for (fields, why) in [
+        ("Cache-Control: max-age=60, no-store", NotStorable::NoStore),
+        ("Cache-Control: max-age=60, private", NotStorable::Private),
+        (
+            "Cache-Control: max-age=60\nSet-Cookie: a=b",
+            NotStorable::SetCookie,
+        ),
+        ("Cache-Control: max-age=60\nVary: *", NotStorable::VaryStar),
+    ] {
+        assert_eq!(refused(&rt, "307 X", fields), why, "{fields}");
+    }
+    let with_credentials = RequestFacts {
+        credentials: true,
+        ..get()
+    };
+    let r = resp("403 Forbidden", "Cache-Control: max-age=60");
+    assert_eq!(
+        storable(&with_credentials, &rt, &r.parts(), UNIX_NOW).unwrap_err(),
+        NotStorable::Authorization
+    );
+}
+
+#[test]
+fn a_route_without_ttl_stores_only_explicitly_fresh_responses() {
+    let rt = route_without_ttl();
+    for (fields, life) in [
+        ("Cache-Control: max-age=60", 60),
+        ("Cache-Control: s-maxage=5, max-age=60", 5),
+        ("Expires: Sun, 06 Nov 1994 08:51:37 GMT", 120),
+        // Stale at once but explicitly so, and usable on error.
+        ("Cache-Control: max-age=0, stale-if-error=60", 0),
+    ] {
+        assert_eq!(
+            store_ok(&rt, &resp("200 OK", fields)).lifetime,
+            secs(life),
+            "{fields}"
+        );
+    }
+    // No freshness information: not stored. Not even a heuristic from Last-Modified
+    // (RFC 9111 4.2.2 would allow 10 % of its age; nginx makes none either), nor with
+    // only a stale window.
+    for fields in [
+        "",
+        "Cache-Control: public",
+        "Last-Modified: Sun, 06 Nov 1984 08:49:37 GMT",
+        "Cache-Control: stale-while-revalidate=60, stale-if-error=60",
+    ] {
+        assert_eq!(
+            refused(&rt, "200 OK", fields),
+            NotStorable::NoFreshness,
+            "{fields}"
+        );
+    }
+    assert_eq!(refused(&rt, "302 Found", ""), NotStorable::Status(302));
+    let r = resp("302 Found", "Cache-Control: max-age=30");
+    assert_eq!(store_ok(&rt, &r).lifetime, secs(30));
 }
 
 #[test]
@@ -483,9 +577,10 @@ fn a_304_freshens_the_entry_and_keeps_the_body() {
     assert_eq!(
         fields,
         vec![
-            (&b"X-Kept"[..], &b"1"[..]),
-            (b"Cache-Control", b"max-age=100"),
+            // Replaced in place; the stored validator is kept (RFC 9111 3.2).
+            (&b"Cache-Control"[..], &b"max-age=100"[..]),
             (b"ETag", b"\"v1\""),
+            (b"X-Kept", b"1"),
             // Neither response had a Date: the cache adds the time the 304 arrived.
             (b"Date", b"Sun, 06 Nov 1994 08:49:37 GMT"),
         ]
@@ -496,6 +591,178 @@ fn a_304_freshens_the_entry_and_keeps_the_body() {
         e.freshen(&get(), &rt, &r304.parts(), UNIX_NOW, t1, t1, &[])
             .unwrap_err(),
         NotStorable::NoStore
+    );
+}
+
+/// The fields of `e` as (name, value) strings.
+fn fields_of(e: &Entry) -> Vec<(String, String)> {
+    e.headers()
+        .map(|(n, v)| {
+            (
+                String::from_utf8_lossy(n).into_owned(),
+                String::from_utf8_lossy(v).into_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_304_does_not_update_the_fields_that_describe_the_stored_body() {
+    let t0 = Instant::now();
+    let rt = route(300);
+    let lm = "Last-Modified: Sun, 06 Nov 1994 08:00:00 GMT";
+    let stored = format!(
+        "Cache-Control: max-age=1\nETag: \"v1\"\n{lm}\nContent-Type: text/plain\nX-Custom: old"
+    );
+    let e = entry_at(&rt, &stored, b"hello", t0);
+    // Everything a 304 could say about a body it does not carry, and new metadata.
+    let r304 = resp(
+        "304 Not Modified",
+        "Content-Encoding: gzip\nContent-Length: 999\nContent-Range: bytes 0-1/2\n\
+         Transfer-Encoding: gzip\nETag: W/\"v1\"\n\
+         Last-Modified: Sunday, 06-Nov-94 08:00:00 GMT\n\
+         Content-Type: text/html\nCache-Control: max-age=100\nX-Custom: new\nX-Added: 1",
+    );
+    let t1 = t0 + secs(2);
+    let f = e
+        .freshen(&get(), &rt, &r304.parts(), UNIX_NOW, t1, t1, &[])
+        .expect("freshened");
+    let want: Vec<(String, String)> = [
+        // Updated fields where they were, new ones after them.
+        ("Cache-Control", "max-age=100"),
+        ("ETag", "\"v1\""),
+        ("Last-Modified", "Sun, 06 Nov 1994 08:00:00 GMT"),
+        ("Content-Type", "text/html"),
+        ("X-Custom", "new"),
+        ("X-Added", "1"),
+        ("Date", "Sun, 06 Nov 1994 08:49:37 GMT"),
+    ]
+    .iter()
+    .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+    .collect();
+    assert_eq!(fields_of(&f), want);
+    assert_eq!(f.etag(), Some(&b"\"v1\""[..]));
+    assert_eq!(f.body().as_bytes(), Some(&b"hello"[..]));
+    assert!(f.is_fresh(t1 + secs(99)));
+    let mut head = Vec::new();
+    f.write_head(&mut head, t1, XCache::Hit);
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.contains("\r\nContent-Length: 5\r\n"), "{head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("content-encoding"),
+        "{head}"
+    );
+    assert!(
+        !head.to_ascii_lowercase().contains("content-range"),
+        "{head}"
+    );
+
+    // A stored coding stays, whatever the 304 says of it.
+    let gz = entry_at(
+        &rt,
+        "Cache-Control: max-age=1\nContent-Encoding: gzip",
+        b"\x1f\x8b",
+        t0,
+    );
+    for fields in ["Content-Encoding: br", "Content-Encoding: identity", ""] {
+        let r304 = resp("304 Not Modified", fields);
+        let f = gz
+            .freshen(&get(), &rt, &r304.parts(), UNIX_NOW, t1, t1, &[])
+            .unwrap();
+        let codings: Vec<(String, String)> = fields_of(&f)
+            .into_iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("content-encoding"))
+            .collect();
+        assert_eq!(
+            codings,
+            [("Content-Encoding".into(), "gzip".into())],
+            "{fields}"
+        );
+    }
+    // Nor does a 304 add validators to an entry that had none.
+    let bare = entry_at(&rt, "Cache-Control: max-age=1", b"x", t0);
+    let r304 = resp("304 Not Modified", &format!("ETag: \"v9\"\n{lm}"));
+    let f = bare
+        .freshen(&get(), &rt, &r304.parts(), UNIX_NOW, t1, t1, &[])
+        .unwrap();
+    assert_eq!(f.etag(), None);
+    assert!(fields_of(&f).iter().all(|(n, _)| n != "Last-Modified"));
+}
+
+#[test]
+fn a_304_with_other_validators_does_not_update_the_entry() {
+    let t0 = Instant::now();
+    let t1 = t0 + secs(2);
+    let rt = route(300);
+    let lm = "Sun, 06 Nov 1994 08:00:00 GMT";
+    let strong = entry_at(&rt, &format!("ETag: \"v1\"\nLast-Modified: {lm}"), b"a", t0);
+    let weak = entry_at(&rt, "ETag: W/\"v1\"", b"a", t0);
+    let freshen = |e: &Entry, fields: &str| {
+        e.freshen(
+            &get(),
+            &rt,
+            &resp("304 Not Modified", fields).parts(),
+            UNIX_NOW,
+            t1,
+            t1,
+            &[],
+        )
+        .map(|_| ())
+    };
+    let other = Err(NotStorable::OtherRepresentation);
+    // Strong comparison for a strong tag, weak for a weak one (RFC 9111 4.3.4).
+    assert_eq!(freshen(&strong, "ETag: \"v1\""), Ok(()));
+    assert_eq!(freshen(&strong, "ETag: W/\"v1\""), Ok(()));
+    assert_eq!(freshen(&strong, "ETag: \"v2\""), other);
+    assert_eq!(freshen(&strong, "ETag: W/\"v2\""), other);
+    assert_eq!(freshen(&weak, "ETag: W/\"v1\""), Ok(()));
+    assert_eq!(freshen(&weak, "ETag: \"v1\""), other);
+    // Last-Modified compared as a date.
+    assert_eq!(freshen(&strong, &format!("Last-Modified: {lm}")), Ok(()));
+    assert_eq!(
+        freshen(&strong, "Last-Modified: Sun Nov  6 08:00:00 1994"),
+        Ok(())
+    );
+    assert_eq!(
+        freshen(&strong, "Last-Modified: Sun, 06 Nov 1994 08:00:01 GMT"),
+        other
+    );
+    assert_eq!(
+        freshen(
+            &strong,
+            "ETag: \"v1\"\nLast-Modified: Mon, 07 Nov 1994 08:00:00 GMT"
+        ),
+        other
+    );
+    // A 304 without validators answered the cache's own conditional request.
+    assert_eq!(freshen(&strong, "Cache-Control: max-age=60"), Ok(()));
+    // A validator named by the 304's Connection is not the response's.
+    assert_eq!(freshen(&strong, "Connection: ETag\nETag: \"v2\""), Ok(()));
+}
+
+#[test]
+fn a_304_fields_excepted_from_storage_do_not_update() {
+    let t0 = Instant::now();
+    let t1 = t0 + secs(2);
+    let rt = route(300);
+    let e = entry_at(&rt, "X-Custom: old\nX-Other: 1", b"a", t0);
+    let r304 = resp(
+        "304 Not Modified",
+        "Connection: X-Custom, close\nX-Custom: new\nKeep-Alive: timeout=5\nX-Other: 2",
+    );
+    let f = e
+        .freshen(&get(), &rt, &r304.parts(), UNIX_NOW, t1, t1, &[])
+        .unwrap();
+    let names: Vec<(String, String)> = fields_of(&f)
+        .into_iter()
+        .filter(|(n, _)| n != "Date")
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("X-Custom".to_owned(), "old".to_owned()),
+            ("X-Other".to_owned(), "2".to_owned())
+        ]
     );
 }
 

@@ -221,7 +221,9 @@ fn write_route(o: &mut String, r: &RouteConfig, cfg: &Config) -> std::fmt::Resul
     }
     if let Some(c) = &r.cache {
         let shared = if c.shared { ", shared" } else { "" };
-        write!(o, "; cache {} {}{shared}", dur(c.ttl), c.methods.join(","))?;
+        // Without ttl_s only what the origin marks fresh is stored.
+        let ttl = c.ttl.map_or_else(|| "origin-fresh".to_owned(), dur);
+        write!(o, "; cache {ttl} {}{shared}", c.methods.join(","))?;
         if !c.vary.is_empty() {
             write!(o, " vary {}", c.vary.join(","))?;
         }

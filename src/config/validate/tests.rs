@@ -176,7 +176,7 @@ fn spec_parses_and_maps_to_typed_values() {
     assert_eq!(r.scopes, ["users:read"]);
     assert_eq!(r.plan, None);
     let cache = r.cache.as_ref().unwrap();
-    assert_eq!(cache.ttl, Duration::from_secs(300));
+    assert_eq!(cache.ttl, Some(Duration::from_secs(300)));
     assert_eq!(cache.methods, ["GET", "HEAD"]);
     assert!(cache.vary.is_empty() && !cache.shared);
     assert_eq!(
@@ -191,6 +191,27 @@ fn spec_parses_and_maps_to_typed_values() {
     assert_eq!(orders.target, RouteTarget::Single(1));
     assert_eq!(orders.methods, None);
     assert!(orders.cache.is_none());
+}
+
+#[test]
+fn an_empty_cache_table_caches_only_what_the_origin_marks_fresh() {
+    let cfg = ok(&MINIMAL.replace("upstream = \"a\"\n", "upstream = \"a\"\ncache = {}\n"));
+    let cache = cfg.routes[0].cache.as_ref().expect("cache = {} caches");
+    assert_eq!(cache.ttl, None);
+    assert_eq!(cache.methods, ["GET", "HEAD"]);
+    assert!(cache.vary.is_empty() && !cache.shared);
+    let text = summary(&cfg);
+    assert!(text.contains("; cache origin-fresh GET,HEAD"), "{text}");
+    // ttl_s, when given, is still at least 1.
+    let cfg = ok(&MINIMAL.replace(
+        "upstream = \"a\"\n",
+        "upstream = \"a\"\ncache = { ttl_s = 5 }\n",
+    ));
+    assert_eq!(
+        cfg.routes[0].cache.as_ref().unwrap().ttl,
+        Some(Duration::from_secs(5))
+    );
+    assert!(summary(&cfg).contains("; cache 5s GET,HEAD"));
 }
 
 /// The spec with every commented-out key written in. Keys the spec offers as
