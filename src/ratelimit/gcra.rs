@@ -69,9 +69,24 @@ struct PlanParams {
     overflow: u64,
 }
 
+fn plan_params(workers: usize, cfg: &RateLimitConfig, secret: &KeySecret) -> Vec<PlanParams> {
+    let latency_ns = nanos(cfg.sync_interval).saturating_mul(2);
+    cfg.plans
+        .iter()
+        .map(|p| PlanParams {
+            emission_ns: p.emission_ns,
+            debt_cap_ns: (workers.max(1) as u64).saturating_mul(
+                latency_ns.saturating_add(p.capacity().saturating_mul(p.emission_ns)),
+            ),
+            overflow: secret.fingerprint(&p.name, b"\0overflow"),
+        })
+        .collect()
+}
+
 /// One worker's buckets. Not `Sync`, never shared: each worker owns one.
 pub struct Limiter {
     worker: usize,
+    workers: usize,
     epoch: Instant,
     secret: KeySecret,
     /// Fingerprint -> TAT in nanoseconds since `epoch`.
@@ -90,29 +105,30 @@ impl Limiter {
     /// `secret` (see [`super::Endpoint::secret`]) and exchange every
     /// `cfg.sync_interval`.
     pub fn new(worker: usize, workers: usize, cfg: &RateLimitConfig, secret: KeySecret) -> Limiter {
-        let latency_ns = nanos(cfg.sync_interval).saturating_mul(2);
-        let plans = cfg
-            .plans
-            .iter()
-            .map(|p| PlanParams {
-                emission_ns: p.emission_ns,
-                debt_cap_ns: (workers.max(1) as u64).saturating_mul(
-                    latency_ns.saturating_add(p.capacity().saturating_mul(p.emission_ns)),
-                ),
-                overflow: secret.fingerprint(p.id, b"\0overflow"),
-            })
-            .collect();
         Limiter {
             worker,
+            workers,
             epoch: Instant::now(),
+            plans: plan_params(workers, cfg, &secret),
             secret,
             buckets: Table::new(),
             pending: HashMap::default(),
-            plans,
             max_keys: cfg.max_keys_per_worker.max(1),
             last_forced_ns: None,
             stats: LimiterStats::default(),
         }
+    }
+
+    /// Take a reloaded configuration: new plan parameters, the buckets kept. A bucket
+    /// is named by its plan's name and its key, so every caller keeps what it has used
+    /// of a plan that is still there (at that plan's new rate); the buckets of removed
+    /// plans expire as idle ones do. Counts other workers sent before they reloaded
+    /// and that arrive after this one did are charged by plan number: for one gossip
+    /// interval around a reload that reorders plans, they may be charged at another
+    /// plan's rate.
+    pub fn reconfigure(&mut self, cfg: &RateLimitConfig) {
+        self.plans = plan_params(self.workers, cfg, &self.secret);
+        self.max_keys = cfg.max_keys_per_worker.max(1);
     }
 
     pub fn worker(&self) -> usize {
@@ -146,7 +162,7 @@ impl Limiter {
     /// nothing.
     pub fn check<'p>(&mut self, key: &[u8], plan: &'p Plan, now: Instant) -> Decision<'p> {
         let now_ns = self.ns(now);
-        let mut fp = self.secret.fingerprint(plan.id, key);
+        let mut fp = self.secret.fingerprint(&plan.name, key);
         if self.buckets.len() >= self.max_keys && !self.buckets.contains(fp) {
             self.make_room(now_ns);
             if self.buckets.len() >= self.max_keys {
@@ -195,7 +211,7 @@ impl Limiter {
     /// What `check` would say, without taking a token or creating a bucket.
     pub fn peek<'p>(&self, key: &[u8], plan: &'p Plan, now: Instant) -> Decision<'p> {
         let now_ns = self.ns(now);
-        let fp = self.secret.fingerprint(plan.id, key);
+        let fp = self.secret.fingerprint(&plan.name, key);
         let ahead = self
             .buckets
             .get(fp)
