@@ -5,8 +5,10 @@
 //! (io_uring, or epoll where io_uring is unavailable), its own SO_REUSEPORT listener,
 //! its own routing table and its own upstream connection pools. Nothing on the request
 //! path is shared between cores: no locks, no atomics per request. What must cross
-//! cores (the stop signal now; rate-limit counts and reloads later) is picked up by
-//! each worker's tick at a fixed interval.
+//! cores (the stop signal, rate-limit counts, reloaded configurations) is picked up by
+//! each worker's tick at a fixed interval. A worker serves with a
+//! [`pipeline::stack::Pipeline`] built from one configuration and swapped whole on
+//! reload.
 //!
 //! ```text
 //!            ┌──────────── worker N (one per core, pinned) ─────────────┐

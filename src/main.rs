@@ -1,5 +1,5 @@
 //! The `ringgate` command: parse arguments, load the configuration, start the workers,
-//! wait for SIGTERM/SIGINT, drain, exit.
+//! reload on SIGHUP, and on SIGTERM/SIGINT drain and exit.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -67,15 +67,42 @@ fn serve(path: &std::path::Path) -> anyhow::Result<()> {
     let cfg = Config::load(path)?;
     let signals = signals()?;
     let gw = start(cfg)?;
-    wait_for_signal(gw, signals)
+    wait_for_signal(gw, signals, path)
 }
 
-/// SIGTERM and SIGINT, caught from before the gateway starts: a signal that arrives
-/// as soon as it listens (a rolling restart, a test) drains it like any other,
-/// instead of killing the process with requests in flight.
+/// SIGTERM and SIGINT (drain and stop) and SIGHUP (reload), caught from before the
+/// gateway starts: a signal that arrives as soon as it listens (a rolling restart, a
+/// test) is handled like any other, instead of killing the process with requests in
+/// flight.
 fn signals() -> anyhow::Result<signal_hook::iterator::Signals> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).context("installing signal handlers")
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .context("installing signal handlers")
+}
+
+/// Read and validate the file again; if it is valid, every worker takes it (see
+/// `Gateway::reload`). If not, nothing changes and the error (with file and line) is
+/// logged.
+fn reload(gw: &Gateway, path: &std::path::Path) {
+    let cfg = match Config::load(path) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("ringgate: reload failed, the running configuration stays: {e}");
+            return;
+        }
+    };
+    match gw.reload(cfg) {
+        Ok(restart_needed) => {
+            eprintln!("ringgate: reloaded {}", path.display());
+            if !restart_needed.is_empty() {
+                eprintln!(
+                    "ringgate: changes to {} take effect at the next start",
+                    restart_needed.join(", ")
+                );
+            }
+        }
+        Err(e) => eprintln!("ringgate: reload failed, the running configuration stays: {e}"),
+    }
 }
 
 fn start(cfg: Config) -> anyhow::Result<Gateway> {
@@ -105,9 +132,18 @@ fn start(cfg: Config) -> anyhow::Result<Gateway> {
     Ok(gw)
 }
 
-fn wait_for_signal(gw: Gateway, mut signals: signal_hook::iterator::Signals) -> anyhow::Result<()> {
-    if let Some(sig) = signals.forever().next() {
+fn wait_for_signal(
+    gw: Gateway,
+    mut signals: signal_hook::iterator::Signals,
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
+    for sig in signals.forever() {
+        if sig == signal_hook::consts::SIGHUP {
+            reload(&gw, path);
+            continue;
+        }
         eprintln!("ringgate: signal {sig}: draining in-flight requests");
+        break;
     }
     gw.shutdown();
     gw.join();
@@ -138,7 +174,7 @@ fn demo() -> anyhow::Result<()> {
     let gw = start(cfg)?;
     let addr = gw.addrs()[0];
     println!("{}", demo::instructions(addr, &creds));
-    let r = wait_for_signal(gw, signals);
+    let r = wait_for_signal(gw, signals, &path);
     services.stop();
     r
 }

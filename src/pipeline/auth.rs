@@ -18,6 +18,8 @@ use crate::config::{AuthMode, RouteConfig};
 use crate::http::{HeaderKind, RequestHead};
 use crate::runtime::worker::Worker;
 
+use super::stack::Pipeline;
+
 /// A stage's own answer to a request.
 pub struct Answer {
     pub status: u16,
@@ -29,6 +31,7 @@ pub struct Answer {
 /// Run the auth stage. `Ok(None)`: anonymous (or auth off); `Ok(Some)`: verified.
 pub fn run(
     w: &Worker,
+    pl: &Pipeline,
     route: &RouteConfig,
     head: &RequestHead,
     buf: &[u8],
@@ -46,7 +49,7 @@ pub fn run(
     // with two, taking either would let another hop that takes the other (a filter in
     // front reading the last) disagree with us about who is calling. One pass over the
     // fields finds both credentials and any second copy.
-    let key_header = w.auth.api_key_header().as_bytes();
+    let key_header = pl.auth.api_key_header().as_bytes();
     let (mut authorization, mut api_key) = (None::<&[u8]>, None::<&[u8]>);
     for h in &head.headers {
         let (slot, twice) = if h.kind == HeaderKind::Authorization {
@@ -62,7 +65,7 @@ pub fn run(
     }
     // A bearer token alone decides when both are sent: `authenticate` looks at the API
     // key only when there is none.
-    match w
+    match pl
         .auth
         .authenticate(authorization, api_key, w.unix_now.get())
     {

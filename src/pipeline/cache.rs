@@ -14,6 +14,7 @@
 //! copied as it is relayed ([`begin_body`], [`keep_body`], [`finish_body`]) and stored
 //! only once complete.
 
+use super::stack::Pipeline;
 use std::time::Instant;
 
 use crate::auth::Identity;
@@ -88,6 +89,7 @@ pub enum Before {
 #[allow(clippy::too_many_arguments)]
 pub fn before(
     w: &Worker,
+    pl: &Pipeline,
     now: Instant,
     ctx: &mut CacheCtx,
     route: &RouteConfig,
@@ -134,7 +136,7 @@ pub fn before(
         .headers
         .iter()
         .any(|h| h.kind == HeaderKind::Authorization)
-        || head.header(buf, w.auth.api_key_header()).is_some();
+        || head.header(buf, pl.auth.api_key_header()).is_some();
     ctx.key.clear();
     primary_key(
         &mut ctx.key,

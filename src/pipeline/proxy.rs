@@ -90,6 +90,8 @@ pub async fn handle(
     resp: &mut ResponseHead,
 ) -> bool {
     let started = Instant::now();
+    // The pipeline this request runs on to its end, whatever a reload does meanwhile.
+    let pl = w.pipeline();
     let limits = &w.cfg.server.limits;
     crate::telemetry::inc(&w.counters.requests);
     c.extra.clear();
@@ -123,7 +125,7 @@ pub async fn handle(
             crate::http::path::normalize(path, &mut c.scratch);
             path = &c.scratch;
         }
-        w.router.find(&MatchInput {
+        pl.router.find(&MatchInput {
             method: head.method_span.get(buf),
             host: head.host_name(buf),
             path,
@@ -143,15 +145,16 @@ pub async fn handle(
         )
         .await;
     };
-    let route = &w.router.routes()[ri];
+    let route = &pl.router.routes()[ri];
 
     // Stages, in the order pipeline::stack documents: auth, then rate limit.
-    let identity = match super::auth::run(w, route, head, &c.rbuf) {
+    let identity = match super::auth::run(w, &pl, route, head, &c.rbuf) {
         Ok(id) => id,
         Err(a) => return answer(w, c, &meta, head, a, started, route).await,
     };
     if let Err(a) = super::ratelimit::run(
         w,
+        &pl,
         ri,
         route,
         identity.as_deref(),
@@ -175,6 +178,7 @@ pub async fn handle(
     let look = |c: &mut Downstream, now: Instant| {
         super::cache::before(
             w,
+            &pl,
             now.into_std(),
             &mut c.cache,
             route,
@@ -198,6 +202,7 @@ pub async fn handle(
                 w,
                 guard,
                 super::refresh::Refresh {
+                    pipeline: pl.clone(),
                     route: ri,
                     ctx: c.cache.for_get_fill(),
                     identity: identity.clone(),
@@ -243,6 +248,7 @@ pub async fn handle(
             super::refresh::spawn(
                 w,
                 super::refresh::Refresh {
+                    pipeline: pl.clone(),
                     route: ri,
                     ctx: c.cache.for_refresh(),
                     identity: identity.clone(),
@@ -335,7 +341,7 @@ pub async fn handle(
         RouteTarget::Single(i) => *i,
         RouteTarget::Split(parts) => pick_split(w, parts),
     };
-    let up = &w.upstreams[up_idx];
+    let up = &*pl.upstreams[up_idx];
     let hash_key: Option<Vec<u8>> = up
         .balancer
         .hash_header()
@@ -355,7 +361,7 @@ pub async fn handle(
         upstream_host: &up.cfg.servers[0].label,
         identity: identity.as_deref(),
         strip_credentials: (route.auth != crate::config::AuthMode::None)
-            .then(|| w.auth.api_key_header()),
+            .then(|| pl.auth.api_key_header()),
         extra_fields: &c.scratch,
     };
     forward::upstream_request(&mut c.ubuf, head, &c.rbuf, &outbound);

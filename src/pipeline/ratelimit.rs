@@ -13,6 +13,8 @@ use crate::http::RequestHead;
 use crate::ratelimit::{bucket_key, write_headers, Caller, KeyKind};
 use crate::runtime::worker::Worker;
 
+use super::stack::Pipeline;
+
 use super::auth::Answer;
 
 /// Run the stage for route `ri`. Rate-limit header lines for the response (if any) are
@@ -20,6 +22,7 @@ use super::auth::Answer;
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     w: &Worker,
+    pl: &Pipeline,
     ri: usize,
     route: &RouteConfig,
     identity: Option<&Identity>,
@@ -29,11 +32,11 @@ pub fn run(
     buf: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), Answer> {
-    let route_plan = w.route_plans[ri];
+    let route_plan = pl.route_plans[ri];
     if route.auth == AuthMode::None && route_plan.is_none() {
         return Ok(());
     }
-    let limits = &w.limits;
+    let limits = &pl.limits;
     let identity_plan = identity
         .and_then(|id| id.plan.as_deref())
         .and_then(|p| limits.plan_id(p));

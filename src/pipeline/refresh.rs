@@ -16,6 +16,7 @@
 //! ([`spawn_led`], with the request made a GET): the HEAD waits for it as a follower
 //! and is answered from the entry (nginx's `proxy_cache_convert_head`).
 
+use super::stack::Pipeline;
 use std::rc::Rc;
 
 use monoio::time::Instant;
@@ -34,6 +35,8 @@ use crate::upstream::UpstreamState;
 
 /// What a refresh needs from the request that triggered it.
 pub struct Refresh {
+    /// The pipeline of the request that started it: `route` is one of its routes.
+    pub pipeline: Rc<Pipeline>,
     pub route: usize,
     pub ctx: CacheCtx,
     pub identity: Option<Rc<Identity>>,
@@ -55,7 +58,7 @@ pub fn spawn(w: &Rc<Worker>, r: Refresh) {
 pub fn spawn_led(w: &Rc<Worker>, guard: FillGuard, r: Refresh) {
     let w = w.clone();
     monoio::spawn(async move {
-        let route = &w.router.routes()[r.route];
+        let route = &r.pipeline.router.routes()[r.route];
         let deadline =
             Instant::now() + route.timeout.unwrap_or(w.cfg.server.limits.request_timeout);
         let done = monoio::time::timeout_at(deadline, Contained::new(run(&w, route, &r))).await;
@@ -97,7 +100,7 @@ async fn run(w: &Rc<Worker>, route: &RouteConfig, r: &Refresh) -> Result<(), Fai
         RouteTarget::Single(i) => *i,
         RouteTarget::Split(parts) => super::proxy::pick_split(w, parts),
     };
-    let up = &w.upstreams[up_idx];
+    let up = &*r.pipeline.upstreams[up_idx];
     let mut ctx = r.ctx.for_refresh();
     // Conditionally, with the stale entry's ETag or Last-Modified: an unchanged
     // resource comes back as a 304 without its body.
@@ -115,7 +118,7 @@ async fn run(w: &Rc<Worker>, route: &RouteConfig, r: &Refresh) -> Result<(), Fai
             upstream_host: &up.cfg.servers[0].label,
             identity: r.identity.as_deref(),
             strip_credentials: (route.auth != crate::config::AuthMode::None)
-                .then(|| w.auth.api_key_header()),
+                .then(|| r.pipeline.auth.api_key_header()),
             extra_fields: &validators,
         },
     );

@@ -13,8 +13,8 @@ pub mod signal;
 pub mod worker;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crate::config::Config;
@@ -45,6 +45,38 @@ pub struct Shared {
     pub stop: AtomicBool,
     pub connections: AtomicUsize,
     pub refused: AtomicUsize,
+    /// The configuration reloaded last, and its number: each worker's tick compares
+    /// the number with its own and, when it differs, builds its pipeline anew.
+    pub generation: AtomicU64,
+    reload: Mutex<Option<Arc<Reloaded>>>,
+    /// Per worker: the generation it runs.
+    pub applied: Vec<AtomicU64>,
+}
+
+impl Shared {
+    fn new(workers: usize) -> Shared {
+        Shared {
+            applied: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+            ..Shared::default()
+        }
+    }
+
+    /// The configuration reloaded last, if any.
+    pub fn reloaded(&self) -> Option<Arc<Reloaded>> {
+        self.reload
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// A reloaded configuration with its sections in final form, ready for the workers.
+#[derive(Debug)]
+pub struct Reloaded {
+    pub generation: u64,
+    pub cfg: Arc<Config>,
+    pub limits: Arc<crate::ratelimit::RateLimitConfig>,
+    pub auth: Arc<crate::auth::AuthSettings>,
 }
 
 /// A running gateway.
@@ -54,6 +86,19 @@ pub struct Gateway {
     workers: usize,
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
+    /// The configuration in force (the start one, or the last reloaded).
+    current: Mutex<Arc<Config>>,
+}
+
+/// Why a reload was not applied; the running configuration stays.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("auth: {0}")]
+    Auth(#[from] crate::auth::AuthConfigError),
+    #[error("rate limiting: {0}")]
+    RateLimit(#[from] crate::ratelimit::RateLimitError),
+    #[error("the workers did not take the new configuration within {0:?}")]
+    NotApplied(std::time::Duration),
 }
 
 impl Gateway {
@@ -82,7 +127,7 @@ impl Gateway {
             .into_endpoints()
             .into_iter();
         let cfg = Arc::new(cfg);
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared::new(workers));
         let cores = if cfg.server.pin_workers {
             core_affinity::get_core_ids().unwrap_or_default()
         } else {
@@ -154,7 +199,61 @@ impl Gateway {
             workers,
             shared,
             threads,
+            current: Mutex::new(cfg),
         })
+    }
+
+    /// Replace the routes, upstreams, plans, rate-limit settings, keys and per-route
+    /// cache settings with those of `cfg` (already validated), on every worker, without
+    /// dropping a connection: each worker builds its new pipeline on its next tick, and
+    /// requests in flight finish on the one they started with. Returns once every
+    /// worker runs it, with the sections that changed but take effect only at the next
+    /// start (listeners, workers, `[server]`, `[log]`, `[admin]`, `[cache]` sizes). On
+    /// error nothing changes.
+    pub fn reload(&self, cfg: Config) -> Result<Vec<&'static str>, ReloadError> {
+        let limits = Arc::new(crate::ratelimit::RateLimitConfig::from_config(&cfg)?);
+        let auth = Arc::new(crate::auth::AuthSettings::load(&cfg.auth)?);
+        let cfg = Arc::new(cfg);
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        let differs =
+            |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
+        let mut restart_needed = Vec::new();
+        if differs(&current.server, &cfg.server) {
+            restart_needed.push("[server]");
+        }
+        if differs(&current.log, &cfg.log) {
+            restart_needed.push("[log]");
+        }
+        if differs(&current.admin, &cfg.admin) {
+            restart_needed.push("[admin]");
+        }
+        if differs(&current.cache, &cfg.cache) {
+            restart_needed.push("[cache]");
+        }
+        let generation = self.shared.generation.load(Ordering::Acquire) + 1;
+        *self.shared.reload.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(Reloaded {
+            generation,
+            cfg: cfg.clone(),
+            limits,
+            auth,
+        }));
+        self.shared.generation.store(generation, Ordering::Release);
+        *current = cfg;
+        // Each worker takes it on its tick (every 50 ms).
+        let bound = std::time::Duration::from_secs(5);
+        let deadline = std::time::Instant::now() + bound;
+        while self
+            .shared
+            .applied
+            .iter()
+            .any(|a| a.load(Ordering::Acquire) < generation)
+        {
+            if std::time::Instant::now() >= deadline {
+                return Err(ReloadError::NotApplied(bound));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        Ok(restart_needed)
     }
 
     /// The bound listener addresses, in `server.listen` order.

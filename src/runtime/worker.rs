@@ -2,8 +2,9 @@
 //! table, its upstream pools, its counters and log buffer. All of it lives in one
 //! `Rc<Worker>` that connection tasks share; nothing in it is shared with another core.
 //!
-//! A tick task runs every [`TICK`]: it picks up the process-wide stop flag, refreshes
-//! the cached `Date`, flushes the access log and expires idle upstream connections. This
+//! A tick task runs every [`TICK`]: it picks up the process-wide stop flag and a
+//! reloaded configuration (building and swapping to a new pipeline), refreshes the
+//! cached `Date`, flushes the access log and expires idle upstream connections. This
 //! is the fixed-interval channel through which everything cross-core arrives; the
 //! request path never looks outside the worker.
 
@@ -22,10 +23,10 @@ use super::contain::Contained;
 use super::driver::{uring_builder, ActiveDriver};
 use super::signal::LocalSignal;
 use super::Shared;
-use crate::auth::{AuthSettings, Authenticator};
+use crate::auth::AuthSettings;
 use crate::config::Config;
-use crate::pipeline::route::Router;
-use crate::ratelimit::{Endpoint, Limiter, PlanId, RateLimitConfig};
+use crate::pipeline::stack::Pipeline;
+use crate::ratelimit::{Endpoint, Limiter, RateLimitConfig};
 use crate::telemetry::access_log::{self, Sink};
 use crate::telemetry::Counters;
 use crate::upstream::UpstreamState;
@@ -35,10 +36,15 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Worker {
     pub id: usize,
+    /// The configuration the worker started with: its listeners and process-wide
+    /// settings (`[server]`, `[log]`, `[cache]` sizes), which a reload does not change.
     pub cfg: Arc<Config>,
     pub shared: Arc<Shared>,
-    pub router: Router,
-    pub upstreams: Vec<UpstreamState>,
+    /// Routes, upstreams, plans and keys: replaced whole on reload (see
+    /// [`crate::pipeline::stack`]). Take it with [`Worker::pipeline`].
+    pipeline: RefCell<Rc<Pipeline>>,
+    /// The reload generation `pipeline` was built from.
+    generation: Cell<u64>,
     pub shutdown: LocalSignal,
     /// Set when the drain time is up: connections still open are dropped (closed).
     pub kill: LocalSignal,
@@ -51,15 +57,10 @@ pub struct Worker {
     pub log_buf: RefCell<Vec<u8>>,
     /// Idle pipes for splicing bodies, reused across requests.
     pub pipes: RefCell<Vec<crate::http::io::SplicePipe>>,
-    /// Rate limiting: plans and key kind (shared, read-only), this worker's buckets,
-    /// and its gossip endpoint to the other workers.
-    pub limits: Arc<RateLimitConfig>,
+    /// Rate limiting: this worker's buckets (kept across reloads), and its gossip
+    /// endpoint to the other workers.
     pub limiter: RefCell<Limiter>,
     pub gossip: RefCell<Endpoint>,
-    /// Per route: the plan it forces, if any.
-    pub route_plans: Vec<Option<PlanId>>,
-    /// Credentials: keys loaded once at start, verified identities cached per worker.
-    pub auth: Authenticator,
     /// Unix time in seconds, refreshed by the tick (token expiry has 1 s resolution).
     pub unix_now: Cell<u64>,
     /// This worker's share of the response cache (`[cache] max_bytes` / workers).
@@ -118,17 +119,11 @@ impl Worker {
         let share = (*cfg.cache.max_bytes.get_ref() as usize) / workers.max(1);
         let max_object = *cfg.cache.max_object_bytes.get_ref() as usize;
         let cache = crate::cache::Cache::new(share, max_object);
-        let route_plans = cfg
-            .routes
-            .iter()
-            .map(|r| r.plan.as_deref().and_then(|p| limits.plan_id(p)))
-            .collect();
         Worker {
             limiter: RefCell::new(endpoint.limiter(&limits)),
             gossip: RefCell::new(endpoint),
-            limits,
-            route_plans,
-            auth: Authenticator::new(auth),
+            pipeline: RefCell::new(Rc::new(Pipeline::build(cfg.clone(), limits, auth, None))),
+            generation: Cell::new(0),
             unix_now: Cell::new(unix_seconds()),
             cache: RefCell::new(cache),
             fills: crate::cache::Fills::new(),
@@ -139,8 +134,6 @@ impl Worker {
             ),
             blocking_sockets: false,
             id,
-            router: Router::new(&cfg.routes),
-            upstreams: cfg.upstreams.iter().map(UpstreamState::new).collect(),
             cfg,
             shared,
             shutdown: LocalSignal::new(),
@@ -157,6 +150,42 @@ impl Worker {
             log_sink,
             pipes: RefCell::new(Vec::new()),
         }
+    }
+
+    /// The current pipeline. A request takes it once and keeps it to its end.
+    pub fn pipeline(&self) -> Rc<Pipeline> {
+        self.pipeline.borrow().clone()
+    }
+
+    /// Swap to a reloaded configuration if the process has one this worker does not
+    /// run yet (called from the tick). Returns the upstreams that are new and need
+    /// health checks.
+    fn take_reload(&self) -> Vec<Rc<UpstreamState>> {
+        let generation = self.shared.generation.load(Ordering::Acquire);
+        if generation == self.generation.get() {
+            return Vec::new();
+        }
+        let Some(next) = self.shared.reloaded() else {
+            return Vec::new();
+        };
+        let prev = self.pipeline();
+        let new = Pipeline::build(
+            next.cfg.clone(),
+            next.limits.clone(),
+            &next.auth,
+            Some(&prev),
+        );
+        self.limiter.borrow_mut().reconfigure(&new.limits);
+        let fresh = new
+            .upstreams
+            .iter()
+            .filter(|u| !prev.upstreams.iter().any(|o| Rc::ptr_eq(o, u)))
+            .cloned()
+            .collect();
+        *self.pipeline.borrow_mut() = Rc::new(new);
+        self.generation.set(next.generation);
+        self.shared.applied[self.id].store(next.generation, Ordering::Release);
+        fresh
     }
 
     /// A pipe for splicing (reused when one is idle).
@@ -278,8 +307,8 @@ async fn worker_main(parts: Parts, ready: Sender<Result<usize, String>>) {
     }
     monoio::spawn(tick_loop(w.clone()));
     monoio::spawn(gossip_loop(w.clone()));
-    for u in 0..w.upstreams.len() {
-        monoio::spawn(crate::upstream::health::run(w.clone(), u));
+    for u in &w.pipeline().upstreams {
+        monoio::spawn(crate::upstream::health::run(w.clone(), u.clone()));
     }
     let _ = ready.send(Ok(id));
     drop(ready);
@@ -315,8 +344,11 @@ async fn tick_loop(w: Rc<Worker>) {
         w.flush_log();
         let now = Instant::now();
         w.limiter.borrow_mut().evict_idle_step(now.into_std());
+        for u in w.take_reload() {
+            monoio::spawn(crate::upstream::health::run(w.clone(), u));
+        }
         if now.saturating_duration_since(last_sweep) >= SWEEP_EVERY {
-            for u in &w.upstreams {
+            for u in &w.pipeline().upstreams {
                 u.sweep(now);
             }
             last_sweep = now;
@@ -334,8 +366,8 @@ async fn gossip_loop(w: Rc<Worker>) {
     if w.gossip.borrow().workers() < 2 {
         return;
     }
-    let every = w.limits.sync_interval;
     loop {
+        let every = w.pipeline().limits.sync_interval;
         monoio::select! {
             _ = monoio::time::sleep(every) => {}
             _ = w.shutdown.wait() => return,

@@ -11,13 +11,15 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 
 use crate::config::{HealthCheck, UpstreamServer};
 use crate::runtime::worker::Worker;
+use crate::upstream::UpstreamState;
 
-/// Probe loop for upstream `u` of worker `w`; ends at shutdown.
-pub async fn run(w: Rc<Worker>, u: usize) {
-    let Some(hc) = w.upstreams[u].cfg.health_check.clone() else {
+/// Probe loop for upstream `up` of worker `w`; ends at shutdown, or when a reload
+/// retires the upstream (its successor has a loop of its own).
+pub async fn run(w: Rc<Worker>, up: Rc<UpstreamState>) {
+    let Some(hc) = up.cfg.health_check.clone() else {
         return;
     };
-    let n = w.upstreams[u].servers.len();
+    let n = up.servers.len();
     let mut ok_streak = vec![0u32; n];
     let mut fail_streak = vec![0u32; n];
     loop {
@@ -25,10 +27,13 @@ pub async fn run(w: Rc<Worker>, u: usize) {
             _ = monoio::time::sleep(hc.interval) => {},
             _ = w.shutdown.wait() => return,
         }
+        if up.is_retired() {
+            return;
+        }
         for i in 0..n {
-            let server = w.upstreams[u].cfg.servers[i].clone();
+            let server = up.cfg.servers[i].clone();
             let ok = probe(&server, &hc).await;
-            let state = &w.upstreams[u].servers[i];
+            let state = &up.servers[i];
             if ok {
                 ok_streak[i] += 1;
                 fail_streak[i] = 0;

@@ -43,6 +43,9 @@ pub struct UpstreamState {
     pub servers: Vec<ServerState>,
     pub balancer: Balancer,
     pub idle_total: Cell<usize>,
+    /// A reload left this upstream out (or replaced it): its health checks stop, its
+    /// idle connections are closed, and connections that finish here are not pooled.
+    retired: Cell<bool>,
 }
 
 impl UpstreamState {
@@ -60,8 +63,43 @@ impl UpstreamState {
                 .collect(),
             balancer: Balancer::new(cfg),
             idle_total: Cell::new(0),
+            retired: Cell::new(false),
             cfg: cfg.clone(),
         }
+    }
+
+    /// A reloaded upstream with new settings, taking over from `old` what belongs to
+    /// the servers both have (by address): idle connections, breaker and health.
+    pub fn carried(cfg: &UpstreamConfig, old: &UpstreamState) -> UpstreamState {
+        let new = UpstreamState::new(cfg);
+        for (server, state) in cfg.servers.iter().zip(&new.servers) {
+            let Some(j) = old.cfg.servers.iter().position(|o| o.addr == server.addr) else {
+                continue;
+            };
+            let was = &old.servers[j];
+            state.breaker.set(was.breaker.get());
+            state.healthy.set(was.healthy.get());
+            let idle = std::mem::take(&mut *was.idle.borrow_mut());
+            old.idle_total.set(old.idle_total.get() - idle.len());
+            let room = cfg.max_idle_per_worker.saturating_sub(new.idle_total.get());
+            let kept: Vec<_> = idle.into_iter().take(room).collect();
+            new.idle_total.set(new.idle_total.get() + kept.len());
+            *state.idle.borrow_mut() = kept;
+        }
+        new
+    }
+
+    /// Leave service after a reload: close the idle connections now.
+    pub fn retire(&self) {
+        self.retired.set(true);
+        for s in &self.servers {
+            s.idle.borrow_mut().clear();
+        }
+        self.idle_total.set(0);
+    }
+
+    pub fn is_retired(&self) -> bool {
+        self.retired.get()
     }
 
     /// May server `i` take a request now? Skips servers failing active health checks
@@ -142,7 +180,7 @@ impl UpstreamState {
 
     /// Return a healthy connection to the pool (or drop it when the pool is full).
     pub fn put_idle(&self, i: usize, conn: UpConn, now: Instant) {
-        if self.idle_total.get() >= self.cfg.max_idle_per_worker {
+        if self.idle_total.get() >= self.cfg.max_idle_per_worker || self.retired.get() {
             return;
         }
         self.idle_total.set(self.idle_total.get() + 1);
