@@ -1,18 +1,19 @@
 //! Owned-buffer I/O helpers over monoio's rent-style API: every read appends into the
 //! spare capacity of a `Vec<u8>` the caller owns and gets back, every write hands a
 //! buffer (or a slice of one) to the kernel and returns it, so buffers are reused for the
-//! life of a connection.
+//! life of a connection. They take any monoio stream (a client's `TcpStream`, an
+//! upstream's [`crate::upstream::stream::UpStream`]); splicing needs plain sockets.
 
 use std::io;
 
 use monoio::buf::{IoBuf, IoBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
 /// Read once, appending to `buf`; grows the buffer to leave at least `min_spare` bytes
 /// of room. Returns the number of bytes read (0 = end of stream).
 pub async fn read_append(
-    stream: &mut TcpStream,
+    stream: &mut impl AsyncReadRent,
     buf: &mut Vec<u8>,
     min_spare: usize,
 ) -> io::Result<usize> {
@@ -28,7 +29,7 @@ pub async fn read_append(
 }
 
 /// Write all of `buf`.
-pub async fn write_all(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<()> {
+pub async fn write_all(stream: &mut impl AsyncWriteRent, buf: &mut Vec<u8>) -> io::Result<()> {
     let owned = std::mem::take(buf);
     let (res, owned) = stream.write_all(owned).await;
     *buf = owned;
@@ -38,7 +39,7 @@ pub async fn write_all(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<
 /// Write `body[from..]`, a body shared with the cache, without copying it (see
 /// [`super::shared_body`]).
 pub async fn write_shared(
-    stream: &mut TcpStream,
+    stream: &mut impl AsyncWriteRent,
     body: std::rc::Rc<[u8]>,
     from: usize,
 ) -> io::Result<()> {
@@ -53,7 +54,7 @@ pub async fn write_shared(
 
 /// Write `buf[from..to]`.
 pub async fn write_range(
-    stream: &mut TcpStream,
+    stream: &mut impl AsyncWriteRent,
     buf: &mut Vec<u8>,
     from: usize,
     to: usize,

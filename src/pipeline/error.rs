@@ -37,6 +37,22 @@ pub enum ProxyError {
     RequestTimeout,
 }
 
+impl From<crate::upstream::client::UpstreamError> for ProxyError {
+    fn from(e: crate::upstream::client::UpstreamError) -> ProxyError {
+        use crate::upstream::client::UpstreamError as U;
+        match e {
+            U::ConnectTimeout => ProxyError::ConnectTimeout,
+            U::Connect(e) => ProxyError::Connect(e),
+            U::Io(e) => ProxyError::UpstreamIo(e),
+            U::Closed => ProxyError::UpstreamClosed,
+            U::Timeout => ProxyError::ResponseTimeout,
+            U::BadResponse(what) => ProxyError::UpstreamBadResponse(what),
+            U::Truncated => ProxyError::UpstreamTruncated,
+            U::TooLarge => ProxyError::UpstreamBadResponse("response too large"),
+        }
+    }
+}
+
 impl ProxyError {
     /// The status for the client, when nothing of the response was sent yet;
     /// `None` means there is nobody to answer (the client went away).

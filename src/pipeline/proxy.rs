@@ -35,7 +35,9 @@ use crate::http::sock;
 use crate::http::{BodyFraming, ChunkEvent, ChunkedDecoder, Method, RequestHead, ResponseHead};
 use crate::runtime::worker::Worker;
 use crate::telemetry::access_log::Entry;
-use crate::upstream::pool::{connect, ConnectError, UpConn, UP_BUF};
+use crate::upstream::client::{self, Head, HeadLimits};
+use crate::upstream::pool::{UpConn, UP_BUF};
+use crate::upstream::stream::UpStream;
 use crate::upstream::UpstreamState;
 
 /// Bodies up to this size travel in the same write as their head.
@@ -694,12 +696,6 @@ impl Exchange<'_> {
         resp: &mut ResponseHead,
         p: &mut Progress,
     ) -> Result<(), ProxyError> {
-        let server = &self.up.cfg.servers[si];
-        if server.tls {
-            return Err(ProxyError::UpstreamBadResponse(
-                "TLS to upstreams is not supported yet",
-            ));
-        }
         let _in_flight = InFlight::new(&self.up.servers[si].in_flight);
         // A pooled connection that fails before any byte of an answer may just have
         // been closed by the origin as we took it (the peek in `take_idle` narrows
@@ -709,24 +705,7 @@ impl Exchange<'_> {
         // This is not a retry of the server: it is neither counted nor charged.
         let mut fresh = false;
         let mut conn = loop {
-            let pooled = if fresh {
-                None
-            } else {
-                self.up.take_idle(si, now)
-            };
-            let mut conn = match pooled {
-                Some(pooled) => {
-                    let mut conn = pooled.conn;
-                    conn.reused = true;
-                    conn
-                }
-                None => connect(server.addr, self.up.cfg.connect_timeout)
-                    .await
-                    .map_err(|e| match e {
-                        ConnectError::Timeout => ProxyError::ConnectTimeout,
-                        ConnectError::Io(e) => ProxyError::Connect(e),
-                    })?,
-            };
+            let mut conn = client::checkout(self.up, si, now, fresh).await?;
             match self.send_and_read_head(&mut conn, c, resp, p).await {
                 Ok(()) => break conn,
                 Err(e) => {
@@ -759,78 +738,28 @@ impl Exchange<'_> {
         resp: &mut ResponseHead,
         p: &mut Progress,
     ) -> Result<(), ProxyError> {
-        conn.buf.clear();
-        write_all(&mut conn.stream, &mut c.ubuf)
-            .await
-            .map_err(ProxyError::UpstreamIo)?;
+        client::send(conn, &mut c.ubuf).await?;
         if !self.body_buffered {
             self.send_body_watching(conn, c, resp, p).await?;
         }
         // The response timeout runs from the end of the request to the response head.
         let deadline = Instant::now() + self.up.cfg.response_timeout;
-        let limits = &self.w.cfg.server.limits;
-        loop {
-            if !conn.buf.is_empty() {
-                let head_req = self.meta.method == Method::Head;
-                match resp.parse(
-                    &conn.buf,
-                    limits.max_header_bytes.max(UP_BUF),
-                    limits.max_headers.max(128),
-                    head_req,
-                ) {
-                    Ok(true) => {
-                        if resp.status == 101 {
-                            return Err(ProxyError::UpstreamBadResponse(
-                                "protocol upgrade is not supported",
-                            ));
-                        }
-                        if (100..200).contains(&resp.status) {
-                            // Interim responses such as 102 and 103 go on to HTTP/1.1
-                            // clients (RFC 9110 15.2; HTTP/1.0 knows none). A 100 is
-                            // not the client's: the gateway answers Expect itself, and
-                            // the upstream never saw it.
-                            if resp.status != 100 && self.meta.version_minor == 1 {
-                                c.obuf.clear();
-                                forward::interim_response(&mut c.obuf, resp, &conn.buf);
-                                write_all(&mut c.stream, &mut c.obuf)
-                                    .await
-                                    .map_err(ProxyError::ClientIo)?;
-                            }
-                            conn.buf.drain(..resp.head_len);
-                            continue;
-                        }
-                        return Ok(());
-                    }
-                    Ok(false) => {}
-                    Err(_) => {
-                        return Err(ProxyError::UpstreamBadResponse("malformed response head"))
-                    }
-                }
+        let limits = HeadLimits::from(&self.w.cfg.server.limits);
+        let head_req = self.meta.method == Method::Head;
+        while client::read_head(conn, resp, limits, head_req, deadline).await? == Head::Interim {
+            // Interim responses such as 102 and 103 go on to HTTP/1.1 clients (RFC 9110
+            // 15.2; HTTP/1.0 knows none). A 100 is not the client's: the gateway
+            // answers Expect itself, and the upstream never saw it.
+            if resp.status != 100 && self.meta.version_minor == 1 {
+                c.obuf.clear();
+                forward::interim_response(&mut c.obuf, resp, &conn.buf);
+                write_all(&mut c.stream, &mut c.obuf)
+                    .await
+                    .map_err(ProxyError::ClientIo)?;
             }
-            let n = match monoio::time::timeout_at(
-                deadline,
-                read_append(&mut conn.stream, &mut conn.buf, UP_BUF),
-            )
-            .await
-            {
-                Ok(Ok(n)) => n,
-                Ok(Err(e)) => {
-                    return Err(if conn.buf.is_empty() {
-                        ProxyError::UpstreamIo(e)
-                    } else {
-                        ProxyError::UpstreamBadResponse("connection failed mid-head")
-                    })
-                }
-                Err(_) => return Err(ProxyError::ResponseTimeout),
-            };
-            if n == 0 {
-                return Err(if conn.buf.is_empty() {
-                    ProxyError::UpstreamClosed
-                } else {
-                    ProxyError::UpstreamBadResponse("truncated response head")
-                });
-            }
+            conn.buf.drain(..resp.head_len);
         }
+        Ok(())
     }
 
     /// Send the request body while listening for the upstream's answer. An origin
@@ -848,8 +777,12 @@ impl Exchange<'_> {
     ) -> Result<(), ProxyError> {
         // A second handle on the socket, only ever polled for readability and read
         // without waiting, so dropping its wait loses nothing (an io_uring read in
-        // flight would take bytes with it).
-        let watcher = sock::watcher(&conn.stream).map_err(ProxyError::UpstreamIo)?;
+        // flight would take bytes with it). A stream that is not plain TCP (TLS, later)
+        // has no such handle: its body is sent first, then the answer read.
+        let Some(tcp) = conn.stream.tcp() else {
+            return self.stream_request_body(&mut conn.stream, c, p).await;
+        };
+        let watcher = sock::watcher(tcp).map_err(ProxyError::UpstreamIo)?;
         let UpConn { stream, buf, .. } = conn;
         let first = {
             let body = std::pin::pin!(self.stream_request_body(stream, c, p));
@@ -898,17 +831,12 @@ impl Exchange<'_> {
         buf: &mut Vec<u8>,
         resp: &mut ResponseHead,
     ) -> Result<(), ProxyError> {
-        let limits = &self.w.cfg.server.limits;
+        let limits = HeadLimits::from(&self.w.cfg.server.limits);
         let head_req = self.meta.method == Method::Head;
         loop {
             let mut at = 0;
             while at < buf.len() {
-                match resp.parse(
-                    &buf[at..],
-                    limits.max_header_bytes.max(UP_BUF),
-                    limits.max_headers.max(128),
-                    head_req,
-                ) {
+                match resp.parse(&buf[at..], limits.max_bytes, limits.max_headers, head_req) {
                     Ok(true) if (100..200).contains(&resp.status) && resp.status != 101 => {
                         at += resp.head_len
                     }
@@ -942,7 +870,7 @@ impl Exchange<'_> {
     /// body was taken.
     async fn stream_request_body(
         &self,
-        up: &mut monoio::net::TcpStream,
+        up: &mut UpStream,
         c: &mut Downstream,
         p: &mut Progress,
     ) -> Result<(), ProxyError> {
@@ -962,11 +890,13 @@ impl Exchange<'_> {
                 let splice_min = self.w.cfg.server.splice_min_bytes;
                 loop {
                     if splice_min > 0 && c.rbuf.is_empty() && remaining >= splice_min {
-                        p.body_touched = true;
-                        self.splice_body(&mut c.stream, up, remaining, false)
-                            .await?;
-                        p.body_done = true;
-                        return Ok(());
+                        if let Some(tcp) = up.tcp_mut() {
+                            p.body_touched = true;
+                            self.splice_body(&mut c.stream, tcp, remaining, false)
+                                .await?;
+                            p.body_done = true;
+                            return Ok(());
+                        }
                     }
                     let k = (c.rbuf.len() as u64).min(remaining) as usize;
                     if k > 0 {
@@ -1221,11 +1151,13 @@ impl Exchange<'_> {
                     .map_err(client_io)?;
                 let mut remaining = n - avail as u64;
                 let splice_min = self.w.cfg.server.splice_min_bytes;
-                if !keep && splice_min > 0 && remaining >= splice_min {
-                    self.splice_body(&mut conn.stream, &mut c.stream, remaining, true)
-                        .await?;
-                    p.bytes_out += remaining;
-                    return Ok(resp.keep_alive);
+                if let Some(tcp) = conn.stream.tcp_mut() {
+                    if !keep && splice_min > 0 && remaining >= splice_min {
+                        self.splice_body(tcp, &mut c.stream, remaining, true)
+                            .await?;
+                        p.bytes_out += remaining;
+                        return Ok(resp.keep_alive);
+                    }
                 }
                 let mut extra = false;
                 while remaining > 0 {

@@ -7,8 +7,10 @@
 //!
 //! The refresh repeats the caller's request (its head as the route would forward it,
 //! with the caller's identity, so a tenant-keyed entry is refreshed with that tenant's
-//! answer), reads the whole response (at most `max_object_bytes`, within the route's
-//! request timeout), and stores it by the same RFC 9111 rules as a miss. Whatever goes
+//! answer) through the upstream client ([`crate::upstream::client::fetch`], with its
+//! pooled-connection guarantees), reads the whole response (at most
+//! `max_object_bytes`, within the route's request timeout), and stores it by the same
+//! RFC 9111 rules as a miss. Whatever goes
 //! wrong leaves the stale entry in place: it is still served within its window, and
 //! served on error within its `stale-if-error` window.
 //!
@@ -16,22 +18,20 @@
 //! ([`spawn_led`], with the request made a GET): the HEAD waits for it as a follower
 //! and is answered from the entry (nginx's `proxy_cache_convert_head`).
 
-use super::stack::Pipeline;
 use std::rc::Rc;
 
 use monoio::time::Instant;
 
 use super::cache::CacheCtx;
 use super::forward::{self, Peer};
+use super::stack::Pipeline;
 use crate::auth::Identity;
 use crate::cache::{FillGuard, FillOutcome, FillTicket};
 use crate::config::{RouteConfig, RouteTarget};
-use crate::http::io::{read_append, write_all};
-use crate::http::{BodyFraming, ChunkEvent, ChunkedDecoder, RequestHead, ResponseHead};
+use crate::http::{BodyFraming, RequestHead, ResponseHead};
 use crate::runtime::contain::Contained;
 use crate::runtime::worker::Worker;
-use crate::upstream::pool::{connect, UpConn, UP_BUF};
-use crate::upstream::UpstreamState;
+use crate::upstream::client::{self, HeadLimits, Whole};
 
 /// What a refresh needs from the request that triggered it.
 pub struct Refresh {
@@ -136,41 +136,28 @@ async fn run(w: &Rc<Worker>, route: &RouteConfig, r: &Refresh) -> Result<(), Fai
             hash_key.as_deref(),
         )
         .ok_or(Failed)?;
-    let server = &up.cfg.servers[si];
-    if server.tls {
-        return Err(Failed);
-    }
-    let fresh = || async {
-        connect(server.addr, up.cfg.connect_timeout)
-            .await
-            .map_err(|_| Failed)
-    };
-    let pooled = up.take_idle(si, now);
-    let reused = pooled.is_some();
-    let mut conn = match pooled {
-        Some(pooled) => pooled.conn,
-        None => fresh().await?,
-    };
     let limit = *w.cfg.cache.max_object_bytes.get_ref() as usize;
     let mut resp = ResponseHead::default();
     ctx.requested_at = Some(std::time::Instant::now());
-    let mut fetched = fetch(w, up, &mut conn, &mut out, &mut resp, limit).await;
-    if fetched.is_err() && reused && conn.buf.is_empty() {
-        // The origin closed the idle connection before we used it: once more, on a
-        // new one (the request is a GET without a body, safe to repeat).
-        conn = fresh().await?;
-        fetched = fetch(w, up, &mut conn, &mut out, &mut resp, limit).await;
-    }
+    let fetched = client::fetch(
+        up,
+        si,
+        &mut out,
+        &mut resp,
+        HeadLimits::from(&w.cfg.server.limits),
+        limit,
+        up.cfg.response_timeout,
+    )
+    .await;
     up.record(
         si,
         fetched.as_ref().is_ok_and(|_| resp.status < 500),
         Instant::now(),
     );
-    let (head_bytes, body, reusable) = fetched?;
-    if reusable {
-        conn.buf.clear();
-        up.put_idle(si, conn, Instant::now());
-    }
+    let Whole {
+        head: head_bytes,
+        body,
+    } = fetched.map_err(|_| Failed)?;
     let stored = if ctx.revalidating && resp.status == 304 {
         super::cache::refreshed(w, &ctx, route, &resp, &head_bytes)
     } else {
@@ -188,102 +175,5 @@ async fn run(w: &Rc<Worker>, route: &RouteConfig, r: &Refresh) -> Result<(), Fai
         Ok(())
     } else {
         Err(Failed)
-    }
-}
-
-/// Send the request and read the whole response: its head bytes, its body, and
-/// whether the connection may be pooled again.
-async fn fetch(
-    w: &Worker,
-    up: &UpstreamState,
-    conn: &mut UpConn,
-    out: &mut Vec<u8>,
-    resp: &mut ResponseHead,
-    limit: usize,
-) -> Result<(Vec<u8>, Vec<u8>, bool), Failed> {
-    conn.buf.clear();
-    write_all(&mut conn.stream, out).await.map_err(|_| Failed)?;
-    let limits = &w.cfg.server.limits;
-    let deadline = Instant::now() + up.cfg.response_timeout;
-    loop {
-        if !conn.buf.is_empty() {
-            match resp.parse(
-                &conn.buf,
-                limits.max_header_bytes.max(UP_BUF),
-                limits.max_headers.max(128),
-                false,
-            ) {
-                Ok(true) if (100..200).contains(&resp.status) && resp.status != 101 => {
-                    conn.buf.drain(..resp.head_len);
-                    continue;
-                }
-                Ok(true) if resp.status == 101 => return Err(Failed),
-                Ok(true) => break,
-                Ok(false) => {}
-                Err(_) => return Err(Failed),
-            }
-        }
-        read_more(conn, deadline).await?;
-    }
-    let head = conn.buf[..resp.head_len].to_vec();
-    match resp.body {
-        BodyFraming::Empty => {
-            let clean = conn.buf.len() == resp.head_len;
-            Ok((head, Vec::new(), resp.keep_alive && clean))
-        }
-        BodyFraming::Length(n) => {
-            if n > limit as u64 {
-                return Err(Failed);
-            }
-            let end = resp.head_len + n as usize;
-            while conn.buf.len() < end {
-                read_more(conn, deadline).await?;
-            }
-            let clean = conn.buf.len() == end;
-            let body = conn.buf[resp.head_len..end].to_vec();
-            Ok((head, body, resp.keep_alive && clean))
-        }
-        BodyFraming::Chunked => {
-            let mut dec = ChunkedDecoder::new();
-            let mut body = Vec::new();
-            let mut pos = resp.head_len;
-            loop {
-                while pos < conn.buf.len() {
-                    let (used, ev) = dec.step(&conn.buf[pos..]).map_err(|_| Failed)?;
-                    let base = pos;
-                    pos += used;
-                    match ev {
-                        ChunkEvent::Data(d) => {
-                            if body.len() + d.len() > limit {
-                                return Err(Failed);
-                            }
-                            body.extend_from_slice(&conn.buf[base + d.start..base + d.end]);
-                        }
-                        ChunkEvent::Done => {
-                            let clean = pos == conn.buf.len();
-                            return Ok((head, body, resp.keep_alive && clean));
-                        }
-                        _ => {}
-                    }
-                }
-                conn.buf.clear();
-                pos = 0;
-                read_more(conn, deadline).await?;
-            }
-        }
-        // A close-delimited body cannot be told from a truncated one: not stored.
-        BodyFraming::UntilClose => Err(Failed),
-    }
-}
-
-async fn read_more(conn: &mut UpConn, deadline: Instant) -> Result<(), Failed> {
-    match monoio::time::timeout_at(
-        deadline,
-        read_append(&mut conn.stream, &mut conn.buf, UP_BUF),
-    )
-    .await
-    {
-        Ok(Ok(n)) if n > 0 => Ok(()),
-        _ => Err(Failed),
     }
 }

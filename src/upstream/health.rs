@@ -1,5 +1,6 @@
 //! Active health checks (`[upstreams.health_check]`): each worker probes each server of
-//! the upstream every `interval_ms` with `GET <path>` on a fresh connection; a 2xx or
+//! the upstream every `interval_ms` with `GET <path>` on a fresh connection, through
+//! the upstream client ([`super::client`]); a 2xx or
 //! 3xx within `timeout_ms` is a success. `unhealthy_threshold` consecutive failures take
 //! the server out of this worker's rotation, `healthy_threshold` successes bring it
 //! back. Each worker checks for itself so that no state crosses cores.
@@ -7,9 +8,11 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::time::Instant;
 
-use crate::config::{HealthCheck, UpstreamServer};
+use super::client::{self, HeadLimits};
+use crate::config::HealthCheck;
+use crate::http::ResponseHead;
 use crate::runtime::worker::Worker;
 use crate::upstream::UpstreamState;
 
@@ -31,8 +34,7 @@ pub async fn run(w: Rc<Worker>, up: Rc<UpstreamState>) {
             return;
         }
         for i in 0..n {
-            let server = up.cfg.servers[i].clone();
-            let ok = probe(&server, &hc).await;
+            let ok = probe(&up, i, &hc).await;
             let state = &up.servers[i];
             if ok {
                 ok_streak[i] += 1;
@@ -51,26 +53,29 @@ pub async fn run(w: Rc<Worker>, up: Rc<UpstreamState>) {
     }
 }
 
-async fn probe(server: &UpstreamServer, hc: &HealthCheck) -> bool {
-    if server.tls {
-        return false;
-    }
+/// One probe on a new connection, through the upstream client: a 2xx or 3xx final
+/// head within `timeout_ms` is a success.
+async fn probe(up: &UpstreamState, si: usize, hc: &HealthCheck) -> bool {
+    let server = &up.cfg.servers[si];
     let attempt = async {
-        let mut s = monoio::net::TcpStream::connect_addr(server.addr)
-            .await
-            .ok()?;
-        let req = format!(
+        let mut conn = client::checkout(up, si, Instant::now(), true).await.ok()?;
+        let mut req = format!(
             "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: ringgate-health\r\nConnection: close\r\n\r\n",
             hc.path, server.label
-        );
-        let (r, _) = s.write_all(req.into_bytes()).await;
-        r.ok()?;
-        let (r, buf) = s.read(Vec::with_capacity(512)).await;
-        let n = r.ok()?;
-        let line = &buf[..n];
-        // "HTTP/1.1 200 ..." -> the status digits.
-        let code = line.get(9..12)?;
-        Some(line.starts_with(b"HTTP/1.") && (code[0] == b'2' || code[0] == b'3'))
+        )
+        .into_bytes();
+        client::send(&mut conn, &mut req).await.ok()?;
+        let mut resp = ResponseHead::default();
+        let limits = HeadLimits {
+            max_bytes: 16 * 1024,
+            max_headers: 128,
+        };
+        // The whole probe is bounded by the timeout below.
+        let far = Instant::now() + Duration::from_secs(3600);
+        client::read_final_head(&mut conn, &mut resp, limits, false, far)
+            .await
+            .ok()?;
+        Some((200..400).contains(&resp.status))
     };
     matches!(
         monoio::time::timeout(hc.timeout.max(Duration::from_millis(1)), attempt).await,

@@ -3,8 +3,10 @@
 //! health. Nothing here is shared with another core, so `Cell`/`RefCell` are enough.
 
 pub mod balance;
+pub mod client;
 pub mod health;
 pub mod pool;
+pub mod stream;
 
 use std::cell::{Cell, RefCell};
 use std::time::Duration;
@@ -170,7 +172,7 @@ impl UpstreamState {
         while let Some(c) = idle.pop() {
             self.idle_total.set(self.idle_total.get() - 1);
             if now.saturating_duration_since(c.since) < self.cfg.idle_timeout
-                && !crate::http::sock::peer_closed(&c.conn.stream)
+                && !c.conn.stream.peer_closed()
             {
                 return Some(c);
             }
@@ -199,8 +201,7 @@ impl UpstreamState {
             let mut idle = s.idle.borrow_mut();
             let before = idle.len();
             idle.retain(|c| {
-                now.saturating_duration_since(c.since) < timeout
-                    && !crate::http::sock::peer_closed(&c.conn.stream)
+                now.saturating_duration_since(c.since) < timeout && !c.conn.stream.peer_closed()
             });
             self.idle_total
                 .set(self.idle_total.get() - (before - idle.len()));

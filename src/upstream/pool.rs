@@ -9,12 +9,14 @@ use std::time::Duration;
 use monoio::net::TcpStream;
 use monoio::time::Instant;
 
+use super::stream::UpStream;
+
 /// Initial capacity of an upstream connection's read buffer.
 pub const UP_BUF: usize = 16 * 1024;
 
 #[derive(Debug)]
 pub struct UpConn {
-    pub stream: TcpStream,
+    pub stream: UpStream,
     pub buf: Vec<u8>,
     /// Came from the pool: a failure before any response byte may just mean the origin
     /// closed it while idle, and is retried on a fresh connection.
@@ -43,7 +45,7 @@ pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<UpConn, Conn
     };
     stream.set_nodelay(true)?;
     Ok(UpConn {
-        stream,
+        stream: UpStream::Plain(stream),
         buf: Vec::with_capacity(UP_BUF),
         reused: false,
     })
