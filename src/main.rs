@@ -19,27 +19,40 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
     about = "Thread-per-core HTTP/1.1 API gateway"
 )]
 struct Cli {
-    /// Configuration file.
-    #[arg(long, short, global = true, default_value = "config/gateway.toml")]
-    config: PathBuf,
+    #[command(flatten)]
+    config: ConfigArg,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// `--config`, taken by running and by `check`, both before and after `check`; not by
+/// `demo`, which runs with its own configuration.
+#[derive(clap::Args)]
+struct ConfigArg {
+    /// Configuration file [default: config/gateway.toml].
+    #[arg(long, short)]
+    config: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Validate the configuration, print a summary, exit 0 (valid) or 1.
-    Check,
+    Check(ConfigArg),
     /// Start the gateway in front of built-in demo services on loopback.
     Demo,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let outer = cli.config.config;
+    let path = |given: Option<PathBuf>| given.unwrap_or_else(|| "config/gateway.toml".into());
     let result = match cli.command {
-        Some(Command::Check) => check(&cli.config),
+        Some(Command::Check(inner)) => check(&path(inner.config.or(outer))),
+        Some(Command::Demo) if outer.is_some() => Err(anyhow::anyhow!(
+            "demo runs with its own configuration (config/demo.toml); --config is not used"
+        )),
         Some(Command::Demo) => demo(),
-        None => serve(&cli.config),
+        None => serve(&path(outer)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
