@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 use ringgate::config::{validate, Config, IoDriver};
 use ringgate::runtime::Gateway;
 
+mod cli;
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -38,8 +40,9 @@ struct ConfigArg {
 enum Command {
     /// Validate the configuration, print a summary, exit 0 (valid) or 1.
     Check(ConfigArg),
-    /// Start the gateway in front of built-in demo services on loopback.
-    Demo,
+    /// Start the gateway with config/demo.toml in front of built-in demo services on
+    /// loopback, and print what to try.
+    Demo(cli::demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,10 +51,10 @@ fn main() -> ExitCode {
     let path = |given: Option<PathBuf>| given.unwrap_or_else(|| "config/gateway.toml".into());
     let result = match cli.command {
         Some(Command::Check(inner)) => check(&path(inner.config.or(outer))),
-        Some(Command::Demo) if outer.is_some() => Err(anyhow::anyhow!(
+        Some(Command::Demo(_)) if outer.is_some() => Err(anyhow::anyhow!(
             "demo runs with its own configuration (config/demo.toml); --config is not used"
         )),
-        Some(Command::Demo) => demo(),
+        Some(Command::Demo(args)) => demo(&args),
         None => serve(&path(outer)),
     };
     match result {
@@ -128,29 +131,25 @@ fn wait_for_signal(gw: Gateway, mut signals: signal_hook::iterator::Signals) -> 
     Ok(())
 }
 
-fn demo() -> anyhow::Result<()> {
-    use ringgate::demo;
-    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml"));
+fn demo(args: &cli::demo::DemoArgs) -> anyhow::Result<()> {
+    use cli::demo;
     // A signing secret made up for this run, handed to the gateway the way a real
     // deployment would: through the environment variable the config names. Set before
     // any thread starts.
-    let secret: String = std::iter::repeat_with(fastrand::alphanumeric)
-        .take(48)
-        .collect();
-    std::env::set_var(demo::DEMO_SECRET_ENV, &secret);
-    let creds = demo::DemoCredentials {
-        free_token: demo::mint_token(&secret, "alice", "acme", "free", "users:read"),
-        pro_token: demo::mint_token(&secret, "bob", "globex", "pro", "users:read orders:read"),
-        api_key: demo::DEMO_API_KEY.to_string(),
-    };
-    let cfg = Config::load(&path)?;
+    let secret = demo::fresh_secret();
+    std::env::set_var(demo::SECRET_ENV, &secret);
+    let creds = demo::Credentials::mint(&secret);
+    let mut cfg = args.config()?;
     let signals = signals()?;
-    let services =
-        demo::DemoServices::start(demo::USERS_PORT, demo::ORDERS_PORT, demo::PRODUCTS_PORT)
-            .context("starting the demo services (ports 19001-19003 must be free)")?;
+    let [users, orders, products] = args.backend_ports(&cfg);
+    let services = demo::DemoServices::start(users, orders, products).with_context(|| {
+        format!("starting the demo services (ports {users}, {orders}, {products} must be free)")
+    })?;
+    // The services' real ports: the OS chose them where the ports given were 0.
+    demo::point_upstreams(&mut cfg, services.addrs());
     let gw = start(cfg)?;
     let addr = gw.addrs()[0];
-    println!("{}", demo::instructions(addr, &creds));
+    println!("{}", demo::instructions(addr, services.addrs(), &creds));
     let r = wait_for_signal(gw, signals);
     services.stop();
     r
