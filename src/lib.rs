@@ -23,6 +23,10 @@
 //! reused for every request. The order of the stages is written down once, in
 //! [`pipeline::stack`].
 //!
+//! The `ringgate` binary (`src/main.rs`) adds the command line, and `ringgate demo`
+//! with its demo services (`src/cli/demo/`); neither is part of this library, whose
+//! modules are the ones declared below.
+//!
 //! ```no_run
 //! let cfg = ringgate::config::Config::load("config/gateway.toml".as_ref()).unwrap();
 //! let gw = ringgate::runtime::Gateway::start(cfg).unwrap();
@@ -34,7 +38,6 @@
 pub mod auth;
 pub mod cache;
 pub mod config;
-pub mod demo;
 pub mod http;
 pub mod pipeline;
 pub mod ratelimit;

@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 use ringgate::config::{validate, Config, IoDriver};
 use ringgate::runtime::Gateway;
 
+mod cli;
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -19,27 +21,41 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
     about = "Thread-per-core HTTP/1.1 API gateway"
 )]
 struct Cli {
-    /// Configuration file.
-    #[arg(long, short, global = true, default_value = "config/gateway.toml")]
-    config: PathBuf,
+    #[command(flatten)]
+    config: ConfigArg,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// `--config`, taken by running and by `check`, both before and after `check`; not by
+/// `demo`, which runs with its own configuration.
+#[derive(clap::Args)]
+struct ConfigArg {
+    /// Configuration file [default: config/gateway.toml].
+    #[arg(long, short)]
+    config: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Validate the configuration, print a summary, exit 0 (valid) or 1.
-    Check,
-    /// Start the gateway in front of built-in demo services on loopback.
-    Demo,
+    Check(ConfigArg),
+    /// Start the gateway with config/demo.toml in front of built-in demo services on
+    /// loopback, and print what to try.
+    Demo(cli::demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let outer = cli.config.config;
+    let path = |given: Option<PathBuf>| given.unwrap_or_else(|| "config/gateway.toml".into());
     let result = match cli.command {
-        Some(Command::Check) => check(&cli.config),
-        Some(Command::Demo) => demo(),
-        None => serve(&cli.config),
+        Some(Command::Check(inner)) => check(&path(inner.config.or(outer))),
+        Some(Command::Demo(_)) if outer.is_some() => Err(anyhow::anyhow!(
+            "demo runs with its own configuration (config/demo.toml); --config is not used"
+        )),
+        Some(Command::Demo(args)) => demo(&args),
+        None => serve(&path(outer)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -67,7 +83,7 @@ fn serve(path: &std::path::Path) -> anyhow::Result<()> {
     let cfg = Config::load(path)?;
     let signals = signals()?;
     let gw = start(cfg)?;
-    wait_for_signal(gw, signals, path)
+    wait_for_signal(gw, signals, Some(path))
 }
 
 /// SIGTERM and SIGINT (drain and stop) and SIGHUP (reload), caught from before the
@@ -132,14 +148,21 @@ fn start(cfg: Config) -> anyhow::Result<Gateway> {
     Ok(gw)
 }
 
+/// Until SIGTERM or SIGINT: SIGHUP reloads `path` (the demo, whose configuration is
+/// built in, has none to reload).
 fn wait_for_signal(
     gw: Gateway,
     mut signals: signal_hook::iterator::Signals,
-    path: &std::path::Path,
+    path: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     for sig in signals.forever() {
         if sig == signal_hook::consts::SIGHUP {
-            reload(&gw, path);
+            match path {
+                Some(path) => reload(&gw, path),
+                None => eprintln!(
+                    "ringgate: SIGHUP: the demo's configuration is built in, nothing to reload"
+                ),
+            }
             continue;
         }
         eprintln!("ringgate: signal {sig}: draining in-flight requests");
@@ -151,30 +174,26 @@ fn wait_for_signal(
     Ok(())
 }
 
-fn demo() -> anyhow::Result<()> {
-    use ringgate::demo;
-    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml"));
+fn demo(args: &cli::demo::DemoArgs) -> anyhow::Result<()> {
+    use cli::demo;
     // A signing secret made up for this run, handed to the gateway the way a real
     // deployment would: through the environment variable the config names. Set before
     // any thread starts.
-    let secret: String = std::iter::repeat_with(fastrand::alphanumeric)
-        .take(48)
-        .collect();
-    std::env::set_var(demo::DEMO_SECRET_ENV, &secret);
-    let creds = demo::DemoCredentials {
-        free_token: demo::mint_token(&secret, "alice", "acme", "free", "users:read"),
-        pro_token: demo::mint_token(&secret, "bob", "globex", "pro", "users:read orders:read"),
-        api_key: demo::DEMO_API_KEY.to_string(),
-    };
-    let cfg = Config::load(&path)?;
+    let secret = demo::fresh_secret();
+    std::env::set_var(demo::SECRET_ENV, &secret);
+    let creds = demo::Credentials::mint(&secret);
+    let mut cfg = args.config()?;
     let signals = signals()?;
-    let services =
-        demo::DemoServices::start(demo::USERS_PORT, demo::ORDERS_PORT, demo::PRODUCTS_PORT)
-            .context("starting the demo services (ports 19001-19003 must be free)")?;
+    let [users, orders, products] = args.backend_ports(&cfg);
+    let services = demo::DemoServices::start(users, orders, products).with_context(|| {
+        format!("starting the demo services (ports {users}, {orders}, {products} must be free)")
+    })?;
+    // The services' real ports: the OS chose them where the ports given were 0.
+    demo::point_upstreams(&mut cfg, services.addrs());
     let gw = start(cfg)?;
     let addr = gw.addrs()[0];
-    println!("{}", demo::instructions(addr, &creds));
-    let r = wait_for_signal(gw, signals, &path);
+    println!("{}", demo::instructions(addr, services.addrs(), &creds));
+    let r = wait_for_signal(gw, signals, None);
     services.stop();
     r
 }

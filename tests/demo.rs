@@ -1,15 +1,136 @@
-//! The demo's printed instructions, run as printed: the gateway with config/demo.toml
-//! (ports moved to OS-chosen ones) in front of the demo services, then every
-//! `export` and every commented curl line of `demo::instructions` through `sh`, with
-//! the real curl. Each comment names what the line shows (status codes, `X-Cache`
-//! values); the output must show it. On both drivers.
+//! The demo's printed instructions, run as printed: the real binary, `ringgate demo
+//! --listen 127.0.0.1:0 --backend-ports 0,0,0` (every port chosen by the OS, so that it
+//! runs beside the other tests), read until its instructions end, then every `export`
+//! and every commented curl line of them through `sh`, with the real curl. Each comment
+//! names what the line shows (status codes, `X-Cache` values); the output must show it.
+//! On both drivers (`--io-driver`).
 
 mod common;
 
-use std::process::Command;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
 
 use common::*;
-use ringgate::demo::{self, DemoCredentials, DemoServices};
+
+/// The instructions' last line (src/cli/demo/instructions.rs, `LAST_LINE`): once it is
+/// printed, the gateway and the services accept connections.
+const LAST_LINE: &str = "Ctrl-C stops the gateway and the demo backends.";
+/// Generous: a debug build on a busy 2-core machine starts in well under a second.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `ringgate demo` as a child process. Dropping it kills and reaps the child, so a test
+/// that panics leaves no demo running.
+struct Demo {
+    child: Child,
+    /// Its output, line by line, from both streams ("stdout: ..." / "stderr: ...").
+    output: Receiver<String>,
+    /// What has been read so far, for failure messages.
+    seen: Vec<String>,
+}
+
+impl Demo {
+    fn start(driver: IoDriver) -> Demo {
+        let driver = match driver {
+            IoDriver::IoUring => "io_uring",
+            _ => "epoll",
+        };
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ringgate"))
+            .args([
+                "demo",
+                "--listen",
+                "127.0.0.1:0",
+                "--backend-ports",
+                "0,0,0",
+            ])
+            .args(["--io-driver", driver])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ringgate demo");
+        let (tx, output) = mpsc::channel();
+        // Both streams are read to their end, for as long as the child lives: a pipe
+        // left full would block the access log, and the gateway with it.
+        let readers: [(&str, Box<dyn Read + Send>); 2] = [
+            ("stdout", Box::new(child.stdout.take().unwrap())),
+            ("stderr", Box::new(child.stderr.take().unwrap())),
+        ];
+        for (name, stream) in readers {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let _ = tx.send(format!("{name}: {line}"));
+                }
+            });
+        }
+        Demo {
+            child,
+            output,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads the output up to the instructions' last line and returns the instructions
+    /// (what the demo printed on stdout). Fails with everything printed if the demo
+    /// exits, or is not ready within [`START_TIMEOUT`].
+    fn instructions(&mut self) -> String {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let mut shown = String::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match self.output.recv_timeout(left) {
+                Ok(line) => line,
+                Err(RecvTimeoutError::Timeout) => self.fail("no instructions in time"),
+                Err(RecvTimeoutError::Disconnected) => self.fail("the demo exited"),
+            };
+            self.seen.push(line.clone());
+            if let Some(text) = line.strip_prefix("stdout: ") {
+                shown.push_str(text);
+                shown.push('\n');
+                if text == LAST_LINE {
+                    return shown;
+                }
+            }
+        }
+    }
+
+    /// SIGTERM, as Ctrl-C would: the demo drains and exits.
+    fn stop(mut self) -> ExitStatus {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                self.fail("the demo did not exit after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn fail(&mut self, why: &str) -> ! {
+        let _ = self.child.kill();
+        // Whatever the readers still hold, now that the child is gone.
+        while let Ok(line) = self.output.recv_timeout(Duration::from_secs(1)) {
+            self.seen.push(line);
+        }
+        panic!("{why}; it printed:\n{}", self.seen.join("\n"));
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
 
 /// The statuses and X-Cache values a comment line promises.
 fn promises(comment: &str) -> Vec<String> {
@@ -36,93 +157,91 @@ fn promises(comment: &str) -> Vec<String> {
     out
 }
 
-fn run_instructions(driver: IoDriver) {
-    let services = DemoServices::start(0, 0, 0).expect("demo services start");
-    let a = services.addrs();
-    let driver_name = match driver {
-        IoDriver::IoUring => "io_uring",
-        _ => "epoll",
-    };
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml"))
-        .unwrap()
-        .replace("127.0.0.1:8080", "127.0.0.1:0")
-        .replace("127.0.0.1:9901", "127.0.0.1:0")
-        .replace("127.0.0.1:19001", &a.users.to_string())
-        .replace("127.0.0.1:19002", &a.orders.to_string())
-        .replace("127.0.0.1:19003", &a.products.to_string())
-        .replace(
-            "io_driver = \"auto\"",
-            &format!("io_driver = \"{driver_name}\""),
-        );
-    // One secret per process; both drivers' runs sign with it.
-    let secret = "demo-test-secret-0123456789abcdef0123456789";
-    std::env::set_var(demo::DEMO_SECRET_ENV, secret);
-    let cfg = Config::parse(&text, "config/demo.toml").expect("demo.toml is valid");
-    let gw = Gateway::start(cfg).expect("the demo gateway starts");
-    let creds = DemoCredentials {
-        free_token: demo::mint_token(secret, "alice", "acme", "free", "users:read"),
-        pro_token: demo::mint_token(secret, "bob", "globex", "pro", "users:read orders:read"),
-        api_key: demo::DEMO_API_KEY.to_string(),
-    };
-    let shown = demo::instructions(gw.addrs()[0], &creds);
-    let exports: String = shown
-        .lines()
-        .filter(|l| l.starts_with("export "))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    assert_eq!(exports.lines().count(), 3, "{shown}");
-    let lines: Vec<&str> = shown.lines().collect();
-    let mut ran = 0;
-    for (i, cmd) in lines.iter().enumerate() {
-        if !(cmd.starts_with("curl ") || cmd.starts_with("for ")) {
-            continue;
-        }
-        let comment = lines[i - 1];
-        let want = promises(comment);
+both_drivers! {
+    fn every_printed_curl_line_shows_what_its_comment_says(driver) {
         assert!(
-            !want.is_empty(),
-            "the comment promises nothing to check: {comment}"
+            Command::new("curl").arg("--version").output().is_ok(),
+            "curl is needed (.ci/run installs it)"
         );
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(format!("{exports}{cmd}"))
-            .output()
-            .expect("sh runs (and curl is installed)");
-        let got = String::from_utf8_lossy(&out.stdout);
+        let mut demo = Demo::start(driver);
+        let shown = demo.instructions();
         assert!(
-            out.status.success(),
-            "{cmd}\n{}",
-            String::from_utf8_lossy(&out.stderr)
+            shown.starts_with("ringgate demo: gateway on http://127.0.0.1:"),
+            "{shown}"
         );
-        let lower = got.to_ascii_lowercase();
-        for w in &want {
-            let seen = got.contains(w.as_str()) || lower.contains(w.as_str());
-            assert!(seen, "{comment}\n{cmd}\nlacks {w:?}:\n{got}");
+        // Every port was chosen by the OS: none of the defaults the README shows.
+        for fixed in [":8080", ":19001", ":19002", ":19003"] {
+            assert!(!shown.contains(&format!("{fixed}/")), "{fixed} in\n{shown}");
+            assert!(!shown.contains(&format!("{fixed},")), "{fixed} in\n{shown}");
         }
-        if comment.contains("no Authorization") {
-            let body = lower.split("\r\n\r\n").nth(1).unwrap_or("");
+        let exports: String = shown
+            .lines()
+            .filter(|l| l.starts_with("export "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(exports.lines().count(), 3, "{shown}");
+        let lines: Vec<&str> = shown.lines().collect();
+        let mut ran = 0;
+        for (i, cmd) in lines.iter().enumerate() {
+            if !(cmd.starts_with("curl ") || cmd.starts_with("for ")) {
+                continue;
+            }
+            let comment = lines[i - 1];
+            let want = promises(comment);
             assert!(
-                !body.contains("authorization"),
-                "{cmd}: the backend saw it:\n{got}"
+                !want.is_empty(),
+                "the comment promises nothing to check: {comment}"
             );
+            let out = Command::new("sh")
+                .arg("-c")
+                .arg(format!("{exports}{cmd}"))
+                .output()
+                .expect("sh runs (and curl is installed)");
+            let got = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{cmd}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let lower = got.to_ascii_lowercase();
+            for w in &want {
+                let seen = got.contains(w.as_str()) || lower.contains(w.as_str());
+                assert!(seen, "{comment}\n{cmd}\nlacks {w:?}:\n{got}");
+            }
+            if comment.contains("no Authorization") {
+                let body = lower.split("\r\n\r\n").nth(1).unwrap_or("");
+                assert!(
+                    !body.contains("authorization"),
+                    "{cmd}: the backend saw it:\n{got}"
+                );
+            }
+            ran += 1;
         }
-        ran += 1;
+        assert!(ran >= 10, "only {ran} curl lines in\n{shown}");
+        let status = demo.stop();
+        assert!(status.success(), "exit status {status:?}");
     }
-    assert!(ran >= 10, "only {ran} curl lines in\n{shown}");
-    gw.shutdown();
-    gw.join();
-    services.stop();
 }
 
+/// `demo --help` lists only what demo uses: not `--config`, which it would refuse.
 #[test]
-fn every_printed_curl_line_shows_what_its_comment_says() {
-    assert!(
-        Command::new("curl").arg("--version").output().is_ok(),
-        "curl is needed (.ci/run installs it)"
-    );
-    for driver in [IoDriver::IoUring, IoDriver::Epoll] {
-        if driver_available(driver) {
-            run_instructions(driver);
-        }
+fn demo_help_lists_its_own_flags_only() {
+    let help = Command::new(env!("CARGO_BIN_EXE_ringgate"))
+        .args(["demo", "--help"])
+        .output()
+        .expect("run ringgate demo --help");
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    for flag in ["--listen", "--backend-ports", "--io-driver"] {
+        assert!(text.contains(flag), "{flag} missing:\n{text}");
     }
+    assert!(!text.contains("--config"), "{text}");
+
+    let refused = Command::new(env!("CARGO_BIN_EXE_ringgate"))
+        .args(["--config", "config/gateway.toml", "demo"])
+        .output()
+        .expect("run ringgate --config ... demo");
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("--config is not used"), "{err}");
 }

@@ -1,0 +1,215 @@
+//! `ringgate demo`: the gateway with `config/demo.toml` in front of three small JSON
+//! services (users, orders, products) that run inside the same process on 127.0.0.1,
+//! then printed instructions: the run's credentials and curl lines to try.
+//!
+//! - [`server`]: the services' HTTP/1.1 server ([`DemoServices`]); plain blocking
+//!   sockets, a thread per connection; [`request`] reads a request, strict about
+//!   framing.
+//! - [`services`]: what they answer: resources, handlers, data; JSON through serde_json.
+//! - [`credentials`]: the run's signing secret, the two tokens signed with it, the
+//!   published API key.
+//! - [`instructions`]: the text printed once the gateway listens, every line of which
+//!   tests/demo.rs runs.
+//!
+//! [`DemoArgs`] are the subcommand's flags. Without them everything listens where
+//! demo.toml says (the gateway on 127.0.0.1:8080, the services on 19001-19003), as the
+//! README shows; `--listen 127.0.0.1:0 --backend-ports 0,0,0` lets the OS choose every
+//! port instead, so that a demo can run beside another (tests/demo.rs does), and the
+//! instructions print the ports chosen. `src/main.rs` runs the steps in order.
+
+mod credentials;
+mod instructions;
+mod request;
+mod server;
+mod services;
+#[cfg(test)]
+mod test_client;
+
+use std::net::SocketAddr;
+
+use ringgate::config::{Config, ConfigError, IoDriver};
+
+pub use credentials::{fresh_secret, Credentials, SECRET_ENV};
+pub use instructions::instructions;
+pub use server::{DemoAddrs, DemoServices};
+
+/// config/demo.toml, built into the binary: `ringgate demo` runs wherever it is
+/// started, and the file's own comments explain the demo.
+const DEMO_TOML: &str = include_str!("../../../config/demo.toml");
+
+/// The flags of `ringgate demo`. Each overrides one setting of config/demo.toml.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Where the gateway listens [default: 127.0.0.1:8080, from config/demo.toml].
+    /// Port 0: a free port chosen by the OS, printed in the instructions.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Ports of the users, orders and products services on 127.0.0.1 [default:
+    /// 19001,19002,19003, from config/demo.toml]. 0: chosen by the OS, printed in the
+    /// instructions.
+    #[arg(long, value_name = "USERS,ORDERS,PRODUCTS")]
+    pub backend_ports: Option<BackendPorts>,
+    /// The I/O driver [default: auto, from config/demo.toml].
+    #[arg(long, value_name = "DRIVER")]
+    pub io_driver: Option<Driver>,
+}
+
+/// `--io-driver`, spelled as in the configuration file's `io_driver`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Driver {
+    Auto,
+    #[value(name = "io_uring")]
+    IoUring,
+    Epoll,
+}
+
+/// `--backend-ports`: three ports, comma-separated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendPorts([u16; 3]);
+
+impl std::str::FromStr for BackendPorts {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<BackendPorts, String> {
+        let ports: Vec<u16> = s
+            .split(',')
+            .map(|p| p.trim().parse().map_err(|e| format!("{p:?}: {e}")))
+            .collect::<Result<_, _>>()?;
+        let ports = <[u16; 3]>::try_from(ports).map_err(|p| {
+            format!(
+                "three ports are needed (users, orders, products), not {}",
+                p.len()
+            )
+        })?;
+        Ok(BackendPorts(ports))
+    }
+}
+
+impl DemoArgs {
+    /// config/demo.toml with `--listen` and `--io-driver` applied. Its upstreams still
+    /// name the ports in the file until [`point_upstreams`] moves them to where the
+    /// services listen.
+    pub fn config(&self) -> Result<Config, ConfigError> {
+        let mut cfg = Config::parse(DEMO_TOML, "config/demo.toml")?;
+        if let Some(listen) = self.listen {
+            cfg.server.listen = vec![listen];
+        }
+        if let Some(driver) = self.io_driver {
+            cfg.server.io_driver = match driver {
+                Driver::Auto => IoDriver::Auto,
+                Driver::IoUring => IoDriver::IoUring,
+                Driver::Epoll => IoDriver::Epoll,
+            };
+        }
+        Ok(cfg)
+    }
+
+    /// Where to start the users, orders and products services: `--backend-ports`, else
+    /// the ports `cfg` gives their upstreams.
+    pub fn backend_ports(&self, cfg: &Config) -> [u16; 3] {
+        match self.backend_ports {
+            Some(BackendPorts(ports)) => ports,
+            // A demo.toml without one of these upstreams fails the unit test below, so
+            // 0 (any port) is never reached in a release.
+            None => ["users", "orders", "products"].map(|name| {
+                cfg.upstreams
+                    .iter()
+                    .find(|u| u.name == name)
+                    .and_then(|u| u.servers.first())
+                    .map_or(0, |s| s.addr.port())
+            }),
+        }
+    }
+}
+
+/// Points the upstreams named users, orders and products at where the services listen.
+pub fn point_upstreams(cfg: &mut Config, addrs: DemoAddrs) {
+    for upstream in &mut cfg.upstreams {
+        let addr = match upstream.name.as_str() {
+            "users" => addrs.users,
+            "orders" => addrs.orders,
+            "products" => addrs.products,
+            _ => continue,
+        };
+        for server in &mut upstream.servers {
+            server.addr = addr;
+            server.label = addr.to_string();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        demo: DemoArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<DemoArgs, clap::Error> {
+        Cli::try_parse_from(["demo"].iter().chain(args)).map(|cli| cli.demo)
+    }
+
+    #[test]
+    fn without_flags_everything_is_where_demo_toml_says() {
+        let args = parse(&[]).unwrap();
+        let cfg = args.config().unwrap();
+        assert_eq!(cfg.server.listen, ["127.0.0.1:8080".parse().unwrap()]);
+        assert_eq!(cfg.server.io_driver, IoDriver::Auto);
+        assert_eq!(args.backend_ports(&cfg), [19001, 19002, 19003]);
+    }
+
+    #[test]
+    fn flags_move_the_gateway_and_the_services() {
+        let args = parse(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--backend-ports",
+            "0,0,7",
+            "--io-driver",
+            "io_uring",
+        ])
+        .unwrap();
+        let mut cfg = args.config().unwrap();
+        assert_eq!(cfg.server.listen, ["127.0.0.1:0".parse().unwrap()]);
+        assert_eq!(cfg.server.io_driver, IoDriver::IoUring);
+        assert_eq!(args.backend_ports(&cfg), [0, 0, 7]);
+
+        let addr = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        let addrs = DemoAddrs {
+            users: addr(1),
+            orders: addr(2),
+            products: addr(3),
+        };
+        point_upstreams(&mut cfg, addrs);
+        let servers: Vec<(&str, SocketAddr, &str)> = cfg
+            .upstreams
+            .iter()
+            .flat_map(|u| {
+                u.servers
+                    .iter()
+                    .map(|s| (u.name.as_str(), s.addr, &*s.label))
+            })
+            .collect();
+        assert_eq!(
+            servers,
+            [
+                ("users", addr(1), "127.0.0.1:1"),
+                ("orders", addr(2), "127.0.0.1:2"),
+                ("products", addr(3), "127.0.0.1:3"),
+            ]
+        );
+    }
+
+    #[test]
+    fn backend_ports_takes_exactly_three() {
+        for wrong in ["0,0", "0,0,0,0", "0,0,x", "0,0,65536", ""] {
+            assert!(parse(&["--backend-ports", wrong]).is_err(), "{wrong:?}");
+        }
+        assert!(parse(&["--io-driver", "uring"]).is_err());
+    }
+}
