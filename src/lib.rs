@@ -42,6 +42,7 @@ pub mod http;
 pub mod pipeline;
 pub mod ratelimit;
 pub mod runtime;
+pub mod task;
 pub mod telemetry;
 pub mod upstream;
 

@@ -16,7 +16,7 @@ use std::rc::Rc;
 use crate::auth::{challenge, has_scopes, Ambiguity, AuthOutcome, Challenge, Identity};
 use crate::config::{AuthMode, RouteConfig};
 use crate::http::{HeaderKind, RequestHead};
-use crate::runtime::worker::Worker;
+use crate::pipeline::local::Local;
 
 use super::stack::Pipeline;
 
@@ -30,7 +30,7 @@ pub struct Answer {
 
 /// Run the auth stage. `Ok(None)`: anonymous (or auth off); `Ok(Some)`: verified.
 pub fn run(
-    w: &Worker,
+    w: &Local,
     pl: &Pipeline,
     route: &RouteConfig,
     head: &RequestHead,

@@ -25,7 +25,7 @@ use crate::cache::{
 use crate::config::RouteConfig;
 use crate::http::generated::write_error;
 use crate::http::{HeaderKind, HeaderPos, RequestHead, ResponseHead};
-use crate::runtime::worker::Worker;
+use crate::pipeline::local::Local;
 
 /// What the stage decided for one request, kept on the connection until the response.
 #[derive(Default)]
@@ -88,7 +88,7 @@ pub enum Before {
 /// `X-Cache` line for a response that will come from upstream.
 #[allow(clippy::too_many_arguments)]
 pub fn before(
-    w: &Worker,
+    w: &Local,
     pl: &Pipeline,
     now: Instant,
     ctx: &mut CacheCtx,
@@ -241,7 +241,7 @@ pub fn before(
 
 /// After a hit is answered: move its entry's body into a file if [`before`] said so
 /// (and the entry still has that body).
-pub fn promote(w: &Worker, ctx: &mut CacheCtx) {
+pub fn promote(w: &Local, ctx: &mut CacheCtx) {
     let Some(from) = ctx.promote.take() else {
         return;
     };
@@ -307,7 +307,7 @@ pub fn validators(ctx: &mut CacheCtx, head: &RequestHead, buf: &[u8], out: &mut 
 /// if a file body could not be read, and the 304 then goes to the client as it is.
 #[allow(clippy::too_many_arguments)]
 pub fn revalidated(
-    w: &Worker,
+    w: &Local,
     ctx: &CacheCtx,
     route: &RouteConfig,
     resp: &ResponseHead,
@@ -354,7 +354,7 @@ pub fn revalidated(
 /// freshened and stored again (or dropped if it may no longer be stored). Returns
 /// whether it was stored.
 pub fn refreshed(
-    w: &Worker,
+    w: &Local,
     ctx: &CacheCtx,
     route: &RouteConfig,
     resp: &ResponseHead,
@@ -374,7 +374,7 @@ pub fn refreshed(
 /// The stale entry in `ctx`, freshened by the 304 in `resp` (RFC 9111 4.3.4) and
 /// judged again; `None` without a stale entry or a cached route.
 fn freshened(
-    w: &Worker,
+    w: &Local,
     ctx: &CacheCtx,
     route: &RouteConfig,
     resp: &ResponseHead,
@@ -593,7 +593,7 @@ impl Drop for KeptBody {
 /// fits `max_object_bytes`, start keeping a copy of the body as it is relayed. Returns
 /// whether the body is being kept ([`keep_body`], then [`finish_body`]).
 pub fn begin_body(
-    w: &Worker,
+    w: &Local,
     ctx: &mut CacheCtx,
     route: &RouteConfig,
     resp: &ResponseHead,
@@ -631,7 +631,7 @@ pub fn begin_body(
 /// More of the body being kept; a body that outgrows `max_object_bytes` (or the
 /// worker's [`KeptBudget`]) is dropped: the response goes on streaming to the client,
 /// uncached.
-pub fn keep_body(w: &Worker, ctx: &mut CacheCtx, data: &[u8]) {
+pub fn keep_body(w: &Local, ctx: &mut CacheCtx, data: &[u8]) {
     let Some(body) = ctx.body.as_mut() else {
         return;
     };
@@ -647,7 +647,7 @@ pub fn keep_body(w: &Worker, ctx: &mut CacheCtx, data: &[u8]) {
 
 /// The body being kept is complete (all of Content-Length, or the last chunk): store
 /// the response. A body cut short never gets here, so it is never stored.
-pub fn finish_body(w: &Worker, ctx: &mut CacheCtx, route: &RouteConfig, resp: &ResponseHead) {
+pub fn finish_body(w: &Local, ctx: &mut CacheCtx, route: &RouteConfig, resp: &ResponseHead) {
     let Some(body) = ctx.body.take() else {
         return;
     };
@@ -677,7 +677,7 @@ fn response_parts<'a>(resp: &'a ResponseHead, rbuf: &'a [u8]) -> ResponseParts<'
 /// The upstream's new answer for a stale entry may not be stored: the entry goes too
 /// (its origin no longer lets it be kept as it was). A 5xx leaves it, for
 /// `stale-if-error`.
-fn drop_replaced(w: &Worker, ctx: &CacheCtx, status: u16) {
+fn drop_replaced(w: &Local, ctx: &CacheCtx, status: u16) {
     if ctx.stale.is_some() && status < 500 {
         w.cache.borrow_mut().remove(&ctx.key, &request_headers(ctx));
     }
@@ -695,7 +695,7 @@ fn facts(ctx: &CacheCtx) -> RequestFacts<'_> {
 
 /// What [`storable`] says of this response head, for the request in `ctx`.
 fn judge(
-    w: &Worker,
+    w: &Local,
     ctx: &CacheCtx,
     route: &RouteConfig,
     parts: &ResponseParts<'_>,
@@ -709,7 +709,7 @@ fn judge(
 /// `received_at`) to a request the stage marked for storing, or to a
 /// background refresh: store it if RFC 9111 allows. Returns whether it was stored.
 pub fn store(
-    w: &Worker,
+    w: &Local,
     ctx: &CacheCtx,
     route: &RouteConfig,
     resp: &ResponseHead,
@@ -741,7 +741,7 @@ pub fn store(
 }
 
 /// After the exchange: an unsafe method that succeeded drops its URI's entries.
-pub fn after(w: &Worker, ctx: &CacheCtx, status: u16) {
+pub fn after(w: &Local, ctx: &CacheCtx, status: u16) {
     if !ctx.invalidate {
         return;
     }

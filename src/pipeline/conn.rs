@@ -15,7 +15,7 @@ use super::proxy;
 use crate::http::generated::write_error;
 use crate::http::io::{read_append, write_all};
 use crate::http::{RequestHead, ResponseHead};
-use crate::runtime::worker::Worker;
+use crate::pipeline::local::Local;
 
 /// Read-buffer growth step (and initial capacity) for client connections.
 pub const READ_BUF: usize = 16 * 1024;
@@ -52,7 +52,7 @@ enum HeadRead {
     Reject(u16, String),
 }
 
-pub async fn serve(w: &Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
+pub async fn serve(w: &Rc<Local>, stream: TcpStream, peer: SocketAddr) {
     let ip = peer.ip().to_canonical();
     let mut c = Downstream {
         stream,
@@ -144,7 +144,7 @@ async fn linger(c: &mut Downstream) {
 
 /// Read until `head` holds a complete request head at the start of `c.rbuf`.
 async fn read_head(
-    w: &Rc<Worker>,
+    w: &Rc<Local>,
     c: &mut Downstream,
     head: &mut RequestHead,
     first: bool,

@@ -10,6 +10,7 @@ pub mod cache;
 pub mod conn;
 pub mod error;
 pub mod forward;
+pub mod local;
 pub mod proxy;
 pub mod ratelimit;
 pub mod refresh;

@@ -33,7 +33,7 @@ use crate::http::io::{read_append, write_all, write_range};
 use crate::http::send_file::send_file;
 use crate::http::sock;
 use crate::http::{BodyFraming, ChunkEvent, ChunkedDecoder, Method, RequestHead, ResponseHead};
-use crate::runtime::worker::Worker;
+use crate::pipeline::local::Local;
 use crate::telemetry::access_log::Entry;
 use crate::upstream::client::{self, Head, HeadLimits};
 use crate::upstream::pool::{UpConn, UP_BUF};
@@ -86,7 +86,7 @@ struct Progress {
 
 /// Handle one parsed request. Returns whether the client connection may be reused.
 pub async fn handle(
-    w: &Rc<Worker>,
+    w: &Rc<Local>,
     c: &mut Downstream,
     head: &mut RequestHead,
     resp: &mut ResponseHead,
@@ -461,7 +461,7 @@ pub async fn handle(
     p.keep_client
 }
 
-pub(super) fn pick_split(w: &Worker, parts: &[(usize, u32)]) -> usize {
+pub(super) fn pick_split(w: &Local, parts: &[(usize, u32)]) -> usize {
     let total: u32 = parts.iter().map(|p| p.1).sum();
     let mut r = w.rng.borrow_mut().u32(..total.max(1));
     for &(i, weight) in parts {
@@ -474,7 +474,7 @@ pub(super) fn pick_split(w: &Worker, parts: &[(usize, u32)]) -> usize {
 }
 
 fn log(
-    w: &Worker,
+    w: &Local,
     c: &Downstream,
     status: u16,
     route: &str,
@@ -508,7 +508,7 @@ fn log(
 
 /// A stage answered the request itself.
 async fn answer(
-    w: &Rc<Worker>,
+    w: &Rc<Local>,
     c: &mut Downstream,
     meta: &ReqMeta,
     head: &RequestHead,
@@ -526,7 +526,7 @@ async fn answer(
 /// then.
 #[allow(clippy::too_many_arguments)]
 async fn reject(
-    w: &Rc<Worker>,
+    w: &Rc<Local>,
     c: &mut Downstream,
     meta: &ReqMeta,
     head: &RequestHead,
@@ -601,7 +601,7 @@ impl Drop for InFlight<'_> {
 }
 
 struct Exchange<'a> {
-    w: &'a Rc<Worker>,
+    w: &'a Rc<Local>,
     meta: ReqMeta,
     route: &'a RouteConfig,
     up: &'a UpstreamState,

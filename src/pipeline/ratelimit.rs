@@ -10,8 +10,8 @@
 use crate::auth::Identity;
 use crate::config::{AuthMode, RouteConfig};
 use crate::http::RequestHead;
+use crate::pipeline::local::Local;
 use crate::ratelimit::{bucket_key, write_headers, Caller, KeyKind};
-use crate::runtime::worker::Worker;
 
 use super::stack::Pipeline;
 
@@ -21,7 +21,7 @@ use super::auth::Answer;
 /// appended to `out`.
 #[allow(clippy::too_many_arguments)]
 pub fn run(
-    w: &Worker,
+    w: &Local,
     pl: &Pipeline,
     ri: usize,
     route: &RouteConfig,
@@ -88,7 +88,7 @@ pub fn run(
 
 /// Behind trusted proxies the caller is the right-most X-Forwarded-For address that is
 /// not itself a trusted proxy (what nginx's real_ip_recursive computes).
-fn client_ip(w: &Worker, head: &RequestHead, buf: &[u8]) -> Option<std::net::IpAddr> {
+fn client_ip(w: &Local, head: &RequestHead, buf: &[u8]) -> Option<std::net::IpAddr> {
     let trusted = &w.cfg.server.trusted_proxies;
     let mut chain: Vec<std::net::IpAddr> = head
         .headers

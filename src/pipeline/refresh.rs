@@ -29,8 +29,8 @@ use crate::auth::Identity;
 use crate::cache::{FillGuard, FillOutcome, FillTicket};
 use crate::config::{RouteConfig, RouteTarget};
 use crate::http::{BodyFraming, RequestHead, ResponseHead};
-use crate::runtime::contain::Contained;
-use crate::runtime::worker::Worker;
+use crate::pipeline::local::Local;
+use crate::task::contain::Contained;
 use crate::upstream::client::{self, HeadLimits, Whole};
 
 /// What a refresh needs from the request that triggered it.
@@ -46,7 +46,7 @@ pub struct Refresh {
 
 /// Start a refresh of the key in `r.ctx`, unless one (or a miss's fill) is already
 /// running for it on this worker.
-pub fn spawn(w: &Rc<Worker>, r: Refresh) {
+pub fn spawn(w: &Rc<Local>, r: Refresh) {
     let FillTicket::Leader(guard) = w.fills.begin(&r.ctx.key) else {
         return;
     };
@@ -55,7 +55,7 @@ pub fn spawn(w: &Rc<Worker>, r: Refresh) {
 
 /// Start the fetch of `r.ctx.key` as the fill leader `guard` (a refresh, or the GET
 /// that fills the entry for a HEAD that missed).
-pub fn spawn_led(w: &Rc<Worker>, guard: FillGuard, r: Refresh) {
+pub fn spawn_led(w: &Rc<Local>, guard: FillGuard, r: Refresh) {
     let w = w.clone();
     monoio::spawn(async move {
         let route = &r.pipeline.router.routes()[r.route];
@@ -87,7 +87,7 @@ fn finish(guard: FillGuard, stored: bool) {
 /// The refresh did not produce a storable response.
 struct Failed;
 
-async fn run(w: &Rc<Worker>, route: &RouteConfig, r: &Refresh) -> Result<(), Failed> {
+async fn run(w: &Rc<Local>, route: &RouteConfig, r: &Refresh) -> Result<(), Failed> {
     let buf = r.ctx.request_head();
     let mut head = RequestHead::default();
     let limits = &w.cfg.server.limits;

@@ -6,10 +6,8 @@
 //! The only things shared between threads are the stop flag and the connection count
 //! (one atomic add per accepted connection, none per request).
 
-pub mod contain;
 pub mod driver;
 pub mod listener;
-pub mod signal;
 pub mod worker;
 
 use std::net::SocketAddr;

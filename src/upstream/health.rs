@@ -13,12 +13,12 @@ use monoio::time::Instant;
 use super::client::{self, HeadLimits};
 use crate::config::HealthCheck;
 use crate::http::ResponseHead;
-use crate::runtime::worker::Worker;
+use crate::pipeline::local::Local;
 use crate::upstream::UpstreamState;
 
 /// Probe loop for upstream `up` of worker `w`; ends at shutdown, or when a reload
 /// retires the upstream (its successor has a loop of its own).
-pub async fn run(w: Rc<Worker>, up: Rc<UpstreamState>) {
+pub async fn run(w: Rc<Local>, up: Rc<UpstreamState>) {
     let Some(hc) = up.cfg.health_check.clone() else {
         return;
     };
