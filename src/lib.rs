@@ -13,9 +13,11 @@
 //! ```text
 //!            ┌──────────── worker N (one per core, pinned) ─────────────┐
 //!  client ──►│ accept (SO_REUSEPORT) ─► conn: read head ─► parse+limits │
-//!            │   ─► route ─► [auth] ─► [rate limit] ─► [cache]          │
-//!            │   ─► upstream pool (per worker) ─► origin                │
-//!            │   ◄─ response re-framed, streamed back ◄─                │
+//!            │   ─► route ─► stack phase 1: auth ─► rate limit ─► cache │
+//!            │   ─► phase 2 ─► upstream client (per-worker pool) ─► origin
+//!            │   ◄─ phases 3-6: head, body (re-framed, streamed back)   │
+//!            │   ─► phase 7: done                                       │
+//!            │ tick: stop flag, reload (new Pipeline), clock, sweeps    │
 //!            └───────────────────────────────────────────────────────────┘
 //! ```
 //!

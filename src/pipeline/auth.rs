@@ -28,7 +28,8 @@ pub struct Answer {
     pub headers: Vec<u8>,
 }
 
-/// Run the auth stage. `Ok(None)`: anonymous (or auth off); `Ok(Some)`: verified.
+/// The auth stage's request phase (see `super::stack`). `Ok(None)`: anonymous (or
+/// auth off); `Ok(Some)`: verified.
 pub fn run(
     w: &Local,
     pl: &Pipeline,

@@ -14,13 +14,16 @@
 //! copied as it is relayed ([`begin_body`], [`keep_body`], [`finish_body`]) and stored
 //! only once complete.
 
-use super::stack::Pipeline;
 use std::time::Instant;
+
+use super::context::RequestCtx;
+use super::stack::{Flow, Pipeline, RequestIn};
 
 use crate::auth::Identity;
 use crate::cache::{
-    cacheable_method, invalidates, primary_key, storable, Audience, Body, Entry, KeyParts, Lookup,
-    ReqDirectives, RequestFacts, ResponseParts, SpanHeaders, StaleUse, XCache,
+    cacheable_method, invalidates, primary_key, storable, Audience, Body, Entry, FillOutcome,
+    FillTicket, KeyParts, Lookup, ReqDirectives, RequestFacts, ResponseParts, SpanHeaders,
+    StaleUse, XCache,
 };
 use crate::config::RouteConfig;
 use crate::http::generated::write_error;
@@ -76,6 +79,21 @@ pub struct CacheCtx {
     received_at: Option<Instant>,
 }
 
+impl CacheCtx {
+    /// Forget the last request's decision (a new request starts; the buffers stay).
+    pub fn reset(&mut self) {
+        self.store = false;
+        self.invalidate = false;
+        self.refresh = false;
+        self.revalidating = false;
+        self.fill_as_get = false;
+        self.answer_body = None;
+        self.promote = None;
+        self.stale = None;
+        self.body = None;
+    }
+}
+
 /// The outcome of [`before`].
 pub enum Before {
     /// Go upstream (with `X-Cache` added to `extra` on cached routes).
@@ -101,16 +119,8 @@ pub fn before(
     out: &mut Vec<u8>,
     extra: &mut Vec<u8>,
 ) -> Before {
-    ctx.store = false;
-    ctx.invalidate = false;
-    ctx.refresh = false;
-    ctx.revalidating = false;
-    ctx.fill_as_get = false;
     let filled = std::mem::take(&mut ctx.filled);
-    ctx.answer_body = None;
-    ctx.promote = None;
-    ctx.stale = None;
-    ctx.body = None;
+    ctx.reset();
     let Some(rc) = route.cache.as_ref().filter(|_| w.cfg.cache.enabled) else {
         return Before::Forward;
     };
@@ -750,6 +760,142 @@ pub fn after(w: &Local, ctx: &CacheCtx, status: u16) {
         let host = &ctx.head[ctx.host.0..ctx.host.1];
         let target = &ctx.head[ctx.target.0..ctx.target.1];
         w.cache.borrow_mut().invalidate(host, target);
+    }
+}
+
+/// The stage's **request phase**: a usable stored response answers here (`out`, then
+/// `cx.cache.answer_body`: [`Flow::Served`]); a miss goes on, marked for storing.
+/// Misses on one key are coalesced per worker: the first is the key's fill leader
+/// (`cx.fill`), later ones wait for its answer (bounded by the route's timeout) and
+/// look again. A HEAD that missed where GET is cached (nginx's
+/// `proxy_cache_convert_head`) has the entry filled with a GET by a background fill
+/// it waits for, and is answered from the entry; if nothing was stored, it goes
+/// upstream as it is. A stale entry within `stale-while-revalidate` is served and
+/// refreshed behind the answer.
+pub async fn request(r: &RequestIn<'_>, cx: &mut RequestCtx, out: &mut Vec<u8>) -> Flow {
+    let w = r.w;
+    let limits = &w.cfg.server.limits;
+    let bound = r.route.timeout.unwrap_or(limits.request_timeout);
+    let extra_len = cx.extra.len();
+    let mut decision = look(r, cx, out, cx.started);
+    if matches!(decision, Before::Forward) && cx.cache.fill_as_get {
+        if let FillTicket::Leader(guard) = w.fills.begin(&cx.cache.key) {
+            super::refresh::spawn_led(w, guard, refresh_of(r, cx, cx.cache.for_get_fill()));
+        }
+        if let FillTicket::Follower(wait) = w.fills.begin(&cx.cache.key) {
+            if let Ok(FillOutcome::Stored) = monoio::time::timeout(bound, wait).await {
+                cx.extra.truncate(extra_len);
+                cx.cache.filled = true;
+                decision = look(r, cx, out, monoio::time::Instant::now());
+            }
+        }
+    }
+    if matches!(decision, Before::Forward) && cx.cache.store {
+        match w.fills.begin(&cx.cache.key) {
+            FillTicket::Leader(guard) => cx.fill = Some(guard),
+            FillTicket::Follower(wait) => {
+                let _ = monoio::time::timeout(bound, wait).await;
+                cx.extra.truncate(extra_len);
+                decision = look(r, cx, out, monoio::time::Instant::now());
+            }
+        }
+    }
+    match decision {
+        Before::Forward => Flow::Next,
+        Before::Answered => {
+            if cx.cache.refresh {
+                // Served stale within stale-while-revalidate: fetched again behind
+                // the answer, not before it.
+                super::refresh::spawn(w, refresh_of(r, cx, cx.cache.for_refresh()));
+            }
+            Flow::Served
+        }
+    }
+}
+
+fn look(
+    r: &RequestIn<'_>,
+    cx: &mut RequestCtx,
+    out: &mut Vec<u8>,
+    now: monoio::time::Instant,
+) -> Before {
+    before(
+        r.w,
+        r.pl,
+        now.into_std(),
+        &mut cx.cache,
+        r.route,
+        r.head,
+        r.buf,
+        cx.identity.as_deref(),
+        &cx.request_id,
+        r.keep_if_answered,
+        out,
+        &mut cx.extra,
+    )
+}
+
+/// A background fetch of this request (a refresh, or a HEAD's GET fill).
+fn refresh_of(r: &RequestIn<'_>, cx: &RequestCtx, ctx: CacheCtx) -> super::refresh::Refresh {
+    super::refresh::Refresh {
+        pipeline: r.pl.clone(),
+        route: cx.route,
+        ctx,
+        identity: cx.identity.clone(),
+        peer: r.peer.clone(),
+        request_id: cx.request_id.clone(),
+    }
+}
+
+/// The stage's **response-head phase**: a 304 to the cache's own revalidation answers
+/// with the freshened entry; a 500, 502, 503 or 504 with a stale entry within its
+/// `stale-if-error` window answers with that entry (its upstream body is then not
+/// read, so the connection is not reused). Returns (status, keep the client,
+/// upstream connection reusable).
+pub fn response_head(
+    w: &Local,
+    cx: &RequestCtx,
+    route: &RouteConfig,
+    resp: &ResponseHead,
+    buf: &[u8],
+    out: &mut Vec<u8>,
+    keep_alive: bool,
+) -> Option<(u16, bool, bool)> {
+    if resp.status == 304 && cx.cache.revalidating {
+        out.clear();
+        revalidated(
+            w,
+            &cx.cache,
+            route,
+            resp,
+            buf,
+            out,
+            &cx.request_id,
+            &cx.extra,
+            keep_alive,
+        )
+        .map(|s| (s, keep_alive, resp.keep_alive && buf.len() == resp.head_len))
+    } else if matches!(resp.status, 500 | 502 | 503 | 504) && cx.cache.stale.is_some() {
+        stale_on_error(&cx.cache, out, &cx.request_id, &cx.extra).map(|s| (s, false, false))
+    } else {
+        None
+    }
+}
+
+/// The stage's **done phase**: an unsafe method that succeeded drops its URI's entries;
+/// a body kept for storing whose response failed part-way is dropped; the fill this
+/// request led is finished (on failure the guard is dropped: its followers go upstream
+/// themselves); a hit's large body moves into a file ([`promote`]).
+pub fn done(w: &Local, cx: &mut RequestCtx, status: u16, ok: bool) {
+    after(w, &cx.cache, status);
+    cx.cache.discard_body();
+    if let Some(guard) = cx.fill.take() {
+        if ok {
+            guard.finish(FillOutcome::Stored);
+        }
+    }
+    if ok {
+        promote(w, &mut cx.cache);
     }
 }
 

@@ -29,20 +29,9 @@ pub struct Downstream {
     pub obuf: Vec<u8>,
     /// Bytes for the upstream (request head, small bodies, re-framed chunks).
     pub ubuf: Vec<u8>,
-    /// The current request's id.
-    pub reqid: Vec<u8>,
-    /// Method and path of the current request, kept for the access log.
-    pub logline: Vec<u8>,
-    /// Scratch space (normalised paths).
-    pub scratch: Vec<u8>,
-    /// Header lines the stages add to this request's response (rate-limit headers).
-    pub extra: Vec<u8>,
-    /// The cache stage's decision for the current request.
-    pub cache: super::cache::CacheCtx,
     pub peer: Peer,
-    /// The current request was answered before its body was all read: the
-    /// connection closes with [`linger`].
-    pub linger: bool,
+    /// The current request's state as the stages see it (reused by each request).
+    pub cx: super::context::RequestCtx,
 }
 
 enum HeadRead {
@@ -59,12 +48,7 @@ pub async fn serve(w: &Rc<Local>, stream: TcpStream, peer: SocketAddr) {
         rbuf: Vec::with_capacity(READ_BUF),
         obuf: Vec::with_capacity(READ_BUF),
         ubuf: Vec::with_capacity(2048),
-        reqid: Vec::with_capacity(64),
-        logline: Vec::new(),
-        scratch: Vec::new(),
-        extra: Vec::new(),
-        cache: Default::default(),
-        linger: false,
+        cx: Default::default(),
         peer: Peer {
             addr: ip,
             ip: ip.to_string(),
@@ -79,15 +63,15 @@ pub async fn serve(w: &Rc<Local>, stream: TcpStream, peer: SocketAddr) {
             Ok(()) => {}
             Err(HeadRead::Close) => return,
             Err(HeadRead::Reject(status, message)) => {
-                c.reqid.clear();
-                w.new_request_id(&mut c.reqid);
+                c.cx.request_id.clear();
+                w.new_request_id(&mut c.cx.request_id);
                 c.obuf.clear();
                 let date = *w.date.borrow();
                 write_error(
                     &mut c.obuf,
                     status,
                     &message,
-                    &c.reqid,
+                    &c.cx.request_id,
                     &date,
                     true,
                     false,
@@ -99,10 +83,9 @@ pub async fn serve(w: &Rc<Local>, stream: TcpStream, peer: SocketAddr) {
             }
         }
         first = false;
-        c.linger = false;
         let keep = proxy::handle(w, &mut c, &mut head, &mut resp).await;
         if !keep || w.shutdown.is_set() {
-            if c.linger {
+            if c.cx.linger {
                 linger(&mut c).await;
             }
             return;

@@ -1,13 +1,18 @@
 //! The request's path through the gateway. [`stack`] is the one place where the order
-//! of stages is written down; [`conn`] runs a client connection (read head, run the
-//! stages, write the response, keep alive); [`route`] matches routes; [`proxy`] does the
-//! upstream exchange and streams bodies both ways; [`forward`] composes the heads sent
-//! upstream and back; [`error`] maps every failure to a status and a keep/close choice;
-//! [`refresh`] fetches stale-while-revalidate entries again in the background.
+//! of stages is written down, with the phases they take part in, and
+//! [`stack::Pipeline`] what a worker serves with (built from one configuration,
+//! swapped whole on reload); the stages are [`auth`], [`ratelimit`] and [`cache`],
+//! each working on the request's [`context::RequestCtx`]. [`conn`] runs a client
+//! connection (read head, handle, keep alive, linger); [`route`] matches routes;
+//! [`proxy`] is the I/O driver that moves bytes for the phases; [`forward`] composes
+//! the heads sent upstream and back; [`error`] maps every failure to a status and a
+//! keep/close choice; [`refresh`] fetches entries again in the background; [`local`]
+//! is a worker's state as the request path sees it.
 
 pub mod auth;
 pub mod cache;
 pub mod conn;
+pub mod context;
 pub mod error;
 pub mod forward;
 pub mod local;

@@ -1,7 +1,8 @@
-//! The upstream exchange of one request: route it, pick a server, reuse or open a
-//! connection, send the head (and a small body in the same write), stream a large or
-//! chunked body, read the response head, and stream the response back, re-framed for
-//! the client. Retries happen only for idempotent requests whose body is still in
+//! The I/O driver of one request: route it, run the stages' phases (`super::stack`,
+//! which knows their order; this module names no stage), pick a server, reuse or open
+//! a connection through the upstream client (`crate::upstream::client`), send the
+//! head (and a small body in the same write), stream a large or chunked body, read the
+//! response head, and stream the response back, re-framed for the client. Retries happen only for idempotent requests whose body is still in
 //! memory, only before any response byte arrived, and never to the same server twice.
 //! A pooled connection is peeked at before reuse (see `UpstreamState::take_idle`); one
 //! that still fails before any answer byte is replaced, once, by a newly opened one,
@@ -26,6 +27,7 @@ use super::conn::{Downstream, READ_BUF};
 use super::error::ProxyError;
 use super::forward::{self, ClientFraming};
 use super::route::MatchInput;
+use super::stack::{self, Flow};
 use crate::cache::Body;
 use crate::config::{RouteConfig, RouteTarget};
 use crate::http::generated::write_error;
@@ -96,11 +98,11 @@ pub async fn handle(
     let pl = w.pipeline();
     let limits = &w.cfg.server.limits;
     crate::telemetry::inc(&w.counters.requests);
-    c.extra.clear();
-    c.reqid.clear();
+    let cx = &mut c.cx;
+    cx.begin(started);
     match head.request_id {
-        Some(s) => c.reqid.extend_from_slice(s.get(&c.rbuf)),
-        None => w.new_request_id(&mut c.reqid),
+        Some(s) => cx.request_id.extend_from_slice(s.get(&c.rbuf)),
+        None => w.new_request_id(&mut cx.request_id),
     }
     let meta = ReqMeta {
         method: head.method,
@@ -110,10 +112,9 @@ pub async fn handle(
         body: head.body,
     };
     if w.log_sink.enabled() {
-        c.logline.clear();
-        c.logline.extend_from_slice(head.method_span.get(&c.rbuf));
-        c.logline.push(b' ');
-        c.logline.extend_from_slice(head.path(&c.rbuf));
+        cx.logline.extend_from_slice(head.method_span.get(&c.rbuf));
+        cx.logline.push(b' ');
+        cx.logline.extend_from_slice(head.path(&c.rbuf));
     }
 
     // Route.
@@ -124,8 +125,8 @@ pub async fn handle(
         if crate::http::path::needs_normalizing(path) {
             // Match on the normalised path so "/public/../admin" meets the "/admin"
             // route's rules; the upstream still receives the bytes as sent.
-            crate::http::path::normalize(path, &mut c.scratch);
-            path = &c.scratch;
+            crate::http::path::normalize(path, &mut cx.path);
+            path = &cx.path;
         }
         pl.router.find(&MatchInput {
             method: head.method_span.get(buf),
@@ -142,143 +143,40 @@ pub async fn handle(
             head,
             404,
             "no route matches this request",
-            started,
             None,
         )
         .await;
     };
+    cx.route = ri;
     let route = &pl.router.routes()[ri];
 
-    // Stages, in the order pipeline::stack documents: auth, then rate limit.
-    let identity = match super::auth::run(w, &pl, route, head, &c.rbuf) {
-        Ok(id) => id,
-        Err(a) => return answer(w, c, &meta, head, a, started, route).await,
-    };
-    if let Err(a) = super::ratelimit::run(
-        w,
-        &pl,
-        ri,
-        route,
-        identity.as_deref(),
-        c.peer.addr,
-        c.peer.trusted,
-        head,
-        &c.rbuf,
-        &mut c.extra,
-    ) {
-        return answer(w, c, &meta, head, a, started, route).await;
-    }
-
-    // The cache stage: a fresh entry answers here, without the upstream.
+    // The stages' request phase, in the order `stack` gives.
     let body_in_hand = match meta.body {
         BodyFraming::Empty => true,
         BodyFraming::Length(n) => (c.rbuf.len() - head.head_len) as u64 >= n,
         _ => false,
     };
     let keep_if_answered = meta.keep_alive && !w.shutdown.is_set() && body_in_hand;
-    let extra_len = c.extra.len();
-    let look = |c: &mut Downstream, now: Instant| {
-        super::cache::before(
+    let flow = {
+        let input = stack::RequestIn {
             w,
-            &pl,
-            now.into_std(),
-            &mut c.cache,
+            pl: &pl,
             route,
             head,
-            &c.rbuf,
-            identity.as_deref(),
-            &c.reqid,
+            buf: &c.rbuf,
+            peer: &c.peer,
             keep_if_answered,
-            &mut c.obuf,
-            &mut c.extra,
-        )
+        };
+        stack::request(&input, &mut c.cx, &mut c.obuf).await
     };
-    let mut decision = look(c, started);
-    // A HEAD that missed where GET is cached (nginx's `proxy_cache_convert_head`): the
-    // entry is filled with a GET, by a task that is the key's fill leader, and the HEAD
-    // waits for it and is answered from the entry. If nothing was stored (the answer
-    // may not be stored, is too large, or failed), the HEAD goes upstream as it is.
-    if matches!(decision, super::cache::Before::Forward) && c.cache.fill_as_get {
-        if let crate::cache::FillTicket::Leader(guard) = w.fills.begin(&c.cache.key) {
-            super::refresh::spawn_led(
-                w,
-                guard,
-                super::refresh::Refresh {
-                    pipeline: pl.clone(),
-                    route: ri,
-                    ctx: c.cache.for_get_fill(),
-                    identity: identity.clone(),
-                    peer: c.peer.clone(),
-                    request_id: c.reqid.clone(),
-                },
-            );
+    match flow {
+        Flow::Next => {}
+        Flow::Reject(a) => {
+            c.cx.extra.clear();
+            c.cx.extra.extend_from_slice(&a.headers);
+            return reject(w, c, &meta, head, a.status, &a.message, Some(route)).await;
         }
-        if let crate::cache::FillTicket::Follower(wait) = w.fills.begin(&c.cache.key) {
-            let bound = route.timeout.unwrap_or(limits.request_timeout);
-            if let Ok(crate::cache::FillOutcome::Stored) = monoio::time::timeout(bound, wait).await
-            {
-                c.extra.truncate(extra_len);
-                c.cache.filled = true;
-                decision = look(c, Instant::now());
-            }
-        }
-    }
-    // Coalescing: the first miss on a key fetches it; later misses on this worker wait
-    // for that fill (bounded by the upstream's response timeout), then look again.
-    let mut fill = None;
-    if matches!(decision, super::cache::Before::Forward) && c.cache.store {
-        match w.fills.begin(&c.cache.key) {
-            crate::cache::FillTicket::Leader(guard) => fill = Some(guard),
-            crate::cache::FillTicket::Follower(wait) => {
-                let bound = route.timeout.unwrap_or(limits.request_timeout);
-                let _ = monoio::time::timeout(bound, wait).await;
-                c.extra.truncate(extra_len);
-                decision = look(c, Instant::now());
-            }
-        }
-    }
-    if let super::cache::Before::Answered = decision {
-        consume_request(c, &meta, head);
-        let status = std::str::from_utf8(&c.obuf[9..12])
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(200);
-        let mut bytes = c.obuf.len() as u64;
-        if c.cache.refresh {
-            // Served stale within stale-while-revalidate: fetch it again behind the
-            // answer, not before it.
-            super::refresh::spawn(
-                w,
-                super::refresh::Refresh {
-                    pipeline: pl.clone(),
-                    route: ri,
-                    ctx: c.cache.for_refresh(),
-                    identity: identity.clone(),
-                    peer: c.peer.clone(),
-                    request_id: c.reqid.clone(),
-                },
-            );
-        }
-        let mut ok = write_all(&mut c.stream, &mut c.obuf).await.is_ok();
-        if let Some(body) = c.cache.answer_body.take() {
-            bytes += body.len() as u64;
-            ok = ok
-                && match body {
-                    Body::Bytes(b, at) => {
-                        crate::http::io::write_shared(&mut c.stream, b, at as usize).await
-                    }
-                    Body::File(f) => {
-                        send_file(&mut c.stream, f.fd(), f.len(), w.blocking_sockets).await
-                    }
-                }
-                .is_ok();
-        }
-        if ok {
-            super::cache::promote(w, &mut c.cache);
-        }
-        w.counters.count_status(status);
-        log(w, c, status, &route.id, "cache", bytes, started);
-        return keep_if_answered && ok;
+        Flow::Served => return serve_answer(w, c, &meta, head, route, keep_if_answered).await,
     }
 
     let max_body = route.max_body_bytes.unwrap_or(limits.max_body_bytes);
@@ -291,50 +189,17 @@ pub async fn handle(
                 head,
                 413,
                 "request body too large",
-                started,
                 Some(route),
             )
             .await;
         }
     }
-
     // A chunked body whose first bytes came with the head is checked before anything
     // goes upstream: a malformed one is refused here, and the upstream never sees a
     // head whose body then breaks off.
     if meta.body == BodyFraming::Chunked {
-        let mut dec = ChunkedDecoder::new();
-        let mut at = head.head_len;
-        while at < c.rbuf.len() {
-            match dec.step(&c.rbuf[at..]) {
-                Ok((_, ChunkEvent::Done)) => break,
-                Ok((used, _)) => at += used,
-                Err(_) => {
-                    return reject(
-                        w,
-                        c,
-                        &meta,
-                        head,
-                        400,
-                        "invalid chunked request body",
-                        started,
-                        Some(route),
-                    )
-                    .await
-                }
-            }
-            if dec.body_bytes > max_body {
-                return reject(
-                    w,
-                    c,
-                    &meta,
-                    head,
-                    413,
-                    "request body too large",
-                    started,
-                    Some(route),
-                )
-                .await;
-            }
+        if let Some((status, message)) = check_first_chunks(&c.rbuf[head.head_len..], max_body) {
+            return reject(w, c, &meta, head, status, message, Some(route)).await;
         }
     }
 
@@ -350,21 +215,16 @@ pub async fn handle(
         .and_then(|h| head.header(&c.rbuf, h))
         .map(<[u8]>::to_vec);
     c.ubuf.clear();
-    // A stale entry is revalidated with its validators (none when the client sent
-    // conditionals of its own).
-    c.scratch.clear();
-    if c.cache.stale.is_some() {
-        super::cache::validators(&mut c.cache, head, &c.rbuf, &mut c.scratch);
-    }
+    stack::upstream_request(&mut c.cx, head, &c.rbuf);
     let outbound = forward::Outbound {
         route,
         peer: &c.peer,
-        request_id: &c.reqid,
+        request_id: &c.cx.request_id,
         upstream_host: &up.cfg.servers[0].label,
-        identity: identity.as_deref(),
+        identity: c.cx.identity.as_deref(),
         strip_credentials: (route.auth != crate::config::AuthMode::None)
             .then(|| pl.auth.api_key_header()),
-        extra_fields: &c.scratch,
+        extra_fields: &c.cx.upstream_fields,
     };
     forward::upstream_request(&mut c.ubuf, head, &c.rbuf, &outbound);
     // The head is fully used: from here on `head` must not be read (its spans would
@@ -405,7 +265,7 @@ pub async fn handle(
     if let Err(e) = outcome {
         p.keep_client = false;
         let stale = if !p.resp_started && e.status().is_some_and(|s| s >= 500) {
-            super::cache::stale_on_error(&c.cache, &mut c.obuf, &c.reqid, &c.extra)
+            stack::upstream_failed(&c.cx, &mut c.obuf)
         } else {
             None
         };
@@ -422,11 +282,11 @@ pub async fn handle(
                     &mut c.obuf,
                     status,
                     e.public_message(),
-                    &c.reqid,
+                    &c.cx.request_id,
                     &date,
                     true,
                     meta.method == Method::Head,
-                    &c.extra,
+                    &c.cx.extra,
                 );
                 p.bytes_out = c.obuf.len() as u64;
                 let _ = write_all(&mut c.stream, &mut c.obuf).await;
@@ -435,30 +295,76 @@ pub async fn handle(
         if w.cfg.log.level >= crate::config::LogLevel::Debug {
             eprintln!(
                 "ringgate: request {} failed: {e}",
-                String::from_utf8_lossy(&c.reqid)
+                String::from_utf8_lossy(&c.cx.request_id)
             );
         }
     }
-    super::cache::after(w, &c.cache, p.status);
-    // A body kept for storing whose response failed part-way is never stored.
-    c.cache.discard_body();
-    if let Some(guard) = fill {
-        // Followers look the key up again whatever happened; a failed fill (the guard
-        // dropped on error) sends them upstream themselves.
-        if outcome_ok {
-            guard.finish(crate::cache::FillOutcome::Stored);
-        }
-    }
+    stack::done(w, &mut c.cx, p.status, outcome_ok);
     w.counters.count_status(p.status);
     let label = p
         .server
         .map(|s| up.cfg.servers[s].label.as_str())
         .unwrap_or("");
-    log(w, c, p.status, &route.id, label, p.bytes_out, started);
+    log(w, c, p.status, &route.id, label, p.bytes_out);
     // Answered (or failed) while the client may still be sending its body: the close
     // must not reset the connection under the answer.
-    c.linger = !p.keep_client && !p.body_done;
+    c.cx.linger = !p.keep_client && !p.body_done;
     p.keep_client
+}
+
+/// A stage's complete answer (`c.obuf`, then the cache's body if it is written
+/// separately): write it, then the done phase.
+async fn serve_answer(
+    w: &Rc<Local>,
+    c: &mut Downstream,
+    meta: &ReqMeta,
+    head: &RequestHead,
+    route: &RouteConfig,
+    keep_if_answered: bool,
+) -> bool {
+    consume_request(c, meta, head);
+    let status = std::str::from_utf8(&c.obuf[9..12])
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
+    let mut bytes = c.obuf.len() as u64;
+    let mut ok = write_all(&mut c.stream, &mut c.obuf).await.is_ok();
+    if let Some(body) = c.cx.cache.answer_body.take() {
+        bytes += body.len() as u64;
+        ok = ok
+            && match body {
+                Body::Bytes(b, at) => {
+                    crate::http::io::write_shared(&mut c.stream, b, at as usize).await
+                }
+                Body::File(f) => {
+                    send_file(&mut c.stream, f.fd(), f.len(), w.blocking_sockets).await
+                }
+            }
+            .is_ok();
+    }
+    stack::done(w, &mut c.cx, status, ok);
+    w.counters.count_status(status);
+    log(w, c, status, &route.id, "cache", bytes);
+    keep_if_answered && ok
+}
+
+/// A chunked body's first bytes, received with the head: `Some` (status, message) if
+/// their framing is already broken (400) or their data already exceeds `max_body`
+/// (413).
+fn check_first_chunks(bytes: &[u8], max_body: u64) -> Option<(u16, &'static str)> {
+    let mut dec = ChunkedDecoder::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        match dec.step(&bytes[at..]) {
+            Ok((_, ChunkEvent::Done)) => break,
+            Ok((used, _)) => at += used,
+            Err(_) => return Some((400, "invalid chunked request body")),
+        }
+        if dec.body_bytes > max_body {
+            return Some((413, "request body too large"));
+        }
+    }
+    None
 }
 
 pub(super) fn pick_split(w: &Local, parts: &[(usize, u32)]) -> usize {
@@ -473,28 +379,21 @@ pub(super) fn pick_split(w: &Local, parts: &[(usize, u32)]) -> usize {
     parts[0].0
 }
 
-fn log(
-    w: &Local,
-    c: &Downstream,
-    status: u16,
-    route: &str,
-    upstream: &str,
-    bytes_out: u64,
-    started: Instant,
-) {
+fn log(w: &Local, c: &Downstream, status: u16, route: &str, upstream: &str, bytes_out: u64) {
     if !w.log_sink.enabled() {
         return;
     }
-    let (method, path) = match memchr::memchr(b' ', &c.logline) {
-        Some(i) => (&c.logline[..i], &c.logline[i + 1..]),
-        None => (&c.logline[..], &b""[..]),
+    let cx = &c.cx;
+    let (method, path) = match memchr::memchr(b' ', &cx.logline) {
+        Some(i) => (&cx.logline[..i], &cx.logline[i + 1..]),
+        None => (&cx.logline[..], &b""[..]),
     };
     w.log(&Entry {
         unix_ms: SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis()),
         worker: w.id,
-        request_id: &c.reqid,
+        request_id: &cx.request_id,
         client: &c.peer.ip,
         method,
         path,
@@ -502,29 +401,13 @@ fn log(
         route,
         upstream,
         bytes_out,
-        duration_us: started.elapsed().as_micros() as u64,
+        duration_us: cx.started.elapsed().as_micros() as u64,
     });
 }
 
-/// A stage answered the request itself.
-async fn answer(
-    w: &Rc<Local>,
-    c: &mut Downstream,
-    meta: &ReqMeta,
-    head: &RequestHead,
-    a: super::auth::Answer,
-    started: Instant,
-    route: &RouteConfig,
-) -> bool {
-    c.extra.clear();
-    c.extra.extend_from_slice(&a.headers);
-    reject(w, c, meta, head, a.status, &a.message, started, Some(route)).await
-}
-
-/// Answer a request without going upstream (with `c.extra` as extra header lines). A
-/// request body still unread makes the connection unusable afterwards, so it is closed
-/// then.
-#[allow(clippy::too_many_arguments)]
+/// Answer a request without going upstream (with `c.cx.extra` as extra header lines).
+/// A request body still unread makes the connection unusable afterwards, so it is
+/// closed then, with a lingering close.
 async fn reject(
     w: &Rc<Local>,
     c: &mut Downstream,
@@ -532,12 +415,11 @@ async fn reject(
     head: &RequestHead,
     status: u16,
     message: &str,
-    started: Instant,
     route: Option<&RouteConfig>,
 ) -> bool {
     let consumed = consume_request(c, meta, head);
     // The body is still arriving: answer, then close with a lingering close.
-    c.linger = !consumed;
+    c.cx.linger = !consumed;
     let keep = consumed && meta.keep_alive && !w.shutdown.is_set();
     c.obuf.clear();
     let date = *w.date.borrow();
@@ -545,24 +427,18 @@ async fn reject(
         &mut c.obuf,
         status,
         message,
-        &c.reqid,
+        &c.cx.request_id,
         &date,
         !keep,
         meta.method == Method::Head,
-        &c.extra,
+        &c.cx.extra,
     );
     let bytes = c.obuf.len() as u64;
     let ok = write_all(&mut c.stream, &mut c.obuf).await.is_ok();
+    // A fill this request leads is let go: its followers go upstream themselves.
+    stack::done(w, &mut c.cx, status, false);
     w.counters.count_status(status);
-    log(
-        w,
-        c,
-        status,
-        route.map_or("", |r| r.id.as_str()),
-        "",
-        bytes,
-        started,
-    );
+    log(w, c, status, route.map_or("", |r| r.id.as_str()), "", bytes);
     keep && ok
 }
 
@@ -1006,28 +882,29 @@ impl Exchange<'_> {
         }
     }
 
-    /// A response that arrived whole with its head (`body` is its range of `buf`), to
-    /// a request the cache stage marked for storing: store it, its arrival time kept
-    /// for the pool and the breaker.
-    fn store_whole(
+    /// Phase 4 for this response: `whole` is its body's range of `buf` when it came
+    /// with the head. The response's end is read from the clock once, here if a stage
+    /// needs it, and shared with the pool and the breaker. Returns whether a stage
+    /// wants the body's bytes as they are relayed.
+    fn body_start(
         &self,
-        c: &Downstream,
+        c: &mut Downstream,
         resp: &ResponseHead,
         buf: &[u8],
-        body: std::ops::Range<usize>,
+        whole: Option<std::ops::Range<usize>>,
+        declared: Option<u64>,
         p: &mut Progress,
-    ) {
-        let now = *p.done_at.insert(Instant::now());
-        let body = &buf[body];
-        super::cache::store(
+    ) -> bool {
+        stack::body_start(
             self.w,
-            &c.cache,
+            &mut c.cx,
             self.route,
             resp,
             buf,
-            body,
-            now.into_std(),
-        );
+            whole,
+            declared,
+            &mut p.done_at,
+        )
     }
 
     /// Send the response head and body to the client. Returns whether the upstream
@@ -1040,31 +917,18 @@ impl Exchange<'_> {
         p: &mut Progress,
     ) -> Result<bool, ProxyError> {
         p.upstream_status = resp.status;
-        // Answers the cache gives instead of the upstream's: the stale entry freshened
-        // by a 304 to its revalidation, or standing in for an error (stale-if-error;
-        // the upstream's body is then not read, so its connection is not reused).
-        // Each is (status, keep the client, upstream connection reusable).
-        let from_cache = if resp.status == 304 && c.cache.revalidating {
-            let keep = self.meta.keep_alive && !self.w.shutdown.is_set() && !p.body_cut;
-            c.obuf.clear();
-            super::cache::revalidated(
-                self.w,
-                &c.cache,
-                self.route,
-                resp,
-                &conn.buf,
-                &mut c.obuf,
-                &c.reqid,
-                &c.extra,
-                keep,
-            )
-            .map(|s| (s, keep, resp.keep_alive && conn.buf.len() == resp.head_len))
-        } else if matches!(resp.status, 500 | 502 | 503 | 504) && c.cache.stale.is_some() {
-            super::cache::stale_on_error(&c.cache, &mut c.obuf, &c.reqid, &c.extra)
-                .map(|s| (s, false, false))
-        } else {
-            None
-        };
+        // A stage may answer in the upstream's place (the cache: a 304 to its
+        // revalidation, or a stale entry standing in for a 5xx).
+        let keep = self.meta.keep_alive && !self.w.shutdown.is_set() && !p.body_cut;
+        let from_cache = stack::response_head(
+            self.w,
+            &c.cx,
+            self.route,
+            resp,
+            &conn.buf,
+            &mut c.obuf,
+            keep,
+        );
         if let Some((status, keep, reusable)) = from_cache {
             p.status = status;
             p.keep_client = keep;
@@ -1089,11 +953,11 @@ impl Exchange<'_> {
             resp,
             &conn.buf,
             self.route,
-            &c.reqid,
+            &c.cx.request_id,
             framing,
             p.keep_client,
             self.meta.version_minor,
-            &c.extra,
+            &c.cx.extra,
             &*self.w.date.borrow(),
         );
         let pos = resp.head_len;
@@ -1110,9 +974,7 @@ impl Exchange<'_> {
         p.resp_started = resp.body != BodyFraming::Chunked;
         match resp.body {
             BodyFraming::Empty => {
-                if c.cache.store {
-                    self.store_whole(c, resp, &conn.buf, 0..0, p);
-                }
+                self.body_start(c, resp, &conn.buf, Some(0..0), None, p);
                 p.bytes_out = c.obuf.len() as u64;
                 write_all(&mut c.stream, &mut c.obuf)
                     .await
@@ -1121,9 +983,8 @@ impl Exchange<'_> {
             }
             BodyFraming::Length(n) => {
                 if avail as u64 >= n {
-                    if c.cache.store {
-                        self.store_whole(c, resp, &conn.buf, pos..pos + n as usize, p);
-                    }
+                    let whole = pos..pos + n as usize;
+                    self.body_start(c, resp, &conn.buf, Some(whole), None, p);
                     if n <= INLINE_BODY {
                         c.obuf.extend_from_slice(&conn.buf[pos..pos + n as usize]);
                         write_all(&mut c.stream, &mut c.obuf)
@@ -1140,9 +1001,9 @@ impl Exchange<'_> {
                     p.bytes_out = c.obuf.len() as u64 + n;
                     return Ok(resp.keep_alive && avail as u64 == n);
                 }
-                let keep = self.keep_body(c, resp, &conn.buf, Some(n));
+                let keep = self.body_start(c, resp, &conn.buf, None, Some(n), p);
                 if keep {
-                    super::cache::keep_body(self.w, &mut c.cache, &conn.buf[pos..]);
+                    stack::body(self.w, &mut c.cx, &conn.buf[pos..]);
                 }
                 c.obuf.extend_from_slice(&conn.buf[pos..]);
                 p.bytes_out = c.obuf.len() as u64;
@@ -1170,7 +1031,7 @@ impl Exchange<'_> {
                     let k = (got as u64).min(remaining) as usize;
                     extra |= got > k;
                     if keep {
-                        super::cache::keep_body(self.w, &mut c.cache, &conn.buf[..k]);
+                        stack::body(self.w, &mut c.cx, &conn.buf[..k]);
                     }
                     write_range(&mut c.stream, &mut conn.buf, 0, k)
                         .await
@@ -1179,17 +1040,17 @@ impl Exchange<'_> {
                     p.bytes_out += k as u64;
                 }
                 if keep {
-                    super::cache::finish_body(self.w, &mut c.cache, self.route, resp);
+                    stack::body_end(self.w, &mut c.cx, self.route, resp);
                 }
                 Ok(resp.keep_alive && !extra)
             }
             BodyFraming::Chunked => {
-                let keep = self.keep_body(c, resp, &conn.buf, None);
+                let keep = self.body_start(c, resp, &conn.buf, None, None, p);
                 let reusable = self
                     .relay_chunked(conn, c, framing, pos, resp.keep_alive, p)
                     .await?;
                 if keep {
-                    super::cache::finish_body(self.w, &mut c.cache, self.route, resp);
+                    stack::body_end(self.w, &mut c.cx, self.route, resp);
                 }
                 Ok(reusable)
             }
@@ -1227,18 +1088,6 @@ impl Exchange<'_> {
         }
     }
 
-    /// A storable response whose body does not come with its head: start keeping a
-    /// copy of the body for the cache (see `super::cache::begin_body`).
-    fn keep_body(
-        &self,
-        c: &mut Downstream,
-        resp: &ResponseHead,
-        buf: &[u8],
-        declared: Option<u64>,
-    ) -> bool {
-        super::cache::begin_body(self.w, &mut c.cache, self.route, resp, buf, declared)
-    }
-
     /// Relay a chunked upstream body: validated, re-framed for a chunked client or
     /// de-chunked for an HTTP/1.0 one. `c.obuf` already holds the response head.
     async fn relay_chunked(
@@ -1264,7 +1113,7 @@ impl Exchange<'_> {
                 match ev {
                     ChunkEvent::Data(r) => {
                         let data = &conn.buf[piece(r)];
-                        super::cache::keep_body(self.w, &mut c.cache, data);
+                        stack::body(self.w, &mut c.cx, data);
                         if chunked {
                             encode_chunk(&mut c.obuf, data);
                         } else {

@@ -17,8 +17,8 @@ use super::stack::Pipeline;
 
 use super::auth::Answer;
 
-/// Run the stage for route `ri`. Rate-limit header lines for the response (if any) are
-/// appended to `out`.
+/// The rate-limit stage's request phase (see `super::stack`) for route `ri`.
+/// Rate-limit header lines for the response (if any) are appended to `out`.
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     w: &Local,

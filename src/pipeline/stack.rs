@@ -15,7 +15,20 @@
 //! comes after both so a cached answer is never served to a caller who would have been
 //! refused or limited.
 //!
-//! Each stage may answer the request itself (an error response) or pass it on.
+//! # Phases
+//!
+//! A stage takes part in a request through phases, in the spirit of Pingora's: each
+//! phase function below says when it runs and what its result means, and runs the
+//! stages that take part in it in [`STACK`] order. The I/O driver
+//! ([`super::proxy`]) calls the phases; it knows no stage by name.
+//!
+//! 1. [`request`]: the head is routed; a stage may answer (an error, a cached
+//!    response) and end the request there.
+//! 2. [`upstream_request`]: fields for the request sent upstream.
+//! 3. [`response_head`] / [`upstream_failed`]: the upstream's head, or its failure; a
+//!    stage may answer in its place.
+//! 4. [`body_start`], 5. [`body`], 6. [`body_end`]: the response body as relayed.
+//! 7. [`done`]: the exchange is over, however it ended.
 //!
 //! # Snapshots and reload
 //!
@@ -31,21 +44,213 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
+use monoio::time::Instant;
+
+use super::auth::Answer;
+use super::context::RequestCtx;
+use super::forward::Peer;
+use super::local::Local;
 use crate::auth::{AuthSettings, Authenticator};
-use crate::config::Config;
+use crate::config::{Config, RouteConfig};
+use crate::http::{RequestHead, ResponseHead};
 use crate::pipeline::route::Router;
 use crate::ratelimit::{PlanId, RateLimitConfig};
 use crate::upstream::UpstreamState;
 
-/// The stages in order, for the docs.
-pub const STAGES: &[&str] = &[
-    "parse+limits",
-    "route",
-    "auth",
-    "rate_limit",
-    "cache",
-    "upstream",
-];
+/// A stage of the request path. Each is a module of `pipeline/` with a function per
+/// phase it takes part in; the functions below run the phases in [`STACK`] order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// [`super::auth`]: verifies the caller's credential (or answers 400/401/403).
+    Auth,
+    /// [`super::ratelimit`]: charges the caller's bucket (or answers 429).
+    RateLimit,
+    /// [`super::cache`]: answers from a stored response, coalesces misses,
+    /// revalidates, stores.
+    Cache,
+}
+
+/// The stages, in the order they run. Why this order is the module's first paragraph.
+/// A new stage is a module with its phase functions, a variant above and a place
+/// here.
+pub const STACK: [Stage; 3] = [Stage::Auth, Stage::RateLimit, Stage::Cache];
+
+/// What a request phase decided.
+pub enum Flow {
+    /// On to the next stage, and after the last one to the upstream.
+    Next,
+    /// Answer with this error; the later stages do not run.
+    Reject(Answer),
+    /// A stage wrote a complete response (the cache: `out`, then
+    /// `cx.cache.answer_body`); the later stages do not run.
+    Served,
+}
+
+/// What the request phase works on.
+pub struct RequestIn<'a> {
+    pub w: &'a Rc<Local>,
+    pub pl: &'a Rc<Pipeline>,
+    pub route: &'a RouteConfig,
+    pub head: &'a RequestHead,
+    pub buf: &'a [u8],
+    pub peer: &'a Peer,
+    /// The connection stays open if a stage answers (nothing of a body is unread).
+    pub keep_if_answered: bool,
+}
+
+/// **Phase 1, request**: the head is parsed and routed (`cx.route`), nothing was sent
+/// upstream. Each stage may answer. `out` receives a stage's complete response.
+pub async fn request(r: &RequestIn<'_>, cx: &mut RequestCtx, out: &mut Vec<u8>) -> Flow {
+    for stage in STACK {
+        let flow = match stage {
+            Stage::Auth => match super::auth::run(r.w, r.pl, r.route, r.head, r.buf) {
+                Ok(identity) => {
+                    cx.identity = identity;
+                    Flow::Next
+                }
+                Err(answer) => Flow::Reject(answer),
+            },
+            Stage::RateLimit => match super::ratelimit::run(
+                r.w,
+                r.pl,
+                cx.route,
+                r.route,
+                cx.identity.as_deref(),
+                r.peer.addr,
+                r.peer.trusted,
+                r.head,
+                r.buf,
+                &mut cx.extra,
+            ) {
+                Ok(()) => Flow::Next,
+                Err(answer) => Flow::Reject(answer),
+            },
+            Stage::Cache => super::cache::request(r, cx, out).await,
+        };
+        if !matches!(flow, Flow::Next) {
+            return flow;
+        }
+    }
+    Flow::Next
+}
+
+/// **Phase 2, upstream request**: the request is going upstream; stages add header
+/// lines to `cx.upstream_fields` (the cache: its validators for a stale entry).
+pub fn upstream_request(cx: &mut RequestCtx, head: &RequestHead, buf: &[u8]) {
+    for stage in STACK {
+        if stage == Stage::Cache && cx.cache.stale.is_some() {
+            super::cache::validators(&mut cx.cache, head, buf, &mut cx.upstream_fields);
+        }
+    }
+}
+
+/// **Phase 3, response head**: the upstream's final head is in `buf`. A stage may
+/// answer in its place (the cache: the stale entry freshened by a 304 to its
+/// revalidation, or standing in for a 5xx within `stale-if-error`), writing the
+/// whole answer to `out`: returns (status, keep the client, upstream connection
+/// reusable).
+#[allow(clippy::too_many_arguments)]
+pub fn response_head(
+    w: &Local,
+    cx: &RequestCtx,
+    route: &RouteConfig,
+    resp: &ResponseHead,
+    buf: &[u8],
+    out: &mut Vec<u8>,
+    keep_alive: bool,
+) -> Option<(u16, bool, bool)> {
+    let mut answer = None;
+    for stage in STACK {
+        if stage == Stage::Cache && answer.is_none() {
+            answer = super::cache::response_head(w, cx, route, resp, buf, out, keep_alive);
+        }
+    }
+    answer
+}
+
+/// **Phase 3b, upstream failed**: no usable answer came (a connection error, a
+/// timeout). A stage may answer in its place (the cache: a stale entry within
+/// `stale-if-error`), writing it to `out`; returns its status.
+pub fn upstream_failed(cx: &RequestCtx, out: &mut Vec<u8>) -> Option<u16> {
+    let mut status = None;
+    for stage in STACK {
+        if stage == Stage::Cache && status.is_none() {
+            status = super::cache::stale_on_error(&cx.cache, out, &cx.request_id, &cx.extra);
+        }
+    }
+    status
+}
+
+/// **Phase 4, response body starts**: the head is relayed. `whole` is the whole body
+/// when it came with the head (then there is no phase 5 or 6); else `declared` is its
+/// Content-Length, if any. `received_at` is the response's end, read from the clock
+/// by the first stage that needs it. Returns whether a stage wants the body's bytes
+/// (phase 5).
+#[allow(clippy::too_many_arguments)]
+pub fn body_start(
+    w: &Local,
+    cx: &mut RequestCtx,
+    route: &RouteConfig,
+    resp: &ResponseHead,
+    buf: &[u8],
+    whole: Option<std::ops::Range<usize>>,
+    declared: Option<u64>,
+    received_at: &mut Option<Instant>,
+) -> bool {
+    let mut wants = false;
+    for stage in STACK {
+        if stage == Stage::Cache && cx.cache.store {
+            match &whole {
+                Some(body) => {
+                    super::cache::store(
+                        w,
+                        &cx.cache,
+                        route,
+                        resp,
+                        buf,
+                        &buf[body.clone()],
+                        received_at.get_or_insert_with(Instant::now).into_std(),
+                    );
+                }
+                None => {
+                    wants |= super::cache::begin_body(w, &mut cx.cache, route, resp, buf, declared)
+                }
+            }
+        }
+    }
+    wants
+}
+
+/// **Phase 5, response body**: a piece of the body as relayed (de-chunked).
+#[inline]
+pub fn body(w: &Local, cx: &mut RequestCtx, data: &[u8]) {
+    for stage in STACK {
+        if stage == Stage::Cache {
+            super::cache::keep_body(w, &mut cx.cache, data);
+        }
+    }
+}
+
+/// **Phase 6, response body ends**: all of the body was relayed.
+pub fn body_end(w: &Local, cx: &mut RequestCtx, route: &RouteConfig, resp: &ResponseHead) {
+    for stage in STACK {
+        if stage == Stage::Cache {
+            super::cache::finish_body(w, &mut cx.cache, route, resp);
+        }
+    }
+}
+
+/// **Phase 7, done**: the exchange is over (`status` is what the client got, `ok`
+/// whether it completed). Runs for every request that reached phase 1, whatever
+/// happened, in reverse stack order (the last stage to see the request is the first
+/// to let go of it).
+pub fn done(w: &Local, cx: &mut RequestCtx, status: u16, ok: bool) {
+    for stage in STACK.iter().rev() {
+        if *stage == Stage::Cache {
+            super::cache::done(w, cx, status, ok);
+        }
+    }
+}
 
 /// What a worker serves requests with, from one configuration.
 pub struct Pipeline {
