@@ -51,11 +51,17 @@ fn main() -> ExitCode {
 }
 
 fn check(path: &std::path::Path) -> anyhow::Result<()> {
+    // `Config::load` builds everything start uses (keys included); what is left is
+    // what depends on this host: the io_uring driver, when it is required.
     let cfg = Config::load(path)?;
     print!("{}", validate::summary(&cfg));
     if cfg.server.io_driver != IoDriver::Epoll {
         match ringgate::runtime::driver::probe_uring(cfg.server.uring_entries) {
             Ok(()) => println!("io_uring: available on this host"),
+            Err(e) if cfg.server.io_driver == IoDriver::IoUring => anyhow::bail!(
+                "{}: server.io_driver = \"io_uring\" but io_uring is not available on this host ({e}); use \"auto\" or \"epoll\"",
+                path.display()
+            ),
             Err(e) => println!("io_uring: NOT available on this host ({e}); auto uses epoll"),
         }
     }

@@ -22,17 +22,16 @@ pub use driver::ActiveDriver;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("{0}")]
+    // An I/O error is either a `source` or part of the message, never both: `main`
+    // prints the chain, and a cause written in both places would print twice.
+    /// The message names the address and the OS error (see `listener::bind_all`).
+    #[error(transparent)]
     Listen(std::io::Error),
     #[error("io_driver = \"io_uring\" but io_uring is not available here ({0}); use \"auto\" or \"epoll\"")]
     UringUnavailable(String),
     #[error("worker {worker} failed to start: {message}")]
     Worker { worker: usize, message: String },
-    #[error("auth: {0}")]
-    Auth(#[from] crate::auth::AuthConfigError),
-    #[error("rate limiting: {0}")]
-    RateLimit(#[from] crate::ratelimit::RateLimitError),
-    #[error("cannot open access log {path}: {source}")]
+    #[error("cannot open access log {path}")]
     AccessLog {
         path: String,
         source: std::io::Error,
@@ -68,14 +67,17 @@ impl Gateway {
             listener::bind_all(&cfg.server.listen, workers).map_err(StartError::Listen)?;
         let log_sink = crate::telemetry::access_log::open(&cfg.log.access_log).map_err(|e| {
             StartError::AccessLog {
-                path: format!("{:?}", cfg.log.access_log),
+                path: match &cfg.log.access_log {
+                    crate::config::AccessLog::File(p) => p.display().to_string(),
+                    other => format!("{other:?}"),
+                },
                 source: e,
             }
         })?;
-        let limits = Arc::new(crate::ratelimit::RateLimitConfig::from_config(&cfg)?);
-        // Keys are read from the environment and files once, here, so a missing secret
-        // stops the start instead of failing requests.
-        let auth = Arc::new(crate::auth::AuthSettings::load(&cfg.auth)?);
+        // Typed by validation, keys already loaded: a missing secret has stopped
+        // `Config::load` (and `ringgate check`) before anything here ran.
+        let limits = cfg.limits.clone();
+        let auth = cfg.auth_keys.clone();
         // One gossip endpoint per worker: rate-limit counts travel between workers on
         // these channels every sync_interval, never per request.
         let mut endpoints = crate::ratelimit::Mesh::new(workers)
