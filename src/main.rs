@@ -22,6 +22,11 @@ struct Cli {
     /// Configuration file.
     #[arg(long, short, global = true, default_value = "config/gateway.toml")]
     config: PathBuf,
+    /// Share listen addresses another process already serves (zero-downtime upgrade:
+    /// start the new gateway with this, then SIGTERM the old one). Without it, an
+    /// address in use refuses the start. Same as `server.takeover = true`.
+    #[arg(long)]
+    takeover: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -39,7 +44,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Check) => check(&cli.config),
         Some(Command::Demo) => demo(),
-        None => serve(&cli.config),
+        None => serve(&cli.config, cli.takeover),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -69,8 +74,9 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn serve(path: &std::path::Path) -> anyhow::Result<()> {
-    let cfg = Config::load(path)?;
+fn serve(path: &std::path::Path, takeover: bool) -> anyhow::Result<()> {
+    let mut cfg = Config::load(path)?;
+    cfg.server.takeover |= takeover;
     let signals = signals()?;
     let gw = start(cfg)?;
     wait_for_signal(gw, signals)

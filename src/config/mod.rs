@@ -52,6 +52,9 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Bodies with at least this many bytes left are spliced; 0 = never.
     pub splice_min_bytes: u64,
+    /// Share listen addresses already served by another process (SO_REUSEPORT), for
+    /// a deliberate zero-downtime takeover; false: such an address refuses the start.
+    pub takeover: bool,
     pub limits: Limits,
     pub tls: Option<file::FileTls>,
 }

@@ -335,6 +335,7 @@ fn server(cx: &Cx, file: &FileConfig) -> Result<ServerConfig, ConfigError> {
         io_driver,
         uring_entries,
         splice_min_bytes: s.splice_min_bytes,
+        takeover: s.takeover,
         max_connections: cx.positive("server.max_connections", &s.max_connections)?,
         graceful_shutdown: cx.secs("server.graceful_shutdown_s", &s.graceful_shutdown_s, true)?,
         trusted_proxies,

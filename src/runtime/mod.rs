@@ -31,6 +31,10 @@ pub enum StartError {
     UringUnavailable(String),
     #[error("worker {worker} failed to start: {message}")]
     Worker { worker: usize, message: String },
+    #[error("{addr} is already served by another process (another ringgate?); stop it, listen elsewhere, or take it over deliberately with --takeover (server.takeover = true), which shares the address for a zero-downtime upgrade")]
+    AddressInUse { addr: SocketAddr },
+    #[error("nothing to listen on: server.listen is empty")]
+    NoListener,
     #[error("cannot open access log {path}")]
     AccessLog {
         path: String,
@@ -63,6 +67,18 @@ impl Gateway {
             n => n,
         };
         let driver = driver::choose(cfg.server.io_driver, cfg.server.uring_entries)?;
+        if cfg.server.listen.is_empty() {
+            return Err(StartError::NoListener);
+        }
+        // Before any worker binds: SO_REUSEPORT would let us share an address another
+        // process serves, taking part of its traffic, unless that is the intent.
+        if !cfg.server.takeover {
+            for &addr in &cfg.server.listen {
+                if listener::already_served(addr).map_err(StartError::Listen)? {
+                    return Err(StartError::AddressInUse { addr });
+                }
+            }
+        }
         let (sockets, addrs) =
             listener::bind_all(&cfg.server.listen, workers).map_err(StartError::Listen)?;
         let log_sink = crate::telemetry::access_log::open(&cfg.log.access_log).map_err(|e| {
