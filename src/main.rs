@@ -91,6 +91,14 @@ fn signals() -> anyhow::Result<signal_hook::iterator::Signals> {
 }
 
 fn start(cfg: Config) -> anyhow::Result<Gateway> {
+    // The same lines `check` lists: accepted, not served.
+    for line in validate::not_yet_active(&cfg) {
+        let line = line.split_whitespace().collect::<Vec<_>>().join(" ");
+        eprintln!(
+            "ringgate: warning: {line}: parsed and checked, {}: nothing is served for it",
+            validate::NOT_YET_ACTIVE
+        );
+    }
     let requested = cfg.server.io_driver;
     let gw = Gateway::start(cfg).context("cannot start")?;
     let why = match (requested, gw.driver()) {

@@ -457,3 +457,54 @@ fn a_missing_file_names_its_cause_once() {
         );
     }
 }
+
+// ---- accepted but not served: start says so, as check does ---------------------------
+
+#[test]
+fn tls_and_admin_not_yet_active_are_warned_at_start_as_in_check() {
+    use std::io::BufRead;
+    let text = valid_any_port().replace(
+        "[[upstreams]]",
+        "[server.tls]\nlisten = [\"127.0.0.1:0\"]\n[[server.tls.certificates]]\n\
+         cert_file = \"api.crt\"\nkey_file = \"api.key\"\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\n\n[[upstreams]]",
+    );
+    let text = text.replace(
+        "upstream = \"app\"\n",
+        "upstream = \"app\"\nauth = \"none\"\n",
+    );
+    let path = temp_file("inactive.toml", &text);
+    let p = path.to_str().unwrap();
+    let check = ringgate_env(&["check", "--config", p], &[]);
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{check:?}");
+    assert!(stdout.contains("parsed and checked, not yet active:\n  TLS           [server.tls] listen 127.0.0.1:0, 1 certificate(s): api.crt\n  admin         [admin] 127.0.0.1:0, token from $GATEWAY_ADMIN_TOKEN\n"), "{stdout}");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringgate"))
+        .args(["--config", p])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run ringgate");
+    let mut lines = Vec::new();
+    for line in std::io::BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let done = line.contains("listening on");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(
+        lines[..2],
+        [
+            "ringgate: warning: TLS [server.tls] listen 127.0.0.1:0, 1 certificate(s): api.crt: parsed and checked, not yet active: nothing is served for it",
+            "ringgate: warning: admin [admin] 127.0.0.1:0, token from $GATEWAY_ADMIN_TOKEN: parsed and checked, not yet active: nothing is served for it",
+        ],
+        "{lines:#?}"
+    );
+    assert!(lines[2].contains("listening on"), "{lines:#?}");
+}

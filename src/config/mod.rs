@@ -80,6 +80,8 @@ pub struct Limits {
 pub struct AdminConfig {
     pub listen: SocketAddr,
     pub token_env: String,
+    /// The file writes `[admin]` (not only its defaults): the admin API is asked for.
+    pub requested: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

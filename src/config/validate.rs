@@ -43,7 +43,7 @@ use super::{
     PathMatch, RouteCache, RouteConfig, RouteTarget, ServerConfig, UpstreamConfig, UpstreamServer,
 };
 pub use error::{ConfigError, Site};
-pub use summary::summary;
+pub use summary::{not_yet_active, summary, NOT_YET_ACTIVE};
 
 /// Parse `text` (TOML) and validate it into a [`Config`]; `origin` names the file in
 /// error messages.
@@ -246,6 +246,8 @@ fn build(cx: &Cx, file: FileConfig) -> Result<Config, ConfigError> {
     let admin = AdminConfig {
         listen: cx.socket_addr("admin.listen", &file.admin.listen)?,
         token_env: file.admin.token_env.clone(),
+        requested: file.admin.listen.span() != (0..0)
+            || file.admin.token_env != super::file::FileAdmin::default().token_env,
     };
     listener_clashes(cx, &file)?;
     let log = log(cx, &file)?;

@@ -99,6 +99,7 @@ fn spec_parses_and_maps_to_typed_values() {
     assert_eq!(s.limits.request_timeout, Duration::from_secs(60));
     assert_eq!(cfg.admin.listen, "127.0.0.1:9901".parse().unwrap());
     assert_eq!(cfg.admin.token_env, "GATEWAY_ADMIN_TOKEN");
+    assert!(cfg.admin.requested, "the reference file writes [admin]");
     assert_eq!(cfg.log.access_log, AccessLog::Stdout);
     assert_eq!(cfg.log.level, LogLevel::Info);
 
@@ -355,6 +356,7 @@ fn minimal_file_gets_spec_defaults() {
         full.server.limits.request_timeout
     );
     assert_eq!(cfg.admin.listen, full.admin.listen);
+    assert!(!cfg.admin.requested, "no [admin]: nothing to warn about");
     assert_eq!(cfg.log.access_log, AccessLog::Stdout);
     assert!(cfg.auth.jwt.keys.is_empty());
     // No [plans] at all: the three plans of the spec.
@@ -421,7 +423,9 @@ fn shipped_config_files_validate() {
 
 #[test]
 fn summary_names_everything_and_no_secret() {
-    let cfg = ok(SPEC_UNCOMMENTED);
+    let cfg = ok(&format!(
+        "[admin]\ntoken_env = \"GATEWAY_ADMIN_TOKEN\"\nlisten = \"127.0.0.1:9901\"\n{SPEC_UNCOMMENTED}"
+    ));
     let text = summary(&cfg);
     for needle in [
         "127.0.0.1:8080",
