@@ -508,3 +508,68 @@ fn tls_and_admin_not_yet_active_are_warned_at_start_as_in_check() {
     );
     assert!(lines[2].contains("listening on"), "{lines:#?}");
 }
+
+// ---- the shipped files and the commands they document ---------------------------------
+
+/// Every `ringgate ...` command written in a shipped file's comments (`# ringgate ...`,
+/// or after a `:` as in "Check a file ...:   ringgate check ...").
+fn documented_commands(text: &str) -> Vec<Vec<String>> {
+    text.lines()
+        .filter_map(|l| l.trim_start().strip_prefix('#'))
+        .filter_map(|l| l.find("ringgate ").map(|i| &l[i..]))
+        // Prose that names a command quotes it; a command line is written bare.
+        .filter(|c| !c.contains('`'))
+        .filter(|c| {
+            let first = c.split_whitespace().nth(1).unwrap_or("");
+            first.starts_with('-') || ["check", "demo"].contains(&first) || first == "run"
+        })
+        .map(|c| c.split_whitespace().skip(1).map(str::to_owned).collect())
+        .collect()
+}
+
+#[test]
+fn every_shipped_config_checks_and_documents_real_commands() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<PathBuf> = ["config", "config/examples"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(root.join(d)).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 4, "{files:?}");
+    let mut commands = 0;
+    for path in &files {
+        // Secrets get placeholders, as a deployment would give real ones.
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringgate"));
+        cmd.current_dir(&root)
+            .args(["check", "--config", path.to_str().unwrap()])
+            .env("JWT_SECRET", PLACEHOLDER_SECRET)
+            .env("RINGGATE_DEMO_JWT_SECRET", PLACEHOLDER_SECRET);
+        let out = run_briefly(cmd);
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Each documented command is one the CLI accepts (`--help` stops it there).
+        for args in documented_commands(&std::fs::read_to_string(path).unwrap()) {
+            commands += 1;
+            let out = Command::new(env!("CARGO_BIN_EXE_ringgate"))
+                .current_dir(&root)
+                .args(&args)
+                .arg("--help")
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}: `ringgate {}` is not a command: {}",
+                path.display(),
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    assert!(commands >= 3, "found only {commands} documented commands");
+}
