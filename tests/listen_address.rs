@@ -66,7 +66,7 @@ fn the_binary_refuses_a_served_address_and_takes_over_when_told() {
     let first = Gw::simple(IoDriver::Epoll, &origin);
     let addr = first.addr;
     let text = without_auth(&simple_config(&origin, ""))
-        + &format!("[server]\nlisten = [\"{addr}\"]\nworkers = 1\npin_workers = false\n[log]\naccess_log = \"off\"\n[admin]\nlisten = \"127.0.0.1:0\"\n");
+        + &format!("[server]\nlisten = [\"{addr}\"]\nworkers = 1\npin_workers = false\n[log]\naccess_log = \"off\"\n");
     let dir = std::env::temp_dir().join(format!("ringgate-listen-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("second.toml");
