@@ -23,6 +23,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(flatten)]
     config: ConfigArg,
+    /// Share listen addresses another process already serves (zero-downtime upgrade:
+    /// start the new gateway with this, then SIGTERM the old one). Without it, an
+    /// address in use refuses the start. Same as `server.takeover = true`.
+    #[arg(long)]
+    takeover: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -55,7 +60,7 @@ fn main() -> ExitCode {
             "demo runs with its own configuration (config/demo.toml); --config is not used"
         )),
         Some(Command::Demo(args)) => demo(&args),
-        None => serve(&path(outer)),
+        None => serve(&path(outer), cli.takeover),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -67,11 +72,17 @@ fn main() -> ExitCode {
 }
 
 fn check(path: &std::path::Path) -> anyhow::Result<()> {
+    // `Config::load` builds everything start uses (keys included); what is left is
+    // what depends on this host: the io_uring driver, when it is required.
     let cfg = Config::load(path)?;
     print!("{}", validate::summary(&cfg));
     if cfg.server.io_driver != IoDriver::Epoll {
         match ringgate::runtime::driver::probe_uring(cfg.server.uring_entries) {
             Ok(()) => println!("io_uring: available on this host"),
+            Err(e) if cfg.server.io_driver == IoDriver::IoUring => anyhow::bail!(
+                "{}: server.io_driver = \"io_uring\" but io_uring is not available on this host ({e}); use \"auto\" or \"epoll\"",
+                path.display()
+            ),
             Err(e) => println!("io_uring: NOT available on this host ({e}); auto uses epoll"),
         }
     }
@@ -79,8 +90,9 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn serve(path: &std::path::Path) -> anyhow::Result<()> {
-    let cfg = Config::load(path)?;
+fn serve(path: &std::path::Path, takeover: bool) -> anyhow::Result<()> {
+    let mut cfg = Config::load(path)?;
+    cfg.server.takeover |= takeover;
     let signals = signals()?;
     let gw = start(cfg)?;
     wait_for_signal(gw, signals, Some(path))
@@ -122,6 +134,14 @@ fn reload(gw: &Gateway, path: &std::path::Path) {
 }
 
 fn start(cfg: Config) -> anyhow::Result<Gateway> {
+    // The same lines `check` lists: accepted, not served.
+    for line in validate::not_yet_active(&cfg) {
+        let line = line.split_whitespace().collect::<Vec<_>>().join(" ");
+        eprintln!(
+            "ringgate: warning: {line}: parsed and checked, {}: nothing is served for it",
+            validate::NOT_YET_ACTIVE
+        );
+    }
     let requested = cfg.server.io_driver;
     let gw = Gateway::start(cfg).context("cannot start")?;
     let why = match (requested, gw.driver()) {
@@ -176,13 +196,11 @@ fn wait_for_signal(
 
 fn demo(args: &cli::demo::DemoArgs) -> anyhow::Result<()> {
     use cli::demo;
-    // A signing secret made up for this run, handed to the gateway the way a real
-    // deployment would: through the environment variable the config names. Set before
-    // any thread starts.
+    // A signing secret made up for this run, handed to the configuration as the value
+    // of the environment variable it names (the process environment is not changed).
     let secret = demo::fresh_secret();
-    std::env::set_var(demo::SECRET_ENV, &secret);
     let creds = demo::Credentials::mint(&secret);
-    let mut cfg = args.config()?;
+    let mut cfg = args.config(&secret)?;
     let signals = signals()?;
     let [users, orders, products] = args.backend_ports(&cfg);
     let services = demo::DemoServices::start(users, orders, products).with_context(|| {

@@ -49,6 +49,77 @@ fn ringgate(args: &[&str]) -> Output {
         .expect("run ringgate")
 }
 
+/// `ringgate ARGS` with `env` set and every variable this file's tests name unset.
+fn ringgate_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringgate"));
+    cmd.args(args).env_remove("JWT_SECRET").env_remove(ABSENT);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    run_briefly(cmd)
+}
+
+/// Run a command that is expected to exit by itself (`check`, or a start that fails);
+/// one that is still running after 20 s (a start that succeeded) is stopped and its
+/// output returned with a failed status.
+fn run_briefly(mut cmd: Command) -> Output {
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ringgate");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// A variable no test sets.
+const ABSENT: &str = "RG_CONFIG_ERRORS_ABSENT_SECRET";
+
+/// `ringgate check --config FILE` and `ringgate --config FILE` (start) on `text`, with
+/// `env` set: (check, start).
+fn check_and_start(name: &str, text: &str, env: &[(&str, &str)]) -> (Output, Output) {
+    let path = temp_file(name, text);
+    let p = path.to_str().unwrap();
+    let check = ringgate_env(&["check", "--config", p], env);
+    let start = ringgate_env(&["--config", p], env);
+    let _ = std::fs::remove_file(&path);
+    (check, start)
+}
+
+/// Both refused, each with every needle on stderr, and start's message names its
+/// cause once.
+fn both_refuse(check: &Output, start: &Output, needles: &[&str]) {
+    for (what, out) in [("check", check), ("start", start)] {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{what} accepted it\nstdout: {}\nstderr: {stderr}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(!stderr.contains("listening on"), "{what} started: {stderr}");
+        for n in needles {
+            assert_eq!(
+                stderr.matches(n).count(),
+                1,
+                "{what}: {n:?} not once in: {stderr}"
+            );
+        }
+    }
+}
+
+/// VALID on an OS-chosen port, so a start that wrongly succeeds cannot clash.
+fn valid_any_port() -> String {
+    VALID.replace("127.0.0.1:8080", "127.0.0.1:0")
+}
+
 fn temp_file(name: &str, text: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("ringgate-tests-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -57,10 +128,14 @@ fn temp_file(name: &str, text: &str) -> PathBuf {
     path
 }
 
+/// A placeholder for every `secret_env` variable of the shipped files.
+const PLACEHOLDER_SECRET: &str = "placeholder-secret-0123456789abcdef0123456789";
+
 #[test]
 fn the_reference_configuration_parses() {
     let text = std::fs::read_to_string(spec_path()).unwrap();
-    let cfg = Config::parse(&text, "gateway.toml").unwrap_or_else(|e| panic!("{e}"));
+    let env = |_: &str| Some(std::ffi::OsString::from(PLACEHOLDER_SECRET));
+    let cfg = Config::parse_with_env(&text, "gateway.toml", &env).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cfg.routes.len(), 2);
     assert_eq!(cfg.upstreams.len(), 2);
     Config::parse(VALID, "valid.toml").unwrap();
@@ -122,7 +197,10 @@ fn bad_listen_address() {
 
 #[test]
 fn check_accepts_the_reference_configuration() {
-    let out = ringgate(&["check", "--config", spec_path().to_str().unwrap()]);
+    let out = ringgate_env(
+        &["check", "--config", spec_path().to_str().unwrap()],
+        &[("JWT_SECRET", PLACEHOLDER_SECRET)],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -223,4 +301,275 @@ fn forcing_io_uring_where_unavailable_is_a_start_error() {
         }
         Err(e) => assert!(e.to_string().contains("io_uring"), "{e}"),
     }
+}
+
+// ---- check refuses what start would refuse, one section at a time ----------------------
+
+#[test]
+fn auth_a_missing_secret_stops_check_and_start_alike() {
+    // Lines 1-11: VALID; the key's secret_env is on line 15.
+    let text = format!(
+        "{}[[auth.jwt.keys]]\nkid = \"hs-1\"\nalgorithm = \"HS256\"\nsecret_env = \"{ABSENT}\"\n",
+        valid_any_port()
+    );
+    let (check, start) = check_and_start("secret.toml", &text, &[]);
+    both_refuse(
+        &check,
+        &start,
+        &[
+            &format!(":15:14: auth.jwt.keys[0].secret_env = \"{ABSENT}\": environment variable {ABSENT} (secret_env) is not set or is empty"),
+            "line 15 | secret_env",
+        ],
+    );
+    // Set, it is accepted; its value is never printed.
+    let secret = "a-secret-that-must-never-be-printed-0123456789";
+    let (check, _) = {
+        let path = temp_file("secret-set.toml", &text);
+        let out = ringgate_env(
+            &["check", "--config", path.to_str().unwrap()],
+            &[(ABSENT, secret)],
+        );
+        let _ = std::fs::remove_file(&path);
+        (out, ())
+    };
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(check.status.success(), "{all}");
+    assert!(all.contains(&format!("secret from ${ABSENT}")), "{all}");
+    assert!(!all.contains(secret), "the secret was printed: {all}");
+}
+
+#[test]
+fn auth_an_unreadable_key_file_stops_check_and_start_alike() {
+    let text = format!(
+        "{}[[auth.jwt.keys]]\nalgorithm = \"RS256\"\npublic_key_file = \"/nonexistent/rs.pub.pem\"\n",
+        valid_any_port()
+    );
+    let (check, start) = check_and_start("keyfile.toml", &text, &[]);
+    both_refuse(
+        &check,
+        &start,
+        &[
+            "auth.jwt.keys[0].public_key_file = \"/nonexistent/rs.pub.pem\": cannot read /nonexistent/rs.pub.pem",
+            "No such file or directory (os error 2)",
+            "line 14",
+        ],
+    );
+}
+
+#[test]
+fn listeners_only_tls_stops_check_and_start_alike() {
+    // TLS is parsed but not served: this file would have listened on nothing.
+    let text = valid_any_port().replace(
+        "listen = [\"127.0.0.1:0\"]\n",
+        "listen = []\n[server.tls]\nlisten = [\"127.0.0.1:0\"]\n[[server.tls.certificates]]\ncert_file = \"c.crt\"\nkey_file = \"c.key\"\n",
+    );
+    let (check, start) = check_and_start("tls-only.toml", &text, &[]);
+    both_refuse(
+        &check,
+        &start,
+        &["server.listen = []: no listener", "line 2"],
+    );
+}
+
+#[test]
+fn rate_limit_a_plan_start_cannot_build_stops_check_and_start_alike() {
+    let text = format!(
+        "[plans.huge]\nrequests_per_minute = 1\nburst = 4294967295\n[rate_limit]\ndefault_plan = \"huge\"\n{}",
+        valid_any_port()
+    );
+    let (check, start) = check_and_start("plan.toml", &text, &[]);
+    both_refuse(
+        &check,
+        &start,
+        &["plans.huge.burst = 4294967295", "too large", "line 2"],
+    );
+}
+
+#[test]
+fn log_an_access_log_start_cannot_open_stops_check_and_start_alike() {
+    let text = format!(
+        "[log]\naccess_log = \"/nonexistent-dir/access.log\"\n{}",
+        valid_any_port()
+    );
+    let (check, start) = check_and_start("log.toml", &text, &[]);
+    both_refuse(
+        &check,
+        &start,
+        &[
+            "log.access_log",
+            "/nonexistent-dir does not exist",
+            "line 2",
+        ],
+    );
+}
+
+#[test]
+fn io_driver_io_uring_where_unavailable_stops_check_and_start_alike() {
+    let text = valid_any_port().replace("[server]\n", "[server]\nio_driver = \"io_uring\"\n");
+    if driver_available(IoDriver::IoUring) {
+        // Here it is available: check says so.
+        let path = temp_file("uring.toml", &text);
+        let out = ringgate_env(&["check", "--config", path.to_str().unwrap()], &[]);
+        let _ = std::fs::remove_file(&path);
+        assert!(out.status.success(), "{out:?}");
+        return;
+    }
+    let (check, start) = check_and_start("uring.toml", &text, &[]);
+    both_refuse(&check, &start, &["io_uring", "not available"]);
+}
+
+#[test]
+fn the_default_config_needs_its_secret_and_says_so() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/gateway.toml");
+    let out = ringgate_env(&["check", "--config", path], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "accepted without JWT_SECRET");
+    assert!(
+        stderr.contains("secret_env = \"JWT_SECRET\": environment variable JWT_SECRET"),
+        "{stderr}"
+    );
+    let out = ringgate_env(
+        &["check", "--config", path],
+        &[("JWT_SECRET", PLACEHOLDER_SECRET)],
+    );
+    assert!(out.status.success(), "{out:?}");
+}
+
+// ---- each cause printed once ----------------------------------------------------------
+
+#[test]
+fn a_missing_file_names_its_cause_once() {
+    for args in [
+        &["--config", "/nonexistent/ringgate.toml"][..],
+        &["check", "--config", "/nonexistent/ringgate.toml"][..],
+    ] {
+        let out = ringgate_env(args, &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert_eq!(
+            stderr.trim_end(),
+            "ringgate: /nonexistent/ringgate.toml: cannot read the configuration: No such file or directory (os error 2)",
+            "{args:?}"
+        );
+    }
+}
+
+// ---- accepted but not served: start says so, as check does ---------------------------
+
+#[test]
+fn tls_and_admin_not_yet_active_are_warned_at_start_as_in_check() {
+    use std::io::BufRead;
+    let text = valid_any_port().replace(
+        "[[upstreams]]",
+        "[server.tls]\nlisten = [\"127.0.0.1:0\"]\n[[server.tls.certificates]]\n\
+         cert_file = \"api.crt\"\nkey_file = \"api.key\"\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\n\n[[upstreams]]",
+    );
+    let text = text.replace(
+        "upstream = \"app\"\n",
+        "upstream = \"app\"\nauth = \"none\"\n",
+    );
+    let path = temp_file("inactive.toml", &text);
+    let p = path.to_str().unwrap();
+    let check = ringgate_env(&["check", "--config", p], &[]);
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{check:?}");
+    assert!(stdout.contains("parsed and checked, not yet active:\n  TLS           [server.tls] listen 127.0.0.1:0, 1 certificate(s): api.crt\n  admin         [admin] 127.0.0.1:0, token from $GATEWAY_ADMIN_TOKEN\n"), "{stdout}");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringgate"))
+        .args(["--config", p])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run ringgate");
+    let mut lines = Vec::new();
+    for line in std::io::BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let done = line.contains("listening on");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(
+        lines[..2],
+        [
+            "ringgate: warning: TLS [server.tls] listen 127.0.0.1:0, 1 certificate(s): api.crt: parsed and checked, not yet active: nothing is served for it",
+            "ringgate: warning: admin [admin] 127.0.0.1:0, token from $GATEWAY_ADMIN_TOKEN: parsed and checked, not yet active: nothing is served for it",
+        ],
+        "{lines:#?}"
+    );
+    assert!(lines[2].contains("listening on"), "{lines:#?}");
+}
+
+// ---- the shipped files and the commands they document ---------------------------------
+
+/// Every `ringgate ...` command written in a shipped file's comments (`# ringgate ...`,
+/// or after a `:` as in "Check a file ...:   ringgate check ...").
+fn documented_commands(text: &str) -> Vec<Vec<String>> {
+    text.lines()
+        .filter_map(|l| l.trim_start().strip_prefix('#'))
+        .filter_map(|l| l.find("ringgate ").map(|i| &l[i..]))
+        // Prose that names a command quotes it; a command line is written bare.
+        .filter(|c| !c.contains('`'))
+        .filter(|c| {
+            let first = c.split_whitespace().nth(1).unwrap_or("");
+            first.starts_with('-') || ["check", "demo"].contains(&first) || first == "run"
+        })
+        .map(|c| c.split_whitespace().skip(1).map(str::to_owned).collect())
+        .collect()
+}
+
+#[test]
+fn every_shipped_config_checks_and_documents_real_commands() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<PathBuf> = ["config", "config/examples"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(root.join(d)).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 4, "{files:?}");
+    let mut commands = 0;
+    for path in &files {
+        // Secrets get placeholders, as a deployment would give real ones.
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringgate"));
+        cmd.current_dir(&root)
+            .args(["check", "--config", path.to_str().unwrap()])
+            .env("JWT_SECRET", PLACEHOLDER_SECRET)
+            .env("RINGGATE_DEMO_JWT_SECRET", PLACEHOLDER_SECRET);
+        let out = run_briefly(cmd);
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Each documented command is one the CLI accepts (`--help` stops it there).
+        for args in documented_commands(&std::fs::read_to_string(path).unwrap()) {
+            commands += 1;
+            let out = Command::new(env!("CARGO_BIN_EXE_ringgate"))
+                .current_dir(&root)
+                .args(&args)
+                .arg("--help")
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}: `ringgate {}` is not a command: {}",
+                path.display(),
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    assert!(commands >= 3, "found only {commands} documented commands");
 }

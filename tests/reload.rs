@@ -191,23 +191,6 @@ both_drivers! {
             assert_eq!(client.request(&Req::get("/new")).status, 200, "request {i}");
         }
     }
-
-    /// A configuration whose keys cannot be loaded is refused whole: the running one
-    /// stays.
-    fn a_reload_that_fails_changes_nothing(driver) {
-        let (a, b, c) = (origin("a"), origin("b"), origin("c"));
-        let gw = Gw::start(driver, &first(&a, &b));
-        let broken = format!(
-            "[auth.jwt]\nissuer = \"x\"\n[[auth.jwt.keys]]\nkid = \"k\"\nalgorithm = \"HS256\"\n\
-             secret_env = \"RINGGATE_RELOAD_TEST_UNSET\"\n{}",
-            second(&b, &c)
-        );
-        let err = gw.gateway().reload(parsed(driver, 1, &broken)).unwrap_err();
-        assert!(err.to_string().contains("RINGGATE_RELOAD_TEST_UNSET"), "{err}");
-        let mut client = gw.client();
-        assert_eq!(client.request(&Req::get("/x")).text(), "a /x");
-        assert_eq!(client.request(&Req::get("/new")).text(), "a /new");
-    }
 }
 
 /// The binary, told by SIGHUP: the file is read again; a valid one is applied, a

@@ -36,7 +36,8 @@ pub enum AuthConfigError {
         len: usize,
         min: usize,
     },
-    #[error("{key}: cannot read {path}: {source}")]
+    /// The I/O error is the `source`, printed by whoever prints the chain.
+    #[error("{key}: cannot read {path}")]
     KeyFile {
         key: String,
         path: String,
@@ -72,6 +73,45 @@ pub enum AuthConfigError {
     CryptoProvider,
 }
 
+/// Which entry of `[auth]` a [`LocatedAuthError`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthEntry {
+    /// `auth.jwt.keys[i]`.
+    JwtKey(usize),
+    /// `auth.api_keys.keys[i]`.
+    ApiKey(usize),
+    /// The section as a whole.
+    Section,
+}
+
+/// An [`AuthConfigError`], the entry it is about, and the label its message opens with.
+#[derive(Debug)]
+pub struct LocatedAuthError {
+    pub entry: AuthEntry,
+    pub label: String,
+    pub error: AuthConfigError,
+}
+
+impl LocatedAuthError {
+    /// The message without its leading label: the configuration error that carries it
+    /// names the key itself, with its line.
+    /// Its causes follow, each once.
+    pub fn reason(&self) -> String {
+        let msg = self.error.to_string();
+        let mut out = match msg.strip_prefix(&format!("{}: ", self.label)) {
+            Some(rest) if !self.label.is_empty() => rest.to_owned(),
+            _ => msg,
+        };
+        let mut cause = std::error::Error::source(&self.error);
+        while let Some(c) = cause {
+            out.push_str(": ");
+            out.push_str(&c.to_string());
+            cause = c.source();
+        }
+        out
+    }
+}
+
 /// One verification key, ready to use.
 #[derive(Debug, Clone)]
 pub(crate) struct JwtKey {
@@ -102,13 +142,29 @@ pub(crate) struct JwtSettings {
 }
 
 /// `[auth]` with every key loaded: what each worker's [`super::Authenticator`] is built
-/// from.
-#[derive(Debug, Clone)]
+/// from. Its `Debug` shows the kids and algorithms, never key material.
+#[derive(Clone)]
 pub struct AuthSettings {
     pub(crate) jwt: JwtSettings,
     /// (SHA-256 of the key, the identity it stands for).
     pub(crate) api_keys: Vec<([u8; 32], Identity)>,
     pub(crate) api_key_header: String,
+}
+
+impl std::fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys: Vec<(Option<&str>, Algorithm)> = self
+            .jwt
+            .keys
+            .iter()
+            .map(|k| (k.kid.as_deref(), k.alg))
+            .collect();
+        f.debug_struct("AuthSettings")
+            .field("jwt_keys", &keys)
+            .field("api_keys", &self.api_keys.len())
+            .field("api_key_header", &self.api_key_header)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AuthSettings {
@@ -122,7 +178,21 @@ impl AuthSettings {
         auth: &FileAuth,
         env: impl Fn(&str) -> Option<OsString>,
     ) -> Result<AuthSettings, AuthConfigError> {
-        crypto::install().map_err(|_| AuthConfigError::CryptoProvider)?;
+        AuthSettings::load_located(auth, env).map_err(|e| e.error)
+    }
+
+    /// As [`AuthSettings::load_with_env`], saying which entry of `[auth]` an error is
+    /// about, so that configuration validation can point at its line.
+    pub fn load_located(
+        auth: &FileAuth,
+        env: impl Fn(&str) -> Option<OsString>,
+    ) -> Result<AuthSettings, LocatedAuthError> {
+        let section = |error| LocatedAuthError {
+            entry: AuthEntry::Section,
+            label: String::new(),
+            error,
+        };
+        crypto::install().map_err(|_| section(AuthConfigError::CryptoProvider))?;
         let j = &auth.jwt;
         let issuer = Some(j.issuer.clone()).filter(|s| !s.is_empty());
         let leeway = *j.leeway_s.get_ref();
@@ -132,16 +202,21 @@ impl AuthSettings {
                 Some(kid) => format!("auth.jwt.keys[{i}] (kid {:?})", kid.get_ref()),
                 None => format!("auth.jwt.keys[{i}]"),
             };
-            let loaded = load_key(&label, k, &env)?;
+            let at = |error| LocatedAuthError {
+                entry: AuthEntry::JwtKey(i),
+                label: label.clone(),
+                error,
+            };
+            let loaded = load_key(&label, k, &env).map_err(at)?;
             for (kid, alg, key) in loaded {
                 if let Some(kid) = &kid {
                     if let Some((first, _)) = keys.iter().find(|(_, o)| o.kid.as_ref() == Some(kid))
                     {
-                        return Err(AuthConfigError::DuplicateKid {
+                        return Err(at(AuthConfigError::DuplicateKid {
                             kid: kid.clone(),
                             first: first.clone(),
                             second: label.clone(),
-                        });
+                        }));
                     }
                 }
                 let validation = validation(alg, leeway, issuer.as_deref(), &j.audience);
@@ -478,19 +553,52 @@ fn jwks(
     Ok(out)
 }
 
-fn api_keys(auth: &FileAuth) -> Result<Vec<([u8; 32], Identity)>, AuthConfigError> {
+fn api_keys(auth: &FileAuth) -> Result<Vec<([u8; 32], Identity)>, LocatedAuthError> {
     let mut out: Vec<([u8; 32], Identity)> = Vec::new();
-    for k in &auth.api_keys.keys {
+    for (i, k) in auth.api_keys.keys.iter().enumerate() {
         let id = k.id.get_ref();
-        let mut digest = [0u8; 32];
-        hex::decode_to_slice(k.sha256.get_ref(), &mut digest)
-            .map_err(|_| AuthConfigError::BadDigest { id: id.clone() })?;
-        if let Some((_, other)) = out.iter().find(|(d, _)| *d == digest) {
-            return Err(AuthConfigError::DuplicateDigest {
-                id: id.clone(),
-                other: other.api_key_id.clone().unwrap_or_default(),
-            });
-        }
+        let at = format!("auth.api_keys.keys {id:?}");
+        let located = |error| LocatedAuthError {
+            entry: AuthEntry::ApiKey(i),
+            label: at.clone(),
+            error,
+        };
+        api_key(k, &out).map_err(located)?;
+        let identity = identity(k).map_err(located)?;
+        out.push((digest_of(k), identity));
+    }
+    Ok(out)
+}
+
+/// The digest of a checked entry ([`api_key`] has parsed it).
+fn digest_of(k: &crate::config::file::FileApiKey) -> [u8; 32] {
+    let mut digest = [0u8; 32];
+    let _ = hex::decode_to_slice(k.sha256.get_ref(), &mut digest);
+    digest
+}
+
+/// One API key's digest: well formed, and not one already taken.
+fn api_key(
+    k: &crate::config::file::FileApiKey,
+    taken: &[([u8; 32], Identity)],
+) -> Result<(), AuthConfigError> {
+    let id = k.id.get_ref();
+    let mut digest = [0u8; 32];
+    hex::decode_to_slice(k.sha256.get_ref(), &mut digest)
+        .map_err(|_| AuthConfigError::BadDigest { id: id.clone() })?;
+    if let Some((_, other)) = taken.iter().find(|(d, _)| *d == digest) {
+        return Err(AuthConfigError::DuplicateDigest {
+            id: id.clone(),
+            other: other.api_key_id.clone().unwrap_or_default(),
+        });
+    }
+    Ok(())
+}
+
+/// The identity an API key stands for.
+fn identity(k: &crate::config::file::FileApiKey) -> Result<Identity, AuthConfigError> {
+    {
+        let id = k.id.get_ref();
         let at = format!("auth.api_keys.keys {id:?}");
         let bad = |field, reason| AuthConfigError::BadIdentityValue {
             at: at.clone(),
@@ -524,7 +632,6 @@ fn api_keys(auth: &FileAuth) -> Result<Vec<([u8; 32], Identity)>, AuthConfigErro
             expires_at: None,
             via: Via::ApiKey,
         };
-        out.push((digest, identity));
+        Ok(identity)
     }
-    Ok(out)
 }

@@ -64,7 +64,7 @@ use self::cache::GenCache;
 use self::jwt::Bearer;
 pub use self::jwt::MAX_TOKEN_BYTES;
 use self::keys::JwtSettings;
-pub use self::keys::{AuthConfigError, AuthSettings};
+pub use self::keys::{AuthConfigError, AuthEntry, AuthSettings, LocatedAuthError};
 
 /// Longest API key looked at.
 pub const MAX_API_KEY_BYTES: usize = 1024;

@@ -61,6 +61,11 @@ pub struct FileServer {
     /// Added key: bodies with at least this many bytes left are moved with splice(2)
     /// (socket -> pipe -> socket, no copy through user space); 0 turns splicing off.
     pub splice_min_bytes: u64,
+    /// Added key: share the listen addresses with a process already serving them
+    /// (both bind with SO_REUSEPORT), for a zero-downtime upgrade: start the new
+    /// gateway with `takeover = true` (or `ringgate --takeover`), then SIGTERM the
+    /// old one. Without it, an address already served refuses the start.
+    pub takeover: bool,
     pub limits: FileLimits,
     pub tls: Option<FileTls>,
 }
@@ -77,6 +82,7 @@ impl Default for FileServer {
             graceful_shutdown_s: default_spanned(30),
             trusted_proxies: Vec::new(),
             splice_min_bytes: 0,
+            takeover: false,
             limits: FileLimits::default(),
             tls: None,
         }

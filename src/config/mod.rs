@@ -7,8 +7,10 @@
 pub mod file;
 pub mod validate;
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use validate::ConfigError;
@@ -19,12 +21,20 @@ pub struct Config {
     pub server: ServerConfig,
     pub admin: AdminConfig,
     pub log: LogConfig,
-    /// Sections that later stages implement; kept in their raw form for now and
-    /// reported by `ringgate check` as "not yet active".
+    /// `[auth]`, `[rate_limit]` and `[plans.*]` as written: what `ringgate check`
+    /// prints (the names of variables and files, never key material). Start uses the
+    /// typed forms below.
     pub auth: file::FileAuth,
     pub rate_limit: file::FileRateLimit,
     pub plans: Vec<(String, file::FilePlan)>,
+    /// `[cache]`: checked numbers, read as they are by each worker.
     pub cache: file::FileCache,
+    /// `[auth]` with every key loaded (secrets read from the environment, key files
+    /// read and checked): built once by validation, so a key that would stop the start
+    /// stops `ringgate check` too.
+    pub auth_keys: Arc<crate::auth::AuthSettings>,
+    /// `[rate_limit]` and `[plans.*]` typed, built once by validation.
+    pub limits: Arc<crate::ratelimit::RateLimitConfig>,
     pub upstreams: Vec<UpstreamConfig>,
     pub routes: Vec<RouteConfig>,
 }
@@ -42,6 +52,9 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Bodies with at least this many bytes left are spliced; 0 = never.
     pub splice_min_bytes: u64,
+    /// Share listen addresses already served by another process (SO_REUSEPORT), for
+    /// a deliberate zero-downtime takeover; false: such an address refuses the start.
+    pub takeover: bool,
     pub limits: Limits,
     pub tls: Option<file::FileTls>,
 }
@@ -67,6 +80,8 @@ pub struct Limits {
 pub struct AdminConfig {
     pub listen: SocketAddr,
     pub token_env: String,
+    /// The file writes `[admin]` (not only its defaults): the admin API is asked for.
+    pub requested: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,17 +229,37 @@ pub struct HeaderEdits {
 }
 
 impl Config {
-    /// Read, parse and validate a configuration file.
+    /// Read, parse and validate a configuration file. Everything start needs is
+    /// checked and built here, keys included (secrets from the process environment):
+    /// a file this accepts starts, unless a socket cannot be bound.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_with_env(path, &|name| std::env::var_os(name))
+    }
+
+    /// As [`Config::load`], with `env` standing in for the process environment.
+    pub fn load_with_env(
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<OsString>,
+    ) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
             path: path.display().to_string(),
             source: e,
         })?;
-        Config::parse(&text, &path.display().to_string())
+        Config::parse_with_env(&text, &path.display().to_string(), env)
     }
 
     /// Parse and validate configuration text; `origin` names the file in errors.
+    /// Secrets named by `secret_env` are read from the process environment.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         validate::parse_and_validate(text, origin)
+    }
+
+    /// As [`Config::parse`], with `env` standing in for the process environment.
+    pub fn parse_with_env(
+        text: &str,
+        origin: &str,
+        env: &dyn Fn(&str) -> Option<OsString>,
+    ) -> Result<Config, ConfigError> {
+        validate::parse_and_validate_with(text, origin, env)
     }
 }

@@ -29,8 +29,10 @@ mod summary;
 mod tests;
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::fmt;
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::Duration;
 
 use toml::Spanned;
@@ -41,12 +43,22 @@ use super::{
     PathMatch, RouteCache, RouteConfig, RouteTarget, ServerConfig, UpstreamConfig, UpstreamServer,
 };
 pub use error::{ConfigError, Site};
-pub use summary::summary;
+pub use summary::{not_yet_active, summary, NOT_YET_ACTIVE};
 
 /// Parse `text` (TOML) and validate it into a [`Config`]; `origin` names the file in
 /// error messages.
 pub fn parse_and_validate(text: &str, origin: &str) -> Result<Config, ConfigError> {
-    let cx = Cx { text, origin };
+    parse_and_validate_with(text, origin, &|name| std::env::var_os(name))
+}
+
+/// As [`parse_and_validate`], with `env` standing in for the process environment
+/// (where `secret_env` secrets are read).
+pub fn parse_and_validate_with(
+    text: &str,
+    origin: &str,
+    env: &dyn Fn(&str) -> Option<OsString>,
+) -> Result<Config, ConfigError> {
+    let cx = Cx { text, origin, env };
     let file: FileConfig = toml::from_str(text).map_err(|e| cx.parse_error(&e))?;
     build(&cx, file)
 }
@@ -55,6 +67,7 @@ pub fn parse_and_validate(text: &str, origin: &str) -> Result<Config, ConfigErro
 struct Cx<'a> {
     text: &'a str,
     origin: &'a str,
+    env: &'a dyn Fn(&str) -> Option<OsString>,
 }
 
 /// Largest duration accepted anywhere. Deadlines are computed as `Instant + Duration`,
@@ -233,6 +246,8 @@ fn build(cx: &Cx, file: FileConfig) -> Result<Config, ConfigError> {
     let admin = AdminConfig {
         listen: cx.socket_addr("admin.listen", &file.admin.listen)?,
         token_env: file.admin.token_env.clone(),
+        requested: file.admin.listen.span() != (0..0)
+            || file.admin.token_env != super::file::FileAdmin::default().token_env,
     };
     listener_clashes(cx, &file)?;
     let log = log(cx, &file)?;
@@ -242,7 +257,13 @@ fn build(cx: &Cx, file: FileConfig) -> Result<Config, ConfigError> {
     deferred::cache(cx, &file.cache)?;
     let upstreams = upstreams(cx, &file.upstreams)?;
     let routes = routes(cx, &file.routes, &upstreams, &plans)?;
+    // The typed forms start uses, built here once: whatever would stop the start
+    // (a missing secret, an unreadable key file) stops `ringgate check` too.
+    let limits = deferred::limits(cx, &file.rate_limit, &plans)?;
+    let auth_keys = deferred::load_keys(cx, &file.auth)?;
     Ok(Config {
+        auth_keys: Arc::new(auth_keys),
+        limits: Arc::new(limits),
         server,
         admin,
         log,
@@ -264,8 +285,9 @@ fn server(cx: &Cx, file: &FileConfig) -> Result<ServerConfig, ConfigError> {
     if let Some(tls) = &s.tls {
         deferred::tls(cx, tls)?;
     }
-    let tls_listens = s.tls.as_ref().map_or(0, |t| t.listen.len());
-    if listen.is_empty() && tls_listens == 0 {
+    // TLS listeners are checked but not served yet: without a plain one the gateway
+    // would start and listen on nothing.
+    if listen.is_empty() {
         return Err(ConfigError::NoListener {
             site: cx.site("server.listen", s.listen.span(), "[]".to_owned()),
         });
@@ -315,6 +337,7 @@ fn server(cx: &Cx, file: &FileConfig) -> Result<ServerConfig, ConfigError> {
         io_driver,
         uring_entries,
         splice_min_bytes: s.splice_min_bytes,
+        takeover: s.takeover,
         max_connections: cx.positive("server.max_connections", &s.max_connections)?,
         graceful_shutdown: cx.secs("server.graceful_shutdown_s", &s.graceful_shutdown_s, true)?,
         trusted_proxies,
@@ -373,7 +396,29 @@ fn log(cx: &Cx, file: &FileConfig) -> Result<LogConfig, ConfigError> {
                 site: cx.at("log.access_log", &l.access_log),
             })
         }
-        p => AccessLog::File(p.into()),
+        p => {
+            // Start opens (creates) the file; what can be seen without creating it is
+            // seen here, so `check` refuses a path start would fail on.
+            let path = std::path::PathBuf::from(p);
+            let dir = path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            let reason = if path.is_dir() {
+                Some("is a directory".to_owned())
+            } else if !dir.is_dir() {
+                Some(format!("directory {} does not exist", dir.display()))
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                return Err(ConfigError::AccessLogPath {
+                    site: cx.at("log.access_log", &l.access_log),
+                    reason,
+                });
+            }
+            AccessLog::File(path)
+        }
     };
     Ok(LogConfig { access_log, level })
 }

@@ -258,13 +258,20 @@ impl RateLimitConfig {
         })
     }
 
-    /// The typed form of the validated configuration's raw sections.
+    /// The typed form that validation built into [`crate::config::Config::limits`].
     pub fn from_config(cfg: &crate::config::Config) -> Result<RateLimitConfig, RateLimitError> {
-        let rl = &cfg.rate_limit;
+        Ok((*cfg.limits).clone())
+    }
+
+    /// The typed form of `[rate_limit]` and the `[plans.*]` in file order (called by
+    /// configuration validation, once).
+    pub fn from_file(
+        rl: &crate::config::file::FileRateLimit,
+        plans: &[(String, crate::config::file::FilePlan)],
+    ) -> Result<RateLimitConfig, RateLimitError> {
         let key = KeyKind::parse(rl.key.get_ref())
             .ok_or_else(|| RateLimitError::BadKey(rl.key.get_ref().clone()))?;
-        let plans: Vec<(&str, u32, u32)> = cfg
-            .plans
+        let plans: Vec<(&str, u32, u32)> = plans
             .iter()
             .map(|(name, p)| (name.as_str(), *p.requests_per_minute.get_ref(), p.burst))
             .collect();

@@ -2,6 +2,8 @@
 //! so the kernel spreads connections across workers without a shared accept queue.
 //! Bound in the main thread before workers start, so a bad address fails start-up and an
 //! OS-chosen port (":0", used by tests) is shared by every worker's socket.
+//! [`already_served`] is asked first: SO_REUSEPORT would let a second gateway share an
+//! address with one already running instead of failing.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -24,6 +26,29 @@ pub fn bind_reuseport(addr: SocketAddr) -> io::Result<TcpListener> {
     s.bind(&addr.into())?;
     s.listen(BACKLOG)?;
     Ok(s.into())
+}
+
+/// Whether another socket already listens on `addr`: with SO_REUSEPORT our sockets
+/// would silently join it and take part of its traffic. Binding once without
+/// SO_REUSEPORT (SO_REUSEADDR only, so connections of an earlier run in TIME_WAIT do
+/// not count) fails with `AddrInUse` exactly then. Port 0 is chosen free by the OS.
+pub fn already_served(addr: SocketAddr) -> io::Result<bool> {
+    if addr.port() == 0 {
+        return Ok(false);
+    }
+    let domain = if addr.is_ipv6() {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
+    let s = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    match s.bind(&addr.into()) {
+        Ok(()) => Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => Ok(true),
+        // Anything else (no such address, permission) is reported by the real bind.
+        Err(_) => Ok(false),
+    }
 }
 
 /// Bind `workers` sockets for each address. Returns, per worker, its sockets (in the

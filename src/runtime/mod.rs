@@ -20,17 +20,20 @@ pub use driver::ActiveDriver;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("{0}")]
+    // An I/O error is either a `source` or part of the message, never both: `main`
+    // prints the chain, and a cause written in both places would print twice.
+    /// The message names the address and the OS error (see `listener::bind_all`).
+    #[error(transparent)]
     Listen(std::io::Error),
     #[error("io_driver = \"io_uring\" but io_uring is not available here ({0}); use \"auto\" or \"epoll\"")]
     UringUnavailable(String),
     #[error("worker {worker} failed to start: {message}")]
     Worker { worker: usize, message: String },
-    #[error("auth: {0}")]
-    Auth(#[from] crate::auth::AuthConfigError),
-    #[error("rate limiting: {0}")]
-    RateLimit(#[from] crate::ratelimit::RateLimitError),
-    #[error("cannot open access log {path}: {source}")]
+    #[error("{addr} is already served by another process (another ringgate?); stop it, listen elsewhere, or take it over deliberately with --takeover (server.takeover = true), which shares the address for a zero-downtime upgrade")]
+    AddressInUse { addr: SocketAddr },
+    #[error("nothing to listen on: server.listen is empty")]
+    NoListener,
+    #[error("cannot open access log {path}")]
     AccessLog {
         path: String,
         source: std::io::Error,
@@ -91,10 +94,6 @@ pub struct Gateway {
 /// Why a reload was not applied; the running configuration stays.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
-    #[error("auth: {0}")]
-    Auth(#[from] crate::auth::AuthConfigError),
-    #[error("rate limiting: {0}")]
-    RateLimit(#[from] crate::ratelimit::RateLimitError),
     #[error("the workers did not take the new configuration within {0:?}")]
     NotApplied(std::time::Duration),
 }
@@ -107,18 +106,33 @@ impl Gateway {
             n => n,
         };
         let driver = driver::choose(cfg.server.io_driver, cfg.server.uring_entries)?;
+        if cfg.server.listen.is_empty() {
+            return Err(StartError::NoListener);
+        }
+        // Before any worker binds: SO_REUSEPORT would let us share an address another
+        // process serves, taking part of its traffic, unless that is the intent.
+        if !cfg.server.takeover {
+            for &addr in &cfg.server.listen {
+                if listener::already_served(addr).map_err(StartError::Listen)? {
+                    return Err(StartError::AddressInUse { addr });
+                }
+            }
+        }
         let (sockets, addrs) =
             listener::bind_all(&cfg.server.listen, workers).map_err(StartError::Listen)?;
         let log_sink = crate::telemetry::access_log::open(&cfg.log.access_log).map_err(|e| {
             StartError::AccessLog {
-                path: format!("{:?}", cfg.log.access_log),
+                path: match &cfg.log.access_log {
+                    crate::config::AccessLog::File(p) => p.display().to_string(),
+                    other => format!("{other:?}"),
+                },
                 source: e,
             }
         })?;
-        let limits = Arc::new(crate::ratelimit::RateLimitConfig::from_config(&cfg)?);
-        // Keys are read from the environment and files once, here, so a missing secret
-        // stops the start instead of failing requests.
-        let auth = Arc::new(crate::auth::AuthSettings::load(&cfg.auth)?);
+        // Typed by validation, keys already loaded: a missing secret has stopped
+        // `Config::load` (and `ringgate check`) before anything here ran.
+        let limits = cfg.limits.clone();
+        let auth = cfg.auth_keys.clone();
         // One gossip endpoint per worker: rate-limit counts travel between workers on
         // these channels every sync_interval, never per request.
         let mut endpoints = crate::ratelimit::Mesh::new(workers)
@@ -206,11 +220,14 @@ impl Gateway {
     /// dropping a connection: each worker builds its new pipeline on its next tick, and
     /// requests in flight finish on the one they started with. Returns once every
     /// worker runs it, with the sections that changed but take effect only at the next
-    /// start (listeners, workers, `[server]`, `[log]`, `[admin]`, `[cache]` sizes). On
-    /// error nothing changes.
+    /// start (listeners, workers, `[server]`, `[log]`, `[admin]`, `[cache]` sizes).
+    /// `cfg` is valid by construction (validation loads its keys and types its plans):
+    /// a file that cannot be loaded never gets here, and the running configuration
+    /// stays.
     pub fn reload(&self, cfg: Config) -> Result<Vec<&'static str>, ReloadError> {
-        let limits = Arc::new(crate::ratelimit::RateLimitConfig::from_config(&cfg)?);
-        let auth = Arc::new(crate::auth::AuthSettings::load(&cfg.auth)?);
+        // Keys and plans were loaded and typed when `cfg` was validated.
+        let limits = cfg.limits.clone();
+        let auth = cfg.auth_keys.clone();
         let cfg = Arc::new(cfg);
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         let differs =

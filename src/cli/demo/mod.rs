@@ -86,11 +86,20 @@ impl std::str::FromStr for BackendPorts {
 }
 
 impl DemoArgs {
-    /// config/demo.toml with `--listen` and `--io-driver` applied. Its upstreams still
-    /// name the ports in the file until [`point_upstreams`] moves them to where the
-    /// services listen.
-    pub fn config(&self) -> Result<Config, ConfigError> {
-        let mut cfg = Config::parse(DEMO_TOML, "config/demo.toml")?;
+    /// config/demo.toml with `--listen` and `--io-driver` applied, its signing key
+    /// `secret` (handed to validation as the value of [`SECRET_ENV`], the variable the
+    /// file names, without setting it in the process). Its upstreams still name the
+    /// ports in the file until [`point_upstreams`] moves them to where the services
+    /// listen.
+    pub fn config(&self, secret: &str) -> Result<Config, ConfigError> {
+        let env = |name: &str| {
+            if name == SECRET_ENV {
+                Some(secret.into())
+            } else {
+                std::env::var_os(name)
+            }
+        };
+        let mut cfg = Config::parse_with_env(DEMO_TOML, "config/demo.toml", &env)?;
         if let Some(listen) = self.listen {
             cfg.server.listen = vec![listen];
         }
@@ -157,7 +166,9 @@ mod tests {
     #[test]
     fn without_flags_everything_is_where_demo_toml_says() {
         let args = parse(&[]).unwrap();
-        let cfg = args.config().unwrap();
+        let cfg = args
+            .config("test-secret-0123456789abcdef0123456789")
+            .unwrap();
         assert_eq!(cfg.server.listen, ["127.0.0.1:8080".parse().unwrap()]);
         assert_eq!(cfg.server.io_driver, IoDriver::Auto);
         assert_eq!(args.backend_ports(&cfg), [19001, 19002, 19003]);
@@ -174,7 +185,9 @@ mod tests {
             "io_uring",
         ])
         .unwrap();
-        let mut cfg = args.config().unwrap();
+        let mut cfg = args
+            .config("test-secret-0123456789abcdef0123456789")
+            .unwrap();
         assert_eq!(cfg.server.listen, ["127.0.0.1:0".parse().unwrap()]);
         assert_eq!(cfg.server.io_driver, IoDriver::IoUring);
         assert_eq!(args.backend_ports(&cfg), [0, 0, 7]);

@@ -1,7 +1,9 @@
-//! Checks of the sections whose stages come later (auth, rate limits and plans, cache,
-//! TLS, health checks, circuit breakers). They stay in their raw `File*` form inside
-//! [`Config`](super::super::Config) for now, but a mistake in them must fail at load
-//! today, not on the day the stage is switched on.
+//! Checks of the sections served by their own stages (auth, rate limits and plans,
+//! cache, TLS, health checks, circuit breakers), and the typed forms start uses:
+//! [`load_keys`] (every JWT and API key loaded, secrets read from the environment) and
+//! [`limits`] (the rate-limit plans). A mistake in any of them fails at load, so
+//! `ringgate check` refuses what start would refuse. TLS stays in its raw form until
+//! it is served.
 
 use std::collections::HashMap;
 
@@ -13,6 +15,8 @@ use super::super::file::{
 };
 use super::super::{CircuitBreaker, HealthCheck};
 use super::{rules, ConfigError, Cx};
+use crate::auth::{AuthEntry, AuthSettings};
+use crate::ratelimit::{RateLimitConfig, RateLimitError};
 
 /// `[plans.*]` in file order. No `plans` key at all: the reference plans.
 pub(super) fn plans(
@@ -262,5 +266,68 @@ pub(super) fn circuit_breaker(
             &format!("{key}.half_open_successes"),
             &c.half_open_successes,
         )?,
+    })
+}
+
+/// `[rate_limit]` and `[plans.*]` in the typed form the workers use.
+pub(super) fn limits(
+    cx: &Cx,
+    r: &FileRateLimit,
+    plans: &[(String, FilePlan)],
+) -> Result<RateLimitConfig, ConfigError> {
+    RateLimitConfig::from_file(r, plans).map_err(|e| {
+        let site = match &e {
+            RateLimitError::BurstTooLarge(name) | RateLimitError::ZeroRate(name) => {
+                plans.iter().find(|(p, _)| p == name).map(|(_, p)| {
+                    let key = format!("plans.{name}.burst");
+                    let mut site = cx.at(key, &p.requests_per_minute);
+                    site.value = p.burst.to_string();
+                    site
+                })
+            }
+            _ => None,
+        };
+        let site = site.unwrap_or_else(|| cx.at("rate_limit.default_plan", &r.default_plan));
+        ConfigError::RateLimit {
+            site,
+            reason: e.to_string(),
+        }
+    })
+}
+
+/// Every key of `[auth]` loaded, as start serves with them: HMAC secrets from the
+/// environment variables named by `secret_env`, public keys and JWK Sets from their
+/// files. The error points at the entry's source key; it names the variable or file,
+/// never key material.
+pub(super) fn load_keys(cx: &Cx, a: &FileAuth) -> Result<AuthSettings, ConfigError> {
+    AuthSettings::load_located(a, cx.env).map_err(|e| {
+        let site = match e.entry {
+            AuthEntry::JwtKey(i) => {
+                let k = &a.jwt.keys[i];
+                let key = format!("auth.jwt.keys[{i}]");
+                let at = [
+                    ("secret_env", &k.secret_env),
+                    ("public_key_file", &k.public_key_file),
+                    ("jwks_file", &k.jwks_file),
+                    ("algorithm", &k.algorithm),
+                    ("kid", &k.kid),
+                ]
+                .into_iter()
+                .find_map(|(n, v)| Some((n, v.as_ref()?)));
+                match at {
+                    Some((n, v)) => cx.at(format!("{key}.{n}"), v),
+                    None => cx.site(key, 0..0, String::new()),
+                }
+            }
+            AuthEntry::ApiKey(i) => {
+                let k = &a.api_keys.keys[i];
+                cx.at(format!("auth.api_keys.keys.{:?}.id", k.id.get_ref()), &k.id)
+            }
+            AuthEntry::Section => cx.site("auth", 0..0, String::new()),
+        };
+        ConfigError::AuthKey {
+            site,
+            reason: e.reason(),
+        }
     })
 }

@@ -54,7 +54,8 @@ impl fmt::Display for Site {
 /// [`Site`] is boxed to keep `Result<_, ConfigError>` small.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{path}: cannot read the configuration: {source}")]
+    /// The I/O error is the `source`: printed once, by whoever prints the chain.
+    #[error("{path}: cannot read the configuration")]
     Io {
         path: String,
         source: std::io::Error,
@@ -64,7 +65,7 @@ pub enum ConfigError {
     Parse { site: Box<Site>, message: String },
     #[error("{site}: not an ip:port socket address (e.g. \"0.0.0.0:8080\", \"[::]:8080\"){}", .site.excerpt())]
     BadSocketAddr { site: Box<Site> },
-    #[error("{site}: no listener: give at least one address in server.listen or server.tls.listen{}", .site.excerpt())]
+    #[error("{site}: no listener: give at least one address in server.listen (server.tls.listen is not served yet){}", .site.excerpt())]
     NoListener { site: Box<Site> },
     #[error("{site}: same address as {other}; every listener needs its own, and the admin API is never served on a public one{}", .site.excerpt())]
     ListenerClash { site: Box<Site>, other: String },
@@ -153,6 +154,14 @@ pub enum ConfigError {
     DuplicateApiKey { site: Box<Site>, first_line: usize },
     #[error("{site}: TLS needs at least one [[server.tls.certificates]]{}", .site.excerpt())]
     NoTlsCertificates { site: Box<Site> },
+    /// A key of `[auth]` that cannot be loaded: a missing or short secret, an
+    /// unreadable or unfit key file.
+    #[error("{site}: {reason}{}", .site.excerpt())]
+    AuthKey { site: Box<Site>, reason: String },
+    #[error("{site}: {reason}{}", .site.excerpt())]
+    RateLimit { site: Box<Site>, reason: String },
+    #[error("{site}: cannot write the access log there: {reason}{}", .site.excerpt())]
+    AccessLogPath { site: Box<Site>, reason: String },
 }
 
 impl ConfigError {
@@ -202,7 +211,10 @@ impl ConfigError {
             | E::DuplicateJwtKid { site, .. }
             | E::BadSha256 { site }
             | E::DuplicateApiKey { site, .. }
-            | E::NoTlsCertificates { site } => Some(&**site),
+            | E::NoTlsCertificates { site }
+            | E::AuthKey { site, .. }
+            | E::RateLimit { site, .. }
+            | E::AccessLogPath { site, .. } => Some(&**site),
         }
     }
 

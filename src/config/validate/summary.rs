@@ -302,20 +302,37 @@ fn write_inactive(o: &mut String, cfg: &Config) -> std::fmt::Result {
             n => bytes(n),
         }
     )?;
-    writeln!(o, "parsed and checked, not yet active:")?;
-    match &cfg.server.tls {
-        Some(t) => writeln!(
-            o,
-            "  TLS           listen {}, {} certificate(s): {}",
+    writeln!(o, "parsed and checked, {NOT_YET_ACTIVE}:")?;
+    let inactive = not_yet_active(cfg);
+    if inactive.is_empty() {
+        writeln!(o, "  none")?;
+    }
+    for line in inactive {
+        writeln!(o, "  {line}")?;
+    }
+    Ok(())
+}
+
+/// The words `check` and start both use for a section that is accepted but not served.
+pub const NOT_YET_ACTIVE: &str = "not yet active";
+
+/// The sections the file asks for that are parsed and checked but not served yet, one
+/// line each: `check` lists them, start prints each as a warning.
+pub fn not_yet_active(cfg: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(t) = &cfg.server.tls {
+        out.push(format!(
+            "TLS           [server.tls] listen {}, {} certificate(s): {}",
             join(t.listen.iter().map(|a| a.get_ref())),
             t.certificates.get_ref().len(),
             join(t.certificates.get_ref().iter().map(|c| &c.cert_file))
-        )?,
-        None => writeln!(o, "  TLS           off")?,
+        ));
     }
-    writeln!(
-        o,
-        "  admin         {}, token from ${}",
-        cfg.admin.listen, cfg.admin.token_env
-    )
+    if cfg.admin.requested {
+        out.push(format!(
+            "admin         [admin] {}, token from ${}",
+            cfg.admin.listen, cfg.admin.token_env
+        ));
+    }
+    out
 }

@@ -34,8 +34,14 @@ path_prefix = "/"
 upstream = "a"
 "#;
 
+/// Every `secret_env` variable holds a placeholder secret long enough for HS512; the
+/// tests that are about the environment pass their own.
+fn placeholder_env(_: &str) -> Option<OsString> {
+    Some("p".repeat(64).into())
+}
+
 fn ok(text: &str) -> Config {
-    match parse_and_validate(text, "test.toml") {
+    match parse_and_validate_with(text, "test.toml", &placeholder_env) {
         Ok(cfg) => cfg,
         Err(e) => panic!("expected a valid config, got:\n{e}\n--- text:\n{text}"),
     }
@@ -43,7 +49,7 @@ fn ok(text: &str) -> Config {
 
 /// Parses `text`, expects an error on `line` whose message holds every needle.
 fn bad(text: &str, line: usize, needles: &[&str]) -> ConfigError {
-    let err = match parse_and_validate(text, "test.toml") {
+    let err = match parse_and_validate_with(text, "test.toml", &placeholder_env) {
         Ok(_) => panic!("expected an error for:\n{text}"),
         Err(e) => e,
     };
@@ -93,6 +99,7 @@ fn spec_parses_and_maps_to_typed_values() {
     assert_eq!(s.limits.request_timeout, Duration::from_secs(60));
     assert_eq!(cfg.admin.listen, "127.0.0.1:9901".parse().unwrap());
     assert_eq!(cfg.admin.token_env, "GATEWAY_ADMIN_TOKEN");
+    assert!(cfg.admin.requested, "the reference file writes [admin]");
     assert_eq!(cfg.log.access_log, AccessLog::Stdout);
     assert_eq!(cfg.log.level, LogLevel::Info);
 
@@ -239,9 +246,11 @@ secret_env = "JWT_SECRET"
 [[auth.jwt.keys]]
 kid = "rs-1"
 algorithm = "RS256"
-public_key_file = "config/keys/rs256.pub.pem"
+public_key_file = "tests/keys/test-only-rs256.pub.pem"
 [[auth.jwt.keys]]
-jwks_file = "config/keys/jwks.json"
+kid = "rs-2"
+algorithm = "RS384"
+public_key_file = "tests/keys/test-only-rs256.pub.pem"
 
 [auth.api_keys]
 header = "X-API-Key"
@@ -347,6 +356,7 @@ fn minimal_file_gets_spec_defaults() {
         full.server.limits.request_timeout
     );
     assert_eq!(cfg.admin.listen, full.admin.listen);
+    assert!(!cfg.admin.requested, "no [admin]: nothing to warn about");
     assert_eq!(cfg.log.access_log, AccessLog::Stdout);
     assert!(cfg.auth.jwt.keys.is_empty());
     // No [plans] at all: the three plans of the spec.
@@ -392,7 +402,7 @@ fn shipped_config_files_validate() {
         files.sort();
         for path in files {
             // demo.toml is owned elsewhere; it is checked when present.
-            if let Err(e) = Config::load(&path) {
+            if let Err(e) = Config::load_with_env(&path, &placeholder_env) {
                 panic!("{e}");
             }
             checked.push(path.file_name().unwrap().to_string_lossy().into_owned());
@@ -413,7 +423,9 @@ fn shipped_config_files_validate() {
 
 #[test]
 fn summary_names_everything_and_no_secret() {
-    let cfg = ok(SPEC_UNCOMMENTED);
+    let cfg = ok(&format!(
+        "[admin]\ntoken_env = \"GATEWAY_ADMIN_TOKEN\"\nlisten = \"127.0.0.1:9901\"\n{SPEC_UNCOMMENTED}"
+    ));
     let text = summary(&cfg);
     for needle in [
         "127.0.0.1:8080",
@@ -434,4 +446,94 @@ fn summary_names_everything_and_no_secret() {
     }
     assert!(!text.contains("9f86d081"), "digest printed:\n{text}");
     assert!(text.lines().count() < 40, "more than a screen:\n{text}");
+}
+
+// ---- check refuses what start would refuse: the typed forms start uses ---------------
+
+/// An environment with only `vars` set.
+fn env_of(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<OsString> {
+    move |name| {
+        vars.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| OsString::from(v))
+    }
+}
+
+#[test]
+fn auth_missing_secret_names_key_variable_and_line() {
+    let text = format!(
+        "{MINIMAL}[[auth.jwt.keys]]\nkid = \"hs-1\"\nalgorithm = \"HS256\"\nsecret_env = \"RG_UNSET_SECRET\"\n"
+    );
+    let e = parse_and_validate_with(&text, "test.toml", &env_of(&[])).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, ConfigError::AuthKey { .. }), "{msg}");
+    assert_eq!(e.line(), Some(13), "{msg}");
+    assert!(
+        msg.starts_with("test.toml:13:14: auth.jwt.keys[0].secret_env = \"RG_UNSET_SECRET\": environment variable RG_UNSET_SECRET"),
+        "{msg}"
+    );
+    assert!(msg.contains("not set"), "{msg}");
+    // A secret that is there but too short: its length is named, never its value.
+    let short = env_of(&[("RG_UNSET_SECRET", "hunter2-hunter2")]);
+    let msg = parse_and_validate_with(&text, "test.toml", &short)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("15 bytes") && msg.contains("line 13"), "{msg}");
+    assert!(!msg.contains("hunter2"), "the secret leaked: {msg}");
+    // With the variable set, the key is loaded into the form start uses.
+    let set = env_of(&[("RG_UNSET_SECRET", "0123456789abcdef0123456789abcdef")]);
+    let cfg = parse_and_validate_with(&text, "test.toml", &set).unwrap();
+    assert!(format!("{:?}", cfg.auth_keys).contains("hs-1"));
+    assert!(
+        !format!("{cfg:?}").contains("0123456789abcdef"),
+        "Debug shows key material"
+    );
+}
+
+#[test]
+fn auth_unreadable_key_file_names_key_and_line() {
+    let text = format!(
+        "{MINIMAL}[[auth.jwt.keys]]\nalgorithm = \"RS256\"\npublic_key_file = \"/nonexistent/k.pem\"\n"
+    );
+    let e = bad(
+        &text,
+        12,
+        &[
+            "auth.jwt.keys[0].public_key_file",
+            "cannot read /nonexistent/k.pem",
+        ],
+    );
+    assert!(matches!(e, ConfigError::AuthKey { .. }));
+    // A file that is there but holds no key.
+    let text = format!(
+        "{MINIMAL}[[auth.jwt.keys]]\nalgorithm = \"RS256\"\npublic_key_file = \"Cargo.toml\"\n"
+    );
+    bad(
+        &text,
+        12,
+        &["auth.jwt.keys[0].public_key_file", "not a PEM file"],
+    );
+}
+
+#[test]
+fn api_key_identity_that_start_refuses_is_refused() {
+    let text = format!(
+        "{MINIMAL}[[auth.api_keys.keys]]\nid = \"k1\"\nsha256 = \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"\nuser = \"\"\n"
+    );
+    let e = bad(
+        &text,
+        11,
+        &["auth.api_keys.keys.\"k1\".id", "user must be non-empty"],
+    );
+    assert!(matches!(e, ConfigError::AuthKey { .. }));
+}
+
+#[test]
+fn rate_limit_plan_start_refuses_is_refused() {
+    let text = format!("{MINIMAL}[plans.huge]\nrequests_per_minute = 1\nburst = 4294967295\n[rate_limit]\ndefault_plan = \"huge\"\n");
+    let e = bad(&text, 11, &["plans.huge.burst = 4294967295", "too large"]);
+    assert!(matches!(e, ConfigError::RateLimit { .. }));
+    // Accepted plans arrive typed, as the workers use them.
+    let cfg = ok(&format!("{MINIMAL}[rate_limit]\ndefault_plan = \"pro\"\n"));
+    assert_eq!(cfg.limits.plan(cfg.limits.default_plan).name, "pro");
 }

@@ -210,6 +210,17 @@ fn io_driver_and_log_values() {
     assert!(matches!(e, ConfigError::BadLogLevel { .. }));
     let e = bad("[log]\naccess_log = \"\"\n", 2, &["log.access_log"]);
     assert!(matches!(e, ConfigError::BadAccessLog { .. }));
+    // Start would fail to open these: check says so first.
+    let e = bad(
+        "[log]\naccess_log = \"/nonexistent-dir/gw.log\"\n",
+        2,
+        &[
+            "log.access_log",
+            "directory /nonexistent-dir does not exist",
+        ],
+    );
+    assert!(matches!(e, ConfigError::AccessLogPath { .. }));
+    bad("[log]\naccess_log = \"/tmp\"\n", 2, &["is a directory"]);
     let cfg = ok(&format!(
         "{MINIMAL}[log]\naccess_log = \"/var/log/gw.jsonl\"\nlevel = \"debug\"\n"
     ));
@@ -756,8 +767,9 @@ fn tls_section() {
         &["server.tls.listen[0]"],
     );
     bad("[server.tls]\n[[server.tls.certificates]]\nserver_names = [\"*x.com\"]\ncert_file = \"c\"\nkey_file = \"k\"\n", 3, &["server.tls.certificates[0].server_names[0]"]);
-    // TLS listeners alone are enough to start.
-    ok("[server]\nlisten = []\n[server.tls]\n[[server.tls.certificates]]\ncert_file = \"c\"\nkey_file = \"k\"\n");
+    // TLS is not served yet: TLS listeners alone would listen on nothing.
+    let e = bad("[server]\nlisten = []\n[server.tls]\nlisten = [\"127.0.0.1:8443\"]\n[[server.tls.certificates]]\ncert_file = \"c\"\nkey_file = \"k\"\n", 2, &["server.listen", "not served yet"]);
+    assert!(matches!(e, ConfigError::NoListener { .. }));
 }
 
 #[test]
