@@ -775,7 +775,7 @@ pub fn after(w: &Local, ctx: &CacheCtx, status: u16) {
 pub async fn request(r: &RequestIn<'_>, cx: &mut RequestCtx, out: &mut Vec<u8>) -> Flow {
     let w = r.w;
     let limits = &w.cfg.server.limits;
-    let bound = r.route.timeout.unwrap_or(limits.request_timeout);
+    let bound = r.route.cfg.timeout.unwrap_or(limits.request_timeout);
     let extra_len = cx.extra.len();
     let mut decision = look(r, cx, out, cx.started);
     if matches!(decision, Before::Forward) && cx.cache.fill_as_get {
@@ -824,7 +824,7 @@ fn look(
         r.pl,
         now.into_std(),
         &mut cx.cache,
-        r.route,
+        &r.route.cfg,
         r.head,
         r.buf,
         cx.identity.as_deref(),
@@ -839,7 +839,7 @@ fn look(
 fn refresh_of(r: &RequestIn<'_>, cx: &RequestCtx, ctx: CacheCtx) -> super::refresh::Refresh {
     super::refresh::Refresh {
         pipeline: r.pl.clone(),
-        route: cx.route,
+        route: r.route.clone(),
         ctx,
         identity: cx.identity.clone(),
         peer: r.peer.clone(),

@@ -12,6 +12,7 @@ use std::rc::Rc;
 use monoio::time::Instant;
 
 use super::cache::CacheCtx;
+use super::stack::Route;
 use crate::auth::Identity;
 use crate::cache::FillGuard;
 
@@ -19,8 +20,8 @@ pub struct RequestCtx {
     pub started: Instant,
     /// The request's id (the client's `X-Request-ID`, or one made up).
     pub request_id: Vec<u8>,
-    /// The route matched: an index into the request's pipeline's routes.
-    pub route: usize,
+    /// The route matched (a route of the request's pipeline).
+    pub route: Option<Rc<Route>>,
     /// The verified caller (auth stage), if any.
     pub identity: Option<Rc<Identity>>,
     /// Header lines (each ending in CRLF) the stages add to the response: rate-limit
@@ -47,7 +48,7 @@ impl Default for RequestCtx {
         RequestCtx {
             started: Instant::now(),
             request_id: Vec::with_capacity(64),
-            route: 0,
+            route: None,
             identity: None,
             extra: Vec::new(),
             upstream_fields: Vec::new(),
@@ -67,7 +68,7 @@ impl RequestCtx {
         self.cache.filled = false;
         self.started = started;
         self.request_id.clear();
-        self.route = 0;
+        self.route = None;
         self.identity = None;
         self.extra.clear();
         self.upstream_fields.clear();

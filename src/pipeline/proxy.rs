@@ -29,7 +29,7 @@ use super::forward::{self, ClientFraming};
 use super::route::MatchInput;
 use super::stack::{self, Flow};
 use crate::cache::Body;
-use crate::config::{RouteConfig, RouteTarget};
+use crate::config::RouteConfig;
 use crate::http::generated::write_error;
 use crate::http::io::{read_append, write_all, write_range};
 use crate::http::send_file::send_file;
@@ -147,8 +147,9 @@ pub async fn handle(
         )
         .await;
     };
-    cx.route = ri;
-    let route = &pl.router.routes()[ri];
+    let entry = pl.routes[ri].clone();
+    cx.route = Some(entry.clone());
+    let route = &entry.cfg;
 
     // The stages' request phase, in the order `stack` gives.
     let body_in_hand = match meta.body {
@@ -161,7 +162,7 @@ pub async fn handle(
         let input = stack::RequestIn {
             w,
             pl: &pl,
-            route,
+            route: &entry,
             head,
             buf: &c.rbuf,
             peer: &c.peer,
@@ -204,11 +205,7 @@ pub async fn handle(
     }
 
     // Upstream and the head sent to it.
-    let up_idx = match &route.target {
-        RouteTarget::Single(i) => *i,
-        RouteTarget::Split(parts) => pick_split(w, parts),
-    };
-    let up = &*pl.upstreams[up_idx];
+    let up = &**entry.target.pick(&w.rng);
     let hash_key: Option<Vec<u8>> = up
         .balancer
         .hash_header()
@@ -365,18 +362,6 @@ fn check_first_chunks(bytes: &[u8], max_body: u64) -> Option<(u16, &'static str)
         }
     }
     None
-}
-
-pub(super) fn pick_split(w: &Local, parts: &[(usize, u32)]) -> usize {
-    let total: u32 = parts.iter().map(|p| p.1).sum();
-    let mut r = w.rng.borrow_mut().u32(..total.max(1));
-    for &(i, weight) in parts {
-        if r < weight {
-            return i;
-        }
-        r -= weight;
-    }
-    parts[0].0
 }
 
 fn log(w: &Local, c: &Downstream, status: u16, route: &str, upstream: &str, bytes_out: u64) {

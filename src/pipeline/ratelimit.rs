@@ -11,19 +11,20 @@ use crate::auth::Identity;
 use crate::config::{AuthMode, RouteConfig};
 use crate::http::RequestHead;
 use crate::pipeline::local::Local;
-use crate::ratelimit::{bucket_key, write_headers, Caller, KeyKind};
+use crate::ratelimit::{bucket_key, write_headers, Caller, KeyKind, PlanId};
 
 use super::stack::Pipeline;
 
 use super::auth::Answer;
 
-/// The rate-limit stage's request phase (see `super::stack`) for route `ri`.
+/// The rate-limit stage's request phase (see `super::stack`) for `route`, which
+/// forces `route_plan` if it names one.
 /// Rate-limit header lines for the response (if any) are appended to `out`.
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     w: &Local,
     pl: &Pipeline,
-    ri: usize,
+    route_plan: Option<PlanId>,
     route: &RouteConfig,
     identity: Option<&Identity>,
     peer: std::net::IpAddr,
@@ -32,7 +33,6 @@ pub fn run(
     buf: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), Answer> {
-    let route_plan = pl.route_plans[ri];
     if route.auth == AuthMode::None && route_plan.is_none() {
         return Ok(());
     }

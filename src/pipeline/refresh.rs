@@ -24,10 +24,10 @@ use monoio::time::Instant;
 
 use super::cache::CacheCtx;
 use super::forward::{self, Peer};
-use super::stack::Pipeline;
+use super::stack::{Pipeline, Route};
 use crate::auth::Identity;
 use crate::cache::{FillGuard, FillOutcome, FillTicket};
-use crate::config::{RouteConfig, RouteTarget};
+use crate::config::RouteConfig;
 use crate::http::{BodyFraming, RequestHead, ResponseHead};
 use crate::pipeline::local::Local;
 use crate::task::contain::Contained;
@@ -35,9 +35,9 @@ use crate::upstream::client::{self, HeadLimits, Whole};
 
 /// What a refresh needs from the request that triggered it.
 pub struct Refresh {
-    /// The pipeline of the request that started it: `route` is one of its routes.
+    /// The pipeline of the request that started it, and its route.
     pub pipeline: Rc<Pipeline>,
-    pub route: usize,
+    pub route: Rc<Route>,
     pub ctx: CacheCtx,
     pub identity: Option<Rc<Identity>>,
     pub peer: Peer,
@@ -58,7 +58,7 @@ pub fn spawn(w: &Rc<Local>, r: Refresh) {
 pub fn spawn_led(w: &Rc<Local>, guard: FillGuard, r: Refresh) {
     let w = w.clone();
     monoio::spawn(async move {
-        let route = &r.pipeline.router.routes()[r.route];
+        let route = &r.route.cfg;
         let deadline =
             Instant::now() + route.timeout.unwrap_or(w.cfg.server.limits.request_timeout);
         let done = monoio::time::timeout_at(deadline, Contained::new(run(&w, route, &r))).await;
@@ -96,11 +96,7 @@ async fn run(w: &Rc<Local>, route: &RouteConfig, r: &Refresh) -> Result<(), Fail
     {
         return Err(Failed);
     }
-    let up_idx = match &route.target {
-        RouteTarget::Single(i) => *i,
-        RouteTarget::Split(parts) => super::proxy::pick_split(w, parts),
-    };
-    let up = &*r.pipeline.upstreams[up_idx];
+    let up = &**r.route.target.pick(&w.rng);
     let mut ctx = r.ctx.for_refresh();
     // Conditionally, with the stale entry's ETag or Last-Modified: an unchanged
     // resource comes back as a 304 without its body.

@@ -51,7 +51,7 @@ use super::context::RequestCtx;
 use super::forward::Peer;
 use super::local::Local;
 use crate::auth::{AuthSettings, Authenticator};
-use crate::config::{Config, RouteConfig};
+use crate::config::{Config, RouteConfig, RouteTarget};
 use crate::http::{RequestHead, ResponseHead};
 use crate::pipeline::route::Router;
 use crate::ratelimit::{PlanId, RateLimitConfig};
@@ -90,7 +90,7 @@ pub enum Flow {
 pub struct RequestIn<'a> {
     pub w: &'a Rc<Local>,
     pub pl: &'a Rc<Pipeline>,
-    pub route: &'a RouteConfig,
+    pub route: &'a Rc<Route>,
     pub head: &'a RequestHead,
     pub buf: &'a [u8],
     pub peer: &'a Peer,
@@ -98,12 +98,12 @@ pub struct RequestIn<'a> {
     pub keep_if_answered: bool,
 }
 
-/// **Phase 1, request**: the head is parsed and routed (`cx.route`), nothing was sent
+/// **Phase 1, request**: the head is parsed and routed (`r.route`), nothing was sent
 /// upstream. Each stage may answer. `out` receives a stage's complete response.
 pub async fn request(r: &RequestIn<'_>, cx: &mut RequestCtx, out: &mut Vec<u8>) -> Flow {
     for stage in STACK {
         let flow = match stage {
-            Stage::Auth => match super::auth::run(r.w, r.pl, r.route, r.head, r.buf) {
+            Stage::Auth => match super::auth::run(r.w, r.pl, &r.route.cfg, r.head, r.buf) {
                 Ok(identity) => {
                     cx.identity = identity;
                     Flow::Next
@@ -113,8 +113,8 @@ pub async fn request(r: &RequestIn<'_>, cx: &mut RequestCtx, out: &mut Vec<u8>) 
             Stage::RateLimit => match super::ratelimit::run(
                 r.w,
                 r.pl,
-                cx.route,
-                r.route,
+                r.route.plan,
+                &r.route.cfg,
                 cx.identity.as_deref(),
                 r.peer.addr,
                 r.peer.trusted,
@@ -252,16 +252,54 @@ pub fn done(w: &Local, cx: &mut RequestCtx, status: u16, ok: bool) {
     }
 }
 
+/// A route of a pipeline, its references resolved when the pipeline was built.
+pub struct Route {
+    pub cfg: RouteConfig,
+    /// Where it sends requests.
+    pub target: Target,
+    /// The plan it forces, if any.
+    pub plan: Option<PlanId>,
+}
+
+/// A route's upstream, or its weighted split between upstreams.
+pub enum Target {
+    Single(Rc<UpstreamState>),
+    Split {
+        parts: Vec<(Rc<UpstreamState>, u32)>,
+        total: u32,
+    },
+}
+
+impl Target {
+    /// The upstream for one request (a split draws by weight from `rng`).
+    pub fn pick(&self, rng: &std::cell::RefCell<fastrand::Rng>) -> &Rc<UpstreamState> {
+        match self {
+            Target::Single(up) => up,
+            Target::Split { parts, total } => {
+                let mut r = rng.borrow_mut().u32(..(*total).max(1));
+                for (up, weight) in parts {
+                    if r < *weight {
+                        return up;
+                    }
+                    r -= weight;
+                }
+                &parts[0].0
+            }
+        }
+    }
+}
+
 /// What a worker serves requests with, from one configuration.
 pub struct Pipeline {
     /// The configuration it was built from (its routes and upstreams; process-wide
     /// settings such as listeners are read from the worker's start configuration).
     pub cfg: Arc<Config>,
+    /// Finds the route for a request: an index into `routes`.
     pub router: Router,
-    /// In `cfg.upstreams` order (routes refer to them by that position).
+    /// In file order, each with its upstream and plan resolved.
+    pub routes: Vec<Rc<Route>>,
+    /// In `cfg.upstreams` order.
     pub upstreams: Vec<Rc<UpstreamState>>,
-    /// Per route: the plan it forces, if any.
-    pub route_plans: Vec<Option<PlanId>>,
     /// Plans and bucket keys (shared, read-only).
     pub limits: Arc<RateLimitConfig>,
     /// Credentials: keys loaded when the configuration was read, verified identities
@@ -297,15 +335,31 @@ impl Pipeline {
                 }
             }
         }
-        let route_plans = cfg
+        // Cross-references resolved once, here, into handles.
+        let routes = cfg
             .routes
             .iter()
-            .map(|r| r.plan.as_deref().and_then(|p| limits.plan_id(p)))
+            .map(|r| {
+                Rc::new(Route {
+                    target: match &r.target {
+                        RouteTarget::Single(i) => Target::Single(upstreams[*i].clone()),
+                        RouteTarget::Split(parts) => Target::Split {
+                            parts: parts
+                                .iter()
+                                .map(|&(i, weight)| (upstreams[i].clone(), weight))
+                                .collect(),
+                            total: parts.iter().map(|p| p.1).sum(),
+                        },
+                    },
+                    plan: r.plan.as_deref().and_then(|p| limits.plan_id(p)),
+                    cfg: r.clone(),
+                })
+            })
             .collect();
         Pipeline {
             router: Router::new(&cfg.routes),
+            routes,
             upstreams,
-            route_plans,
             auth: Authenticator::new(auth),
             limits,
             cfg,
