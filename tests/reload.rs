@@ -162,6 +162,9 @@ both_drivers! {
         assert_eq!(rest.len(), BIG, "the download completes");
         assert_eq!(checksum(&rest), checksum(&pattern(BIG, 3)));
         assert!(a.requests().iter().all(|r| r.target != "/x"));
+        // The removed server's connections are closed, idle ones at the swap and the
+        // download's once it is done: none goes back to a pool.
+        a.wait_closed(a.connections());
     }
 
     /// What did not change keeps its state: a caller at its limit stays limited, a
@@ -190,6 +193,44 @@ both_drivers! {
         for i in 0..20 {
             assert_eq!(client.request(&Req::get("/new")).status, 200, "request {i}");
         }
+    }
+}
+
+both_drivers! {
+    /// Keys are part of the pipeline: a key added by a reload is accepted on every
+    /// worker, one removed is refused.
+    fn reload_changes_the_keys(driver) {
+        let origin = origin("a");
+        let keyed = |keys: &[(&str, &str)]| {
+            let mut t = String::from("[auth.api_keys]\nheader = \"x-api-key\"\n");
+            for (id, key) in keys {
+                t.push_str(&format!(
+                    "[[auth.api_keys.keys]]\nid = \"{id}\"\nsha256 = \"{}\"\nuser = \"svc-{id}\"\n",
+                    common::tokens::api_key_digest(key)
+                ));
+            }
+            t.push_str(&fill(
+                "[[upstreams]]\nname = \"app\"\nservers = [\"{a}\"]\n\n\
+                 [[routes]]\nid = \"all\"\npath_prefix = \"/\"\nupstream = \"app\"\nauth = \"required\"\n",
+                &[("a", origin.addr())],
+            ));
+            t
+        };
+        let old_key = "reload-old-key-0123456789";
+        let new_key = "reload-new-key-0123456789";
+        let gw = Gw::start_workers(driver, 2, &keyed(&[("old", old_key)]));
+        let with = |key: &str| Req::get("/k").header("X-API-Key", key);
+        assert_eq!(gw.client().request(&with(old_key)).status, 200);
+        assert_eq!(gw.client().request(&with(new_key)).status, 401);
+
+        gw.gateway()
+            .reload(parsed(driver, 2, &keyed(&[("new", new_key)])))
+            .expect("reload applied");
+        for _ in 0..6 {
+            assert_eq!(gw.client().request(&with(new_key)).status, 200);
+            assert_eq!(gw.client().request(&with(old_key)).status, 401);
+        }
+        assert_eq!(origin.last_request().header("x-user-id"), Some("svc-new"));
     }
 }
 
