@@ -38,12 +38,23 @@ fn echo_method_body(r: &Recorded) -> Reply {
     Reply::ok(format!("{} {}", r.method, String::from_utf8_lossy(&r.body)))
 }
 
-fn expected(req: &Req) -> String {
-    format!(
+/// Send request `i` of [`mixed`]: it must get 200 and the origin's echo of it.
+fn send_mixed(client: &mut Client, i: usize) {
+    let req = mixed(i);
+    let resp = client.request(&req);
+    assert_eq!(
+        resp.status,
+        200,
+        "request {i} ({}): {}",
+        req.method,
+        resp.text()
+    );
+    let echo = format!(
         "{} {}",
         req.method,
         String::from_utf8_lossy(&req.body_bytes())
-    )
+    );
+    assert_eq!(resp.text(), echo);
 }
 
 both_drivers! {
@@ -55,10 +66,7 @@ both_drivers! {
         let gw = Gw::start(driver, &config(origin.addr(), "retries = 0", ""));
         let mut client = gw.client();
         for i in 0..4 {
-            let req = mixed(i);
-            let resp = client.request(&req);
-            assert_eq!(resp.status, 200, "request {i} ({}): {}", req.method, resp.text());
-            assert_eq!(resp.text(), expected(&req));
+            send_mixed(&mut client, i);
             assert_eq!(origin.requests().len(), i + 1, "each request reaches the origin once");
             // The origin drops the pooled connection after a second of quiet.
             origin.wait_closed(i + 1);
@@ -77,10 +85,7 @@ both_drivers! {
                 // The scenario's pace, not a wait for readiness.
                 std::thread::sleep(Duration::from_millis(1500));
             }
-            let req = mixed(i);
-            let resp = client.request(&req);
-            assert_eq!(resp.status, 200, "request {i} ({}): {}", req.method, resp.text());
-            assert_eq!(resp.text(), expected(&req));
+            send_mixed(&mut client, i);
         }
         assert_eq!(origin.requests().len(), 4);
     }
@@ -103,10 +108,7 @@ both_drivers! {
         let before = origin.requests().len();
         let mut client = gw.client();
         for i in 0..16 {
-            let req = mixed(i);
-            let resp = client.request(&req);
-            assert_eq!(resp.status, 200, "request {i} ({}): {}", req.method, resp.text());
-            assert_eq!(resp.text(), expected(&req));
+            send_mixed(&mut client, i);
             assert_eq!(origin.requests().len(), before + i + 1, "request {i} reached the origin once");
         }
     }
@@ -131,10 +133,7 @@ both_drivers! {
         let gw = Gw::start(driver, &config(origin.addr(), "retries = 0", ""));
         let mut client = gw.client();
         for i in 0..8 {
-            let req = mixed(i);
-            let resp = client.request(&req);
-            assert_eq!(resp.status, 200, "request {i} ({}): {}", req.method, resp.text());
-            assert_eq!(resp.text(), expected(&req));
+            send_mixed(&mut client, i);
         }
         // Every request but the first went out twice: on the pooled connection, where
         // the origin hung up, and on a new one, which then went to the pool.
