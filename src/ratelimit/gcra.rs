@@ -78,7 +78,7 @@ fn plan_params(workers: usize, cfg: &RateLimitConfig, secret: &KeySecret) -> Vec
             debt_cap_ns: (workers.max(1) as u64).saturating_mul(
                 latency_ns.saturating_add(p.capacity().saturating_mul(p.emission_ns)),
             ),
-            overflow: secret.fingerprint(&p.name, b"\0overflow"),
+            overflow: secret.fingerprint(p.name_hash, b"\0overflow"),
         })
         .collect()
 }
@@ -162,7 +162,7 @@ impl Limiter {
     /// nothing.
     pub fn check<'p>(&mut self, key: &[u8], plan: &'p Plan, now: Instant) -> Decision<'p> {
         let now_ns = self.ns(now);
-        let mut fp = self.secret.fingerprint(&plan.name, key);
+        let mut fp = self.secret.fingerprint(plan.name_hash, key);
         if self.buckets.len() >= self.max_keys && !self.buckets.contains(fp) {
             self.make_room(now_ns);
             if self.buckets.len() >= self.max_keys {
@@ -211,7 +211,7 @@ impl Limiter {
     /// What `check` would say, without taking a token or creating a bucket.
     pub fn peek<'p>(&self, key: &[u8], plan: &'p Plan, now: Instant) -> Decision<'p> {
         let now_ns = self.ns(now);
-        let fp = self.secret.fingerprint(&plan.name, key);
+        let fp = self.secret.fingerprint(plan.name_hash, key);
         let ahead = self
             .buckets
             .get(fp)

@@ -157,11 +157,23 @@ impl PlanId {
     }
 }
 
+/// A plan name's hash, the same in every worker and across reloads (SipHash with
+/// fixed keys; the fingerprint's own secret keeps bucket keys unpredictable).
+pub(crate) fn name_hash(name: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    name.hash(&mut h);
+    h.finish()
+}
+
 /// One plan, with its GCRA parameters precomputed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub id: PlanId,
     pub name: String,
+    /// [`name_hash`] of `name`: what names the plan in a bucket's fingerprint, so a
+    /// bucket outlives a reload that renumbers plans.
+    pub(crate) name_hash: u64,
     pub requests_per_minute: u32,
     pub burst: u32,
     /// `T`: nanoseconds between two requests at the sustained rate, rounded up (so the
@@ -190,6 +202,7 @@ impl Plan {
         Ok(Plan {
             id: PlanId(id as u32),
             name: name.to_owned(),
+            name_hash: name_hash(name),
             requests_per_minute,
             burst,
             emission_ns,
