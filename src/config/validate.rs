@@ -18,12 +18,14 @@
 //! Files: the error type in `validate/error.rs`; checks of the sections that later stages
 //! implement (auth, rate limits, plans, cache, TLS, health checks, circuit breakers) in
 //! `validate/deferred.rs`; the small grammars (tokens, hosts, CIDRs, server addresses)
-//! in `validate/rules.rs`; [`summary()`] (for `ringgate check`) in `validate/summary.rs`;
+//! in `validate/rules.rs`; [`summary()`] (for `ringgate check`) in `validate/summary.rs`,
+//! with the warning about routes that can never match from `validate/shadow.rs`;
 //! tests in `validate/tests.rs` and `validate/tests/errors.rs`.
 
 mod deferred;
 mod error;
 mod rules;
+mod shadow;
 mod summary;
 #[cfg(test)]
 mod tests;
@@ -43,7 +45,7 @@ use super::{
     PathMatch, RouteCache, RouteConfig, RouteTarget, ServerConfig, UpstreamConfig, UpstreamServer,
 };
 pub use error::{ConfigError, Site};
-pub use summary::{not_yet_active, summary, NOT_YET_ACTIVE};
+pub use summary::{not_yet_active, shadow_warnings, summary, NOT_YET_ACTIVE};
 
 /// Parse `text` (TOML) and validate it into a [`Config`]; `origin` names the file in
 /// error messages.
