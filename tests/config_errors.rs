@@ -215,6 +215,62 @@ fn check_accepts_the_reference_configuration() {
 }
 
 #[test]
+fn check_warns_about_shadowed_routes_and_still_accepts() {
+    // "api" (prefix /api, any method, any host) comes first: it takes every request of
+    // "users" and of "users-on-admin" (a host condition only narrows a route). "apix"
+    // is not under /api (prefixes are segment-aware) and is not named.
+    let text = r#"[server]
+listen = ["127.0.0.1:8080"]
+
+[[upstreams]]
+name = "app"
+servers = ["127.0.0.1:9001"]
+
+[[routes]]
+id = "api"
+path_prefix = "/api"
+upstream = "app"
+
+[[routes]]
+id = "users"
+path_prefix = "/api/users"
+methods = ["GET"]
+upstream = "app"
+
+[[routes]]
+id = "users-on-admin"
+path_prefix = "/api/users"
+host = "admin.test"
+upstream = "app"
+
+[[routes]]
+id = "apix"
+path_prefix = "/apix"
+upstream = "app"
+"#;
+    let path = temp_file("shadow.toml", text);
+    let out = ringgate(&["check", "--config", path.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&path);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let warnings: Vec<&str> = stdout.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(
+        warnings,
+        [
+            "  warning: route \"users\" can never match: route \"api\" before it matches every request it would",
+            "  warning: route \"users-on-admin\" can never match: route \"api\" before it matches every request it would",
+        ],
+        "{stdout}"
+    );
+    assert!(stdout.contains("configuration OK"), "{stdout}");
+}
+
+#[test]
 fn check_accepts_a_route_cache_without_ttl() {
     // `cache = {}`: every key of the table has a default; without ttl_s, only
     // responses the origin marks fresh are stored.

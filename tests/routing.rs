@@ -1,5 +1,5 @@
 //! Routing: segment-aware prefixes, exact paths, methods, hosts (with wildcards),
-//! headers, file order, strip_prefix, weighted splits, header edits, 404.
+//! headers, file order, strip_prefix, weighted splits, header edits, 404, 405.
 
 mod common;
 
@@ -30,14 +30,20 @@ fn routed(driver: IoDriver, origin: &Origin, routes: &[(&str, &str)]) -> Gw {
     Gw::start(driver, &fill(&toml, &[("origin", origin.addr())]))
 }
 
-/// Which route served `req` ("404" when none did).
+/// Which route served `req` ("404" when none did, "405 <Allow>" when routes matched
+/// all but the method).
 fn route_of(c: &mut Client, req: &Req) -> String {
     let resp = c.request(req);
     match resp.status {
         200 => resp.text().split(' ').next().unwrap().to_owned(),
         404 => {
             resp.assert_json_error(404);
+            assert_eq!(resp.header("allow"), None, "{}", resp.head);
             "404".to_owned()
+        }
+        405 => {
+            assert_eq!(resp.assert_json_error(405), "method_not_allowed");
+            format!("405 {}", resp.header("allow").expect("405 without Allow"))
         }
         s => panic!("unexpected status {s}: {}", resp.text()),
     }
@@ -99,9 +105,15 @@ both_drivers! {
         assert_eq!(route_of(&mut c, &Req::get("/items")), "read");
         assert_eq!(route_of(&mut c, &Req::post("/items", "x")), "write");
         assert_eq!(route_of(&mut c, &Req::new("PUT", "/items/1").body("y")), "write");
-        assert_eq!(route_of(&mut c, &Req::new("DELETE", "/items/1")), "404");
+        assert_eq!(
+            route_of(&mut c, &Req::new("DELETE", "/items/1")),
+            "405 GET, HEAD, POST, PUT"
+        );
         // Method names are case-sensitive (RFC 9110 9.1).
-        assert_eq!(route_of(&mut c, &Req::new("get", "/items")), "404");
+        assert_eq!(
+            route_of(&mut c, &Req::new("get", "/items")),
+            "405 GET, HEAD, POST, PUT"
+        );
         let resp = c.request(&Req::head("/items"));
         assert_eq!(resp.status, 200);
         assert_eq!(origin.last_request().header("x-route"), Some("read"));
@@ -258,6 +270,59 @@ both_drivers! {
         // The connection survived all three (no body was left unread).
         assert_eq!(route_of(&mut c, &Req::get("/only")), "only");
         assert_eq!(origin.requests().len(), 1);
+    }
+
+    fn wrong_method_is_405_with_allow(driver) {
+        let origin = tagging_origin();
+        let gw = routed(driver, &origin, &[
+            ("read", "path_prefix = \"/items\"\nmethods = [\"GET\", \"HEAD\"]"),
+            ("write", "path_prefix = \"/items\"\nmethods = [\"POST\", \"GET\"]"),
+            ("admin", "path_prefix = \"/items\"\nhost = \"admin.test\"\nmethods = [\"DELETE\"]"),
+            ("canary", "path_prefix = \"/items\"\nheaders = { \"X-Canary\" = \"1\" }\nmethods = [\"PATCH\"]"),
+            ("special", "path_exact = \"/items/special\"\nmethods = [\"OPTIONS\"]"),
+            ("getonly", "path_prefix = \"/g\"\nmethods = [\"GET\"]"),
+        ]);
+        let mut c = gw.client();
+        // The JSON error, X-Request-ID, and Allow in file order without duplicates;
+        // the routes whose host or header did not match are not in it.
+        let resp = c.request(&Req::new("DELETE", "/items/1").header("X-Request-ID", "rid-405"));
+        assert_eq!(resp.assert_json_error(405), "method_not_allowed");
+        assert_eq!(resp.reason, "Method Not Allowed");
+        assert_eq!(resp.header("allow"), Some("GET, HEAD, POST"), "{}", resp.head);
+        assert_eq!(resp.json()["request_id"], "rid-405");
+        assert_eq!(resp.header("x-request-id"), Some("rid-405"));
+        // Host and header conditions that match bring their routes' methods in.
+        let admin = Req::new("PUT", "/items/1").host("admin.test").body("x");
+        assert_eq!(route_of(&mut c, &admin), "405 GET, HEAD, POST, DELETE");
+        let canary = Req::new("PUT", "/items/1").header("X-Canary", "1").body("x");
+        assert_eq!(route_of(&mut c, &canary), "405 GET, HEAD, POST, PATCH");
+        // The gateway does not answer OPTIONS itself: a route must allow it.
+        assert_eq!(
+            route_of(&mut c, &Req::new("OPTIONS", "/items")),
+            "405 GET, HEAD, POST"
+        );
+        assert_eq!(
+            route_of(&mut c, &Req::new("OPTIONS", "/items/special")),
+            "special"
+        );
+        assert_eq!(
+            route_of(&mut c, &Req::get("/items/special")),
+            "read"
+        );
+        // A route allowing GET does not take HEAD (methods match as written), and
+        // says so; the HEAD answer has no body.
+        let resp = c.request(&Req::head("/g/1"));
+        assert_eq!(resp.status, 405);
+        assert_eq!(resp.header("allow"), Some("GET"), "{}", resp.head);
+        assert!(resp.body.is_empty());
+        // A path no route matches is still a 404, without Allow.
+        assert_eq!(route_of(&mut c, &Req::new("DELETE", "/nowhere")), "404");
+        assert_eq!(route_of(&mut c, &Req::new("DELETE", "/itemsx")), "404");
+        // The connection survived every refusal, and the origin saw only the two
+        // requests that were routed.
+        assert_eq!(origin.requests().len(), 2);
+        assert_eq!(route_of(&mut c, &Req::new("DELETE", "/items").host("admin.test")), "admin");
+        assert_eq!(origin.requests().len(), 3);
     }
 
     fn no_route_with_unread_body_closes(driver) {

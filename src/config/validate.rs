@@ -18,12 +18,14 @@
 //! Files: the error type in `validate/error.rs`; checks of the sections that later stages
 //! implement (auth, rate limits, plans, cache, TLS, health checks, circuit breakers) in
 //! `validate/deferred.rs`; the small grammars (tokens, hosts, CIDRs, server addresses)
-//! in `validate/rules.rs`; [`summary()`] (for `ringgate check`) in `validate/summary.rs`;
+//! in `validate/rules.rs`; [`summary()`] (for `ringgate check`) in `validate/summary.rs`,
+//! with the warning about routes that can never match from `validate/shadow.rs`;
 //! tests in `validate/tests.rs` and `validate/tests/errors.rs`.
 
 mod deferred;
 mod error;
 mod rules;
+mod shadow;
 mod summary;
 #[cfg(test)]
 mod tests;
@@ -43,7 +45,7 @@ use super::{
     PathMatch, RouteCache, RouteConfig, RouteTarget, ServerConfig, UpstreamConfig, UpstreamServer,
 };
 pub use error::{ConfigError, Site};
-pub use summary::{not_yet_active, summary, NOT_YET_ACTIVE};
+pub use summary::{not_yet_active, shadow_warnings, summary, NOT_YET_ACTIVE};
 
 /// Parse `text` (TOML) and validate it into a [`Config`]; `origin` names the file in
 /// error messages.
@@ -59,8 +61,49 @@ pub fn parse_and_validate_with(
     env: &dyn Fn(&str) -> Option<OsString>,
 ) -> Result<Config, ConfigError> {
     let cx = Cx { text, origin, env };
-    let file: FileConfig = toml::from_str(text).map_err(|e| cx.parse_error(&e))?;
+    let file = deserialize(&cx)?;
     build(&cx, file)
+}
+
+/// serde over the text, with `[[routes]]` taken one at a time so that a mistake inside
+/// a route names it (`routes."catalog".timeout_ms`, not `routes`): the document is
+/// parsed with its spans, the routes are taken out, the rest becomes a [`FileConfig`],
+/// then each route a [`FileRoute`] from its own spanned value, so positions and
+/// `deny_unknown_fields` stay as they were.
+fn deserialize(cx: &Cx) -> Result<FileConfig, ConfigError> {
+    use serde::Deserialize as _;
+    use toml::de::{DeTable, DeValue, Deserializer, ValueDeserializer};
+
+    let mut root = DeTable::parse(cx.text).map_err(|e| cx.parse_error(&e, ""))?;
+    // Anything but an array stays in place, for serde to refuse as before.
+    let routes = match root.get_mut().remove_entry("routes") {
+        Some((_, v)) if matches!(v.get_ref(), DeValue::Array(_)) => Some(v.into_inner()),
+        Some((k, v)) => {
+            root.get_mut().insert(k, v);
+            None
+        }
+        None => None,
+    };
+    let mut file =
+        FileConfig::deserialize(Deserializer::from(root)).map_err(|e| cx.parse_error(&e, ""))?;
+    let Some(DeValue::Array(routes)) = routes else {
+        return Ok(file);
+    };
+    for (i, item) in routes.into_iter().enumerate() {
+        let id = item
+            .get_ref()
+            .as_table()
+            .and_then(|t| t.get("id"))
+            .and_then(|id| id.get_ref().as_str());
+        let key = match id {
+            Some(id) => format!("routes.{id:?}"),
+            None => format!("routes[{i}]"),
+        };
+        let route = FileRoute::deserialize(ValueDeserializer::from(item))
+            .map_err(|e| cx.parse_error(&e, &key))?;
+        file.routes.push(route);
+    }
+    Ok(file)
 }
 
 /// Turns spans into [`Site`]s; borrowed by every check.
@@ -117,23 +160,32 @@ impl Cx<'_> {
         self.site("", v.span(), String::new()).line.unwrap_or(0)
     }
 
-    /// serde's error -> [`ConfigError::Parse`] with the key path and line.
-    fn parse_error(&self, e: &toml::de::Error) -> ConfigError {
+    /// serde's error -> [`ConfigError::Parse`] with the key path and line. `outer` is
+    /// the key path of the value that was deserialized on its own (a route), if any.
+    fn parse_error(&self, e: &toml::de::Error, outer: &str) -> ConfigError {
         // The key path is only exposed through `Display` of an error without input,
         // which ends with "in `a.b.c`".
         let mut bare = e.clone();
         bare.set_input(None);
         let rendered = bare.to_string();
-        let key = rendered
+        let inner = rendered
             .lines()
             .filter_map(|l| l.strip_prefix("in `")?.strip_suffix('`'))
             .next_back()
             .unwrap_or("");
+        let key = match (outer, inner) {
+            (o, "") => o.to_owned(),
+            ("", i) => i.to_owned(),
+            (o, i) => format!("{o}.{i}"),
+        };
+        let mut message = rules::friendlier(e.message());
+        if let Some(unit) = rules::duration_unit(&key) {
+            message = rules::with_unit(&message, unit);
+        }
         let mut site = self.site(key, 0..0, String::new());
         if let Some(span) = e.span() {
             self.locate(&mut site, span.start);
         }
-        let mut message = rules::friendlier(e.message());
         // toml does not say which key is duplicated; its span does.
         if message == "duplicate key" {
             if let Some(k) = e.span().and_then(|s| self.text.get(s)) {

@@ -118,7 +118,7 @@ pub async fn handle(
     }
 
     // Route.
-    let found = {
+    let (found, wrong_method) = {
         let buf = &c.rbuf;
         let lookup = |name: &str| head.header(buf, name);
         let mut path = head.path(buf);
@@ -128,24 +128,34 @@ pub async fn handle(
             crate::http::path::normalize(path, &mut cx.path);
             path = &cx.path;
         }
-        pl.router.find(&MatchInput {
+        let input = MatchInput {
             method: head.method_span.get(buf),
             host: head.host_name(buf),
             path,
             header: &lookup,
-        })
+        };
+        let found = pl.router.find(&input);
+        // A miss: 405 with `Allow` when routes match all but the method, else 404.
+        let allow = match found {
+            Some(_) => Vec::new(),
+            None => pl.router.allowed_methods(&input),
+        };
+        if !allow.is_empty() {
+            cx.extra.extend_from_slice(b"Allow: ");
+            cx.extra.extend_from_slice(allow.join(", ").as_bytes());
+            cx.extra.extend_from_slice(b"\r\n");
+        }
+        (found, !allow.is_empty())
     };
     let Some(ri) = found else {
-        return reject(
-            w,
-            c,
-            &meta,
-            head,
-            404,
-            "no route matches this request",
-            None,
-        )
-        .await;
+        let (status, message) = match wrong_method {
+            true => (
+                405,
+                "no route allows this method here; see the Allow header",
+            ),
+            false => (404, "no route matches this request"),
+        };
+        return reject(w, c, &meta, head, status, message, None).await;
     };
     let entry = pl.routes[ri].clone();
     cx.route = Some(entry.clone());

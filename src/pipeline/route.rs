@@ -62,6 +62,31 @@ impl Router {
             .map(|&i| i as usize)
             .find(|&i| route_matches(&self.routes[i], req))
     }
+
+    /// After [`Router::find`] found nothing: the methods of the routes that match the
+    /// request in everything but its method, for a 405's `Allow`, or an empty list
+    /// (a 404). In file order of first mention, without duplicates. A route without a
+    /// `methods` list never appears here: it would have matched. Methods are matched
+    /// exactly as configured (a GET route does not take HEAD), and so are listed.
+    /// Only the miss path calls this, so the hit path pays nothing for it.
+    pub fn allowed_methods(&self, req: &MatchInput<'_>) -> Vec<&str> {
+        let seg = first_segment(req.path);
+        let candidates = self.buckets.get(seg).unwrap_or(&self.fallback);
+        let mut allow: Vec<&str> = Vec::new();
+        for &i in candidates {
+            let r = &self.routes[i as usize];
+            if let Some(methods) = &r.methods {
+                if matches_but_method(r, req) {
+                    for m in methods {
+                        if !allow.contains(&m.as_str()) {
+                            allow.push(m);
+                        }
+                    }
+                }
+            }
+        }
+        allow
+    }
 }
 
 fn route_matches(r: &RouteConfig, req: &MatchInput<'_>) -> bool {
@@ -77,6 +102,21 @@ fn route_matches(r: &RouteConfig, req: &MatchInput<'_>) -> bool {
             return false;
         }
     }
+    others_match(r, req)
+}
+
+/// Path, host and headers: every condition of the route but its methods.
+fn matches_but_method(r: &RouteConfig, req: &MatchInput<'_>) -> bool {
+    let path_ok = match &r.path {
+        PathMatch::Exact(p) => req.path == p.as_bytes(),
+        PathMatch::Prefix(p) => prefix_matches(p.as_bytes(), req.path),
+    };
+    path_ok && others_match(r, req)
+}
+
+/// Host and headers.
+#[inline]
+fn others_match(r: &RouteConfig, req: &MatchInput<'_>) -> bool {
     if let Some(h) = &r.host {
         if !host_matches(h, req.host) {
             return false;
@@ -131,5 +171,111 @@ fn first_segment_of_pattern(p: &PathMatch) -> Option<&[u8]> {
                 Some(first_segment(p.as_bytes()))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AuthMode, HeaderEdits, RouteTarget};
+
+    fn route(id: &str, path: PathMatch, methods: Option<&[&str]>) -> RouteConfig {
+        RouteConfig {
+            id: id.to_owned(),
+            path,
+            methods: methods.map(|m| m.iter().map(|s| s.to_string()).collect()),
+            host: None,
+            headers: Vec::new(),
+            target: RouteTarget::Single(0),
+            strip_prefix: String::new(),
+            auth: AuthMode::None,
+            scopes: Vec::new(),
+            plan: None,
+            cache: None,
+            request_headers: HeaderEdits::default(),
+            response_headers: HeaderEdits::default(),
+            timeout: None,
+            max_body_bytes: None,
+        }
+    }
+
+    fn prefix(p: &str) -> PathMatch {
+        PathMatch::Prefix(p.to_owned())
+    }
+
+    /// (found, allowed) for `method path` with host `h` and header `x-v: 2`.
+    fn lookup(router: &Router, method: &str, path: &str, host: &str) -> (Option<String>, String) {
+        let header = |name: &str| (name == "x-v").then_some(&b"2"[..]);
+        let req = MatchInput {
+            method: method.as_bytes(),
+            host: host.as_bytes(),
+            path: path.as_bytes(),
+            header: &header,
+        };
+        let found = router.find(&req).map(|i| router.routes()[i].id.clone());
+        (found, router.allowed_methods(&req).join(", "))
+    }
+
+    #[test]
+    fn allowed_methods_are_those_of_routes_matching_all_but_the_method() {
+        let mut by_host = route("by-host", prefix("/api"), Some(&["PATCH"]));
+        by_host.host = Some(HostMatch::Exact("other.example".into()));
+        let mut by_header = route("by-header", prefix("/api"), Some(&["PUT"]));
+        by_header.headers = vec![("x-v".into(), "3".into())];
+        let router = Router::new(&[
+            route("read", prefix("/api/users"), Some(&["GET", "HEAD"])),
+            route("write", prefix("/api/users"), Some(&["POST", "GET"])),
+            by_host,
+            by_header,
+            route(
+                "delete",
+                PathMatch::Exact("/api/users/7".into()),
+                Some(&["DELETE"]),
+            ),
+            route("other", prefix("/api/orders"), Some(&["OPTIONS"])),
+        ]);
+        // File order of first mention, no duplicates; host and header routes that do
+        // not match stay out.
+        let none = None;
+        assert_eq!(
+            lookup(&router, "PUT", "/api/users/8", "a.example"),
+            (none.clone(), "GET, HEAD, POST".into())
+        );
+        assert_eq!(
+            lookup(&router, "PUT", "/api/users/7", "a.example"),
+            (none.clone(), "GET, HEAD, POST, DELETE".into())
+        );
+        assert_eq!(
+            lookup(&router, "PUT", "/api/users/7", "other.example"),
+            (none.clone(), "GET, HEAD, POST, PATCH, DELETE".into())
+        );
+        // Segment-aware: "/api/usersx" is no user path; nothing matches: a 404.
+        assert_eq!(
+            lookup(&router, "PUT", "/api/usersx", "a.example"),
+            (none.clone(), String::new())
+        );
+        assert_eq!(
+            lookup(&router, "GET", "/nothing", "a.example"),
+            (none, String::new())
+        );
+        // A hit is a hit.
+        assert_eq!(
+            lookup(&router, "HEAD", "/api/users", "a.example")
+                .0
+                .as_deref(),
+            Some("read")
+        );
+    }
+
+    #[test]
+    fn a_route_without_methods_leaves_nothing_to_refuse() {
+        let router = Router::new(&[
+            route("read", prefix("/api"), Some(&["GET"])),
+            route("all", prefix("/"), None),
+        ]);
+        assert_eq!(
+            lookup(&router, "DELETE", "/api/x", "h").0.as_deref(),
+            Some("all")
+        );
     }
 }

@@ -185,6 +185,26 @@ pub fn list<'a>(names: impl Iterator<Item = &'a str>) -> String {
 }
 
 /// serde's wording, in the words of a TOML file.
+/// For a duration key (`timeout_ms`, `ttl_s`): what its value is, in words.
+pub fn duration_unit(key: &str) -> Option<&'static str> {
+    if key.ends_with("_ms") {
+        Some("an integer number of milliseconds, like 5000")
+    } else if key.ends_with("_s") {
+        Some("an integer number of seconds, like 30")
+    } else {
+        None
+    }
+}
+
+/// serde's "invalid type: string \"5s\", expected ..." with the expectation replaced by
+/// the duration's unit (`"5s"` is a common guess; the key's suffix says the unit).
+pub fn with_unit(message: &str, unit: &str) -> String {
+    match message.split_once(", expected ") {
+        Some((got, _)) if got.starts_with("invalid ") => format!("{got}, expected {unit}"),
+        _ => message.to_owned(),
+    }
+}
+
 pub fn friendlier(message: &str) -> String {
     message
         .replace("expected usize", "expected a non-negative integer")

@@ -113,11 +113,14 @@ fn write_summary(o: &mut String, cfg: &Config) -> std::fmt::Result {
     }
     writeln!(
         o,
-        "routes ({}, first match wins; no match -> 404)",
+        "routes ({}, first match wins; no match -> 404, or 405 when only the method differs)",
         cfg.routes.len()
     )?;
     for r in &cfg.routes {
         write_route(o, r, cfg)?;
+    }
+    for line in shadow_warnings(cfg) {
+        writeln!(o, "  {line}")?;
     }
     write_inactive(o, cfg)
 }
@@ -311,6 +314,19 @@ fn write_inactive(o: &mut String, cfg: &Config) -> std::fmt::Result {
         writeln!(o, "  {line}")?;
     }
     Ok(())
+}
+
+/// One warning line per route that an earlier route shadows (see `shadow.rs`).
+pub fn shadow_warnings(cfg: &Config) -> Vec<String> {
+    super::shadow::shadowed_routes(&cfg.routes)
+        .into_iter()
+        .map(|(earlier, later)| {
+            format!(
+                "warning: route {:?} can never match: route {:?} before it matches every request it would",
+                cfg.routes[later].id, cfg.routes[earlier].id
+            )
+        })
+        .collect()
 }
 
 /// The words `check` and start both use for a section that is accepted but not served.

@@ -18,7 +18,7 @@ fn unknown_top_level_key() {
     bad(
         &format!("{MINIMAL}listn = 1\n"),
         10,
-        &["routes: unknown field `listn`"],
+        &["routes.\"r\": unknown field `listn`"],
     );
     bad("a = 1\na = 2\n", 2, &["duplicate key `a`"]);
 }
@@ -101,12 +101,81 @@ fn wrong_types_name_the_key() {
     bad(
         &route("id = \"r\"\npath_prefix = \"/\"\nupstream = \"a\"\ncache = { ttl_s = \"5m\" }\n"),
         10,
-        &["routes.cache.ttl_s"],
+        &["routes.\"r\".cache.ttl_s"],
     );
     bad(
         &format!("{HEAD}[[upstreams]]\nname = \"b\"\nservers = [9001]\n"),
         8,
         &["upstreams.servers", "host:port"],
+    );
+}
+
+/// The whole message of the error for `text`.
+fn message(text: &str) -> String {
+    match parse_and_validate_with(text, "test.toml", &placeholder_env) {
+        Ok(_) => panic!("expected an error for:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn mistakes_inside_a_route_name_the_route() {
+    let catalog = "id = \"catalog\"\npath_prefix = \"/\"\nupstream = \"a\"\n";
+    assert_eq!(
+        message(&route(&format!("{catalog}timeout_ms = \"5s\"\n"))),
+        "test.toml:10:14: routes.\"catalog\".timeout_ms: invalid type: string \"5s\", \
+         expected an integer number of milliseconds, like 5000\n  line 10 | timeout_ms = \"5s\""
+    );
+    assert_eq!(
+        message(&route(&format!("{catalog}timeout_ms = 1.5\n"))),
+        "test.toml:10:14: routes.\"catalog\".timeout_ms: invalid type: floating point `1.5`, \
+         expected an integer number of milliseconds, like 5000\n  line 10 | timeout_ms = 1.5"
+    );
+    assert_eq!(
+        message(&route(&format!("{catalog}cache = {{ ttl_s = \"5m\" }}\n"))),
+        "test.toml:10:19: routes.\"catalog\".cache.ttl_s: invalid type: string \"5m\", \
+         expected an integer number of seconds, like 30\n  line 10 | cache = { ttl_s = \"5m\" }"
+    );
+    assert_eq!(
+        message(&route(&format!("{catalog}max_body_bytes = \"1M\"\n"))),
+        "test.toml:10:18: routes.\"catalog\".max_body_bytes: invalid type: string \"1M\", \
+         expected a non-negative integer\n  line 10 | max_body_bytes = \"1M\""
+    );
+    // The second route is named, not the first.
+    let two = route(&format!(
+        "{catalog}\n[[routes]]\nid = \"orders\"\npath_prefix = \"/o\"\nupstream = \"a\"\nmethods = \"GET\"\n"
+    ));
+    assert_eq!(
+        message(&two),
+        "test.toml:15:11: routes.\"orders\".methods: invalid type: string \"GET\", \
+         expected an array\n  line 15 | methods = \"GET\""
+    );
+    // Without a usable id, the route's position in the file.
+    assert_eq!(
+        message(&route("id = 7\npath_prefix = \"/\"\nupstream = \"a\"\n")),
+        "test.toml:7:6: routes[0].id: invalid type: integer `7`, expected a string\n  line 7 | id = 7"
+    );
+    // Unknown keys keep failing, with the route's id.
+    let msg = message(&route(&format!("{catalog}timeout = 5000\n")));
+    assert!(
+        msg.starts_with(
+            "test.toml:10:1: routes.\"catalog\": unknown field `timeout`, expected one of"
+        ),
+        "{msg}"
+    );
+}
+
+#[test]
+fn durations_outside_routes_say_their_unit() {
+    assert_eq!(
+        message("[server]\ngraceful_shutdown_s = \"30s\"\n"),
+        "test.toml:2:23: server.graceful_shutdown_s: invalid type: string \"30s\", \
+         expected an integer number of seconds, like 30\n  line 2 | graceful_shutdown_s = \"30s\""
+    );
+    assert_eq!(
+        message(&format!("{MINIMAL}[server.limits]\nidle_timeout_ms = -1\n")),
+        "test.toml:11:19: server.limits.idle_timeout_ms: invalid value: integer `-1`, \
+         expected an integer number of milliseconds, like 5000\n  line 11 | idle_timeout_ms = -1"
     );
 }
 
