@@ -119,9 +119,13 @@ fn reload(gw: &Gateway, path: &std::path::Path) {
             return;
         }
     };
+    let shadowed = validate::shadow_warnings(&cfg);
     match gw.reload(cfg) {
         Ok(restart_needed) => {
             eprintln!("ringgate: reloaded {}", path.display());
+            for line in shadowed {
+                eprintln!("ringgate: {line}");
+            }
             if !restart_needed.is_empty() {
                 eprintln!(
                     "ringgate: changes to {} take effect at the next start",
@@ -141,6 +145,9 @@ fn start(cfg: Config) -> anyhow::Result<Gateway> {
             "ringgate: warning: {line}: parsed and checked, {}: nothing is served for it",
             validate::NOT_YET_ACTIVE
         );
+    }
+    for line in validate::shadow_warnings(&cfg) {
+        eprintln!("ringgate: {line}");
     }
     let requested = cfg.server.io_driver;
     let gw = Gateway::start(cfg).context("cannot start")?;
