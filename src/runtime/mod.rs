@@ -224,12 +224,14 @@ impl Gateway {
     /// `cfg` is valid by construction (validation loads its keys and types its plans):
     /// a file that cannot be loaded never gets here, and the running configuration
     /// stays.
-    pub fn reload(&self, cfg: Config) -> Result<Vec<&'static str>, ReloadError> {
+    pub fn reload(&self, mut cfg: Config) -> Result<Vec<&'static str>, ReloadError> {
         // Keys and plans were loaded and typed when `cfg` was validated.
         let limits = cfg.limits.clone();
         let auth = cfg.auth_keys.clone();
-        let cfg = Arc::new(cfg);
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        // Whether the start took an address over (`--takeover`) means nothing now.
+        cfg.server.takeover = current.server.takeover;
+        let cfg = Arc::new(cfg);
         let differs =
             |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
         let mut restart_needed = Vec::new();
