@@ -177,6 +177,31 @@ pub struct RouteConfig {
     pub max_body_bytes: Option<u64>,
 }
 
+impl RouteConfig {
+    /// A route `id` on `path` to the first upstream, with every other setting at its
+    /// default (no method, host or header condition, no auth): for tests and benches
+    /// that build routes without a file.
+    pub fn new(id: &str, path: PathMatch) -> RouteConfig {
+        RouteConfig {
+            id: id.to_owned(),
+            path,
+            methods: None,
+            host: None,
+            headers: Vec::new(),
+            target: RouteTarget::Single(0),
+            strip_prefix: String::new(),
+            auth: AuthMode::None,
+            scopes: Vec::new(),
+            plan: None,
+            cache: None,
+            request_headers: HeaderEdits::default(),
+            response_headers: HeaderEdits::default(),
+            timeout: None,
+            max_body_bytes: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathMatch {
     /// Segment-aware: "/api/users" matches "/api/users" and "/api/users/7", not "/api/usersx".

@@ -177,25 +177,11 @@ fn first_segment_of_pattern(p: &PathMatch) -> Option<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{AuthMode, HeaderEdits, RouteTarget};
 
     fn route(id: &str, path: PathMatch, methods: Option<&[&str]>) -> RouteConfig {
         RouteConfig {
-            id: id.to_owned(),
-            path,
             methods: methods.map(|m| m.iter().map(|s| s.to_string()).collect()),
-            host: None,
-            headers: Vec::new(),
-            target: RouteTarget::Single(0),
-            strip_prefix: String::new(),
-            auth: AuthMode::None,
-            scopes: Vec::new(),
-            plan: None,
-            cache: None,
-            request_headers: HeaderEdits::default(),
-            response_headers: HeaderEdits::default(),
-            timeout: None,
-            max_body_bytes: None,
+            ..RouteConfig::new(id, path)
         }
     }
 

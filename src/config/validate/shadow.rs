@@ -64,30 +64,13 @@ fn host_covers(a: Option<&HostMatch>, b: Option<&HostMatch>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{AuthMode, HeaderEdits, RouteTarget};
 
     fn r(id: &str, path: &str) -> RouteConfig {
         let path = match path.strip_prefix('=') {
             Some(exact) => PathMatch::Exact(exact.to_owned()),
             None => PathMatch::Prefix(path.to_owned()),
         };
-        RouteConfig {
-            id: id.to_owned(),
-            path,
-            methods: None,
-            host: None,
-            headers: Vec::new(),
-            target: RouteTarget::Single(0),
-            strip_prefix: String::new(),
-            auth: AuthMode::None,
-            scopes: Vec::new(),
-            plan: None,
-            cache: None,
-            request_headers: HeaderEdits::default(),
-            response_headers: HeaderEdits::default(),
-            timeout: None,
-            max_body_bytes: None,
-        }
+        RouteConfig::new(id, path)
     }
 
     fn methods(mut route: RouteConfig, m: &[&str]) -> RouteConfig {
