@@ -14,7 +14,7 @@ use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use monoio_codec::{Decoded, Decoder};
 use monoio_http::h1::codec::decoder::{DirectWrapper, GenericHeadDecoder, RequestHeadDecoder};
-use ringgate::config::{AuthMode, HeaderEdits, PathMatch, RouteConfig, RouteTarget};
+use ringgate::config::{HeaderEdits, PathMatch, RouteConfig};
 use ringgate::http::{ChunkEvent, ChunkedDecoder, RequestHead, ResponseHead};
 use ringgate::pipeline::forward::{client_framing, client_response, upstream_request, Peer};
 
@@ -68,24 +68,11 @@ const MAX_HEADERS: usize = 100;
 
 fn route() -> RouteConfig {
     RouteConfig {
-        id: "users".into(),
-        path: PathMatch::Prefix("/api".into()),
-        methods: None,
-        host: None,
-        headers: Vec::new(),
-        target: RouteTarget::Single(0),
-        strip_prefix: String::new(),
-        auth: AuthMode::None,
-        scopes: Vec::new(),
-        plan: None,
-        cache: None,
         request_headers: HeaderEdits {
             add: vec![("X-Gateway".into(), "ringgate".into())],
             remove: vec!["authorization".into()],
         },
-        response_headers: HeaderEdits::default(),
-        timeout: None,
-        max_body_bytes: None,
+        ..RouteConfig::new("users", PathMatch::Prefix("/api".into()))
     }
 }
 

@@ -14,27 +14,11 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use ringgate::config::{AuthMode, HeaderEdits, HostMatch, PathMatch, RouteConfig, RouteTarget};
+use ringgate::config::{HostMatch, PathMatch, RouteConfig};
 use ringgate::pipeline::route::{prefix_matches, MatchInput, Router};
 
 fn route(id: String, path: PathMatch) -> RouteConfig {
-    RouteConfig {
-        id,
-        path,
-        methods: None,
-        host: None,
-        headers: Vec::new(),
-        target: RouteTarget::Single(0),
-        strip_prefix: String::new(),
-        auth: AuthMode::None,
-        scopes: Vec::new(),
-        plan: None,
-        cache: None,
-        request_headers: HeaderEdits::default(),
-        response_headers: HeaderEdits::default(),
-        timeout: None,
-        max_body_bytes: None,
-    }
+    RouteConfig::new(&id, path)
 }
 
 /// `n` routes: `n - 1` service routes, five per service, then the catch-all.

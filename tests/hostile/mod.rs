@@ -20,7 +20,7 @@ pub mod request;
 pub mod response;
 pub mod roundtrip;
 
-use ringgate::config::{AuthMode, HeaderEdits, PathMatch, RouteConfig, RouteTarget};
+use ringgate::config::{PathMatch, RouteConfig};
 
 /// (max_head, max_headers) pairs every input is parsed with. The last is the largest:
 /// anything accepted under a smaller limit must be accepted under it with the same result.
@@ -46,23 +46,7 @@ pub fn ensure(cond: bool, what: &str, input: &[u8]) {
 
 /// A route with every option at its neutral value: what the serialisers need.
 pub fn simple_route(id: &str, prefix: &str) -> RouteConfig {
-    RouteConfig {
-        id: id.to_string(),
-        path: PathMatch::Prefix(prefix.to_string()),
-        methods: None,
-        host: None,
-        headers: Vec::new(),
-        target: RouteTarget::Single(0),
-        strip_prefix: String::new(),
-        auth: AuthMode::None,
-        scopes: Vec::new(),
-        plan: None,
-        cache: None,
-        request_headers: HeaderEdits::default(),
-        response_headers: HeaderEdits::default(),
-        timeout: None,
-        max_body_bytes: None,
-    }
+    RouteConfig::new(id, PathMatch::Prefix(prefix.to_string()))
 }
 
 /// Header names the gateway must never forward, in either direction.
