@@ -20,6 +20,7 @@ environment (defaults in brackets):
   IDLE_S        seconds they idle before the measurement [3]
   TARGETS       subset of: nginx ringgate-uring ringgate-epoll [all three]
   RINGGATE_BIN  use this binary instead of running cargo build --release
+  RINGGATE_LIMITS  extra [server.limits] lines for ringgate, e.g. "buffer_hold_ms = 0"
   PROXY_CPU [0], LOAD_CPU [1]   cores for the proxy and for origin + clients
 EOF
 }
@@ -36,7 +37,7 @@ if (($(nproc) < 2)); then PROXY_CPU=0 LOAD_CPU=0; fi
 ulimit -n "$(ulimit -Hn)"
 (($(ulimit -n) > N + 256)) || die "N=$N needs more than $(ulimit -n) descriptors (ulimit -Hn)"
 
-ensure_tools nginx=nginx taskset=util-linux python3=python3 curl=curl
+ensure_tools nginx=nginx taskset=util-linux python3=python3 curl=curl ss=iproute2
 RINGGATE=""
 if [[ " $TARGETS " == *" ringgate-"* ]]; then resolve_ringgate; fi
 
@@ -64,16 +65,12 @@ rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
 # measure NAME PORT PID: the idle-connection cost of process PID, which serves PORT.
 measure() {
-    local name=$1 port=$2 pid=$3 before after fifo client i
+    local name=$1 port=$2 pid=$3 before after client i open
     curl -s -o /dev/null "http://127.0.0.1:$port/" # warm: pools, buffers, allocator
     before=$(rss_kib "$pid")
-    # The clients hold their connections until a line arrives on this FIFO (opened
-    # read-write first, so that neither side's open blocks).
-    fifo=$LT_TMP/$name.fifo
-    mkfifo "$fifo"
-    exec 7<>"$fifo"
+    # The clients hold their connections until they are stopped.
     start_bg "clients-$name" "$OUT/$name.clients.log" \
-        taskset -c "$LOAD_CPU" python3 "$LT_DIR/idle_clients.py" 127.0.0.1 "$port" "$N" <"$fifo"
+        taskset -c "$LOAD_CPU" python3 "$LT_DIR/idle_clients.py" 127.0.0.1 "$port" "$N"
     client=$LT_LAST_PID
     for ((i = 0; i < 1200; i++)); do
         grep -q '^ready' "$OUT/$name.clients.log" 2>/dev/null && break
@@ -83,8 +80,9 @@ measure() {
     grep -q '^ready' "$OUT/$name.clients.log" || die "$name: the $N connections did not all get a response"
     sleep "$IDLE_S" # the measured condition: every connection idle this long
     after=$(rss_kib "$pid")
-    echo >&7
-    exec 7>&-
+    # Count them: a measurement of connections that were closed would prove nothing.
+    open=$(ss -Htn state established "( dport = :$port )" | wc -l)
+    ((open >= N)) || die "$name: only $open of the $N connections are still open"
     stop_pid "$client"
     awk -v n="$N" -v b="$before" -v a="$after" -v t="$name" \
         'BEGIN {printf "%-16s %6d idle conns  RSS %8.1f -> %8.1f MiB  %7.2f KiB per connection\n", t, n, b/1024, a/1024, (a-b)/n}' |
@@ -110,7 +108,7 @@ for t in $TARGETS; do
             io_uring_note
         fi
         ringgate_config "$OUT/$t.toml" "$RG_PORT" "$RG_ADMIN_PORT" "$ORIGIN_PORT" "$driver" \
-            "max_connections = $((N + 1024))"
+            "max_connections = $((N + 1024))${RINGGATE_LIMITS:+$'\n\n[server.limits]\n'$RINGGATE_LIMITS}"
         start_bg "$t" "$OUT/$t.log" taskset -c "$PROXY_CPU" "$RINGGATE" --config "$OUT/$t.toml"
         pid=$LT_LAST_PID
         wait_http "$t" "$pid" "http://127.0.0.1:$RG_PORT/" "$OUT/$t.log"

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Open N keep-alive connections to a proxy, make one GET on each, then hold them all
 idle. Prints "ready <n>" on stdout once every connection has its whole response, then
-waits for a line on stdin (or EOF) and closes everything. Used by loadtest/conns.sh.
+holds them until it is killed (SIGTERM). Used by loadtest/conns.sh.
 
 usage: idle_clients.py HOST PORT N [PATH]
 """
 import selectors
+import signal
 import socket
 import sys
 
@@ -54,7 +55,9 @@ def main():
             else:
                 pending[s] = buf
     print(f"ready {done}", flush=True)
-    sys.stdin.readline()
+    # Not stdin: a background job of a script reads /dev/null there, and would end at
+    # once (closing every connection before the measurement).
+    signal.sigwait([signal.SIGTERM, signal.SIGINT])
     for s in socks:
         s.close()
 
