@@ -62,12 +62,16 @@ start_bg nginx-origin "$OUT/origin.log" taskset -c "$LOAD_CPU" \
 wait_http origin "$LT_LAST_PID" "http://127.0.0.1:$ORIGIN_PORT/" "$LT_TMP/origin/error.log"
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+# The kernel's slab memory (sockets, files, epoll/io_uring poll entries), machine-wide:
+# its growth over the connections counts both ends (the clients are on this machine).
+slab_kib() { awk '/^Slab:/ {print $2}' /proc/meminfo; }
 
 # measure NAME PORT PID: the idle-connection cost of process PID, which serves PORT.
 measure() {
-    local name=$1 port=$2 pid=$3 before after client i open
+    local name=$1 port=$2 pid=$3 before after client i open slab_before slab_after
     curl -s -o /dev/null "http://127.0.0.1:$port/" # warm: pools, buffers, allocator
     before=$(rss_kib "$pid")
+    slab_before=$(slab_kib)
     # The clients hold their connections until they are stopped.
     start_bg "clients-$name" "$OUT/$name.clients.log" \
         taskset -c "$LOAD_CPU" python3 "$LT_DIR/idle_clients.py" 127.0.0.1 "$port" "$N"
@@ -80,12 +84,13 @@ measure() {
     grep -q '^ready' "$OUT/$name.clients.log" || die "$name: the $N connections did not all get a response"
     sleep "$IDLE_S" # the measured condition: every connection idle this long
     after=$(rss_kib "$pid")
+    slab_after=$(slab_kib)
     # Count them: a measurement of connections that were closed would prove nothing.
     open=$(ss -Htn state established "( dport = :$port )" | wc -l)
     ((open >= N)) || die "$name: only $open of the $N connections are still open"
     stop_pid "$client"
-    awk -v n="$N" -v b="$before" -v a="$after" -v t="$name" \
-        'BEGIN {printf "%-16s %6d idle conns  RSS %8.1f -> %8.1f MiB  %7.2f KiB per connection\n", t, n, b/1024, a/1024, (a-b)/n}' |
+    awk -v n="$N" -v b="$before" -v a="$after" -v t="$name" -v sb="$slab_before" -v sa="$slab_after" \
+        'BEGIN {printf "%-16s %6d idle conns  RSS %8.1f -> %8.1f MiB  %7.2f KiB per connection  (kernel slab, both ends: %.2f KiB)\n", t, n, b/1024, a/1024, (a-b)/n, (sa-sb)/n}' |
         tee -a "$OUT/summary.txt"
 }
 
@@ -118,4 +123,8 @@ for t in $TARGETS; do
     *) die "unknown target $t" ;;
     esac
 done
+if [[ -n $RINGGATE ]]; then
+    "$RINGGATE" check --config "$OUT/$(echo "$TARGETS" | grep -o 'ringgate-[a-z]*' | head -n 1).toml" |
+        sed -n 's/^memory *//p' | tee -a "$OUT/summary.txt"
+fi
 log "summary in $OUT/summary.txt"

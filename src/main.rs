@@ -51,6 +51,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    ringgate::runtime::alloc::tune();
     let cli = Cli::parse();
     let outer = cli.config.config;
     let path = |given: Option<PathBuf>| given.unwrap_or_else(|| "config/gateway.toml".into());
@@ -76,6 +77,13 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
     // what depends on this host: the io_uring driver, when it is required.
     let cfg = Config::load(path)?;
     print!("{}", validate::summary(&cfg));
+    println!(
+        "memory        an idle client connection keeps {} bytes (its task) besides its socket; \
+         busy ones take {} KiB buffers from a per-worker pool of at most {} free",
+        ringgate::pipeline::conn::idle_state_bytes(),
+        ringgate::http::buffers::LARGE / 1024,
+        ringgate::http::buffers::MAX_FREE,
+    );
     if cfg.server.io_driver != IoDriver::Epoll {
         match ringgate::runtime::driver::probe_uring(cfg.server.uring_entries) {
             Ok(()) => println!("io_uring: available on this host"),

@@ -99,6 +99,7 @@ pub struct FileLimits {
     pub header_read_timeout_ms: Spanned<u64>,
     pub idle_timeout_ms: Spanned<u64>,
     pub request_timeout_ms: Spanned<u64>,
+    pub buffer_hold_ms: Spanned<u64>,
 }
 
 impl Default for FileLimits {
@@ -110,6 +111,7 @@ impl Default for FileLimits {
             header_read_timeout_ms: default_spanned(10_000),
             idle_timeout_ms: default_spanned(60_000),
             request_timeout_ms: default_spanned(60_000),
+            buffer_hold_ms: default_spanned(1_000),
         }
     }
 }

@@ -74,6 +74,11 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
     pub request_timeout: Duration,
+    /// How long a keep-alive connection keeps its read buffer after an exchange,
+    /// waiting for the next request with a read posted (the busy path: one operation
+    /// per request). After it, the connection gives its buffers back and waits for
+    /// readability with none (`Duration::ZERO`: at once).
+    pub buffer_hold: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -381,6 +381,15 @@ fn server(cx: &Cx, file: &FileConfig) -> Result<ServerConfig, ConfigError> {
         )?,
         idle_timeout: cx.millis("server.limits.idle_timeout_ms", &l.idle_timeout_ms)?,
         request_timeout: cx.millis("server.limits.request_timeout_ms", &l.request_timeout_ms)?,
+        buffer_hold: {
+            cx.at_most(
+                "server.limits.buffer_hold_ms",
+                &l.buffer_hold_ms,
+                60_000,
+                "ms",
+            )?;
+            Duration::from_millis(*l.buffer_hold_ms.get_ref())
+        },
     };
     Ok(ServerConfig {
         listen,

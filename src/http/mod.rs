@@ -3,6 +3,7 @@
 //! itself ([`generated`]). Everything here works on byte slices of the connection's own
 //! buffers and allocates nothing per request once the buffers are warm.
 
+pub mod buffers;
 pub mod chunked;
 pub mod generated;
 pub mod header;

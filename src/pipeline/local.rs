@@ -19,6 +19,9 @@ use crate::task::signal::LocalSignal;
 use crate::telemetry::access_log::{self, Sink};
 use crate::telemetry::Counters;
 
+/// How often the worker's tick runs: the clock, the log flush, the coarse timers.
+pub const TICK: std::time::Duration = std::time::Duration::from_millis(50);
+
 pub struct Local {
     pub id: usize,
     /// The configuration the worker started with: its listeners and process-wide
@@ -51,6 +54,8 @@ pub struct Local {
     /// The driver leaves sockets in blocking mode (io_uring does the waiting); calls
     /// made outside monoio must switch them ([`crate::http::send_file`]).
     pub blocking_sockets: bool,
+    /// Coarse timers for waiting connections, fired by the tick.
+    pub deadlines: crate::task::deadline::Deadlines,
 }
 
 fn unix_seconds() -> u64 {
@@ -93,6 +98,7 @@ impl Local {
                 crate::cache::BodyFiles::per_worker_cap(workers),
             ),
             blocking_sockets: false,
+            deadlines: crate::task::deadline::Deadlines::new(TICK),
             id,
             cfg,
             shutdown: LocalSignal::new(),

@@ -6,6 +6,7 @@
 //! The only things shared between threads are the stop flag and the connection count
 //! (one atomic add per accepted connection, none per request).
 
+pub mod alloc;
 pub mod driver;
 pub mod listener;
 pub mod worker;

@@ -26,12 +26,12 @@ use crate::config::Config;
 use crate::pipeline::local::Local;
 use crate::pipeline::stack::Pipeline;
 use crate::ratelimit::{Endpoint, RateLimitConfig};
-use crate::task::contain::Contained;
+use crate::task::contain::{Ended, Task};
 use crate::task::signal::LocalSignal;
 use crate::telemetry::access_log::Sink;
 use crate::upstream::UpstreamState;
 
-pub const TICK: Duration = Duration::from_millis(50);
+pub use crate::pipeline::local::TICK;
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// A worker as the runtime sees it: the request path's state ([`Local`]) and what
@@ -213,10 +213,12 @@ async fn worker_main(parts: Parts, ready: Sender<Result<usize, String>>) {
 
 async fn tick_loop(w: Rc<Worker>) {
     let mut last_sweep = Instant::now();
+    let mut last_collect = Instant::now();
     loop {
         monoio::time::sleep(TICK).await;
         let l = &w.local;
         l.tick_clock();
+        l.deadlines.fire(Instant::now());
         l.flush_log();
         let now = Instant::now();
         l.limiter.borrow_mut().evict_idle_step(now.into_std());
@@ -229,8 +231,13 @@ async fn tick_loop(w: Rc<Worker>) {
             }
             last_sweep = now;
         }
+        if now.saturating_duration_since(last_collect) >= super::alloc::COLLECT_EVERY {
+            super::alloc::collect();
+            last_collect = now;
+        }
         if w.shared.stop.load(Ordering::Relaxed) {
             l.shutdown.set();
+            l.deadlines.expire_all();
             return;
         }
     }
@@ -287,16 +294,14 @@ async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
 fn spawn_conn(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     w.active.set(w.active.get() + 1);
-    monoio::spawn(async move {
-        monoio::select! {
-            done = Contained::new(crate::pipeline::conn::serve(&w.local, stream, peer)) => {
-                if done.is_none() {
-                    crate::telemetry::inc(&w.local.counters.task_panics);
-                }
-            }
-            _ = w.kill.wait() => {}
+    let serve = crate::pipeline::conn::serve(w.local.clone(), stream, peer);
+    let stop = w.kill.wait();
+    // One allocation per connection: the task, with the connection's future inline.
+    monoio::spawn(Task::new(serve, stop, move |ended| {
+        if ended == Ended::Panicked {
+            crate::telemetry::inc(&w.local.counters.task_panics);
         }
         w.active.set(w.active.get() - 1);
         w.shared.connections.fetch_sub(1, Ordering::Relaxed);
-    });
+    }));
 }

@@ -20,6 +20,9 @@ pub struct Counters {
     /// Connection tasks (or background refreshes) ended by a panic: each a bug; the
     /// worker and its other connections go on.
     pub task_panics: Cell<u64>,
+    /// Client connections busy now (holding buffers and request state); the others
+    /// are idle, waiting with none.
+    pub connections_busy: Cell<u64>,
 }
 
 impl Counters {

@@ -174,6 +174,8 @@ impl UpstreamState {
             if now.saturating_duration_since(c.since) < self.cfg.idle_timeout
                 && !c.conn.stream.peer_closed()
             {
+                let mut c = c;
+                c.conn.buf = crate::http::buffers::large();
                 return Some(c);
             }
         }
@@ -181,10 +183,12 @@ impl UpstreamState {
     }
 
     /// Return a healthy connection to the pool (or drop it when the pool is full).
-    pub fn put_idle(&self, i: usize, conn: UpConn, now: Instant) {
+    /// Its read buffer goes back to the worker's pool while it idles.
+    pub fn put_idle(&self, i: usize, mut conn: UpConn, now: Instant) {
         if self.idle_total.get() >= self.cfg.max_idle_per_worker || self.retired.get() {
             return;
         }
+        crate::http::buffers::give(&mut conn.buf);
         self.idle_total.set(self.idle_total.get() + 1);
         self.servers[i]
             .idle

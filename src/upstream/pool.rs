@@ -12,11 +12,13 @@ use monoio::time::Instant;
 use super::stream::UpStream;
 
 /// Initial capacity of an upstream connection's read buffer.
-pub const UP_BUF: usize = 16 * 1024;
+pub const UP_BUF: usize = crate::http::buffers::LARGE;
 
 #[derive(Debug)]
 pub struct UpConn {
     pub stream: UpStream,
+    /// From the worker's buffer pool; given back while the connection idles in the
+    /// upstream pool ([`UpConn::idle`]) and taken again when it is checked out.
     pub buf: Vec<u8>,
     /// Came from the pool: a failure before any response byte may just mean the origin
     /// closed it while idle, and is retried on a fresh connection.
@@ -46,7 +48,7 @@ pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<UpConn, Conn
     stream.set_nodelay(true)?;
     Ok(UpConn {
         stream: UpStream::Plain(stream),
-        buf: Vec::with_capacity(UP_BUF),
+        buf: crate::http::buffers::large(),
         reused: false,
     })
 }

@@ -86,13 +86,14 @@ fn write_summary(o: &mut String, cfg: &Config) -> std::fmt::Result {
     )?;
     writeln!(
         o,
-        "limits        head {} / {} headers, body {}; header read {}, idle {}, request {}",
+        "limits        head {} / {} headers, body {}; header read {}, idle {}, request {}, buffers held {}",
         bytes(l.max_header_bytes as u64),
         l.max_headers,
         bytes(l.max_body_bytes),
         dur(l.header_read_timeout),
         dur(l.idle_timeout),
-        dur(l.request_timeout)
+        dur(l.request_timeout),
+        dur(l.buffer_hold)
     )?;
     let access = match &cfg.log.access_log {
         AccessLog::Stdout => "stdout".to_owned(),
