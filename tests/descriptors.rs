@@ -1,9 +1,11 @@
 //! Descriptor limits, on the real binary started under a low `RLIMIT_NOFILE` (through
-//! `sh -c 'ulimit -n 64; exec ringgate ...'`, both the soft and the hard limit): out
-//! of descriptors, the accept loop waits instead of spinning, logs once per interval,
-//! the open connections are served, and the connections that waited in the listen
-//! backlog are served once descriptors are free again; `max_connections` under the
-//! limit refuses cleanly. On both drivers.
+//! `sh -c 'ulimit -n 64; exec ringgate ...'`, which lowers the hard limit too: the
+//! binary raises its soft limit to the hard one at start). Out of descriptors, the
+//! accept loop waits instead of spinning, logs once per interval, the open connections
+//! are served, and the connections that waited in the listen backlog are served once
+//! descriptors are free again; `max_connections` under the limit refuses cleanly (on
+//! both drivers). At start, the soft limit goes up to the hard one, with a warning when
+//! `max_connections` does not fit under it.
 
 mod common;
 
@@ -135,6 +137,11 @@ impl Limited {
         Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64)
     }
 
+    /// (soft, hard) "Max open files" of the process; `None` is unlimited.
+    fn nofile(&self) -> (Option<u64>, Option<u64>) {
+        nofile_of(&self.pid().to_string())
+    }
+
     fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .arg(format!("-{name}"))
@@ -160,6 +167,21 @@ fn clock_ticks() -> u64 {
         .ok()
         .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
         .unwrap_or(100)
+}
+
+/// (soft, hard) "Max open files" of a process (`self` for this one).
+fn nofile_of(pid: &str) -> (Option<u64>, Option<u64>) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let values: Vec<Option<u64>> = line["Max open files".len()..]
+        .split_whitespace()
+        .take(2)
+        .map(|v| v.parse().ok())
+        .collect();
+    (values[0], values[1])
 }
 
 /// Open connections without a request until the gateway logs that accept failed:
@@ -321,4 +343,43 @@ both_drivers! {
         // Refusing is not failing to accept.
         assert_eq!(gw.lines_with("accept failed"), Vec::<String>::new());
     }
+}
+
+/// At start the binary raises its soft descriptor limit to the hard one, and warns
+/// when `max_connections` does not fit under it. Not about the driver: epoll only.
+#[test]
+fn start_raises_the_soft_limit_and_warns_when_max_connections_does_not_fit() {
+    let origin = Origin::echo();
+    let config = |top: &str| simple_config(&origin, top);
+
+    let (_, hard) = nofile_of("self");
+    if hard.is_some_and(|h| h > LIMIT as u64) {
+        let gw = Limited::start(&format!("ulimit -Sn {LIMIT}"), IoDriver::Epoll, &config(""));
+        assert_eq!(
+            gw.nofile(),
+            (hard, hard),
+            "the soft limit is raised to the hard one"
+        );
+    } else {
+        eprintln!("skipped the raise: the hard limit here is {hard:?}");
+    }
+
+    // The default max_connections (100,000) under a hard limit of 64.
+    let mut gw = Limited::start(&format!("ulimit -n {LIMIT}"), IoDriver::Epoll, &config(""));
+    assert_eq!(gw.nofile(), (Some(LIMIT as u64), Some(LIMIT as u64)));
+    let warning = gw.wait_for_line("descriptor limit");
+    assert!(warning.contains("max_connections = 100000"), "{warning}");
+    assert!(warning.contains(&format!("is {LIMIT}")), "{warning}");
+    assert!(warning.contains("ulimit -n"), "{warning}");
+
+    // One that fits: no warning (it would come before the line that says it stopped).
+    let mut gw = Limited::start(
+        &format!("ulimit -n {LIMIT}"),
+        IoDriver::Epoll,
+        &config("[server]\nmax_connections = 8\n"),
+    );
+    assert_echoed(&mut Client::connect(gw.addr), "/fits");
+    gw.signal("TERM");
+    gw.wait_for_line("stopped");
+    assert_eq!(gw.lines_with("descriptor limit"), Vec::<String>::new());
 }

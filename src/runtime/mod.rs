@@ -10,6 +10,7 @@
 pub mod accept;
 pub mod driver;
 pub mod listener;
+pub mod nofile;
 pub mod worker;
 
 use std::net::SocketAddr;
