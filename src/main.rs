@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ringgate::config::{validate, Config, IoDriver};
-use ringgate::runtime::Gateway;
+use ringgate::runtime::{nofile, Gateway};
 
 mod cli;
 
@@ -158,6 +158,9 @@ fn start(cfg: Config) -> anyhow::Result<Gateway> {
         eprintln!("ringgate: {line}");
     }
     let requested = cfg.server.io_driver;
+    let max_connections = cfg.server.max_connections;
+    // Before the workers start: they size what they keep open by it (cache body files).
+    let limit = nofile::raise();
     let gw = Gateway::start(cfg).context("cannot start")?;
     let why = match (requested, gw.driver()) {
         (IoDriver::Auto, ringgate::runtime::ActiveDriver::Epoll) => {
@@ -180,6 +183,14 @@ fn start(cfg: Config) -> anyhow::Result<Gateway> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    // After the start line, which scripts (and tests) read first as the sign of ready.
+    let reserved = nofile::reserved(gw.workers(), gw.addrs().len());
+    if let (Some(soft), Some(fits)) = (
+        limit.soft,
+        nofile::shortfall(max_connections, reserved, limit.soft),
+    ) {
+        eprintln!("ringgate: {}", nofile::warning(max_connections, soft, fits));
+    }
     Ok(gw)
 }
 

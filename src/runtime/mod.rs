@@ -3,12 +3,15 @@
 //! binds every socket, starts the workers and returns once all of them are accepting;
 //! [`Gateway::shutdown`] asks them to drain and [`Gateway::join`] waits for them.
 //!
-//! The only things shared between threads are the stop flag and the connection count
-//! (one atomic add per accepted connection, none per request).
+//! The only things shared between threads are the stop flag, the connection count
+//! (one atomic add per accepted connection, none per request), the counts of refused
+//! connections and failed accepts, and a reloaded configuration.
 
+pub mod accept;
 pub mod alloc;
 pub mod driver;
 pub mod listener;
+pub mod nofile;
 pub mod worker;
 
 use std::net::SocketAddr;
@@ -47,6 +50,8 @@ pub struct Shared {
     pub stop: AtomicBool,
     pub connections: AtomicUsize,
     pub refused: AtomicUsize,
+    /// Accepts that failed and made a worker wait (out of descriptors or memory).
+    pub accept_errors: AtomicUsize,
     /// The configuration reloaded last, and its number: each worker's tick compares
     /// the number with its own and, when it differs, builds its pipeline anew.
     pub generation: AtomicU64,
@@ -290,6 +295,13 @@ impl Gateway {
     /// Connections refused because `max_connections` was reached.
     pub fn refused_connections(&self) -> usize {
         self.shared.refused.load(Ordering::Relaxed)
+    }
+
+    /// Accepts that failed for want of descriptors or kernel memory (EMFILE, ENFILE,
+    /// ENOBUFS, ENOMEM) or unexpectedly; each made its worker wait before the next.
+    /// Connections aborted by their client before they were taken are not counted.
+    pub fn accept_errors(&self) -> usize {
+        self.shared.accept_errors.load(Ordering::Relaxed)
     }
 
     /// Stop accepting, finish in-flight requests, close idle connections.

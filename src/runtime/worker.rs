@@ -19,6 +19,7 @@ use crossbeam_channel::Sender;
 use monoio::net::{TcpListener, TcpStream};
 use monoio::time::Instant;
 
+use super::accept::{self, AcceptBackoff};
 use super::driver::{uring_builder, ActiveDriver};
 use super::Shared;
 use crate::auth::AuthSettings;
@@ -91,6 +92,28 @@ impl Worker {
         self.generation.set(next.generation);
         self.shared.applied[self.local.id].store(next.generation, Ordering::Release);
         fresh
+    }
+
+    /// An accept failed: count it and log it (at most once per interval, see
+    /// [`accept`](super::accept)). Returns how long to wait before the next accept:
+    /// `None` for a failure that does not repeat (a connection aborted before it was
+    /// taken), which is neither counted nor logged.
+    fn accept_failed(&self, backoff: &mut AcceptBackoff, e: &std::io::Error) -> Option<Duration> {
+        let failure = accept::classify(e);
+        let next = backoff.failed(failure, std::time::Instant::now());
+        let wait = next.wait?;
+        crate::telemetry::inc(&self.local.counters.accept_errors);
+        self.shared.accept_errors.fetch_add(1, Ordering::Relaxed);
+        if let Some(report) = next.report {
+            if self.local.cfg.log.level >= crate::config::LogLevel::Warn {
+                eprintln!(
+                    "ringgate: worker {}: {}",
+                    self.local.id,
+                    accept::message(e, failure, report)
+                );
+            }
+        }
+        Some(wait)
     }
 }
 
@@ -263,6 +286,7 @@ async fn gossip_loop(w: Rc<Worker>) {
 
 async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
     let max = w.local.cfg.server.max_connections;
+    let mut backoff = AcceptBackoff::default();
     loop {
         let accepted = monoio::select! {
             r = listener.accept() => Some(r),
@@ -270,13 +294,22 @@ async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
         };
         let (stream, peer) = match accepted {
             None => return,
-            Some(Ok(x)) => x,
+            Some(Ok(x)) => {
+                backoff.accepted();
+                x
+            }
             Some(Err(e)) => {
-                // EMFILE and friends: back off briefly instead of spinning.
-                if w.local.cfg.log.level >= crate::config::LogLevel::Warn {
-                    eprintln!("ringgate: worker {}: accept failed: {e}", w.local.id);
+                let Some(wait) = w.accept_failed(&mut backoff, &e) else {
+                    continue;
+                };
+                // Connections arriving meanwhile wait in the listen backlog.
+                let stop = monoio::select! {
+                    _ = monoio::time::sleep(wait) => false,
+                    _ = w.local.shutdown.wait() => true,
+                };
+                if stop {
+                    return;
                 }
-                monoio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
         };

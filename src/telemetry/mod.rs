@@ -15,6 +15,9 @@ pub struct Counters {
     pub upstream_errors: Cell<u64>,
     pub retries: Cell<u64>,
     pub connections_refused: Cell<u64>,
+    /// Accepts that failed and made the worker wait (see `runtime::accept`): out of
+    /// descriptors (EMFILE, ENFILE) or kernel memory (ENOBUFS, ENOMEM), or unexpected.
+    pub accept_errors: Cell<u64>,
     /// Background refreshes of stale entries (`stale-while-revalidate`) started.
     pub cache_refreshes: Cell<u64>,
     /// Connection tasks (or background refreshes) ended by a panic: each a bug; the
