@@ -206,10 +206,18 @@ both_drivers! {
         let started = Instant::now();
         let origin = Origin::echo();
         // Connections without a request stay open for the whole test.
+        // "/fresh" goes to the same origin through an upstream whose pool is empty,
+        // and whose breaker opens at the first failure counted against it.
+        let fresh = fill(
+            "[[upstreams]]\nname = \"fresh\"\nservers = [\"{origin}\"]\n\
+             [upstreams.circuit_breaker]\nfailure_threshold = 1\nopen_ms = 60000\n\n\
+             [[routes]]\nid = \"fresh\"\npath_prefix = \"/fresh\"\nupstream = \"fresh\"\nauth = \"none\"\n\n",
+            &[("origin", origin.addr())],
+        );
         let mut gw = Limited::start(
             &format!("ulimit -n {LIMIT}"),
             driver,
-            &simple_config(&origin, "[server.limits]\nheader_read_timeout_ms = 60000\n"),
+            &(fresh + &simple_config(&origin, "[server.limits]\nheader_read_timeout_ms = 60000\n")),
         );
         // Keep-alive connections opened and served while descriptors are plenty.
         let mut open: Vec<Client> = (0..4)
@@ -246,11 +254,17 @@ both_drivers! {
         );
 
         // The connections it holds are served as before. (One at a time, their requests
-        // reuse the upstream connection in the pool: one that needed a new upstream
-        // connection now would get a 502, as the log line and the README say.)
+        // reuse the upstream connection in the pool.)
         for (i, c) in open.iter_mut().enumerate() {
             assert_echoed(c, &format!("/again/{i}"));
         }
+        // One that needs a new upstream connection cannot have one: 503, the gateway's
+        // own trouble, which does not count against the upstream (its breaker would
+        // open at one failure).
+        let resp = open[1].request(&Req::get("/fresh/during"));
+        resp.assert_json_error(503);
+        let message = resp.json()["message"].as_str().unwrap_or_default().to_owned();
+        assert!(message.contains("out of resources"), "{message}");
         let targets: Vec<String> = origin.requests().into_iter().map(|r| r.target).collect();
         for i in 0..open.len() {
             assert!(targets.contains(&format!("/again/{i}")), "{targets:?}");
@@ -270,6 +284,7 @@ both_drivers! {
         assert!(recovered < Duration::from_secs(2), "served only after {recovered:?}");
         assert_echoed(&mut Client::connect(gw.addr), "/after");
         assert_echoed(&mut open[0], "/open/again");
+        assert_echoed(&mut open[2], "/fresh/after");
 
         // However many accepts failed, one line per interval (10 s) at most.
         let logged = gw.lines_with("accept failed");

@@ -35,6 +35,19 @@ pub enum ProxyError {
     // --- the gateway ---
     #[error("request timed out")]
     RequestTimeout,
+    /// The gateway could not open a socket (out of descriptors or kernel memory): its
+    /// own trouble, not the upstream's, so it neither counts against the server nor
+    /// moves on to another.
+    #[error("out of local resources: {0}")]
+    Exhausted(std::io::Error),
+}
+
+/// Errors of `socket(2)` that say the gateway itself ran out of something.
+fn is_local_exhaustion(e: &std::io::Error) -> bool {
+    use rustix::io::Errno;
+    [Errno::MFILE, Errno::NFILE, Errno::NOBUFS, Errno::NOMEM]
+        .iter()
+        .any(|x| e.raw_os_error() == Some(x.raw_os_error()))
 }
 
 impl From<crate::upstream::client::UpstreamError> for ProxyError {
@@ -42,6 +55,7 @@ impl From<crate::upstream::client::UpstreamError> for ProxyError {
         use crate::upstream::client::UpstreamError as U;
         match e {
             U::ConnectTimeout => ProxyError::ConnectTimeout,
+            U::Connect(e) if is_local_exhaustion(&e) => ProxyError::Exhausted(e),
             U::Connect(e) => ProxyError::Connect(e),
             U::Io(e) => ProxyError::UpstreamIo(e),
             U::Closed => ProxyError::UpstreamClosed,
@@ -61,7 +75,7 @@ impl ProxyError {
             ProxyError::ClientClosed | ProxyError::ClientIo(_) => return None,
             ProxyError::ClientBadChunk(_) => 400,
             ProxyError::BodyTooLarge(_) => 413,
-            ProxyError::NoServer => 503,
+            ProxyError::NoServer | ProxyError::Exhausted(_) => 503,
             ProxyError::ConnectTimeout
             | ProxyError::Connect(_)
             | ProxyError::UpstreamIo(_)
@@ -88,6 +102,7 @@ impl ProxyError {
             ProxyError::UpstreamTruncated => "the upstream response was truncated",
             ProxyError::ResponseTimeout => "the upstream did not respond in time",
             ProxyError::RequestTimeout => "the request did not complete in time",
+            ProxyError::Exhausted(_) => "the gateway is out of resources; try again",
         }
     }
 
@@ -102,5 +117,24 @@ impl ProxyError {
                 | ProxyError::ResponseTimeout
                 | ProxyError::UpstreamBadResponse(_)
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::client::UpstreamError;
+
+    #[test]
+    fn running_out_of_descriptors_is_the_gateways_trouble_not_the_upstreams() {
+        let emfile = std::io::Error::from_raw_os_error(rustix::io::Errno::MFILE.raw_os_error());
+        let e = ProxyError::from(UpstreamError::Connect(emfile));
+        assert!(matches!(e, ProxyError::Exhausted(_)));
+        assert_eq!(e.status(), Some(503));
+        assert!(!e.is_upstream_failure(), "no breaker, no retry elsewhere");
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let e = ProxyError::from(UpstreamError::Connect(refused));
+        assert_eq!(e.status(), Some(502));
+        assert!(e.is_upstream_failure());
     }
 }

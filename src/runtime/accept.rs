@@ -155,12 +155,12 @@ pub fn message(e: &io::Error, failure: Failure, report: Report) -> String {
     };
     let consequence = match failure {
         Failure::ProcessDescriptors => {
-            "; nor can upstream connections be opened (502) until descriptors are free; \
+            "; nor can upstream connections be opened (503) until descriptors are free; \
              raise the descriptor limit (ulimit -n, systemd LimitNOFILE) or lower \
              server.max_connections"
         }
         Failure::SystemDescriptors => {
-            "; nor can upstream connections be opened (502); the system-wide file table is \
+            "; nor can upstream connections be opened (503); the system-wide file table is \
              full: raise sysctl fs.file-max or lower server.max_connections"
         }
         Failure::KernelMemory => {
