@@ -6,11 +6,13 @@ Subcommands:
   body128 FILE                write the 128-byte JSON body the origin serves
   cpu PID...                  print "<schedstat_ns> <stat_ns>": CPU time of the given
                               processes and all their descendants, all threads
-  record ...                  parse one wrk --latency output, append a JSON line
+  record ... [KEY=VALUE...]   parse one wrk --latency output, append a JSON line
+                              (with any KEY=VALUE pairs added to it)
   last RESULTS.jsonl          print one line about the last recorded run
   report RESULTS.jsonl OUTDIR print the table, write summary.json and summary.tsv
   rss PID INTERVAL_S OUT STOP sample VmRSS of PID into OUT until file STOP exists
   rssreport FILE              print "baseline_kib peak_kib samples" of an rss file
+  activereport RESULTS OUTDIR the table of loadtest/active.sh, summary.{txt,json}
 """
 
 import json
@@ -163,12 +165,25 @@ def parse_wrk(text):
     return out
 
 
+def _value(text):
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    return None if text in ("", "-") else text
+
+
 def cmd_record(results, target, body, wrkfile, cmdline, cpu_before, cpu_after,
-               origin_before, origin_after):
-    """cpu_* are "<schedstat_ns> <stat_ns>" strings from `cpu`, or "-" (no proxy)."""
+               origin_before, origin_after, *extra):
+    """cpu_* are "<schedstat_ns> <stat_ns>" strings from `cpu`, or "-" (no proxy);
+    extra are KEY=VALUE pairs stored as they are (numbers as numbers)."""
     with open(wrkfile) as f:
         rec = parse_wrk(f.read())
     rec.update(target=target, body=body, wrk_cmd=cmdline, wrk_output=wrkfile)
+    for kv in extra:
+        key, _, val = kv.partition("=")
+        rec[key] = _value(val)
     reqs = rec["requests"]
 
     def per_req(before, after, prefix):
@@ -233,6 +248,11 @@ def _median(xs):
     return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
 
 
+# Counts of failures: over REPEAT rounds, their sum, not their median.
+_SUMMED = ("errors", "non2xx", "sock_connect", "sock_read", "sock_write",
+           "sock_timeout", "listen_overflows", "listen_drops")
+
+
 def _merge_rounds(runs):
     """REPEAT rounds of one target and body: the median of each number (errors are
     summed), so one noisy round does not decide a ratio."""
@@ -241,14 +261,25 @@ def _merge_rounds(runs):
         return runs[0]
     out = dict(runs[-1])
     for k, v in runs[-1].items():
-        if k == "errors":
-            out[k] = sum(r[k] for r in runs)
+        if k in _SUMMED:
+            out[k] = sum(r.get(k) or 0 for r in runs)
         elif isinstance(v, (int, float)) and not isinstance(v, bool):
             vals = [r[k] for r in runs if isinstance(r.get(k), (int, float))]
             out[k] = _median(vals) if vals else None
     out["rounds"] = len(runs)
     out["round_cpu_us_per_req"] = [r.get("proxy_cpu_us_per_req") for r in runs]
     return out
+
+
+def _print_table(rows, left, out):
+    """rows[0] is the header; the first `left` columns are left-aligned."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for i, row in enumerate(rows):
+        cells = [c.ljust(w) if j < left else c.rjust(w)
+                 for j, (c, w) in enumerate(zip(row, widths))]
+        print(" | ".join(cells).rstrip(), file=out)
+        if i == 0:
+            print("-+-".join("-" * w for w in widths), file=out)
 
 
 def cmd_report(results, outdir):
@@ -367,6 +398,105 @@ def cmd_report(results, outdir):
     return 3 if verdicts and not all(verdicts) else 0
 
 
+# ----------------------------------------------------------------------------- active
+
+def cmd_activereport(results, outdir):
+    """loadtest/active.sh: one row per target (medians over rounds, failures summed),
+    CPU per request and RSS against nginx's in the same run. Prints the table and
+    writes it, with the notes, to OUTDIR/summary.txt; every number to summary.json."""
+    groups = {}
+    with open(results) as f:
+        for line in f:
+            if line.strip():
+                r = json.loads(line)
+                groups.setdefault(r["target"], []).append(r)
+    recs = [_merge_rounds(runs) for runs in groups.values()]
+    nginx = next((r for r in recs if r["target"] == "nginx"), None)
+
+    def ratio(r, key):
+        if not nginx or r is nginx or not r.get(key) or not nginx.get(key):
+            return None
+        return r[key] / nginx[key]
+
+    def mib(kib):
+        return "-" if kib is None else f"{kib / 1024:.1f}"
+
+    def x(v):
+        return "-" if v is None else f"{v:.2f}x"
+
+    rows = [("target", "open", "req/s", "p50", "p99", "errors",
+             "conn/read/write/timeout/non2xx", "CPU us/req", "vs nginx", "core %",
+             "RSS MiB", "vs nginx", "peak MiB", "upstream", "new upstream/s",
+             "acceptq max", "acceptq s")]
+    for r in recs:
+        r["cpu_ratio_vs_nginx"] = ratio(r, "proxy_cpu_us_per_req")
+        r["rss_ratio_vs_nginx"] = ratio(r, "rss_kib")
+        r["p99_ratio_vs_nginx"] = ratio(r, "p99_us")
+        # connect()s on the whole host during the run, less wrk's own: the proxy's new
+        # upstream connections (approximate: anything else connecting counts too).
+        if r.get("connects") is not None and r.get("conns") and r.get("wrk_seconds"):
+            r["upstream_new_per_s"] = max(0, r["connects"] - r["conns"]) / r["wrk_seconds"]
+        cpu = r.get("proxy_cpu_us_per_req")
+        rows.append((
+            r["target"],
+            "-" if r.get("open_conns") is None else f"{r['open_conns']:.0f}",
+            f"{r['rps']:.0f}", _fmt_lat(r["p50_us"]), _fmt_lat(r["p99_us"]),
+            str(r["errors"]),
+            "/".join(str(r[k]) for k in ("sock_connect", "sock_read", "sock_write",
+                                          "sock_timeout", "non2xx")),
+            "-" if cpu is None else f"{cpu:.2f}", x(r["cpu_ratio_vs_nginx"]),
+            _core_pct(r), mib(r.get("rss_kib")), x(r["rss_ratio_vs_nginx"]),
+            mib(r.get("hwm_kib")),
+            "-" if r.get("upstream_open") is None else f"{r['upstream_open']:.0f}",
+            "-" if r.get("upstream_new_per_s") is None else f"{r['upstream_new_per_s']:.0f}",
+            "-" if r.get("acceptq_max") is None else f"{r['acceptq_max']:.0f}",
+            "-" if r.get("acceptq_s") is None else f"{r['acceptq_s']:.1f}"))
+    notes = []
+    rounds = max(r["rounds"] for r in recs)
+    if rounds > 1:
+        notes.append(f"medians over {rounds} rounds, failures summed "
+                     "(per-round CPU us/req in summary.json)")
+    for r in recs:
+        if r["errors"]:
+            notes.append(f"ERRORS {r['target']}: {r['errors']} (see {r['wrk_output']})")
+        if r.get("listen_overflows") or r.get("listen_drops"):
+            notes.append(f"WARN {r['target']}: the host counted "
+                         f"{r.get('listen_overflows', 0)} listen-queue overflows and "
+                         f"{r.get('listen_drops', 0)} drops during the run: a full "
+                         "accept queue (the proxy's, if nothing else on the host was "
+                         "accepting connections)")
+        if r.get("open_conns") is not None and r.get("conns") \
+                and r["open_conns"] < r["conns"]:
+            notes.append(f"WARN {r['target']}: {r['open_conns']:.0f} of "
+                         f"{r['conns']} connections open when RSS was sampled")
+        if r.get("proxy_cpu_source") == "stat":
+            notes.append(f"note {r['target']}: CPU from /proc/PID/stat (threads "
+                         "exited during the run)")
+    by = {r["target"]: r for r in recs}
+    base = by.get("ringgate-base")
+    if base:
+        for t in ("ringgate-uring", "ringgate-epoll"):
+            r = by.get(t)
+            if not r:
+                continue
+            parts = []
+            for key, what in (("proxy_cpu_us_per_req", "CPU/request"),
+                              ("rss_kib", "RSS"), ("p99_us", "p99")):
+                if r.get(key) and base.get(key):
+                    r[f"{key}_vs_base"] = r[key] / base[key]
+                    parts.append(f"{what} {r[key] / base[key]:.2f}x")
+            notes.append(f"{t} vs ringgate-base (RINGGATE_BASE_BIN): " + ", ".join(parts))
+    with open(os.path.join(outdir, "summary.txt"), "a") as f:
+        for out in (sys.stdout, f):
+            _print_table(rows, 1, out)
+            for n in notes:
+                print(n, file=out)
+    with open(os.path.join(outdir, "summary.json"), "w") as f:
+        json.dump(recs, f, indent=2)
+        f.write("\n")
+    return 0
+
+
 # ----------------------------------------------------------------------------- rss
 
 def _rss_kib(pid):
@@ -408,7 +538,7 @@ def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     fn = {"ports": cmd_ports, "body128": cmd_body128, "cpu": cmd_cpu,
           "record": cmd_record, "report": cmd_report, "last": cmd_last, "rss": cmd_rss,
-          "rssreport": cmd_rssreport}.get(cmd)
+          "rssreport": cmd_rssreport, "activereport": cmd_activereport}.get(cmd)
     if fn is None:
         sys.exit(f"unknown subcommand {cmd!r}\n{__doc__}")
     rc = fn(*args)
