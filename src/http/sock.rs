@@ -1,18 +1,21 @@
 //! The few socket calls monoio does not make for us, on a stream's own descriptor:
 //! [`peer_closed`] (is a pooled upstream connection still usable?), [`watcher`] (a
 //! second handle on a socket, to wait for its answer while the first handle is busy
-//! sending) and [`recv_now`] (read what is there, never wait). Each is one system call;
-//! none changes what monoio believes about the socket.
+//! sending), [`recv_now`] (read what is there, never wait) and [`accept_now`] (take
+//! a waiting connection, never wait). Each is one system call; none changes what
+//! monoio believes about the socket.
 //!
-//! The one `unsafe` borrows the stream's descriptor: monoio's `TcpStream` implements
-//! `AsRawFd` but not `AsFd`.
+//! The two `unsafe` blocks borrow a socket's descriptor: monoio's `TcpStream` and
+//! `TcpListener` implement `AsRawFd` but not `AsFd`.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-use monoio::net::TcpStream;
+use std::net::SocketAddr;
+
+use monoio::net::{TcpListener, TcpStream};
 use rustix::io::Errno;
-use rustix::net::RecvFlags;
+use rustix::net::{RecvFlags, SocketFlags};
 
 /// The stream's descriptor, borrowed for as long as the stream is.
 pub fn socket_fd(stream: &TcpStream) -> BorrowedFd<'_> {
@@ -22,6 +25,40 @@ pub fn socket_fd(stream: &TcpStream) -> BorrowedFd<'_> {
     // the whole lifetime of the `BorrowedFd` (the signature ties them), so it cannot
     // be dropped, and its descriptor cannot be closed, while the `BorrowedFd` is used.
     unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) }
+}
+
+/// A listener's descriptor, borrowed for as long as the listener is.
+fn listener_fd(listener: &TcpListener) -> BorrowedFd<'_> {
+    // SAFETY: as for `socket_fd`: the listener's own descriptor, closed only when the
+    // listener (which the signature keeps borrowed) is dropped.
+    unsafe { BorrowedFd::borrow_raw(listener.as_raw_fd()) }
+}
+
+/// Take a connection waiting in `listener`'s backlog now, without waiting: `Ok(None)`
+/// when none is. `nonblocking`: the new socket in non-blocking mode (the epoll driver
+/// needs it; io_uring does its own waiting). One `accept4(2)`.
+pub fn accept_now(
+    listener: &TcpListener,
+    nonblocking: bool,
+) -> io::Result<Option<(TcpStream, SocketAddr)>> {
+    let mut flags = SocketFlags::CLOEXEC;
+    if nonblocking {
+        flags |= SocketFlags::NONBLOCK;
+    }
+    loop {
+        match rustix::net::acceptfrom_with(listener_fd(listener), flags) {
+            Ok((fd, addr)) => {
+                let peer = addr
+                    .and_then(|a| SocketAddr::try_from(a).ok())
+                    .ok_or_else(|| io::Error::other("accepted a connection with no IP address"))?;
+                let stream = TcpStream::from_std(std::net::TcpStream::from(fd))?;
+                return Ok(Some((stream, peer)));
+            }
+            Err(Errno::AGAIN) => return Ok(None),
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Has the peer of this idle connection closed or reset it, or sent something
