@@ -42,7 +42,8 @@ both_drivers! {
         // Both ends of each connection are in this process, plus the origin's side
         // of the upstream pool.
         let n = ((raise_nofile(2 * 1500 + 512) - 512) / 2) as usize;
-        assert!(n >= 400, "only {n} connections fit in the descriptor limit");
+        assert!(n >= 200, "only {n} connections fit in the descriptor limit");
+        eprintln!("{n} idle connections");
         let origin = Origin::echo();
         let gw = Gw::start(driver, &config(&origin));
         // Half make a request and go quiet; half connect and say nothing at first.
