@@ -4,11 +4,14 @@
 //! million idle keep-alive connections cost no buffer memory, and the few that are
 //! busy reuse the same warm buffers.
 //!
-//! Two sizes: [`LARGE`] for reads and for what the gateway writes to clients,
-//! [`SMALL`] for request heads sent upstream. A buffer that grew past its size while
-//! in use (a large head, a re-framed body) is freed instead of kept. Each size keeps
-//! at most [`MAX_FREE`] buffers, so a burst of busy connections leaves at most
-//! `MAX_FREE * (LARGE + SMALL)` (288 KiB) per worker behind when it ends.
+//! Two sizes, both for what most exchanges need: [`LARGE`] for reads (a request or
+//! response head and what comes with it), [`SMALL`] for what the gateway writes
+//! itself (response heads and small bodies to clients, request heads to upstreams).
+//! A buffer grows when an exchange needs more (a body streams through in 16 KiB
+//! reads, a large head, a re-framed body); one that grew is freed, not kept, when
+//! its connection gives it back. Each size keeps at most [`MAX_FREE`] buffers, so a
+//! burst of busy connections leaves at most `MAX_FREE * (LARGE + SMALL)` (96 KiB) per
+//! worker behind when it ends.
 //!
 //! One pool per thread (a `thread_local`): each worker is one thread, so the pool is
 //! that worker's and no other core ever touches it, and the upstream client (which
@@ -16,10 +19,13 @@
 
 use std::cell::RefCell;
 
-/// Read buffers (client and upstream) and the client's output buffer.
-pub const LARGE: usize = 16 * 1024;
-/// The buffer a request head is written into for the upstream.
+/// Read buffers (client and upstream), as first taken.
+pub const LARGE: usize = 4 * 1024;
+/// Output buffers: heads (and small bodies) for the client and for the upstream.
 pub const SMALL: usize = 2 * 1024;
+/// Room a head read asks for: a buffer with less free grows (a head larger than
+/// [`LARGE`], pipelined requests); body reads ask for 16 KiB.
+pub const HEAD_SPARE: usize = 1024;
 /// Free buffers kept per size per worker.
 pub const MAX_FREE: usize = 16;
 
@@ -93,9 +99,10 @@ mod tests {
             assert_eq!(b.as_ptr(), ptr, "the warm buffer comes back");
             assert!(b.is_empty() && b.capacity() == LARGE);
 
-            // A buffer that grew is freed, not pooled.
+            // A buffer that grew past the sizes is freed, not pooled. (One that grew
+            // to exactly the other size is pooled as that size.)
             let mut grown = small();
-            grown.extend_from_slice(&[0; SMALL + 1]);
+            grown.extend_from_slice(&[0; LARGE + 1]);
             give(&mut grown);
             assert_eq!(free_counts(), (0, 0));
 

@@ -36,8 +36,9 @@ use crate::http::{RequestHead, ResponseHead};
 use crate::pipeline::local::Local;
 use crate::task::deadline::Sleep;
 
-/// Read-buffer growth step (and initial capacity) for client connections.
-pub const READ_BUF: usize = buffers::LARGE;
+/// What a client read of a request body asks room for (the buffer grows to it);
+/// heads are read into what the pool gave, [`buffers::LARGE`].
+pub const READ_BUF: usize = 16 * 1024;
 
 /// What a client connection keeps while it waits for a request: its socket and who is
 /// at the other end. No buffer, no request state.
@@ -69,7 +70,9 @@ impl Downstream {
         Downstream {
             stream: idle.stream,
             rbuf: buffers::large(),
-            obuf: buffers::large(),
+            // Response heads and small bodies: it grows when a response needs more
+            // (a re-framed chunked body, a cached body copied in).
+            obuf: buffers::small(),
             ubuf: buffers::small(),
             peer: Peer {
                 addr,
@@ -319,13 +322,16 @@ async fn read_head(
             // Nothing of the first request yet (the socket was readable: usually its
             // bytes are there). Nothing by the deadline closes without an answer.
             Some(d) if c.rbuf.is_empty() => monoio::select! {
-                r = read_append(&mut c.stream, &mut c.rbuf, READ_BUF) => r,
+                r = read_append(&mut c.stream, &mut c.rbuf, buffers::HEAD_SPARE) => r,
                 _ = monoio::time::sleep_until(d) => return Err(HeadRead::Close),
                 _ = w.shutdown.wait() => return Err(HeadRead::Close),
             },
             Some(d) => {
-                match monoio::time::timeout_at(d, read_append(&mut c.stream, &mut c.rbuf, READ_BUF))
-                    .await
+                match monoio::time::timeout_at(
+                    d,
+                    read_append(&mut c.stream, &mut c.rbuf, buffers::HEAD_SPARE),
+                )
+                .await
                 {
                     Ok(r) => r,
                     Err(_) => {
@@ -358,8 +364,8 @@ async fn next_request(w: &Local, c: &mut Downstream) -> Result<std::io::Result<u
     }
     let idle_end = since + limits.idle_timeout;
     let until = idle_end.min(since + limits.buffer_hold);
-    if c.rbuf.capacity() < READ_BUF {
-        c.rbuf.reserve(READ_BUF);
+    if c.rbuf.capacity() < buffers::LARGE {
+        c.rbuf.reserve(buffers::LARGE);
     }
     let buf = std::mem::take(&mut c.rbuf);
     let cap = buf.capacity();

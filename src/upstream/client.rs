@@ -155,7 +155,11 @@ pub async fn read_head(
         }
         let n = match monoio::time::timeout_at(
             deadline,
-            read_append(&mut conn.stream, &mut conn.buf, UP_BUF),
+            read_append(
+                &mut conn.stream,
+                &mut conn.buf,
+                crate::http::buffers::HEAD_SPARE,
+            ),
         )
         .await
         {

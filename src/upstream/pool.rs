@@ -11,8 +11,9 @@ use monoio::time::Instant;
 
 use super::stream::UpStream;
 
-/// Initial capacity of an upstream connection's read buffer.
-pub const UP_BUF: usize = crate::http::buffers::LARGE;
+/// What an upstream read of a response body asks room for (the buffer grows to it);
+/// heads are read into what the pool gave, [`crate::http::buffers::LARGE`].
+pub const UP_BUF: usize = 16 * 1024;
 
 #[derive(Debug)]
 pub struct UpConn {
