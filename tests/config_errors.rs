@@ -359,6 +359,41 @@ fn forcing_io_uring_where_unavailable_is_a_start_error() {
     }
 }
 
+#[test]
+fn a_short_secret_is_a_warning_for_check_and_refused_by_start() {
+    // The file is right (it names only the variable); the environment check runs in
+    // is not where the gateway runs. The reference configuration with a placeholder
+    // too short for HS256 must still pass `check`.
+    let short = "placeholder-secret"; // 18 bytes
+    let spec = spec_path();
+    let check = ringgate_env(
+        &["check", "--config", spec.to_str().unwrap()],
+        &[("JWT_SECRET", short)],
+    );
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(
+        stdout.contains("the secret in JWT_SECRET is 18 bytes; HS256 needs at least 32")
+            && stdout.contains("`ringgate start` refuses it"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("configuration OK"), "{stdout}");
+    let start = ringgate_env(
+        &["--config", spec.to_str().unwrap()],
+        &[("JWT_SECRET", short)],
+    );
+    let stderr = String::from_utf8_lossy(&start.stderr);
+    assert!(!start.status.success(), "start accepted it: {stderr}");
+    assert!(stderr.contains("HS256 needs at least 32"), "{stderr}");
+    for out in [&stdout, &stderr] {
+        assert!(!out.contains(short), "the secret was printed: {out}");
+    }
+}
+
 // ---- check refuses what start would refuse, one section at a time ----------------------
 
 #[test]

@@ -15,7 +15,7 @@ use super::super::file::{
 };
 use super::super::{CircuitBreaker, HealthCheck};
 use super::{rules, ConfigError, Cx};
-use crate::auth::{AuthEntry, AuthSettings};
+use crate::auth::{AuthConfigError, AuthEntry, AuthSettings};
 use crate::ratelimit::{RateLimitConfig, RateLimitError};
 
 /// `[plans.*]` in file order. No `plans` key at all: the reference plans.
@@ -325,9 +325,14 @@ pub(super) fn load_keys(cx: &Cx, a: &FileAuth) -> Result<AuthSettings, ConfigErr
             }
             AuthEntry::Section => cx.site("auth", 0..0, String::new()),
         };
+        let weak_secret_env = match &e.error {
+            AuthConfigError::WeakSecret { var, .. } => Some(var.clone()),
+            _ => None,
+        };
         ConfigError::AuthKey {
             site,
             reason: e.reason(),
+            weak_secret_env,
         }
     })
 }

@@ -157,7 +157,13 @@ pub enum ConfigError {
     /// A key of `[auth]` that cannot be loaded: a missing or short secret, an
     /// unreadable or unfit key file.
     #[error("{site}: {reason}{}", .site.excerpt())]
-    AuthKey { site: Box<Site>, reason: String },
+    AuthKey {
+        site: Box<Site>,
+        reason: String,
+        /// The variable, when its secret is too short for its algorithm (the file is
+        /// right; the environment it was checked in is not: see `ringgate check`).
+        weak_secret_env: Option<String>,
+    },
     #[error("{site}: {reason}{}", .site.excerpt())]
     RateLimit { site: Box<Site>, reason: String },
     #[error("{site}: cannot write the access log there: {reason}{}", .site.excerpt())]
