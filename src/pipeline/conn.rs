@@ -105,23 +105,6 @@ impl Downstream {
     }
 }
 
-/// Counts a connection in a gauge for as long as it lives (the task may be dropped at
-/// any await: a hard stop, a panic).
-struct Counted<'a>(&'a std::cell::Cell<u64>);
-
-impl<'a> Counted<'a> {
-    fn new(c: &'a std::cell::Cell<u64>) -> Self {
-        c.set(c.get() + 1);
-        Counted(c)
-    }
-}
-
-impl Drop for Counted<'_> {
-    fn drop(&mut self) {
-        self.0.set(self.0.get() - 1);
-    }
-}
-
 enum HeadRead {
     /// Close without answering (client left, idle timeout, shutdown).
     Close,
@@ -219,7 +202,7 @@ async fn busy(
     mut c: Downstream,
     mut head_deadline: Option<Instant>,
 ) -> Option<(Idle, Instant)> {
-    let _busy = Counted::new(&w.counters.connections_busy);
+    let _busy = crate::telemetry::Held::new(&w.counters.connections_busy);
     let mut head = RequestHead::default();
     let mut resp = ResponseHead::default();
     loop {

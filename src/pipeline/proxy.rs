@@ -17,7 +17,6 @@
 //! side: the body rides in the head's buffer, and the response body is appended to the
 //! response head when it arrived with it.
 
-use std::cell::Cell;
 use std::rc::Rc;
 use std::time::SystemTime;
 
@@ -454,23 +453,6 @@ fn consume_request(c: &mut Downstream, meta: &ReqMeta, head: &RequestHead) -> bo
     }
 }
 
-/// Decrements a server's in-flight count however the attempt ends (including when the
-/// request timeout drops it).
-struct InFlight<'a>(&'a Cell<u32>);
-
-impl<'a> InFlight<'a> {
-    fn new(c: &'a Cell<u32>) -> Self {
-        c.set(c.get() + 1);
-        InFlight(c)
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.set(self.0.get() - 1);
-    }
-}
-
 struct Exchange<'a> {
     w: &'a Rc<Local>,
     meta: ReqMeta,
@@ -567,7 +549,7 @@ impl Exchange<'_> {
         resp: &mut ResponseHead,
         p: &mut Progress,
     ) -> Result<(), ProxyError> {
-        let _in_flight = InFlight::new(&self.up.servers[si].in_flight);
+        let _in_flight = crate::telemetry::Held::new(&self.up.servers[si].in_flight);
         // A pooled connection that fails before any byte of an answer may just have
         // been closed by the origin as we took it (the peek in `take_idle` narrows
         // that window, it cannot close it): nothing reached the origin's application,

@@ -40,6 +40,30 @@ impl Counters {
     }
 }
 
+/// One counted in a gauge for as long as this lives, however that ends: an attempt
+/// that a timeout drops, a connection task stopped or ended by a panic.
+pub struct Held<'a, T: Gauge>(&'a Cell<T>);
+
+/// A count a [`Held`] can raise and lower.
+pub trait Gauge:
+    Copy + std::ops::Add<Output = Self> + std::ops::Sub<Output = Self> + From<u8>
+{
+}
+impl<T: Copy + std::ops::Add<Output = T> + std::ops::Sub<Output = T> + From<u8>> Gauge for T {}
+
+impl<'a, T: Gauge> Held<'a, T> {
+    pub fn new(c: &'a Cell<T>) -> Self {
+        c.set(c.get() + T::from(1));
+        Held(c)
+    }
+}
+
+impl<T: Gauge> Drop for Held<'_, T> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - T::from(1));
+    }
+}
+
 pub fn inc(c: &Cell<u64>) {
     c.set(c.get() + 1);
 }
