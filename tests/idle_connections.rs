@@ -101,6 +101,13 @@ both_drivers! {
         assert_eq!(c.read_response().text(), "GET /six");
         let targets: Vec<String> = origin.requests().into_iter().map(|r| r.target).collect();
         assert_eq!(targets, ["/one", "/two", "/three", "/four", "/five", "/six"]);
+        // Garbage after the hand-back is answered as on a busy connection: 400, closed,
+        // nothing forwarded.
+        std::thread::sleep(QUIET);
+        c.send(b"\x16\x03\x01 not http at all\r\n\r\n");
+        c.read_response().assert_json_error(400);
+        c.assert_closed();
+        assert_eq!(origin.requests().len(), 6);
     }
 }
 
