@@ -46,6 +46,7 @@ pub mod ratelimit;
 pub mod runtime;
 pub mod task;
 pub mod telemetry;
+pub mod tls;
 pub mod upstream;
 
 pub use config::Config;

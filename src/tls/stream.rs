@@ -1,0 +1,1 @@
+//! The TLS stream (work in progress).
