@@ -110,6 +110,8 @@ fn bench_write(c: &mut Criterion) {
         addr: "203.0.113.9".parse().unwrap(),
         ip: "203.0.113.9".into(),
         trusted: false,
+        https: false,
+        client_cert: None,
     };
     let mut out = Vec::with_capacity(4096);
     for (name, bytes) in [

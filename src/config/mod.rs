@@ -55,6 +55,9 @@ pub struct ServerConfig {
     /// Share listen addresses already served by another process (SO_REUSEPORT), for
     /// a deliberate zero-downtime takeover; false: such an address refuses the start.
     pub takeover: bool,
+    /// The port of the first TLS listener as bound (set at start, not read from the
+    /// file): where `redirect_http` sends plain requests.
+    pub https_port: Option<u16>,
     pub limits: Limits,
     pub tls: Option<file::FileTls>,
 }
@@ -233,6 +236,9 @@ pub enum RouteTarget {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMode {
     Required,
+    /// A verified TLS client certificate (`server.tls.client_auth` optional or
+    /// required); its subject and fingerprint reach the upstream.
+    Mtls,
     Optional,
     None,
 }
@@ -258,7 +264,45 @@ pub struct HeaderEdits {
     pub remove: Vec<String>,
 }
 
+impl AuthMode {
+    /// The route reads a bearer token or API key (which the upstream then never sees).
+    pub fn checks_credentials(self) -> bool {
+        matches!(self, AuthMode::Required | AuthMode::Optional)
+    }
+}
+
+impl ServerConfig {
+    /// `server.tls.redirect_http`: plain requests get 308 to HTTPS.
+    pub fn redirect_http(&self) -> bool {
+        false
+    }
+
+    /// `server.tls.hsts_max_age_s` (0 = no Strict-Transport-Security).
+    pub fn hsts_max_age_s(&self) -> u64 {
+        0
+    }
+
+    /// How long a TLS handshake may take.
+    pub fn tls_handshake_timeout(&self) -> std::time::Duration {
+        crate::pipeline::tls::HANDSHAKE_TIMEOUT
+    }
+}
+
 impl Config {
+    /// The TLS listeners' addresses (`server.tls.listen`), checked by validation.
+    pub fn tls_listen(&self) -> Vec<SocketAddr> {
+        self.server
+            .tls
+            .as_ref()
+            .map(|t| {
+                t.listen
+                    .iter()
+                    .filter_map(|a| a.get_ref().parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Read, parse and validate a configuration file. Everything start needs is
     /// checked and built here, keys included (secrets from the process environment):
     /// a file this accepts starts, unless a socket cannot be bound.

@@ -399,6 +399,7 @@ fn server(cx: &Cx, file: &FileConfig) -> Result<ServerConfig, ConfigError> {
         uring_entries,
         splice_min_bytes: s.splice_min_bytes,
         takeover: s.takeover,
+        https_port: None,
         max_connections: cx.positive("server.max_connections", &s.max_connections)?,
         graceful_shutdown: cx.secs("server.graceful_shutdown_s", &s.graceful_shutdown_s, true)?,
         trusted_proxies,
@@ -666,6 +667,7 @@ fn route(
         "required" => AuthMode::Required,
         "optional" => AuthMode::Optional,
         "none" => AuthMode::None,
+        "mtls" => AuthMode::Mtls,
         _ => {
             return Err(ConfigError::BadAuthMode {
                 site: cx.at(format!("{key}.auth"), &r.auth),

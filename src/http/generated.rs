@@ -5,6 +5,7 @@
 /// Canonical reason phrase, and the machine-readable error code used in JSON bodies.
 pub fn status_text(status: u16) -> (&'static str, &'static str) {
     match status {
+        308 => ("Permanent Redirect", "permanent_redirect"),
         400 => ("Bad Request", "bad_request"),
         401 => ("Unauthorized", "unauthorized"),
         403 => ("Forbidden", "forbidden"),

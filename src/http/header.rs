@@ -119,6 +119,8 @@ impl HeaderKind {
             12 if eq("x-request-id") => HeaderKind::XRequestId,
             13 if eq("authorization") => HeaderKind::Authorization,
             13 if eq("x-user-scopes") => HeaderKind::Identity,
+            20 if eq("x-client-cert-sha256") => HeaderKind::Identity,
+            21 if eq("x-client-cert-subject") => HeaderKind::Identity,
             14 if eq("content-length") => HeaderKind::ContentLength,
             15 if eq("x-forwarded-for") => HeaderKind::XForwardedFor,
             16 if eq("proxy-connection") => HeaderKind::HopByHop,

@@ -63,3 +63,33 @@ async fn send_all(stream: &TcpStream, file: BorrowedFd<'_>, len: usize) -> io::R
     }
     Ok(())
 }
+
+/// The piece of a file read and encrypted at a time by [`send_file_tls`].
+pub const TLS_CHUNK: usize = 16 * 1024;
+
+/// Send bytes `0..len` of `file` over a TLS stream, which sendfile cannot do (the
+/// bytes must be encrypted in user space; with kernel TLS, [`send_file`] would do).
+/// The file is read a record's worth at a time into one 16 KiB buffer and encrypted
+/// from there: the whole body is never copied, and memory stays at one chunk.
+pub async fn send_file_tls(
+    stream: &mut impl monoio::io::AsyncWriteRent,
+    file: BorrowedFd<'_>,
+    len: usize,
+) -> io::Result<()> {
+    let mut chunk = vec![0u8; TLS_CHUNK.min(len)];
+    let mut offset = 0usize;
+    while offset < len {
+        let want = (len - offset).min(chunk.len());
+        let n = loop {
+            match rustix::io::pread(file, &mut chunk[..want], offset as u64) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => break n,
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        };
+        super::io::write_range(stream, &mut chunk, 0, n).await?;
+        offset += n;
+    }
+    Ok(())
+}

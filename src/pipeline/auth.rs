@@ -36,6 +36,7 @@ pub fn run(
     route: &RouteConfig,
     head: &RequestHead,
     buf: &[u8],
+    peer: &super::forward::Peer,
 ) -> Result<Option<Rc<Identity>>, Answer> {
     // `auth = "none"`: the gateway decides nothing from these fields, so it has no
     // reading of them that an origin could disagree with; duplicates are forwarded in
@@ -45,6 +46,19 @@ pub fn run(
     // refusal here would break origins whose own scheme the gateway does not know.
     if route.auth == AuthMode::None {
         return Ok(None);
+    }
+    // `auth = "mtls"`: the TLS handshake verified the certificate against
+    // `client_ca_file`; here only whether there is one. Credentials in the head are
+    // not looked at (and are not stripped: the upstream may want its own).
+    if route.auth == AuthMode::Mtls {
+        return match peer.client_cert {
+            Some(_) => Ok(None),
+            None => Err(Answer {
+                status: 403,
+                message: "this route requires a verified TLS client certificate".to_owned(),
+                headers: Vec::new(),
+            }),
+        };
     }
     // RFC 9110 allows a single value for Authorization (and an API key is one value):
     // with two, taking either would let another hop that takes the other (a filter in

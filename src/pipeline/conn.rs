@@ -26,6 +26,7 @@ use monoio::buf::IoBufMut;
 use monoio::io::{CancelableAsyncReadRent, Canceller};
 use monoio::net::TcpStream;
 use monoio::time::Instant;
+use rustls::server::UnbufferedServerConnection;
 
 use super::forward::Peer;
 use super::proxy;
@@ -35,22 +36,26 @@ use crate::http::io::{read_append, write_all};
 use crate::http::{RequestHead, ResponseHead};
 use crate::pipeline::local::Local;
 use crate::task::deadline::Sleep;
+use crate::tls::stream::TlsStream;
 
 /// What a client read of a request body asks room for (the buffer grows to it);
 /// heads are read into what the pool gave, [`buffers::LARGE`].
 pub const READ_BUF: usize = 16 * 1024;
 
+/// A client's connection: plain TCP or TLS.
+pub type ClientStream = crate::tls::stream::Stream<UnbufferedServerConnection>;
+
 /// What a client connection keeps while it waits for a request: its socket and who is
 /// at the other end. No buffer, no request state.
 pub struct Idle {
-    stream: TcpStream,
+    stream: ClientStream,
     addr: IpAddr,
 }
 
 /// A busy client connection: its socket, its buffers (from the worker's pool) and the
 /// current request's state, reused by every request until it goes idle.
 pub struct Downstream {
-    pub stream: TcpStream,
+    pub stream: ClientStream,
     /// Bytes read from the client and not consumed yet.
     pub rbuf: Vec<u8>,
     /// Bytes for the client (response heads, small bodies, re-framed chunks).
@@ -67,6 +72,8 @@ pub struct Downstream {
 impl Downstream {
     fn busy(w: &Local, idle: Idle) -> Downstream {
         let addr = idle.addr;
+        let https = idle.stream.tls().is_some();
+        let client_cert = idle.stream.tls().and_then(|t| t.peer_cert.clone());
         Downstream {
             stream: idle.stream,
             rbuf: buffers::large(),
@@ -83,14 +90,17 @@ impl Downstream {
                     .trusted_proxies
                     .iter()
                     .any(|n| n.contains(&addr)),
+                https,
+                client_cert,
             },
             cx: Default::default(),
             canceller: Canceller::new(),
         }
     }
 
-    /// Give the buffers back to the worker's pool.
+    /// Give the buffers back to the worker's pool (a TLS stream's too).
     fn release(&mut self) {
+        self.stream.release();
         buffers::give(&mut self.rbuf);
         buffers::give(&mut self.obuf);
         buffers::give(&mut self.ubuf);
@@ -118,15 +128,40 @@ enum HeadRead {
 ///
 /// Not an `async fn`: its arguments would be kept in the future twice (as arguments
 /// and as locals). The block below captures the idle state once and uses it in place.
-pub fn serve(w: Rc<Local>, stream: TcpStream, peer: SocketAddr) -> impl Future<Output = ()> {
-    let mut conn = Idle {
-        stream,
-        addr: peer.ip().to_canonical(),
+pub fn serve(
+    w: Rc<Local>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: bool,
+) -> impl Future<Output = ()> {
+    let addr = peer.ip().to_canonical();
+    // A TLS connection's session is made here, its handshake run first thing in the
+    // task: the state is built once, outside the future, and used in place.
+    let (stream, usable) = if tls {
+        match crate::pipeline::tls::session(&w) {
+            Some(session) => (
+                ClientStream::Tls(Box::new(TlsStream::new(stream, session))),
+                true,
+            ),
+            None => (ClientStream::Plain(stream), false),
+        }
+    } else {
+        (ClientStream::Plain(stream), true)
     };
+    let mut conn = Idle { stream, addr };
     // The first request's head must be whole within `header_read_timeout` of accept;
     // later ones must begin within `idle_timeout` of the last exchange.
     let mut until = Instant::now() + w.cfg.server.limits.header_read_timeout;
     async move {
+        if !usable {
+            return;
+        }
+        if let ClientStream::Tls(t) = &mut conn.stream {
+            // Boxed like the busy state: the handshake's state is gone once it ends.
+            if !Box::pin(crate::pipeline::tls::handshake(&w, t, addr)).await {
+                return;
+            }
+        }
         let mut first = true;
         loop {
             // Shutdown ends the wait through its deadline: the worker expires every
@@ -135,11 +170,14 @@ pub fn serve(w: Rc<Local>, stream: TcpStream, peer: SocketAddr) -> impl Future<O
             if w.shutdown.is_set() {
                 return;
             }
-            let ready = Readable {
-                ready: conn.stream.readable(false),
-                timer: w.deadlines.sleep_until(until),
-            }
-            .await;
+            // A TLS connection may hold bytes already read (the request sent with
+            // the handshake's last flight): no wait then.
+            let ready = conn.stream.has_buffered()
+                || Readable {
+                    ready: conn.stream.socket().readable(false),
+                    timer: w.deadlines.sleep_until(until),
+                }
+                .await;
             if !ready {
                 return;
             }
@@ -186,9 +224,9 @@ impl<R: Future<Output = std::io::Result<()>>> Future for Readable<'_, R> {
 /// The size of an idle connection's state: the future of [`serve`], which the worker
 /// spawns as the connection's task, while it waits in [`Readable`].
 pub fn idle_state_bytes() -> usize {
-    fn output_size<F, A, B, C, R>(_: &F) -> usize
+    fn output_size<F, A, B, C, D, R>(_: &F) -> usize
     where
-        F: Fn(A, B, C) -> R,
+        F: Fn(A, B, C, D) -> R,
     {
         std::mem::size_of::<R>()
     }

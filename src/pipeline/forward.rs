@@ -15,6 +15,10 @@ pub struct Peer {
     pub ip: String,
     /// The peer is in `server.trusted_proxies`: its X-Forwarded-* are extended.
     pub trusted: bool,
+    /// The connection is HTTPS (accepted on a `server.tls.listen` listener).
+    pub https: bool,
+    /// The client's verified certificate (mTLS), if it sent one.
+    pub client_cert: Option<std::rc::Rc<crate::tls::ClientCert>>,
 }
 
 fn named_in(tokens: &[Span], buf: &[u8], name: &[u8]) -> bool {
@@ -171,7 +175,16 @@ pub fn upstream_request(out: &mut Vec<u8>, req: &RequestHead, buf: &[u8], o: &Ou
             .iter()
             .any(|h| h.kind == HeaderKind::XForwardedProto);
     if !trusted_proto {
-        out.extend_from_slice(b"X-Forwarded-Proto: http\r\n");
+        out.extend_from_slice(match peer.https {
+            true => b"X-Forwarded-Proto: https\r\n".as_slice(),
+            false => b"X-Forwarded-Proto: http\r\n".as_slice(),
+        });
+    }
+    // The verified client certificate (mTLS); copies the client sent were dropped
+    // above with the identity fields.
+    if let Some(cert) = &peer.client_cert {
+        header_line(out, b"X-Client-Cert-Subject", cert.subject.as_bytes());
+        header_line(out, b"X-Client-Cert-SHA256", cert.sha256.as_bytes());
     }
     let trusted_host = peer.trusted
         && req

@@ -31,7 +31,7 @@ use crate::cache::Body;
 use crate::config::RouteConfig;
 use crate::http::generated::write_error;
 use crate::http::io::{read_append, write_all, write_range};
-use crate::http::send_file::send_file;
+use crate::http::send_file::{send_file, send_file_tls};
 use crate::http::sock;
 use crate::http::{BodyFraming, ChunkEvent, ChunkedDecoder, Method, RequestHead, ResponseHead};
 use crate::pipeline::local::Local;
@@ -116,7 +116,15 @@ pub async fn handle(
         cx.logline.extend_from_slice(head.path(&c.rbuf));
     }
 
+    // Before routing: what applies to every request (a redirect to HTTPS).
+    if let Err(a) = stack::arrival(w, &pl, &c.peer, head, &c.rbuf, &mut c.cx) {
+        c.cx.extra.extend_from_slice(&a.headers);
+        return reject(w, c, &meta, head, a.status, &a.message, None).await;
+    }
+    let arrived = c.cx.extra.len();
+
     // Route.
+    let cx = &mut c.cx;
     let (found, wrong_method) = {
         let buf = &c.rbuf;
         let lookup = |name: &str| head.header(buf, name);
@@ -182,7 +190,9 @@ pub async fn handle(
     match flow {
         Flow::Next => {}
         Flow::Reject(a) => {
-            c.cx.extra.clear();
+            // The stage's headers replace the others (rate-limit fields of a request
+            // refused before it counted), but HSTS stays.
+            c.cx.extra.truncate(arrived);
             c.cx.extra.extend_from_slice(&a.headers);
             return reject(w, c, &meta, head, a.status, &a.message, Some(route)).await;
         }
@@ -228,7 +238,9 @@ pub async fn handle(
         request_id: &c.cx.request_id,
         upstream_host: &up.cfg.servers[0].label,
         identity: c.cx.identity.as_deref(),
-        strip_credentials: (route.auth != crate::config::AuthMode::None)
+        strip_credentials: route
+            .auth
+            .checks_credentials()
             .then(|| pl.auth.api_key_header()),
         extra_fields: &c.cx.upstream_fields,
     };
@@ -342,9 +354,11 @@ async fn serve_answer(
                 Body::Bytes(b, at) => {
                     crate::http::io::write_shared(&mut c.stream, b, at as usize).await
                 }
-                Body::File(f) => {
-                    send_file(&mut c.stream, f.fd(), f.len(), w.blocking_sockets).await
-                }
+                Body::File(f) => match c.stream.tcp_mut() {
+                    Some(tcp) => send_file(tcp, f.fd(), f.len(), w.blocking_sockets).await,
+                    // TLS: encrypted from the file in chunks (see `send_file_tls`).
+                    None => send_file_tls(&mut c.stream, f.fd(), f.len()).await,
+                },
             }
             .is_ok();
     }
@@ -743,10 +757,9 @@ impl Exchange<'_> {
                 let splice_min = self.w.cfg.server.splice_min_bytes;
                 loop {
                     if splice_min > 0 && c.rbuf.is_empty() && remaining >= splice_min {
-                        if let Some(tcp) = up.tcp_mut() {
+                        if let (Some(tcp), Some(client)) = (up.tcp_mut(), c.stream.tcp_mut()) {
                             p.body_touched = true;
-                            self.splice_body(&mut c.stream, tcp, remaining, false)
-                                .await?;
+                            self.splice_body(client, tcp, remaining, false).await?;
                             p.body_done = true;
                             return Ok(());
                         }
@@ -989,10 +1002,9 @@ impl Exchange<'_> {
                     .map_err(client_io)?;
                 let mut remaining = n - avail as u64;
                 let splice_min = self.w.cfg.server.splice_min_bytes;
-                if let Some(tcp) = conn.stream.tcp_mut() {
+                if let (Some(tcp), Some(client)) = (conn.stream.tcp_mut(), c.stream.tcp_mut()) {
                     if !keep && splice_min > 0 && remaining >= splice_min {
-                        self.splice_body(tcp, &mut c.stream, remaining, true)
-                            .await?;
+                        self.splice_body(tcp, client, remaining, true).await?;
                         p.bytes_out += remaining;
                         return Ok(resp.keep_alive);
                     }

@@ -113,7 +113,9 @@ async fn run(w: &Rc<Local>, route: &RouteConfig, r: &Refresh) -> Result<(), Fail
             request_id: &r.request_id,
             upstream_host: &up.cfg.servers[0].label,
             identity: r.identity.as_deref(),
-            strip_credentials: (route.auth != crate::config::AuthMode::None)
+            strip_credentials: route
+                .auth
+                .checks_credentials()
                 .then(|| r.pipeline.auth.api_key_header()),
             extra_fields: &validators,
         },

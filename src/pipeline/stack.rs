@@ -22,6 +22,7 @@
 //! stages that take part in it in [`STACK`] order. The I/O driver
 //! ([`super::proxy`]) calls the phases; it knows no stage by name.
 //!
+//! 0. [`arrival`]: the head is parsed, not routed yet (redirect to HTTPS, HSTS).
 //! 1. [`request`]: the head is routed; a stage may answer (an error, a cached
 //!    response) and end the request there.
 //! 2. [`upstream_request`]: fields for the request sent upstream.
@@ -61,6 +62,9 @@ use crate::upstream::UpstreamState;
 /// phase it takes part in; the functions below run the phases in [`STACK`] order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
+    /// [`super::https`]: redirects plain requests to HTTPS (`redirect_http`), adds
+    /// Strict-Transport-Security on HTTPS (`hsts_max_age_s`).
+    Https,
     /// [`super::auth`]: verifies the caller's credential (or answers 400/401/403).
     Auth,
     /// [`super::ratelimit`]: charges the caller's bucket (or answers 429).
@@ -73,7 +77,7 @@ pub enum Stage {
 /// The stages, in the order they run. Why this order is the module's first paragraph.
 /// A new stage is a module with its phase functions, a variant above and a place
 /// here.
-pub const STACK: [Stage; 3] = [Stage::Auth, Stage::RateLimit, Stage::Cache];
+pub const STACK: [Stage; 4] = [Stage::Https, Stage::Auth, Stage::RateLimit, Stage::Cache];
 
 /// What a request phase decided.
 pub enum Flow {
@@ -98,12 +102,47 @@ pub struct RequestIn<'a> {
     pub keep_if_answered: bool,
 }
 
+/// **Phase 0, arrival**: the head is parsed, not yet routed: what applies to every
+/// request whatever its route (the HTTPS stage's redirect and HSTS). A stage may
+/// answer (`Err`: status, message, header lines).
+pub fn arrival(
+    w: &Local,
+    pl: &Pipeline,
+    peer: &Peer,
+    head: &RequestHead,
+    buf: &[u8],
+    cx: &mut RequestCtx,
+) -> Result<(), Answer> {
+    for stage in STACK {
+        if stage == Stage::Https {
+            match super::https::arrival(w, &pl.cfg, peer, head, buf, &mut cx.extra) {
+                None => {}
+                Some(Ok(r)) => {
+                    return Err(Answer {
+                        status: 308,
+                        message: r.message,
+                        headers: r.headers,
+                    })
+                }
+                Some(Err(message)) => {
+                    return Err(Answer {
+                        status: 400,
+                        message: message.to_owned(),
+                        headers: Vec::new(),
+                    })
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// **Phase 1, request**: the head is parsed and routed (`r.route`), nothing was sent
 /// upstream. Each stage may answer. `out` receives a stage's complete response.
 pub async fn request(r: &RequestIn<'_>, cx: &mut RequestCtx, out: &mut Vec<u8>) -> Flow {
     for stage in STACK {
         let flow = match stage {
-            Stage::Auth => match super::auth::run(r.w, r.pl, &r.route.cfg, r.head, r.buf) {
+            Stage::Auth => match super::auth::run(r.w, r.pl, &r.route.cfg, r.head, r.buf, r.peer) {
                 Ok(identity) => {
                     cx.identity = identity;
                     Flow::Next
@@ -126,6 +165,8 @@ pub async fn request(r: &RequestIn<'_>, cx: &mut RequestCtx, out: &mut Vec<u8>) 
                 Err(answer) => Flow::Reject(answer),
             },
             Stage::Cache => super::cache::request(r, cx, out).await,
+            // Its work is done on arrival.
+            Stage::Https => Flow::Next,
         };
         if !matches!(flow, Flow::Next) {
             return flow;
@@ -305,6 +346,10 @@ pub struct Pipeline {
     /// Credentials: keys loaded when the configuration was read, verified identities
     /// cached per worker (the cache starts empty with each pipeline).
     pub auth: Authenticator,
+    /// This worker's TLS server configuration (its own, so that a stateful session
+    /// cache is not shared between cores), from the certificates loaded with `cfg`:
+    /// new handshakes use it, connections already open keep theirs.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Pipeline {
@@ -362,6 +407,7 @@ impl Pipeline {
             upstreams,
             auth: Authenticator::new(auth),
             limits,
+            tls: crate::tls::server_config(&cfg),
             cfg,
         }
     }

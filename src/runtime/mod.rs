@@ -89,6 +89,7 @@ pub struct Reloaded {
 /// A running gateway.
 pub struct Gateway {
     addrs: Vec<SocketAddr>,
+    tls_addrs: Vec<SocketAddr>,
     driver: ActiveDriver,
     workers: usize,
     shared: Arc<Shared>,
@@ -106,26 +107,37 @@ pub enum ReloadError {
 
 impl Gateway {
     /// Bind the listeners and start the workers. Returns when every worker accepts.
-    pub fn start(cfg: Config) -> Result<Gateway, StartError> {
+    pub fn start(mut cfg: Config) -> Result<Gateway, StartError> {
         let workers = match cfg.server.workers {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
         let driver = driver::choose(cfg.server.io_driver, cfg.server.uring_entries)?;
-        if cfg.server.listen.is_empty() {
+        let tls_listen = cfg.tls_listen();
+        if cfg.server.listen.is_empty() && tls_listen.is_empty() {
             return Err(StartError::NoListener);
         }
         // Before any worker binds: SO_REUSEPORT would let us share an address another
         // process serves, taking part of its traffic, unless that is the intent.
         if !cfg.server.takeover {
-            for &addr in &cfg.server.listen {
+            for &addr in cfg.server.listen.iter().chain(&tls_listen) {
                 if listener::already_served(addr).map_err(StartError::Listen)? {
                     return Err(StartError::AddressInUse { addr });
                 }
             }
         }
-        let (sockets, addrs) =
-            listener::bind_all(&cfg.server.listen, workers).map_err(StartError::Listen)?;
+        // Plain listeners first, then TLS ones: each worker tells them apart by
+        // position (`Parts::plain`).
+        let plain = cfg.server.listen.len();
+        let all: Vec<SocketAddr> = cfg
+            .server
+            .listen
+            .iter()
+            .chain(&tls_listen)
+            .copied()
+            .collect();
+        let (sockets, mut addrs) = listener::bind_all(&all, workers).map_err(StartError::Listen)?;
+        let tls_addrs = addrs.split_off(plain);
         let log_sink = crate::telemetry::access_log::open(&cfg.log.access_log).map_err(|e| {
             StartError::AccessLog {
                 path: match &cfg.log.access_log {
@@ -144,6 +156,9 @@ impl Gateway {
         let mut endpoints = crate::ratelimit::Mesh::new(workers)
             .into_endpoints()
             .into_iter();
+        // Redirects to HTTPS name the port actually bound (a configured 0 is the OS's
+        // choice).
+        cfg.server.https_port = tls_addrs.first().map(|a| a.port());
         let cfg = Arc::new(cfg);
         let shared = Arc::new(Shared::new(workers));
         let cores = if cfg.server.pin_workers {
@@ -178,6 +193,7 @@ impl Gateway {
                         cfg,
                         shared,
                         sockets: socks,
+                        plain,
                         sink,
                         limits,
                         endpoint,
@@ -213,6 +229,7 @@ impl Gateway {
         }
         Ok(Gateway {
             addrs,
+            tls_addrs,
             driver,
             workers,
             shared,
@@ -237,6 +254,7 @@ impl Gateway {
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         // Whether the start took an address over (`--takeover`) means nothing now.
         cfg.server.takeover = current.server.takeover;
+        cfg.server.https_port = current.server.https_port;
         let cfg = Arc::new(cfg);
         let differs =
             |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
@@ -282,6 +300,11 @@ impl Gateway {
     /// The bound listener addresses, in `server.listen` order.
     pub fn addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The bound TLS listener addresses, in `server.tls.listen` order.
+    pub fn tls_addrs(&self) -> &[SocketAddr] {
+        &self.tls_addrs
     }
 
     pub fn driver(&self) -> ActiveDriver {

@@ -55,7 +55,10 @@ pub struct Parts {
     pub driver: ActiveDriver,
     pub cfg: Arc<Config>,
     pub shared: Arc<Shared>,
+    /// Plain listeners first, then TLS ones.
     pub sockets: Vec<std::net::TcpListener>,
+    /// How many of `sockets` are plain.
+    pub plain: usize,
     pub sink: Sink,
     pub limits: Arc<RateLimitConfig>,
     pub endpoint: Endpoint,
@@ -155,6 +158,7 @@ async fn worker_main(parts: Parts, ready: Sender<Result<usize, String>>) {
         cfg,
         shared,
         sockets,
+        plain,
         sink,
         limits,
         endpoint,
@@ -201,8 +205,8 @@ async fn worker_main(parts: Parts, ready: Sender<Result<usize, String>>) {
         kill: LocalSignal::new(),
         active: Cell::new(0),
     });
-    for l in listeners {
-        monoio::spawn(accept_loop(w.clone(), l));
+    for (i, l) in listeners.into_iter().enumerate() {
+        monoio::spawn(accept_loop(w.clone(), l, i >= plain));
     }
     monoio::spawn(tick_loop(w.clone()));
     monoio::spawn(gossip_loop(w.clone()));
@@ -284,7 +288,7 @@ async fn gossip_loop(w: Rc<Worker>) {
     }
 }
 
-async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
+async fn accept_loop(w: Rc<Worker>, listener: TcpListener, tls: bool) {
     let max = w.local.cfg.server.max_connections;
     let mut backoff = AcceptBackoff::default();
     loop {
@@ -313,7 +317,7 @@ async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
                 continue;
             }
         };
-        admit(&w, max, stream, peer);
+        admit(&w, max, stream, peer, tls);
         // Under io_uring an accept is one operation, completed in one turn of the
         // worker's loop among everything else that completed: a storm of new
         // connections would drain from the backlog one per turn (4,000 waited for up
@@ -323,7 +327,7 @@ async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
         // the next accept above, which handles it.
         for _ in 0..ACCEPT_BATCH {
             match crate::http::sock::accept_now(&listener, !w.local.blocking_sockets) {
-                Ok(Some((stream, peer))) => admit(&w, max, stream, peer),
+                Ok(Some((stream, peer))) => admit(&w, max, stream, peer, tls),
                 Ok(None) | Err(_) => break,
             }
         }
@@ -334,7 +338,7 @@ async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
 const ACCEPT_BATCH: usize = 64;
 
 /// Serve a new connection, or close it at once past `max_connections`.
-fn admit(w: &Rc<Worker>, max: usize, stream: TcpStream, peer: SocketAddr) {
+fn admit(w: &Rc<Worker>, max: usize, stream: TcpStream, peer: SocketAddr, tls: bool) {
     if w.shared.connections.fetch_add(1, Ordering::Relaxed) >= max {
         w.shared.connections.fetch_sub(1, Ordering::Relaxed);
         w.shared.refused.fetch_add(1, Ordering::Relaxed);
@@ -342,13 +346,13 @@ fn admit(w: &Rc<Worker>, max: usize, stream: TcpStream, peer: SocketAddr) {
         drop(stream);
         return;
     }
-    spawn_conn(w.clone(), stream, peer);
+    spawn_conn(w.clone(), stream, peer, tls);
 }
 
-fn spawn_conn(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
+fn spawn_conn(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr, tls: bool) {
     let _ = stream.set_nodelay(true);
     w.active.set(w.active.get() + 1);
-    let serve = crate::pipeline::conn::serve(w.local.clone(), stream, peer);
+    let serve = crate::pipeline::conn::serve(w.local.clone(), stream, peer, tls);
     let stop = w.kill.wait();
     // One allocation per connection: the task, with the connection's future inline.
     monoio::spawn(Task::new(serve, stop, move |ended| {

@@ -26,6 +26,11 @@ pub struct Counters {
     /// Client connections busy now (holding buffers and request state); the others
     /// are idle, waiting with none.
     pub connections_busy: Cell<u64>,
+    /// TLS handshakes completed, of which resumed (a session ticket or id).
+    pub tls_handshakes: Cell<u64>,
+    pub tls_resumed: Cell<u64>,
+    /// TLS handshakes that failed or timed out (each logged, at most once a second).
+    pub tls_handshake_failures: Cell<u64>,
 }
 
 impl Counters {

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 pub use ringgate::config::{Config, IoDriver};
 pub use ringgate::runtime::Gateway;
 
+pub mod tls;
 pub mod tokens;
 
 /// How long a client or a waiting helper waits before declaring the gateway hung.
@@ -243,6 +244,8 @@ type Tap = Box<dyn FnMut(&[u8]) + Send>;
 /// [`Wire::take_consumed`] is kept, so a caller can see the raw bytes of one message.
 struct Wire {
     stream: TcpStream,
+    /// A TLS session over `stream` (a client of the gateway's TLS listener).
+    tls: Option<Box<rustls::ClientConnection>>,
     buf: Vec<u8>,
     pos: usize,
     consumed: Vec<u8>,
@@ -254,6 +257,7 @@ impl Wire {
     fn new(stream: TcpStream) -> Wire {
         Wire {
             stream,
+            tls: None,
             buf: Vec::new(),
             pos: 0,
             consumed: Vec::new(),
@@ -271,7 +275,15 @@ impl Wire {
             self.pos = 0;
         }
         let mut tmp = [0u8; 64 * 1024];
-        match self.stream.read(&mut tmp) {
+        let got = match &mut self.tls {
+            Some(tls) => match rustls::Stream::new(&mut **tls, &mut self.stream).read(&mut tmp) {
+                // A TCP end without close_notify is an end all the same here.
+                Err(e) if e.kind() == ErrorKind::UnexpectedEof => Ok(0),
+                r => r,
+            },
+            None => self.stream.read(&mut tmp),
+        };
+        match got {
             Ok(0) => Err(Ended::Closed),
             Ok(n) => {
                 if let Some(tap) = &mut self.tap {
@@ -1249,15 +1261,51 @@ impl Client {
     }
 
     pub fn send(&mut self, bytes: impl AsRef<[u8]>) {
-        self.wire
-            .stream
-            .write_all(bytes.as_ref())
+        self.write(bytes.as_ref())
             .unwrap_or_else(|e| panic!("write to the gateway failed: {e}"));
     }
 
     /// Write what the gateway accepts; `false` if it closed the connection meanwhile.
     pub fn try_send(&mut self, bytes: impl AsRef<[u8]>) -> bool {
-        self.wire.stream.write_all(bytes.as_ref()).is_ok()
+        self.write(bytes.as_ref()).is_ok()
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match &mut self.wire.tls {
+            Some(tls) => {
+                let mut s = rustls::Stream::new(&mut **tls, &mut self.wire.stream);
+                s.write_all(bytes)?;
+                s.flush()
+            }
+            None => self.wire.stream.write_all(bytes),
+        }
+    }
+
+    /// A TLS connection to the gateway's TLS listener at `addr`, the handshake done:
+    /// `Err` with rustls's reason when it fails.
+    pub fn try_connect_tls(
+        addr: SocketAddr,
+        config: Arc<rustls::ClientConfig>,
+        sni: &str,
+    ) -> Result<Client, std::io::Error> {
+        let mut c = Client::connect(addr);
+        let mut tls =
+            rustls::ClientConnection::new(config, tls::name(sni)).map_err(std::io::Error::other)?;
+        while tls.is_handshaking() {
+            tls.complete_io(&mut c.wire.stream)?;
+        }
+        c.wire.tls = Some(Box::new(tls));
+        Ok(c)
+    }
+
+    pub fn connect_tls(addr: SocketAddr, config: Arc<rustls::ClientConfig>, sni: &str) -> Client {
+        Client::try_connect_tls(addr, config, sni)
+            .unwrap_or_else(|e| panic!("TLS handshake with {addr} failed: {e}"))
+    }
+
+    /// The TLS session (after [`Client::connect_tls`]).
+    pub fn tls(&self) -> &rustls::ClientConnection {
+        self.wire.tls.as_deref().expect("not a TLS client")
     }
 
     /// Send the request and read its response.

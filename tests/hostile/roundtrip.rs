@@ -42,11 +42,15 @@ pub fn check(input: &[u8]) -> bool {
         addr: "192.0.2.7".parse().unwrap(),
         ip: "192.0.2.7".to_string(),
         trusted: false,
+        https: false,
+        client_cert: None,
     };
     let trusted = Peer {
         addr: "10.0.0.1".parse().unwrap(),
         ip: "10.0.0.1".to_string(),
         trusted: true,
+        https: false,
+        client_cert: None,
     };
     // As the proxy does: the client's X-Request-ID if usable, else a generated one.
     let rid: Vec<u8> = match head.request_id {

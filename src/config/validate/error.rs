@@ -112,7 +112,7 @@ pub enum ConfigError {
     BadMethod { site: Box<Site> },
     #[error("{site}: an empty list matches no request; remove the key to allow any method{}", .site.excerpt())]
     NoMethods { site: Box<Site> },
-    #[error("{site}: expected one of required, optional, none{}", .site.excerpt())]
+    #[error("{site}: expected one of required, optional, none, mtls{}", .site.excerpt())]
     BadAuthMode { site: Box<Site> },
     #[error("{site}: expected round_robin, least_request, random_two or hash:<Header-Name>{}", .site.excerpt())]
     BadBalance { site: Box<Site> },

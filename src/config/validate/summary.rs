@@ -215,6 +215,7 @@ fn write_route(o: &mut String, r: &RouteConfig, cfg: &Config) -> std::fmt::Resul
         AuthMode::Required => "required",
         AuthMode::Optional => "optional",
         AuthMode::None => "none",
+        AuthMode::Mtls => "mtls (client certificate)",
     };
     write!(o, "; auth {auth}")?;
     if !r.scopes.is_empty() {
