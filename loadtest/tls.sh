@@ -45,6 +45,8 @@ environment (defaults in brackets):
   VERIFY        1 = before measuring, check with nginx's access log
                 (\$ssl_session_reused) what each client mode really does [1]
   RINGGATE      (or RINGGATE_BIN) use this ringgate binary, no cargo build
+  RINGGATE_TLS  ringgate's [server.tls] lines besides listen
+                [min_version = "1.2" and session_tickets = true, one a line]
   PROXY_CPU [0], LOAD_CPU [1]   cores of the proxy / of origin and clients
   STRICT=1      exit 3 when ringgate misses a target
 EOF
@@ -77,6 +79,8 @@ VERIFY=${VERIFY:-1}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 [[ -n ${RINGGATE:-} ]] && RINGGATE_BIN=$RINGGATE
+RINGGATE_TLS=${RINGGATE_TLS-min_version = "1.2"
+session_tickets = true}
 
 for t in $TARGETS; do
     [[ " $ALL_TARGETS " == *" $t "* ]] || die "unknown target '$t' in TARGETS ($ALL_TARGETS)"
@@ -258,8 +262,7 @@ ringgate_tls_config() {
 
 [server.tls]
 listen = [\"127.0.0.1:$RG_PORT\"]
-min_version = \"1.2\"
-session_tickets = true
+$RINGGATE_TLS
 
 [[server.tls.certificates]]
 server_names = [\"localhost\"]
@@ -456,7 +459,7 @@ log ""
 log "proxies on core $PROXY_CPU (one worker); origin and clients on core $LOAD_CPU"
 log "certificates: $CERTS; tests: $TESTS; TLS $TLS${SUITE:+, suite $SUITE}; ${DURATION}s runs after ${WARMUP}s warm-up"
 log "wrk connections: $CONNS (128 B), $CONNS_1M (1 MiB); handshakes: $HS_CONNS in flight; idle: N=$N for ${IDLE_S}s"
-log "nginx: ssl_session_tickets on, ssl_session_cache $NGINX_SESSION_CACHE; ringgate: session_tickets = true"
+log "nginx: ssl_session_tickets on, ssl_session_cache $NGINX_SESSION_CACHE; ringgate [server.tls]: ${RINGGATE_TLS//$'\n'/, }"
 log "output in $OUT"
 {
     echo "loadtest/tls.sh $(date '+%Y-%m-%d %H:%M:%S'): TARGETS=\"$TARGETS\" CERT=$CERT TESTS=\"$TESTS\" DURATION=${DURATION}s WARMUP=${WARMUP}s REPEAT=$REPEAT"
@@ -464,7 +467,7 @@ log "output in $OUT"
     echo "proxy on core $PROXY_CPU (one worker); origin (nginx) and clients on core $LOAD_CPU"
     echo "nginx $(nginx -v 2>&1 | sed 's#.*/##') ($(openssl version | cut -d' ' -f1-2)): ssl_session_tickets on, ssl_session_cache $NGINX_SESSION_CACHE"
     if [[ -n $RINGGATE ]]; then
-        echo "ringgate: $RINGGATE (repo at $(git -C "$REPO_ROOT" describe --always --dirty 2>/dev/null || echo '?'); session_tickets = true, min_version 1.2)"
+        echo "ringgate: $RINGGATE (repo at $(git -C "$REPO_ROOT" describe --always --dirty 2>/dev/null || echo '?')); [server.tls]: ${RINGGATE_TLS//$'\n'/, }"
     fi
 } >"$OUT/summary.txt"
 
