@@ -357,7 +357,8 @@ verify() {
 # measure TARGET CERT TEST: warm-up, then the measured run, the proxy's CPU time
 # (CPU_PID and its descendants, all threads) read just before and after it.
 measure() {
-    local target=$1 c=$2 test=$3 raw=$OUT/$3-$1-$2-r$round.txt cb ca ob oa neg hs
+    local target=$1 c=$2 test=$3 raw=$OUT/$3-$1-$2-r$round.txt cb ca ob oa neg hs hfull hres
+    local kb kt ks ka kta ksa
     local -a cmd warm extra=()
     case $test in
     ka128 | ka1m)
@@ -379,20 +380,23 @@ measure() {
     fi
     log "+ ${cmd[*]}"
     metrics_snapshot "$target" before
+    read -r kb kt ks < <("${TLSLT[@]}" corestat "$PROXY_CPU")
     cb=$("${LT_PY[@]}" cpu "$CPU_PID")
     ob=$("${LT_PY[@]}" cpu "$ORIGIN_PID")
     timeout $((DURATION + 30)) "${cmd[@]}" >"$raw" 2>&1 ||
         die "$target $c $test: the client failed or timed out; output in $raw"
     ca=$("${LT_PY[@]}" cpu "$CPU_PID")
     oa=$("${LT_PY[@]}" cpu "$ORIGIN_PID")
+    read -r ka kta ksa < <("${TLSLT[@]}" corestat "$PROXY_CPU")
+    extra=("core_busy_ticks=$((ka - kb))" "core_total_ticks=$((kta - kt))" "core_steal_ticks=$((ksa - ks))")
     metrics_snapshot "$target" after
     { echo "# ${cmd[*]}"; cat "$raw"; } >"$raw.tmp" && mv "$raw.tmp" "$raw"
     if [[ $test == full || $test == resume ]]; then
         read -r hs hfull hres < <("${TLSLT[@]}" hsline "$raw")
         neg=$("${TLSLT[@]}" negotiated "$raw")
-        extra=("resumed_pct=$hs" "hs_full=$hfull" "hs_resumed=$hres" "hs_conns=$HS_CONNS" "negotiated=tlsload: $neg")
+        extra+=("resumed_pct=$hs" "hs_full=$hfull" "hs_resumed=$hres" "hs_conns=$HS_CONNS" "negotiated=tlsload: $neg")
     else
-        extra=("negotiated=openssl: $SCLIENT")
+        extra+=("negotiated=openssl: $SCLIENT")
     fi
     "${LT_PY[@]}" record "$RESULTS" "$target" "$test" "$raw" "${cmd[*]}" "$cb" "$ca" "$ob" "$oa" \
         "test=$test" "cert=$c" "round=$round" "${extra[@]}"

@@ -5,6 +5,7 @@ come from lt.py).
 Subcommands:
   mem PID                        print "<VmRSS kib> <Pss kib>" of PID
   slab                           print the kernel's Slab (kib), machine-wide
+  corestat CPU                   print "<busy> <total> <steal>" ticks of that core
   hsline FILE                    print "<resumed_pct> <full> <resumed>" from tlsload's output
   negotiated FILE                print tlsload's "Negotiated:" line (without the label)
   sclient FILE                   print "version cipher group signature" from openssl
@@ -38,6 +39,19 @@ def cmd_mem(pid):
     except OSError:
         pss = 0
     print(rss, pss)
+
+
+def cmd_corestat(cpu):
+    """"<busy_ticks> <total_ticks> <steal_ticks>" of core CPU since boot (/proc/stat)."""
+    with open("/proc/stat") as f:
+        for line in f:
+            parts = line.split()
+            if parts[0] == f"cpu{cpu}":
+                v = [int(x) for x in parts[1:9]]
+                user, nice, system, idle, iowait, irq, softirq, steal = v
+                print(user + nice + system + irq + softirq, sum(v), steal)
+                return
+    print("0 0 0")
 
 
 def cmd_slab():
@@ -158,7 +172,7 @@ def cmd_report(results, outdir):
         emit(f"medians over {rounds} rounds, errors summed (per-round values in summary.json)")
     for cert in certs:
         rows = [("cert", "test", "target", "req/s", "p50", "p99", "errors",
-                 "CPU us/req", "vs nginx", "core %", "resumed", "negotiated")]
+                 "CPU us/req", "vs nginx", "core %", "other %", "resumed", "negotiated")]
         for test in TEST_ORDER[:4]:
             for t in targets:
                 r = by.get((cert, test, t))
@@ -175,6 +189,7 @@ def cmd_report(results, outdir):
                              lt._fmt_lat(r["p99_us"]), str(r["errors"]),
                              "-" if cpu is None else f"{cpu:.2f}",
                              "-" if ratio is None else f"{ratio:.2f}x", lt._core_pct(r),
+                             _other_pct(r),
                              "-" if not isinstance(res, (int, float)) else f"{res:.1f}%",
                              str(r.get("negotiated", "-"))))
         if len(rows) > 1:
@@ -253,6 +268,11 @@ def cmd_report(results, outdir):
                 r = by.get((cert, test, t))
                 if r and r.get("errors") and t == "nginx":
                     emit(f"WARN nginx {cert} {test}: {r['errors']} errors")
+    busy = [f"{r['cert']} {r['test']} {r['target']} ({r['other_on_proxy_core_pct']:.0f}%)"
+            for r in recs if (r.get("other_on_proxy_core_pct") or 0) > 10]
+    if busy:
+        emit("WARN other work used more than 10% of the proxy's core during: "
+             + ", ".join(busy) + ": those rows (and their ratios) are not reliable")
     text = "\n".join(lines)
     print(text)
     with open(os.path.join(outdir, "summary.txt"), "a") as f:
@@ -261,6 +281,18 @@ def cmd_report(results, outdir):
         json.dump(recs, f, indent=2)
         f.write("\n")
     return 3 if verdicts and not all(verdicts) else 0
+
+
+def _other_pct(r):
+    """What else ran on the proxy's core during the run (other processes, interrupts
+    and softirqs not charged to the proxy), in % of the core: a few % is the floor;
+    more means the run was disturbed."""
+    busy, total = r.get("core_busy_ticks"), r.get("core_total_ticks")
+    if not isinstance(busy, (int, float)) or not total or r.get("proxy_cpu_s") is None:
+        return "-"
+    r["other_on_proxy_core_pct"] = max(0.0, 100 * (busy / lt.CLK_TCK - r["proxy_cpu_s"])
+                                       / (total / lt.CLK_TCK))
+    return f"{r['other_on_proxy_core_pct']:.0f}"
 
 
 def _table(rows, left, emit):
@@ -278,7 +310,7 @@ def main():
         sys.exit(__doc__)
     cmd, args = sys.argv[1], sys.argv[2:]
     fn = {"mem": cmd_mem, "slab": cmd_slab, "hsline": cmd_hsline,
-          "negotiated": cmd_negotiated, "sclient": cmd_sclient, "nginxlog": cmd_nginxlog,
+          "negotiated": cmd_negotiated, "corestat": cmd_corestat, "sclient": cmd_sclient, "nginxlog": cmd_nginxlog,
           "idle": cmd_idle, "report": cmd_report}.get(cmd)
     if fn is None:
         sys.exit(f"unknown subcommand {cmd!r}\n{__doc__}")
