@@ -4,21 +4,31 @@
 //! - [`stream`]: the TLS stream over a monoio `TcpStream`, on rustls's unbuffered API
 //!   so that the buffers are ours (from the worker's pool) and an idle connection
 //!   keeps only rustls's connection state.
-//! - [`sni`]: choosing a certificate by SNI (exact, wildcard, default).
-//! - [`ticket`]: session tickets every worker can open, keys rotated without shared
-//!   state.
+//! - [`server`]: [`ServerTls`], the `[server.tls]` settings with every certificate
+//!   loaded (built by validation, held by `Config::tls`), and the per-worker rustls
+//!   `ServerConfig` made from it; [`sni`] chooses a certificate by SNI and [`ticket`]
+//!   makes session tickets every worker can open.
+//! - [`client`]: [`UpstreamTls`], one upstream's `[upstreams.tls]` (held by
+//!   `UpstreamConfig::tls`), and its rustls `ClientConfig`.
 //! - [`peer`]: a client certificate's subject and fingerprint, for the upstream.
 //! - [`load`]: reading PEM certificates, keys and CA bundles, with errors that name the
 //!   file and never its contents.
 //! - [`pki`]: certificates made with rcgen, for tests and `ringgate demo` only.
+//!
+//! Nothing here runs per request: configs are built once per worker (and per reload);
+//! per handshake rustls calls the resolver, the ticketer and the verifiers.
+pub mod client;
 pub mod load;
 pub mod peer;
 pub mod pki;
+pub mod server;
 pub mod sni;
 pub mod stream;
 pub mod ticket;
 
+pub use client::UpstreamTls;
 pub use peer::{client_cert_info, ClientCertInfo};
+pub use server::ServerTls;
 
 #[cfg(test)]
 mod tests;

@@ -3,6 +3,8 @@
 //! per-worker configs in `handshake.rs`. Certificates come from a throw-away CA
 //! (`pki.rs`); RSA, PKCS#1, SEC1 and encrypted keys from `tests/keys/`.
 
+mod handshake;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
