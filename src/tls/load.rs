@@ -265,12 +265,28 @@ impl std::fmt::Debug for LoadedCert {
     }
 }
 
+/// Which file of a pair an error is about (both may be one combined PEM file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PairFile {
+    Cert,
+    Key,
+}
+
 impl LoadedCert {
     /// Read `cert_file` (a PEM chain, leaf first) and `key_file`; check the key.
     pub fn load(cert_file: &Path, key_file: &Path) -> Result<LoadedCert, TlsFileError> {
-        let chain = read_chain(cert_file)?;
-        let key = read_key(key_file)?;
-        let details = CertDetails::of(&chain[0]).map_err(|e| contents(cert_file, e))?;
+        LoadedCert::load_located(cert_file, key_file).map_err(|(_, e)| e)
+    }
+
+    /// As [`LoadedCert::load`], saying which of the two files is wrong.
+    pub fn load_located(
+        cert_file: &Path,
+        key_file: &Path,
+    ) -> Result<LoadedCert, (PairFile, TlsFileError)> {
+        let cert = |e| (PairFile::Cert, e);
+        let chain = read_chain(cert_file).map_err(cert)?;
+        let key = read_key(key_file).map_err(|e| (PairFile::Key, e))?;
+        let details = CertDetails::of(&chain[0]).map_err(|e| cert(contents(cert_file, e)))?;
         let certified = certify(&chain, &key, cert_file, key_file)?;
         Ok(LoadedCert {
             cert_file: cert_file.display().to_string(),
@@ -317,26 +333,30 @@ fn certify(
     key: &PrivateKeyDer<'static>,
     cert_file: &Path,
     key_file: &Path,
-) -> Result<CertifiedKey, TlsFileError> {
+) -> Result<CertifiedKey, (PairFile, TlsFileError)> {
     use rustls::{Error, InconsistentKeys};
     let signing = provider()
         .key_provider
         .load_private_key(key.clone_key())
         .map_err(|e| {
-            contents(
+            (PairFile::Key, contents(
                 key_file,
                 format!("not a usable private key ({e}): expected ECDSA P-256/P-384, RSA (2048 bits or more) or Ed25519"),
-            )
+            ))
         })?;
     let certified = CertifiedKey::new(chain.to_vec(), signing);
     match certified.keys_match() {
         Ok(()) | Err(Error::InconsistentKeys(InconsistentKeys::Unknown)) => Ok(certified),
-        Err(Error::InconsistentKeys(InconsistentKeys::KeyMismatch)) => {
-            Err(TlsFileError::KeyMismatch {
+        Err(Error::InconsistentKeys(InconsistentKeys::KeyMismatch)) => Err((
+            PairFile::Key,
+            TlsFileError::KeyMismatch {
                 cert_path: cert_file.display().to_string(),
                 key_path: key_file.display().to_string(),
-            })
-        }
-        Err(e) => Err(contents(cert_file, format!("the leaf certificate: {e}"))),
+            },
+        )),
+        Err(e) => Err((
+            PairFile::Cert,
+            contents(cert_file, format!("the leaf certificate: {e}")),
+        )),
     }
 }

@@ -31,4 +31,4 @@ pub use peer::{client_cert_info, ClientCertInfo};
 pub use server::ServerTls;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

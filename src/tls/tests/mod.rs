@@ -35,6 +35,10 @@ impl Dir {
     pub fn path(&self, name: &str) -> PathBuf {
         self.0.join(name)
     }
+
+    pub fn root(&self) -> &Path {
+        &self.0
+    }
 }
 
 impl Drop for Dir {
