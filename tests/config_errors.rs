@@ -486,6 +486,73 @@ fn a_tls_only_gateway_checks() {
     assert!(!stdout.contains("TLS           [server.tls]"), "{stdout}");
 }
 
+/// VALID with `[server.tls]` after line 2: line 3 [server.tls], 4 `line4`, 5
+/// [[server.tls.certificates]], 6 cert_file, 7 key_file.
+fn with_tls(line4: &str, crt: &str, key: &str) -> String {
+    VALID.replacen(
+        "\n\n[[upstreams]]",
+        &format!("\n[server.tls]\n{line4}\n[[server.tls.certificates]]\ncert_file = \"{crt}\"\nkey_file = \"{key}\"\n\n[[upstreams]]"),
+        1,
+    )
+}
+
+#[test]
+fn tls_mistakes_name_the_key_and_line() {
+    let (crt, key) = cert_files("mistakes", &["api.example.com"]);
+    Config::parse(
+        &with_tls("listen = [\"127.0.0.1:8443\"]", &crt, &key),
+        "ok.toml",
+    )
+    .unwrap();
+    rejected(
+        &with_tls("min_version = \"1.0\"", &crt, &key),
+        4,
+        &[
+            "server.tls.min_version = \"1.0\"",
+            "expected \"1.2\" or \"1.3\"",
+        ],
+    );
+    rejected(
+        &with_tls("client_auth = \"sometimes\"", &crt, &key),
+        4,
+        &[
+            "server.tls.client_auth = \"sometimes\"",
+            "none, optional, required",
+        ],
+    );
+    rejected(
+        &with_tls("client_auth = \"required\"", &crt, &key),
+        4,
+        &[
+            "server.tls.client_auth = \"required\"",
+            "need client_ca_file",
+        ],
+    );
+    rejected(
+        &with_tls("alpn = [\"h2\", \"http/1.1\"]", &crt, &key),
+        4,
+        &["server.tls.alpn[0] = \"h2\"", "HTTP/2", "not served yet"],
+    );
+    let missing = format!("{key}.missing");
+    rejected(
+        &with_tls("", &crt, &missing),
+        7,
+        &[
+            "server.tls.certificates[0].key_file",
+            &format!("cannot read {missing}: No such file or directory"),
+        ],
+    );
+    let (_, other_key) = cert_files("mistakes-other", &["other.test"]);
+    rejected(
+        &with_tls("", &crt, &other_key),
+        7,
+        &[
+            "server.tls.certificates[0].key_file",
+            "does not belong to the certificate in",
+        ],
+    );
+}
+
 #[test]
 fn tls_a_key_that_is_not_the_certificate_s_stops_check_and_start_alike() {
     let (crt, _) = cert_files("mismatch-a", &["a.test"]);
