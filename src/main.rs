@@ -156,11 +156,12 @@ fn reload(gw: &Gateway, path: &std::path::Path) {
             return;
         }
     };
-    let shadowed = validate::shadow_warnings(&cfg);
+    let mut warnings = validate::shadow_warnings(&cfg);
+    warnings.extend(validate::tls_warnings(&cfg));
     match gw.reload(cfg) {
         Ok(restart_needed) => {
             eprintln!("ringgate: reloaded {}", path.display());
-            for line in shadowed {
+            for line in warnings {
                 eprintln!("ringgate: {line}");
             }
             if !restart_needed.is_empty() {
@@ -183,7 +184,10 @@ fn start(cfg: Config) -> anyhow::Result<Gateway> {
             validate::NOT_YET_ACTIVE
         );
     }
-    for line in validate::shadow_warnings(&cfg) {
+    for line in validate::shadow_warnings(&cfg)
+        .into_iter()
+        .chain(validate::tls_warnings(&cfg))
+    {
         eprintln!("ringgate: {line}");
     }
     let requested = cfg.server.io_driver;

@@ -451,18 +451,148 @@ fn auth_an_unreadable_key_file_stops_check_and_start_alike() {
     );
 }
 
-#[test]
-fn listeners_only_tls_stops_check_and_start_alike() {
-    // TLS is parsed but not served: this file would have listened on nothing.
-    let text = valid_any_port().replace(
+/// A certificate for `names` and its key, as files (issued by a CA made for the test).
+fn cert_files(stem: &str, names: &[&str]) -> (String, String) {
+    use ringgate::tls::pki::{CertSpec, TestCa};
+    let ca = TestCa::new("Test CA").unwrap();
+    let c = ca.issue(&CertSpec::server(names)).unwrap();
+    let crt = temp_file(&format!("{stem}.crt"), &c.cert_pem);
+    let key = temp_file(&format!("{stem}.key"), &c.key_pem);
+    (crt.display().to_string(), key.display().to_string())
+}
+
+fn tls_only(crt: &str, key: &str) -> String {
+    valid_any_port().replace(
         "listen = [\"127.0.0.1:0\"]\n",
-        "listen = []\n[server.tls]\nlisten = [\"127.0.0.1:0\"]\n[[server.tls.certificates]]\ncert_file = \"c.crt\"\nkey_file = \"c.key\"\n",
+        &format!("listen = []\n[server.tls]\nlisten = [\"127.0.0.1:0\"]\n[[server.tls.certificates]]\ncert_file = \"{crt}\"\nkey_file = \"{key}\"\n"),
+    )
+}
+
+#[test]
+fn a_tls_only_gateway_checks() {
+    let (crt, key) = cert_files("tls-only", &["api.example.com"]);
+    let path = temp_file("tls-only.toml", &tls_only(&crt, &key));
+    let out = ringgate_env(&["check", "--config", path.to_str().unwrap()], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout.contains("listeners     http none; https 127.0.0.1:0\n"),
+        "{stdout}"
     );
-    let (check, start) = check_and_start("tls-only.toml", &text, &[]);
+    assert!(
+        stdout.contains("certificate 0, default: api.example.com (from the certificate)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("TLS           [server.tls]"), "{stdout}");
+}
+
+/// VALID with `[server.tls]` after line 2: line 3 [server.tls], 4 `line4`, 5
+/// [[server.tls.certificates]], 6 cert_file, 7 key_file.
+fn with_tls(line4: &str, crt: &str, key: &str) -> String {
+    VALID.replacen(
+        "\n\n[[upstreams]]",
+        &format!("\n[server.tls]\n{line4}\n[[server.tls.certificates]]\ncert_file = \"{crt}\"\nkey_file = \"{key}\"\n\n[[upstreams]]"),
+        1,
+    )
+}
+
+#[test]
+fn tls_mistakes_name_the_key_and_line() {
+    let (crt, key) = cert_files("mistakes", &["api.example.com"]);
+    Config::parse(
+        &with_tls("listen = [\"127.0.0.1:8443\"]", &crt, &key),
+        "ok.toml",
+    )
+    .unwrap();
+    rejected(
+        &with_tls("min_version = \"1.0\"", &crt, &key),
+        4,
+        &[
+            "server.tls.min_version = \"1.0\"",
+            "expected \"1.2\" or \"1.3\"",
+        ],
+    );
+    rejected(
+        &with_tls("client_auth = \"sometimes\"", &crt, &key),
+        4,
+        &[
+            "server.tls.client_auth = \"sometimes\"",
+            "none, optional, required",
+        ],
+    );
+    rejected(
+        &with_tls("client_auth = \"required\"", &crt, &key),
+        4,
+        &[
+            "server.tls.client_auth = \"required\"",
+            "need client_ca_file",
+        ],
+    );
+    rejected(
+        &with_tls("alpn = [\"h2\", \"http/1.1\"]", &crt, &key),
+        4,
+        &["server.tls.alpn[0] = \"h2\"", "HTTP/2", "not served yet"],
+    );
+    let missing = format!("{key}.missing");
+    rejected(
+        &with_tls("", &crt, &missing),
+        7,
+        &[
+            "server.tls.certificates[0].key_file",
+            &format!("cannot read {missing}: No such file or directory"),
+        ],
+    );
+    let (_, other_key) = cert_files("mistakes-other", &["other.test"]);
+    rejected(
+        &with_tls("", &crt, &other_key),
+        7,
+        &[
+            "server.tls.certificates[0].key_file",
+            "does not belong to the certificate in",
+        ],
+    );
+}
+
+#[test]
+fn tls_a_key_that_is_not_the_certificate_s_stops_check_and_start_alike() {
+    let (crt, _) = cert_files("mismatch-a", &["a.test"]);
+    let (_, other_key) = cert_files("mismatch-b", &["b.test"]);
+    let text = tls_only(&crt, &other_key);
+    let (check, start) = check_and_start("mismatch.toml", &text, &[]);
     both_refuse(
         &check,
         &start,
-        &["server.listen = []: no listener", "line 2"],
+        &[
+            "server.tls.certificates[0].key_file",
+            "does not belong to the certificate in",
+            "line 7",
+        ],
+    );
+}
+
+#[test]
+fn check_warns_about_an_upstream_with_verify_false() {
+    let text = valid_any_port()
+        .replace("\"127.0.0.1:9001\"", "\"https://127.0.0.1:9443\"")
+        .replace(
+            "\n[[routes]]",
+            "[upstreams.tls]\nverify = false\n\n[[routes]]",
+        )
+        .replace(
+            "upstream = \"app\"\n",
+            "upstream = \"app\"\nauth = \"none\"\n",
+        );
+    let path = temp_file("verify-off.toml", &text);
+    let out = ringgate_env(&["check", "--config", path.to_str().unwrap()], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout.contains("WARNING: upstream \"app\": [upstreams.tls] verify = false: any certificate for any name is accepted"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("127.0.0.1:9443 weight 1 (https)"),
+        "{stdout}"
     );
 }
 
@@ -552,13 +682,16 @@ fn a_missing_file_names_its_cause_once() {
 // ---- accepted but not served: start says so, as check does ---------------------------
 
 #[test]
-fn tls_and_admin_not_yet_active_are_warned_at_start_as_in_check() {
+fn admin_not_yet_active_is_warned_at_start_as_in_check() {
     use std::io::BufRead;
+    let (crt, key) = cert_files("inactive", &["api.example.com"]);
     let text = valid_any_port().replace(
         "[[upstreams]]",
-        "[server.tls]\nlisten = [\"127.0.0.1:0\"]\n[[server.tls.certificates]]\n\
-         cert_file = \"api.crt\"\nkey_file = \"api.key\"\n\
-         [admin]\nlisten = \"127.0.0.1:0\"\n\n[[upstreams]]",
+        &format!(
+            "[server.tls]\nlisten = [\"127.0.0.1:0\"]\n[[server.tls.certificates]]\n\
+             cert_file = \"{crt}\"\nkey_file = \"{key}\"\n\
+             [admin]\nlisten = \"127.0.0.1:0\"\n\n[[upstreams]]"
+        ),
     );
     let text = text.replace(
         "upstream = \"app\"\n",
@@ -569,7 +702,8 @@ fn tls_and_admin_not_yet_active_are_warned_at_start_as_in_check() {
     let check = ringgate_env(&["check", "--config", p], &[]);
     let stdout = String::from_utf8_lossy(&check.stdout);
     assert!(check.status.success(), "{check:?}");
-    assert!(stdout.contains("parsed and checked, not yet active:\n  TLS           [server.tls] listen 127.0.0.1:0, 1 certificate(s): api.crt\n  admin         [admin] 127.0.0.1:0, token from $GATEWAY_ADMIN_TOKEN\n"), "{stdout}");
+    // TLS is served: listed with the listeners, not as "not yet active".
+    assert!(stdout.contains("parsed and checked, not yet active:\n  admin         [admin] 127.0.0.1:0, token from $GATEWAY_ADMIN_TOKEN\n"), "{stdout}");
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_ringgate"))
         .args(["--config", p])
@@ -590,14 +724,13 @@ fn tls_and_admin_not_yet_active_are_warned_at_start_as_in_check() {
     let _ = child.wait();
     let _ = std::fs::remove_file(&path);
     assert_eq!(
-        lines[..2],
+        lines[..1],
         [
-            "ringgate: warning: TLS [server.tls] listen 127.0.0.1:0, 1 certificate(s): api.crt: parsed and checked, not yet active: nothing is served for it",
             "ringgate: warning: admin [admin] 127.0.0.1:0, token from $GATEWAY_ADMIN_TOKEN: parsed and checked, not yet active: nothing is served for it",
         ],
         "{lines:#?}"
     );
-    assert!(lines[2].contains("listening on"), "{lines:#?}");
+    assert!(lines[1].contains("listening on"), "{lines:#?}");
 }
 
 // ---- the shipped files and the commands they document ---------------------------------

@@ -14,7 +14,7 @@ mod response_table;
 
 use std::path::{Path, PathBuf};
 
-use hostile::{cache, chunked, request, response, roundtrip};
+use hostile::{cache, chunked, client_cert, request, response, roundtrip};
 
 // ---------------------------------------------------------------------------------------
 // Seeds and mutations
@@ -52,16 +52,18 @@ fn run_check(target: &str, input: &[u8]) -> bool {
         "chunked" => chunked::check(input).is_ok_and(|d| d.complete),
         "request_roundtrip" => roundtrip::check(input),
         "cache_rules" => cache::check(input),
+        "client_cert" => client_cert::check(input),
         _ => unreachable!("no check for {target}"),
     }
 }
 
-const TARGETS: [&str; 5] = [
+const TARGETS: [&str; 6] = [
     "request_head",
     "response_head",
     "chunked",
     "request_roundtrip",
     "cache_rules",
+    "client_cert",
 ];
 
 /// The seeds the checks refuse (`run_check` is false: a head or body refused, a chunked
@@ -103,6 +105,8 @@ const REFUSED_SEEDS: &[(&str, &str, &str)] = &[
     ("chunked", "overflow", "a chunk size over 64 bits"),
     ("cache_rules", "no_store", "Cache-Control: no-store"),
     ("cache_rules", "set_cookie", "a response with Set-Cookie"),
+    ("client_cert", "not_der", "text, not DER"),
+    ("client_cert", "truncated", "a certificate cut short"),
 ];
 
 #[test]
@@ -299,4 +303,38 @@ fn mutated_request_roundtrips() {
 #[test]
 fn mutated_cache_exchanges() {
     mutation_loop("cache_rules", 10_000, 0x5eed_0005);
+}
+
+/// DER certificates: the HTTP-minded mutations above mostly break a length and stop
+/// at the first tag; these keep the length and change bytes (to the ones a header
+/// must never carry, to UTF-8 lead bytes, to random values), so the parser gets past
+/// the framing into names, strings and extensions.
+#[test]
+fn mutated_client_certificates() {
+    const VALUES: &[u8] = b"\r\n\0\x7f\x80\x85\xc2\xe2\xff,+\\\"#; =";
+    let base = seeds("client_cert");
+    let mut rng = Rng(0x5eed_0006);
+    let (mut accepted, rounds) = (0, 20_000);
+    for round in 0..rounds {
+        let (_, s) = &base[rng.below(base.len())];
+        let input = if round % 4 == 0 {
+            mutate(&mut rng, s, &base)
+        } else {
+            let mut v = s.clone();
+            for _ in 0..1 + rng.below(3) {
+                let i = rng.below(v.len());
+                v[i] = match rng.below(3) {
+                    0 => VALUES[rng.below(VALUES.len())],
+                    1 => v[i] ^ (1 << rng.below(8)),
+                    _ => rng.next() as u8,
+                };
+            }
+            v
+        };
+        accepted += usize::from(client_cert::check(&input));
+    }
+    assert!(
+        accepted * 20 >= rounds,
+        "only {accepted} of {rounds} mutations were taken as certificates"
+    );
 }

@@ -8,8 +8,8 @@
 //! `0..0` marks a value that was not in the file (a default).
 //!
 //! Nothing here is used on the hot path: [`super::validate`] turns a [`FileConfig`]
-//! into a typed [`super::Config`]. The sections that later stages implement (auth,
-//! rate limits, plans, cache, TLS) are kept in this raw form inside `Config` for now.
+//! into a typed [`super::Config`]. Some sections (auth, rate limits, plans, cache) are
+//! also kept in this raw form inside `Config`, for what `ringgate check` prints.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -17,6 +17,9 @@ use std::fmt;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
+
+mod tls;
+pub use tls::{FileTls, FileTlsCertificate, FileUpstreamTls};
 
 /// A value that was not written in the file: its span is empty, which no real
 /// TOML value can have, so [`super::validate`] can tell "default" from "line N".
@@ -114,37 +117,6 @@ impl Default for FileLimits {
             buffer_hold_ms: default_spanned(1_000),
         }
     }
-}
-
-/// `[server.tls]`: TLS termination. Absent = no TLS listener. Parsed and checked,
-/// not yet active.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct FileTls {
-    pub listen: Vec<Spanned<String>>,
-    pub alpn: Vec<String>,
-    /// Chosen by SNI; the first is the default certificate.
-    pub certificates: Spanned<Vec<FileTlsCertificate>>,
-}
-
-impl Default for FileTls {
-    fn default() -> Self {
-        FileTls {
-            listen: vec![spanned_str("0.0.0.0:8443")],
-            alpn: vec!["http/1.1".to_owned()],
-            certificates: default_spanned(Vec::new()),
-        }
-    }
-}
-
-/// `[[server.tls.certificates]]`: one PEM chain and its key, for some SNI names.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileTlsCertificate {
-    #[serde(default)]
-    pub server_names: Vec<Spanned<String>>,
-    pub cert_file: String,
-    pub key_file: String,
 }
 
 /// `[admin]`: the admin listener. The token itself is never in the file, only the
@@ -376,6 +348,9 @@ pub struct FileUpstream {
     /// Absent = no circuit breaking.
     #[serde(default)]
     pub circuit_breaker: Option<FileCircuitBreaker>,
+    /// For `https://` servers; absent = the defaults (system roots, SNI = the host).
+    #[serde(default)]
+    pub tls: Option<FileUpstreamTls>,
 }
 
 fn default_balance() -> Spanned<String> {

@@ -35,6 +35,13 @@ pub struct Config {
     pub auth_keys: Arc<crate::auth::AuthSettings>,
     /// `[rate_limit]` and `[plans.*]` typed, built once by validation.
     pub limits: Arc<crate::ratelimit::RateLimitConfig>,
+    /// `[server.tls]` with every certificate, key and CA file read and checked: built
+    /// by each load (start and every reload read the files again), so a bad file fails
+    /// `ringgate check`, start and reload alike. `None`: no TLS listener. Kept out of
+    /// [`ServerConfig`] on purpose: `Gateway::reload` compares `server` to tell
+    /// changes that need a restart, and new certificates (like every other setting in
+    /// here) take effect at reload; only `server.tls_listen` needs a restart.
+    pub tls: Option<Arc<crate::tls::ServerTls>>,
     pub upstreams: Vec<UpstreamConfig>,
     pub routes: Vec<RouteConfig>,
 }
@@ -59,7 +66,9 @@ pub struct ServerConfig {
     /// file): where `redirect_http` sends plain requests.
     pub https_port: Option<u16>,
     pub limits: Limits,
-    pub tls: Option<file::FileTls>,
+    /// `server.tls.listen`: the HTTPS listeners (empty without `[server.tls]`). The
+    /// rest of `[server.tls]` is [`Config::tls`].
+    pub tls_listen: Vec<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +134,10 @@ pub struct UpstreamConfig {
     pub retries: u32,
     pub health_check: Option<HealthCheck>,
     pub circuit_breaker: Option<CircuitBreaker>,
+    /// For the `https://` servers: trust, names and client certificate, loaded, and the
+    /// rustls client config (`[upstreams.tls]`, or its defaults when absent). `None`
+    /// when no server is `https://`.
+    pub tls: Option<Arc<crate::tls::UpstreamTls>>,
 }
 
 #[derive(Debug, Clone)]
@@ -135,7 +148,8 @@ pub struct UpstreamServer {
     pub addr: SocketAddr,
     /// Value for the Host header sent upstream when the route keeps the client's Host off.
     pub weight: u32,
-    /// `https://` servers: TLS to the upstream (not yet active).
+    /// `https://` server: TLS to it, per `UpstreamConfig::tls` (the name to verify
+    /// for it: `tls.server_name(index)`).
     pub tls: bool,
 }
 
@@ -271,37 +285,7 @@ impl AuthMode {
     }
 }
 
-impl ServerConfig {
-    /// `server.tls.redirect_http`: plain requests get 308 to HTTPS.
-    pub fn redirect_http(&self) -> bool {
-        false
-    }
-
-    /// `server.tls.hsts_max_age_s` (0 = no Strict-Transport-Security).
-    pub fn hsts_max_age_s(&self) -> u64 {
-        0
-    }
-
-    /// How long a TLS handshake may take.
-    pub fn tls_handshake_timeout(&self) -> std::time::Duration {
-        crate::pipeline::tls::HANDSHAKE_TIMEOUT
-    }
-}
-
 impl Config {
-    /// The TLS listeners' addresses (`server.tls.listen`), checked by validation.
-    pub fn tls_listen(&self) -> Vec<SocketAddr> {
-        self.server
-            .tls
-            .as_ref()
-            .map(|t| {
-                t.listen
-                    .iter()
-                    .filter_map(|a| a.get_ref().parse().ok())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
 
     /// Read, parse and validate a configuration file. Everything start needs is
     /// checked and built here, keys included (secrets from the process environment):

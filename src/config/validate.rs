@@ -15,9 +15,10 @@
 //! Upstream server names are resolved here, once, with the system resolver: the hot path
 //! never parses a string or asks DNS.
 //!
-//! Files: the error type in `validate/error.rs`; checks of the sections that later stages
-//! implement (auth, rate limits, plans, cache, TLS, health checks, circuit breakers) in
-//! `validate/deferred.rs`; the small grammars (tokens, hosts, CIDRs, server addresses)
+//! Files: the error type in `validate/error.rs`; checks of the sections served by their
+//! own stages (auth, rate limits, plans, cache, health checks, circuit breakers) in
+//! `validate/deferred.rs`; `[server.tls]` and `[upstreams.tls]`, certificates and keys
+//! loaded, in `validate/tls.rs`; the small grammars (tokens, hosts, CIDRs, server addresses)
 //! in `validate/rules.rs`; [`summary()`] (for `ringgate check`) in `validate/summary.rs`,
 //! with the warning about routes that can never match from `validate/shadow.rs`;
 //! tests in `validate/tests.rs` and `validate/tests/errors.rs`.
@@ -29,6 +30,7 @@ mod shadow;
 mod summary;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -45,7 +47,7 @@ use super::{
     PathMatch, RouteCache, RouteConfig, RouteTarget, ServerConfig, UpstreamConfig, UpstreamServer,
 };
 pub use error::{ConfigError, Site};
-pub use summary::{not_yet_active, shadow_warnings, summary, NOT_YET_ACTIVE};
+pub use summary::{not_yet_active, shadow_warnings, summary, tls_warnings, NOT_YET_ACTIVE};
 
 /// Parse `text` (TOML) and validate it into a [`Config`]; `origin` names the file in
 /// error messages.
@@ -294,7 +296,7 @@ impl Cx<'_> {
 }
 
 fn build(cx: &Cx, file: FileConfig) -> Result<Config, ConfigError> {
-    let server = server(cx, &file)?;
+    let (server, tls) = server(cx, &file)?;
     let admin = AdminConfig {
         listen: cx.socket_addr("admin.listen", &file.admin.listen)?,
         token_env: file.admin.token_env.clone(),
@@ -316,6 +318,7 @@ fn build(cx: &Cx, file: FileConfig) -> Result<Config, ConfigError> {
     Ok(Config {
         auth_keys: Arc::new(auth_keys),
         limits: Arc::new(limits),
+        tls: tls.map(Arc::new),
         server,
         admin,
         log,
@@ -328,18 +331,26 @@ fn build(cx: &Cx, file: FileConfig) -> Result<Config, ConfigError> {
     })
 }
 
-fn server(cx: &Cx, file: &FileConfig) -> Result<ServerConfig, ConfigError> {
+/// `[server]`, and `[server.tls]` loaded (its listen addresses go in `ServerConfig`,
+/// the rest, reloadable, in `Config::tls`).
+fn server(
+    cx: &Cx,
+    file: &FileConfig,
+) -> Result<(ServerConfig, Option<crate::tls::ServerTls>), ConfigError> {
     let s = &file.server;
     let mut listen = Vec::new();
     for (i, a) in s.listen.get_ref().iter().enumerate() {
         listen.push(cx.socket_addr(&format!("server.listen[{i}]"), a)?);
     }
-    if let Some(tls) = &s.tls {
-        deferred::tls(cx, tls)?;
-    }
-    // TLS listeners are checked but not served yet: without a plain one the gateway
-    // would start and listen on nothing.
-    if listen.is_empty() {
+    let (tls_listen, tls) = match &s.tls {
+        Some(t) => {
+            let (listen, tls) = tls::server(cx, t)?;
+            (listen, Some(tls))
+        }
+        None => (Vec::new(), None),
+    };
+    // A TLS-only gateway is fine; one with no listener at all would serve nothing.
+    if listen.is_empty() && tls_listen.is_empty() {
         return Err(ConfigError::NoListener {
             site: cx.site("server.listen", s.listen.span(), "[]".to_owned()),
         });
@@ -391,7 +402,7 @@ fn server(cx: &Cx, file: &FileConfig) -> Result<ServerConfig, ConfigError> {
             Duration::from_millis(*l.buffer_hold_ms.get_ref())
         },
     };
-    Ok(ServerConfig {
+    let server = ServerConfig {
         listen,
         workers: s.workers,
         pin_workers: s.pin_workers,
@@ -404,15 +415,20 @@ fn server(cx: &Cx, file: &FileConfig) -> Result<ServerConfig, ConfigError> {
         graceful_shutdown: cx.secs("server.graceful_shutdown_s", &s.graceful_shutdown_s, true)?,
         trusted_proxies,
         limits,
-        tls: s.tls.clone(),
-    })
+        tls_listen,
+    };
+    Ok((server, tls))
 }
 
 /// Two listeners on one address: a duplicate in the public list, or worse, the admin
 /// API on a public listener (it must never be reachable there). Run after each
 /// address has been checked on its own, so parsing cannot fail here.
 fn listener_clashes(cx: &Cx, file: &FileConfig) -> Result<(), ConfigError> {
-    let tls = file.server.tls.as_ref().map_or(&[][..], |t| &t.listen[..]);
+    let tls = file
+        .server
+        .tls
+        .as_ref()
+        .map_or(&[][..], |t| &t.listen.get_ref()[..]);
     let public = file.server.listen.get_ref().iter().enumerate();
     let public = public
         .map(|(i, a)| (format!("server.listen[{i}]"), a))
@@ -515,6 +531,8 @@ fn upstream(cx: &Cx, key: &str, u: &FileUpstream) -> Result<UpstreamConfig, Conf
         });
     }
     let mut servers = Vec::new();
+    // Per server: (key, host:port, value as written) when it is https://.
+    let mut https = Vec::new();
     for (i, entry) in u.servers.get_ref().iter().enumerate() {
         let mut skey = format!("{key}.servers[{i}]");
         let (address, weight) = match entry.get_ref() {
@@ -539,6 +557,7 @@ fn upstream(cx: &Cx, key: &str, u: &FileUpstream) -> Result<UpstreamConfig, Conf
             site: cx.at(&skey, &address),
             reason,
         })?;
+        https.push(tls.then(|| (skey.clone(), label.clone(), address.clone())));
         servers.push(UpstreamServer {
             label,
             addr,
@@ -546,6 +565,7 @@ fn upstream(cx: &Cx, key: &str, u: &FileUpstream) -> Result<UpstreamConfig, Conf
             tls,
         });
     }
+    let tls = tls::upstream(cx, key, u, &https)?;
     let balance =
         rules::parse_balance(u.balance.get_ref()).ok_or_else(|| ConfigError::BadBalance {
             site: cx.at(format!("{key}.balance"), &u.balance),
@@ -580,6 +600,7 @@ fn upstream(cx: &Cx, key: &str, u: &FileUpstream) -> Result<UpstreamConfig, Conf
         retries: u.retries,
         health_check,
         circuit_breaker,
+        tls: tls.map(Arc::new),
     })
 }
 

@@ -32,16 +32,16 @@ pub fn arrival(
     buf: &[u8],
     extra: &mut Vec<u8>,
 ) -> Option<Result<Redirect, &'static str>> {
+    let tls = cfg.tls.as_ref()?;
     if peer.https {
-        let age = cfg.server.hsts_max_age_s();
-        if age > 0 {
-            extra.extend_from_slice(b"Strict-Transport-Security: max-age=");
-            extra.extend_from_slice(itoa::Buffer::new().format(age).as_bytes());
+        if let Some(hsts) = tls.hsts() {
+            extra.extend_from_slice(b"Strict-Transport-Security: ");
+            extra.extend_from_slice(hsts.as_bytes());
             extra.extend_from_slice(b"\r\n");
         }
         return None;
     }
-    if !cfg.server.redirect_http() {
+    if !tls.settings.redirect_http {
         return None;
     }
     let port = w.cfg.server.https_port?;

@@ -37,7 +37,13 @@ pub async fn handshake(
     tls: &mut TlsStream<UnbufferedServerConnection>,
     peer: IpAddr,
 ) -> bool {
-    let deadline = Instant::now() + w.cfg.server.tls_handshake_timeout();
+    let timeout = w
+        .pipeline()
+        .cfg
+        .tls
+        .as_ref()
+        .map_or(HANDSHAKE_TIMEOUT, |t| t.settings.handshake_timeout);
+    let deadline = Instant::now() + timeout;
     let outcome = monoio::select! {
         r = tls.handshake() => Some(r),
         _ = monoio::time::sleep_until(deadline) => None,

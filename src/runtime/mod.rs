@@ -113,7 +113,7 @@ impl Gateway {
             n => n,
         };
         let driver = driver::choose(cfg.server.io_driver, cfg.server.uring_entries)?;
-        let tls_listen = cfg.tls_listen();
+        let tls_listen = cfg.server.tls_listen.clone();
         if cfg.server.listen.is_empty() && tls_listen.is_empty() {
             return Err(StartError::NoListener);
         }

@@ -4,59 +4,44 @@
 //! - [`stream`]: the TLS stream over a monoio `TcpStream`, on rustls's unbuffered API
 //!   so that the buffers are ours (from the worker's pool) and an idle connection
 //!   keeps only rustls's connection state.
+//! - [`server`]: [`ServerTls`], the `[server.tls]` settings with every certificate
+//!   loaded (built by validation, held by `Config::tls`), and the per-worker rustls
+//!   `ServerConfig` made from it; [`sni`] chooses a certificate by SNI and [`ticket`]
+//!   makes session tickets every worker can open.
+//! - [`client`]: [`UpstreamTls`], one upstream's `[upstreams.tls]` (held by
+//!   `UpstreamConfig::tls`), and its rustls `ClientConfig`.
+//! - [`peer`]: a client certificate's subject and fingerprint, for the upstream.
+//! - [`load`]: reading PEM certificates, keys and CA bundles, with errors that name the
+//!   file and never its contents.
+//! - [`pki`]: certificates made with rcgen, for tests and `ringgate demo` only.
+//! - [`rent`]: monoio's owned buffers seen as slices (the TLS code's only `unsafe`).
+//!
+//! Nothing here runs per request: configs are built once per worker (and per reload);
+//! per handshake rustls calls the resolver, the ticketer and the verifiers.
+pub mod client;
+pub mod load;
+pub mod peer;
+pub mod pki;
 pub mod rent;
+pub mod server;
+pub mod sni;
 pub mod stream;
+pub mod ticket;
 
-use std::sync::Arc;
+pub use client::UpstreamTls;
+pub use load::provider;
+pub use peer::{client_cert_info, ClientCertInfo};
+pub use server::ServerTls;
 
-use crate::config::Config;
+#[cfg(test)]
+pub(crate) mod tests;
 
-/// A verified client certificate, as the upstream is told of it
-/// (`X-Client-Cert-Subject`, `X-Client-Cert-SHA256`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientCert {
-    /// RFC 4514 form, e.g. `CN=device-17,O=Example`.
-    pub subject: String,
-    /// Lower-case hex SHA-256 of the certificate's DER.
-    pub sha256: String,
-}
+/// A verified client certificate, as the upstream is told of it.
+pub type ClientCert = ClientCertInfo;
 
-/// What the upstream is told of a client certificate (stub until the X.509 reader).
-pub fn client_cert_info(der: &[u8]) -> Option<ClientCert> {
-    let d = ring::digest::digest(&ring::digest::SHA256, der);
-    Some(ClientCert {
-        subject: String::new(),
-        sha256: hex::encode(d.as_ref()),
-    })
-}
-
-/// A worker's TLS server configuration, when TLS is configured.
-pub fn server_config(cfg: &Config) -> Option<Arc<rustls::ServerConfig>> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let tls = cfg.server.tls.as_ref()?;
-    let first = tls.certificates.get_ref().first()?;
-    let certs = CertificateDer::pem_file_iter(&first.cert_file)
-        .ok()?
-        .collect::<Result<Vec<_>, _>>()
-        .ok()?;
-    let key = PrivateKeyDer::from_pem_file(&first.key_file).ok()?;
-    let provider = provider();
-    let mut c = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .ok()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .ok()?;
-    c.alpn_protocols = tls.alpn.iter().map(|a| a.as_bytes().to_vec()).collect();
-    Some(Arc::new(c))
-}
-
-/// The crypto provider of every TLS configuration: ring, the one crypto stack of the
-/// gateway (JWT signatures use it too). rustls 0.23.48 marks ring's provider
-/// deprecated because it has no post-quantum key exchange (X25519MLKEM768 comes with
-/// aws-lc-rs only); classical X25519 and P-256 are what nginx with OpenSSL 3.0 offers.
-#[allow(deprecated)]
-pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+/// A worker's TLS server configuration, when TLS is configured: its own, built from
+/// the certificates loaded with `cfg` (validation built one already, so this does not
+/// fail on a configuration that loaded).
+pub fn server_config(cfg: &crate::config::Config) -> Option<std::sync::Arc<rustls::ServerConfig>> {
+    cfg.tls.as_ref()?.server_config().ok()
 }

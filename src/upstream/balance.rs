@@ -177,6 +177,7 @@ mod tests {
             retries: 1,
             health_check: None,
             circuit_breaker: None,
+            tls: None,
         }
     }
 

@@ -239,6 +239,7 @@ mod tests {
                 open: Duration::from_secs(30),
                 half_open_successes: 2,
             }),
+            tls: None,
         })
     }
 

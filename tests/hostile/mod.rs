@@ -16,6 +16,7 @@
 
 pub mod cache;
 pub mod chunked;
+pub mod client_cert;
 pub mod request;
 pub mod response;
 pub mod roundtrip;

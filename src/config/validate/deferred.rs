@@ -1,9 +1,8 @@
 //! Checks of the sections served by their own stages (auth, rate limits and plans,
-//! cache, TLS, health checks, circuit breakers), and the typed forms start uses:
+//! cache, health checks, circuit breakers), and the typed forms start uses:
 //! [`load_keys`] (every JWT and API key loaded, secrets read from the environment) and
 //! [`limits`] (the rate-limit plans). A mistake in any of them fails at load, so
-//! `ringgate check` refuses what start would refuse. TLS stays in its raw form until
-//! it is served.
+//! `ringgate check` refuses what start would refuse. TLS is in `tls.rs`.
 
 use std::collections::HashMap;
 
@@ -11,7 +10,6 @@ use toml::Spanned;
 
 use super::super::file::{
     self, FileAuth, FileCache, FileCircuitBreaker, FileHealthCheck, FilePlan, FileRateLimit,
-    FileTls,
 };
 use super::super::{CircuitBreaker, HealthCheck};
 use super::{rules, ConfigError, Cx};
@@ -200,33 +198,6 @@ pub(super) fn cache(cx: &Cx, c: &FileCache) -> Result<(), ConfigError> {
             site: cx.at("cache.max_object_bytes", &c.max_object_bytes),
             max_bytes: max,
         });
-    }
-    Ok(())
-}
-
-pub(super) fn tls(cx: &Cx, t: &FileTls) -> Result<(), ConfigError> {
-    for (i, a) in t.listen.iter().enumerate() {
-        cx.socket_addr(&format!("server.tls.listen[{i}]"), a)?;
-    }
-    if t.certificates.get_ref().is_empty() {
-        return Err(ConfigError::NoTlsCertificates {
-            site: cx.site(
-                "server.tls.certificates",
-                t.certificates.span(),
-                "[]".to_owned(),
-            ),
-        });
-    }
-    for (i, c) in t.certificates.get_ref().iter().enumerate() {
-        for (j, name) in c.server_names.iter().enumerate() {
-            rules::parse_host_pattern(name.get_ref()).map_err(|reason| ConfigError::BadHost {
-                site: cx.at(
-                    format!("server.tls.certificates[{i}].server_names[{j}]"),
-                    name,
-                ),
-                reason,
-            })?;
-        }
     }
     Ok(())
 }

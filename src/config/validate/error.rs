@@ -65,7 +65,7 @@ pub enum ConfigError {
     Parse { site: Box<Site>, message: String },
     #[error("{site}: not an ip:port socket address (e.g. \"0.0.0.0:8080\", \"[::]:8080\"){}", .site.excerpt())]
     BadSocketAddr { site: Box<Site> },
-    #[error("{site}: no listener: give at least one address in server.listen (server.tls.listen is not served yet){}", .site.excerpt())]
+    #[error("{site}: no listener: give at least one address in server.listen or server.tls.listen{}", .site.excerpt())]
     NoListener { site: Box<Site> },
     #[error("{site}: same address as {other}; every listener needs its own, and the admin API is never served on a public one{}", .site.excerpt())]
     ListenerClash { site: Box<Site>, other: String },
@@ -154,6 +154,43 @@ pub enum ConfigError {
     DuplicateApiKey { site: Box<Site>, first_line: usize },
     #[error("{site}: TLS needs at least one [[server.tls.certificates]]{}", .site.excerpt())]
     NoTlsCertificates { site: Box<Site> },
+    #[error("{site}: [server.tls] needs at least one address to listen on (remove [server.tls] to serve plain HTTP only){}", .site.excerpt())]
+    NoTlsListener { site: Box<Site> },
+    #[error("{site}: {reason}{}", .site.excerpt())]
+    BadAlpn {
+        site: Box<Site>,
+        reason: &'static str,
+    },
+    #[error("{site}: expected \"1.2\" or \"1.3\"{}", .site.excerpt())]
+    BadTlsVersion { site: Box<Site> },
+    #[error("{site}: expected one of none, optional, required{}", .site.excerpt())]
+    BadClientAuth { site: Box<Site> },
+    #[error("{site}: client certificates need client_ca_file, the PEM CAs they must chain to{}", .site.excerpt())]
+    NoClientCa { site: Box<Site> },
+    #[error("{site}: client_auth = \"none\" asks for no client certificate: set client_auth to \"optional\" or \"required\", or remove client_ca_file{}", .site.excerpt())]
+    ClientCaUnused { site: Box<Site> },
+    /// A certificate, key or CA file that cannot be read.
+    #[error("{site}: {reason}{}", .site.excerpt())]
+    TlsFileUnreadable { site: Box<Site>, reason: String },
+    /// Read, but not a usable PEM certificate chain, key or CA bundle.
+    #[error("{site}: {reason}{}", .site.excerpt())]
+    TlsFileContents { site: Box<Site>, reason: String },
+    /// `key_file` holds another key than the one `cert_file` certifies.
+    #[error("{site}: {reason}{}", .site.excerpt())]
+    TlsKeyMismatch { site: Box<Site>, reason: String },
+    #[error("{site}: this certificate names no DNS name and server_names is empty, so no client could ever get it (only the first certificate is the default): give server_names{}", .site.excerpt())]
+    TlsCertNeverChosen { site: Box<Site> },
+    #[error("{site}: a client certificate needs both cert_file and key_file ({missing} is missing){}", .site.excerpt())]
+    TlsKeyPairIncomplete {
+        site: Box<Site>,
+        missing: &'static str,
+    },
+    #[error("{site}: not usable as a TLS server name (SNI and the name verified): expected a DNS name or an IP address{}", .site.excerpt())]
+    BadTlsServerName { site: Box<Site> },
+    #[error("{site}: [upstreams.tls] is set but no server of this upstream is https:// (write servers as \"https://host:port\"){}", .site.excerpt())]
+    UpstreamTlsUnused { site: Box<Site> },
+    #[error("{site}: {reason}{}", .site.excerpt())]
+    NoSystemRoots { site: Box<Site>, reason: String },
     /// A key of `[auth]` that cannot be loaded: a missing or short secret, an
     /// unreadable or unfit key file.
     #[error("{site}: {reason}{}", .site.excerpt())]
@@ -218,6 +255,20 @@ impl ConfigError {
             | E::BadSha256 { site }
             | E::DuplicateApiKey { site, .. }
             | E::NoTlsCertificates { site }
+            | E::NoTlsListener { site }
+            | E::BadAlpn { site, .. }
+            | E::BadTlsVersion { site }
+            | E::BadClientAuth { site }
+            | E::NoClientCa { site }
+            | E::ClientCaUnused { site }
+            | E::TlsFileUnreadable { site, .. }
+            | E::TlsFileContents { site, .. }
+            | E::TlsKeyMismatch { site, .. }
+            | E::TlsCertNeverChosen { site }
+            | E::TlsKeyPairIncomplete { site, .. }
+            | E::BadTlsServerName { site }
+            | E::UpstreamTlsUnused { site }
+            | E::NoSystemRoots { site, .. }
             | E::AuthKey { site, .. }
             | E::RateLimit { site, .. }
             | E::AccessLogPath { site, .. } => Some(&**site),

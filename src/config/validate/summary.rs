@@ -1,7 +1,9 @@
 //! [`summary`]: the one-screen view of a validated [`Config`] that `ringgate check`
 //! prints. It shows what the gateway will do, says plainly which sections are parsed
 //! but not yet active, and never prints a secret: only the names of the environment
-//! variables and files that hold them.
+//! variables and files that hold them. [`tls_warnings`] (also printed by start and
+//! reload): `verify = false` upstreams, expired or expiring certificates, server names
+//! a certificate does not cover.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -10,6 +12,9 @@ use super::super::{
     AccessLog, AuthMode, Balance, Config, HostMatch, IoDriver, LogLevel, PathMatch, RouteConfig,
     RouteTarget, UpstreamConfig,
 };
+use crate::tls::client::Trust;
+use crate::tls::server::{ClientAuth, ServerTls, TlsVersion};
+use crate::tls::sni;
 
 /// "30s", "1500ms", "5m".
 fn dur(d: Duration) -> String {
@@ -54,7 +59,19 @@ pub fn summary(cfg: &Config) -> String {
 fn write_summary(o: &mut String, cfg: &Config) -> std::fmt::Result {
     let s = &cfg.server;
     let l = &s.limits;
-    writeln!(o, "listeners     http {}", join(&s.listen))?;
+    if s.tls_listen.is_empty() {
+        writeln!(o, "listeners     http {}", join(&s.listen))?;
+    } else {
+        writeln!(
+            o,
+            "listeners     http {}; https {}",
+            join(&s.listen),
+            join(&s.tls_listen)
+        )?;
+    }
+    if let Some(tls) = &cfg.tls {
+        write_tls(o, tls)?;
+    }
     let workers = match s.workers {
         0 => {
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -111,6 +128,9 @@ fn write_summary(o: &mut String, cfg: &Config) -> std::fmt::Result {
     writeln!(o, "upstreams ({})", cfg.upstreams.len())?;
     for u in &cfg.upstreams {
         write_upstream(o, u)?;
+        if let Some(w) = upstream_tls_warning(u) {
+            writeln!(o, "    {w}")?;
+        }
     }
     writeln!(
         o,
@@ -124,6 +144,134 @@ fn write_summary(o: &mut String, cfg: &Config) -> std::fmt::Result {
         writeln!(o, "  {line}")?;
     }
     write_inactive(o, cfg)
+}
+
+fn write_tls(o: &mut String, t: &ServerTls) -> std::fmt::Result {
+    let st = &t.settings;
+    let version = match st.min_version {
+        TlsVersion::Tls12 => "1.2",
+        TlsVersion::Tls13 => "1.3",
+    };
+    let alpn = join(
+        st.alpn
+            .iter()
+            .map(|p| String::from_utf8_lossy(p).into_owned()),
+    );
+    let tickets = if st.session_tickets {
+        "session tickets on (one key for all workers, rotated every 12h)"
+    } else {
+        "session tickets off"
+    };
+    writeln!(
+        o,
+        "tls           min {version}, alpn {alpn}; {tickets}; handshake timeout {}; session cache {}/worker",
+        dur(st.handshake_timeout),
+        crate::tls::server::SESSION_CACHE_PER_WORKER
+    )?;
+    let auth = match (st.client_auth, &t.client_ca) {
+        (ClientAuth::None, _) | (_, None) => "none".to_owned(),
+        (ClientAuth::Optional, Some(ca)) => {
+            format!("optional, CAs {} ({} CA)", ca.file, ca.roots.count)
+        }
+        (ClientAuth::Required, Some(ca)) => {
+            format!("required, CAs {} ({} CA)", ca.file, ca.roots.count)
+        }
+    };
+    let redirect = if st.redirect_http {
+        "308 to https"
+    } else {
+        "served"
+    };
+    let hsts = t.hsts().unwrap_or("off");
+    writeln!(
+        o,
+        "              client certificates {auth}; plain-HTTP requests {redirect}; HSTS {hsts}"
+    )?;
+    for (i, c) in t.certificates.iter().enumerate() {
+        let d = &c.cert.details;
+        let names = if c.names.is_empty() {
+            "(no names)".to_owned()
+        } else {
+            c.names.join(", ")
+        };
+        let from = if c.names_from_certificate {
+            " (from the certificate)"
+        } else {
+            ""
+        };
+        let default = if i == 0 { ", default" } else { "" };
+        writeln!(
+            o,
+            "  certificate {i}{default}: {names}{from}\n      {} ({}, {}), expires {}",
+            c.cert.cert_file, d.subject, d.key_type, d.not_after
+        )?;
+    }
+    for w in certificate_warnings(t, unix_now()) {
+        writeln!(o, "  {w}")?;
+    }
+    Ok(())
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Certificates this near their notAfter get a warning.
+const EXPIRY_WARNING_DAYS: u64 = 30;
+
+/// Per certificate: expired, expiring within 30 days, or listed for a name it does not
+/// cover (clients that verify would refuse it).
+fn certificate_warnings(t: &ServerTls, now: u64) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, c) in t.certificates.iter().enumerate() {
+        let d = &c.cert.details;
+        let what = format!("server.tls.certificates[{i}] ({})", c.cert.cert_file);
+        if d.not_after_unix <= now {
+            out.push(format!(
+                "WARNING: {what} expired at {}: clients that verify refuse it",
+                d.not_after
+            ));
+        } else if d.not_after_unix - now < EXPIRY_WARNING_DAYS * 86_400 {
+            out.push(format!(
+                "warning: {what} expires in {} day(s), at {}",
+                (d.not_after_unix - now) / 86_400,
+                d.not_after
+            ));
+        }
+        if !c.names_from_certificate {
+            for name in c.names.iter().filter(|n| !sni::covers(&d.dns_names, n)) {
+                out.push(format!(
+                    "warning: {what} is listed for {name}, which the certificate does not cover (it names {}): clients that verify refuse it",
+                    join(&d.dns_names)
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn upstream_tls_warning(u: &UpstreamConfig) -> Option<String> {
+    let t = u.tls.as_ref()?;
+    matches!(t.trust, Trust::Off).then(|| {
+        format!(
+            "WARNING: upstream {:?}: [upstreams.tls] verify = false: any certificate for any name is accepted, so anyone on the path can impersonate the upstream; for tests only",
+            u.name
+        )
+    })
+}
+
+/// The warnings about TLS that `check` prints in its summary, and start and reload
+/// print on their own: upstreams with `verify = false`, certificates expired or close
+/// to it, server names a certificate does not cover.
+pub fn tls_warnings(cfg: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(t) = &cfg.tls {
+        out.extend(certificate_warnings(t, unix_now()));
+    }
+    out.extend(cfg.upstreams.iter().filter_map(upstream_tls_warning));
+    out
 }
 
 fn write_upstream(o: &mut String, u: &UpstreamConfig) -> std::fmt::Result {
@@ -163,12 +311,27 @@ fn write_upstream(o: &mut String, u: &UpstreamConfig) -> std::fmt::Result {
             b.half_open_successes
         )?;
     }
-    for srv in &u.servers {
-        let tls = if srv.tls {
-            " (https, not yet active)"
-        } else {
-            ""
+    if let Some(t) = &u.tls {
+        let trust = match &t.trust {
+            Trust::CaFile { file, roots } => {
+                format!("verified against {file} ({} CA)", roots.count)
+            }
+            Trust::System { count, .. } => {
+                format!("verified against the system roots ({count} CA)")
+            }
+            Trust::Off => "NOT verified (verify = false)".to_owned(),
         };
+        let name = t
+            .server_name
+            .as_deref()
+            .map_or("each server's host".to_owned(), |n| n.to_owned());
+        let client = t.client_cert.as_ref().map_or(String::new(), |c| {
+            format!("; client certificate {}", c.cert_file)
+        });
+        writeln!(o, "    tls: {trust}; SNI {name}{client}")?;
+    }
+    for srv in &u.servers {
+        let tls = if srv.tls { " (https)" } else { "" };
         // Show the resolved address only when it says something the label does not.
         let resolved = if srv.label == srv.addr.to_string() {
             String::new()
@@ -338,14 +501,6 @@ pub const NOT_YET_ACTIVE: &str = "not yet active";
 /// line each: `check` lists them, start prints each as a warning.
 pub fn not_yet_active(cfg: &Config) -> Vec<String> {
     let mut out = Vec::new();
-    if let Some(t) = &cfg.server.tls {
-        out.push(format!(
-            "TLS           [server.tls] listen {}, {} certificate(s): {}",
-            join(t.listen.iter().map(|a| a.get_ref())),
-            t.certificates.get_ref().len(),
-            join(t.certificates.get_ref().iter().map(|c| &c.cert_file))
-        ));
-    }
     if cfg.admin.requested {
         out.push(format!(
             "admin         [admin] {}, token from ${}",

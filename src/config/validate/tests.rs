@@ -11,6 +11,7 @@ use super::super::{
 use super::*;
 
 mod errors;
+mod tls;
 
 /// The contract (`/work/shared/spec/gateway.toml`).
 const SPEC: &str = include_str!("../../../../shared/spec/gateway.toml");
@@ -90,7 +91,7 @@ fn spec_parses_and_maps_to_typed_values() {
     assert_eq!(s.max_connections, 100_000);
     assert_eq!(s.graceful_shutdown, Duration::from_secs(30));
     assert!(s.trusted_proxies.is_empty());
-    assert!(s.tls.is_none());
+    assert!(s.tls_listen.is_empty() && cfg.tls.is_none());
     assert_eq!(s.limits.max_header_bytes, 16_384);
     assert_eq!(s.limits.max_headers, 100);
     assert_eq!(s.limits.max_body_bytes, 10_485_760);
@@ -223,7 +224,7 @@ fn an_empty_cache_table_caches_only_what_the_origin_marks_fresh() {
 
 /// The spec with every commented-out key written in. Keys the spec offers as
 /// alternatives ("or path_exact", "or split", one key source per JWT key) go in
-/// their own entries.
+/// their own entries. `@DIR` is where [`spec_uncommented`] writes the certificates.
 const SPEC_UNCOMMENTED: &str = r#"
 [server]
 listen = ["127.0.0.1:8080"]
@@ -231,10 +232,17 @@ trusted_proxies = ["10.0.0.0/8", "192.168.1.7", "fd00::/8"]
 [server.tls]
 listen = ["0.0.0.0:8443"]
 alpn = ["http/1.1"]
+min_version = "1.2"
+session_tickets = true
+handshake_timeout_ms = 10000
+client_auth = "optional"
+client_ca_file = "@DIR/ca.pem"
+redirect_http = false
+hsts_max_age_s = 0
 [[server.tls.certificates]]
 server_names = ["api.example.com", "*.example.com"]
-cert_file = "config/certs/api.example.com.crt"
-key_file = "config/certs/api.example.com.key"
+cert_file = "@DIR/api.example.com.crt"
+key_file = "@DIR/api.example.com.key"
 
 [auth.jwt]
 issuer = "https://issuer.example.com"
@@ -267,6 +275,12 @@ name = "users"
 servers = ["127.0.0.1:9001", "http://127.0.0.1:9003", "https://127.0.0.1:9443",
            { address = "127.0.0.1:9004", weight = 3 }]
 balance = "hash:X-User-ID"
+[upstreams.tls]
+server_name = "users.internal"
+ca_file = "@DIR/ca.pem"
+cert_file = "@DIR/client.crt"
+key_file = "@DIR/client.key"
+verify = true
 [[upstreams]]
 name = "users-canary"
 servers = ["127.0.0.1:9002"]
@@ -297,14 +311,48 @@ upstream = "users"
 auth = "optional"
 "#;
 
+/// [`SPEC_UNCOMMENTED`] with its certificate files made (kept while the `Dir` lives).
+fn spec_uncommented() -> (crate::tls::tests::Dir, String) {
+    use crate::tls::pki::{CertSpec, TestCa};
+    let dir = crate::tls::tests::Dir::new("spec");
+    let ca = TestCa::new("Test CA").unwrap();
+    dir.write("ca.pem", &ca.cert_pem);
+    let api = ca
+        .issue(&CertSpec::server(&["api.example.com", "*.example.com"]))
+        .unwrap();
+    dir.write("api.example.com.crt", &api.cert_pem);
+    dir.write("api.example.com.key", &api.key_pem);
+    let client = ca.issue(&CertSpec::client("gateway", "Example")).unwrap();
+    dir.write("client.crt", &client.cert_pem);
+    dir.write("client.key", &client.key_pem);
+    let text = SPEC_UNCOMMENTED.replace("@DIR", &dir.root().display().to_string());
+    (dir, text)
+}
+
 #[test]
 fn spec_with_commented_keys_uncommented_parses() {
-    let cfg = ok(SPEC_UNCOMMENTED);
+    let (_dir, text) = spec_uncommented();
+    let cfg = ok(&text);
     let s = &cfg.server;
     let proxies: Vec<String> = s.trusted_proxies.iter().map(|n| n.to_string()).collect();
     assert_eq!(proxies, ["10.0.0.0/8", "192.168.1.7/32", "fd00::/8"]);
-    let tls = s.tls.as_ref().unwrap();
-    assert_eq!(tls.certificates.get_ref()[0].server_names.len(), 2);
+    assert_eq!(
+        s.tls_listen,
+        ["0.0.0.0:8443".parse::<SocketAddr>().unwrap()]
+    );
+    let tls = cfg.tls.as_ref().unwrap();
+    assert_eq!(
+        tls.certificates[0].names,
+        ["api.example.com", "*.example.com"]
+    );
+    assert_eq!(
+        tls.settings.client_auth,
+        crate::tls::server::ClientAuth::Optional
+    );
+    let up = cfg.upstreams[0].tls.as_ref().unwrap();
+    assert_eq!(up.server_name.as_deref(), Some("users.internal"));
+    assert!(up.client_cert.is_some());
+    assert!(up.server_name(0).is_none() && up.server_name(2).is_some());
     assert_eq!(cfg.auth.jwt.keys.len(), 3);
     assert_eq!(cfg.auth.api_keys.keys[0].tenant.as_deref(), Some("acme"));
     let u = &cfg.upstreams[0];
@@ -423,8 +471,9 @@ fn shipped_config_files_validate() {
 
 #[test]
 fn summary_names_everything_and_no_secret() {
+    let (_dir, spec) = spec_uncommented();
     let cfg = ok(&format!(
-        "[admin]\ntoken_env = \"GATEWAY_ADMIN_TOKEN\"\nlisten = \"127.0.0.1:9901\"\n{SPEC_UNCOMMENTED}"
+        "[admin]\ntoken_env = \"GATEWAY_ADMIN_TOKEN\"\nlisten = \"127.0.0.1:9901\"\n{spec}"
     ));
     let text = summary(&cfg);
     for needle in [
@@ -439,7 +488,11 @@ fn summary_names_everything_and_no_secret() {
         "$JWT_SECRET",
         "key_acme_1",
         "free 60/min",
-        "config/certs/api.example.com.crt",
+        "api.example.com.crt",
+        "https 0.0.0.0:8443",
+        "certificate 0, default: api.example.com, *.example.com",
+        "client certificates optional",
+        "SNI users.internal; client certificate",
         "$GATEWAY_ADMIN_TOKEN",
     ] {
         assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
