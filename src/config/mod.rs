@@ -286,7 +286,6 @@ impl AuthMode {
 }
 
 impl Config {
-
     /// Read, parse and validate a configuration file. Everything start needs is
     /// checked and built here, keys included (secrets from the process environment):
     /// a file this accepts starts, unless a socket cannot be bound.

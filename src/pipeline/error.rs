@@ -22,6 +22,8 @@ pub enum ProxyError {
     ConnectTimeout,
     #[error("upstream connect failed: {0}")]
     Connect(std::io::Error),
+    #[error("TLS handshake with the upstream failed: {0}")]
+    UpstreamTls(std::io::Error),
     #[error("upstream I/O error: {0}")]
     UpstreamIo(std::io::Error),
     #[error("upstream closed the connection before responding")]
@@ -42,6 +44,29 @@ pub enum ProxyError {
     Exhausted(std::io::Error),
 }
 
+/// What a client is told of a failed TLS handshake with the upstream: which kind of
+/// failure (the operator's log has the whole reason), never the upstream's details.
+fn tls_message(e: &std::io::Error) -> &'static str {
+    use rustls::{CertificateError as C, Error as E};
+    match crate::tls::stream::as_tls_error(e) {
+        Some(E::InvalidCertificate(C::UnknownIssuer)) => {
+            "the upstream's TLS certificate is not trusted (unknown issuer)"
+        }
+        Some(E::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. })) => {
+            "the upstream's TLS certificate does not name the upstream"
+        }
+        Some(E::InvalidCertificate(C::Expired | C::ExpiredContext { .. })) => {
+            "the upstream's TLS certificate has expired"
+        }
+        Some(E::InvalidCertificate(_)) => "the upstream's TLS certificate was refused",
+        Some(E::AlertReceived(rustls::AlertDescription::CertificateRequired))
+        | Some(E::AlertReceived(rustls::AlertDescription::HandshakeFailure)) => {
+            "the upstream refused the TLS handshake (a client certificate may be required)"
+        }
+        _ => "the TLS handshake with the upstream failed",
+    }
+}
+
 /// Errors of `socket(2)` that say the gateway itself ran out of something.
 fn is_local_exhaustion(e: &std::io::Error) -> bool {
     use rustix::io::Errno;
@@ -57,6 +82,7 @@ impl From<crate::upstream::client::UpstreamError> for ProxyError {
             U::ConnectTimeout => ProxyError::ConnectTimeout,
             U::Connect(e) if is_local_exhaustion(&e) => ProxyError::Exhausted(e),
             U::Connect(e) => ProxyError::Connect(e),
+            U::Tls(e) => ProxyError::UpstreamTls(e),
             U::Io(e) => ProxyError::UpstreamIo(e),
             U::Closed => ProxyError::UpstreamClosed,
             U::Timeout => ProxyError::ResponseTimeout,
@@ -78,6 +104,7 @@ impl ProxyError {
             ProxyError::NoServer | ProxyError::Exhausted(_) => 503,
             ProxyError::ConnectTimeout
             | ProxyError::Connect(_)
+            | ProxyError::UpstreamTls(_)
             | ProxyError::UpstreamIo(_)
             | ProxyError::UpstreamClosed
             | ProxyError::UpstreamBadResponse(_)
@@ -95,6 +122,7 @@ impl ProxyError {
             ProxyError::NoServer => "no upstream server is available",
             ProxyError::ConnectTimeout => "timed out connecting to the upstream",
             ProxyError::Connect(_) => "could not connect to the upstream",
+            ProxyError::UpstreamTls(e) => tls_message(e),
             ProxyError::UpstreamIo(_) | ProxyError::UpstreamClosed => {
                 "the upstream connection failed"
             }
@@ -112,6 +140,7 @@ impl ProxyError {
             self,
             ProxyError::ConnectTimeout
                 | ProxyError::Connect(_)
+                | ProxyError::UpstreamTls(_)
                 | ProxyError::UpstreamIo(_)
                 | ProxyError::UpstreamClosed
                 | ProxyError::ResponseTimeout

@@ -45,3 +45,17 @@ pub type ClientCert = ClientCertInfo;
 pub fn server_config(cfg: &crate::config::Config) -> Option<std::sync::Arc<rustls::ServerConfig>> {
     cfg.tls.as_ref()?.server_config().ok()
 }
+
+/// A worker's TLS client state for an upstream with `https://` servers: its own
+/// client configuration (its own resumption store) and each server's name.
+pub fn upstream_state(
+    cfg: &crate::config::UpstreamConfig,
+) -> Option<crate::upstream::UpstreamTlsState> {
+    let tls = cfg.tls.as_ref()?;
+    Some(crate::upstream::UpstreamTlsState {
+        config: tls.client_config_for_worker(),
+        names: (0..cfg.servers.len())
+            .map(|i| tls.server_name(i).cloned())
+            .collect(),
+    })
+}

@@ -32,6 +32,8 @@ pub enum UpstreamError {
     ConnectTimeout,
     #[error("upstream connect failed: {0}")]
     Connect(std::io::Error),
+    #[error("TLS handshake with the upstream failed: {0}")]
+    Tls(std::io::Error),
     #[error("upstream I/O error: {0}")]
     Io(std::io::Error),
     #[error("upstream closed the connection before responding")]
@@ -61,6 +63,7 @@ impl From<ConnectError> for UpstreamError {
         match e {
             ConnectError::Timeout => UpstreamError::ConnectTimeout,
             ConnectError::Io(e) => UpstreamError::Connect(e),
+            ConnectError::Tls(e) => UpstreamError::Tls(e),
         }
     }
 }
@@ -92,11 +95,6 @@ pub async fn checkout(
     fresh: bool,
 ) -> Result<UpConn, UpstreamError> {
     let server = &up.cfg.servers[si];
-    if server.tls {
-        return Err(UpstreamError::BadResponse(
-            "TLS to upstreams is not supported yet",
-        ));
-    }
     if !fresh {
         if let Some(pooled) = up.take_idle(si, now) {
             let mut conn = pooled.conn;
@@ -104,7 +102,13 @@ pub async fn checkout(
             return Ok(conn);
         }
     }
-    Ok(connect(server.addr, up.cfg.connect_timeout).await?)
+    let tls = match server.tls {
+        false => None,
+        true => Some(up.tls_to(si).ok_or(UpstreamError::BadResponse(
+            "no TLS settings for this https:// server",
+        ))?),
+    };
+    Ok(connect(server.addr, up.cfg.connect_timeout, tls).await?)
 }
 
 /// Write all of `bytes` (kept intact, so the request can be sent again).

@@ -48,6 +48,18 @@ pub struct UpstreamState {
     /// A reload left this upstream out (or replaced it): its health checks stop, its
     /// idle connections are closed, and connections that finish here are not pooled.
     retired: Cell<bool>,
+    /// For `https://` servers: this worker's TLS client configuration (its own, so
+    /// that its session cache is not shared between cores) and each server's name
+    /// (SNI and verification), built with the state.
+    tls: Option<UpstreamTlsState>,
+}
+
+/// See [`UpstreamState::tls_to`].
+#[derive(Debug)]
+pub struct UpstreamTlsState {
+    pub config: std::sync::Arc<rustls::ClientConfig>,
+    /// Per server, in `cfg.servers` order (`None` for a plain `http://` one).
+    pub names: Vec<Option<rustls_pki_types::ServerName<'static>>>,
 }
 
 impl UpstreamState {
@@ -66,14 +78,27 @@ impl UpstreamState {
             balancer: Balancer::new(cfg),
             idle_total: Cell::new(0),
             retired: Cell::new(false),
+            tls: crate::tls::upstream_state(cfg),
             cfg: cfg.clone(),
         }
+    }
+
+    /// How to speak TLS to server `si` (`None`: no TLS settings).
+    pub fn tls_to(&self, si: usize) -> Option<pool::TlsTo<'_>> {
+        let t = self.tls.as_ref()?;
+        Some(pool::TlsTo {
+            config: &t.config,
+            name: t.names.get(si)?.as_ref()?,
+        })
     }
 
     /// A reloaded upstream with new settings, taking over from `old` what belongs to
     /// the servers both have (by address): idle connections, breaker and health.
     pub fn carried(cfg: &UpstreamConfig, old: &UpstreamState) -> UpstreamState {
         let new = UpstreamState::new(cfg);
+        // A TLS connection was made with a name, trust and client certificate: it is
+        // reused only if those did not change (the settings print what they are).
+        let same_tls = format!("{:?}", old.cfg.tls) == format!("{:?}", cfg.tls);
         for (server, state) in cfg.servers.iter().zip(&new.servers) {
             let Some(j) = old.cfg.servers.iter().position(|o| o.addr == server.addr) else {
                 continue;
@@ -81,6 +106,11 @@ impl UpstreamState {
             let was = &old.servers[j];
             state.breaker.set(was.breaker.get());
             state.healthy.set(was.healthy.get());
+            if (server.tls || old.cfg.servers[j].tls)
+                && !(same_tls && server.tls == old.cfg.servers[j].tls)
+            {
+                continue;
+            }
             let idle = std::mem::take(&mut *was.idle.borrow_mut());
             old.idle_total.set(old.idle_total.get() - idle.len());
             let room = cfg.max_idle_per_worker.saturating_sub(new.idle_total.get());
