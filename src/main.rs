@@ -213,6 +213,7 @@ fn start(cfg: Config) -> anyhow::Result<Gateway> {
         gw.addrs()
             .iter()
             .map(|a| a.to_string())
+            .chain(gw.tls_addrs().iter().map(|a| format!("{a} (https)")))
             .collect::<Vec<_>>()
             .join(", ")
     );

@@ -413,3 +413,51 @@ both_drivers! {
         assert_eq!(again.request(&Req::get("/again")).status, 200);
     }
 }
+
+both_drivers! {
+    /// Cached bodies over TLS: one kept in memory (encrypted from the cache's buffer)
+    /// and one kept in a memory-backed file (sendfile on plain connections; read a
+    /// chunk at a time and encrypted over TLS), each served whole and intact.
+    fn cache_hits_are_served_over_tls_from_memory_and_from_files(driver) {
+        let small = pattern(50_000, 3);
+        let big = pattern(700_000, 4);
+        let (s, b) = (small.clone(), big.clone());
+        let origin = Origin::start(move |req| {
+            let body = if req.target.starts_with("/big") { b.clone() } else { s.clone() };
+            Reply::ok(body).header("Cache-Control", "max-age=60")
+        });
+        let ca = Ca::new("cache CA");
+        let dir = TempDir::new("tls-cache");
+        let files = ca.server(&["gw.test"]).write(&dir.0, "gw");
+        let text = fill(
+            &format!(
+                "[server]\n\n[server.tls]\nlisten = [\"127.0.0.1:0\"]\n{}\n\
+                 [cache]\nenabled = true\nmax_bytes = 67108864\nmax_object_bytes = 8388608\n\
+                 file_min_bytes = 131072\n\
+                 [[upstreams]]\nname = \"app\"\nservers = [\"{{origin}}\"]\n\
+                 [[routes]]\nid = \"all\"\npath_prefix = \"/\"\nupstream = \"app\"\n\
+                 cache = {{ ttl_s = 30 }}\n",
+                cert_entry(&["gw.test"], &files)
+            ),
+            &[("origin", origin.addr())],
+        );
+        let gw = Gw::start(driver, &text);
+        let mut c = Client::connect_tls(
+            gw.gateway().tls_addrs()[0],
+            client_config(&ca, &["http/1.1"], &[], None),
+            "gw.test",
+        );
+        for (path, want) in [("/small", &small), ("/big", &big)] {
+            for i in 0..3 {
+                let r = c.request(&Req::get(path));
+                assert_eq!(r.status, 200);
+                assert_eq!(r.body.len(), want.len(), "{path} #{i}");
+                assert_eq!(checksum(&r.body), checksum(want), "{path} #{i}");
+                if i > 0 {
+                    assert_eq!(r.header("x-cache"), Some("HIT"), "{path} #{i}");
+                }
+            }
+        }
+        assert_eq!(origin.requests().len(), 2);
+    }
+}
