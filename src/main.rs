@@ -260,7 +260,11 @@ fn demo(args: &cli::demo::DemoArgs) -> anyhow::Result<()> {
     // of the environment variable it names (the process environment is not changed).
     let secret = demo::fresh_secret();
     let creds = demo::Credentials::mint(&secret);
-    let mut cfg = args.config(&secret)?;
+    // The HTTPS certificate, made for this run; dropping `certs` removes its files, on
+    // every way out of this function.
+    let certs = demo::DemoCerts::generate(Some(args.tls_listen().ip()))
+        .context("making the demo's HTTPS certificate")?;
+    let mut cfg = args.config(&secret, &certs)?;
     let signals = signals()?;
     let [users, orders, products] = args.backend_ports(&cfg);
     let services = demo::DemoServices::start(users, orders, products).with_context(|| {
@@ -270,8 +274,13 @@ fn demo(args: &cli::demo::DemoArgs) -> anyhow::Result<()> {
     demo::point_upstreams(&mut cfg, services.addrs());
     let gw = start(cfg)?;
     let addr = gw.addrs()[0];
-    println!("{}", demo::instructions(addr, services.addrs(), &creds));
+    let https = gw.tls_addrs()[0];
+    println!(
+        "{}",
+        demo::instructions(addr, https, &certs, services.addrs(), &creds)
+    );
     let r = wait_for_signal(gw, signals, None);
     services.stop();
+    drop(certs);
     r
 }

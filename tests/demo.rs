@@ -1,7 +1,8 @@
 //! The demo's printed instructions, run as printed: the real binary, `ringgate demo
-//! --listen 127.0.0.1:0 --backend-ports 0,0,0` (every port chosen by the OS, so that it
-//! runs beside the other tests), read until its instructions end, then every `export`
-//! and every commented curl line of them through `sh`, with the real curl. Each comment
+//! --listen 127.0.0.1:0 --tls-listen 127.0.0.1:0 --backend-ports 0,0,0` (every port
+//! chosen by the OS, so that it runs beside the other tests), read until its
+//! instructions end, then every `export` and every commented curl line of them through
+//! `sh`, with the real curl (HTTP and HTTPS). Each comment
 //! names what the line shows (status codes, `X-Cache` values); the output must show it.
 //! On both drivers (`--io-driver`).
 
@@ -40,6 +41,8 @@ impl Demo {
             .args([
                 "demo",
                 "--listen",
+                "127.0.0.1:0",
+                "--tls-listen",
                 "127.0.0.1:0",
                 "--backend-ports",
                 "0,0,0",
@@ -170,7 +173,7 @@ both_drivers! {
             "{shown}"
         );
         // Every port was chosen by the OS: none of the defaults the README shows.
-        for fixed in [":8080", ":19001", ":19002", ":19003"] {
+        for fixed in [":8080", ":8443", ":19001", ":19002", ":19003"] {
             assert!(!shown.contains(&format!("{fixed}/")), "{fixed} in\n{shown}");
             assert!(!shown.contains(&format!("{fixed},")), "{fixed} in\n{shown}");
         }
@@ -232,7 +235,7 @@ fn demo_help_lists_its_own_flags_only() {
         .expect("run ringgate demo --help");
     assert!(help.status.success());
     let text = String::from_utf8_lossy(&help.stdout);
-    for flag in ["--listen", "--backend-ports", "--io-driver"] {
+    for flag in ["--listen", "--tls-listen", "--backend-ports", "--io-driver"] {
         assert!(text.contains(flag), "{flag} missing:\n{text}");
     }
     assert!(!text.contains("--config"), "{text}");

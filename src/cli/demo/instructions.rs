@@ -1,12 +1,15 @@
-//! The text `ringgate demo` prints once the gateway listens: where the gateway and the
-//! demo backends listen, the run's credentials as `export` lines, and curl lines to
-//! try, each under a comment saying what it shows (a status, a header, `X-Cache`
-//! values). The lines work as printed in a POSIX shell: tests/demo.rs runs every one
-//! through `sh` and checks its output against its comment, so a comment here is a
-//! promise that test keeps.
+//! The text `ringgate demo` prints once the gateway listens: where the gateway (HTTP and
+//! HTTPS) and the demo backends listen, where the run's CA certificate is, the run's
+//! credentials as `export` lines, and curl lines to try, each under a comment saying
+//! what it shows (a status, a header, `X-Cache` values, a quoted JSON value). The lines
+//! work as printed in a POSIX shell: tests/demo.rs runs every one through `sh` and
+//! checks its output against its comment, so a comment here is a promise that test
+//! keeps. The HTTPS lines give curl the demo CA with `--cacert`, so that curl verifies
+//! the gateway's certificate as it would any other.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use super::certs::{DemoCerts, SERVER_NAME};
 use super::credentials::Credentials;
 use super::server::DemoAddrs;
 
@@ -16,19 +19,31 @@ use super::server::DemoAddrs;
 pub const LAST_LINE: &str = "Ctrl-C stops the gateway and the demo backends.";
 
 /// The text printed after start: where everything listens, then what to try, as curl
-/// lines that work as printed (after the `export` lines) against gateway address `gw`.
-/// Its last line is [`LAST_LINE`].
-pub fn instructions(gw: SocketAddr, backends: DemoAddrs, creds: &Credentials) -> String {
+/// lines that work as printed (after the `export` lines) against the gateway's plain
+/// address `gw` and its HTTPS address `https`, which serves `certs`. Its last line is
+/// [`LAST_LINE`].
+pub fn instructions(
+    gw: SocketAddr,
+    https: SocketAddr,
+    certs: &DemoCerts,
+    backends: DemoAddrs,
+    creds: &Credentials,
+) -> String {
+    let gw = format!("http://{gw}");
     let bearer = |var: &str, path: &str| {
         format!(
             "curl -i -H \"Authorization: Bearer ${var}\" {}",
-            url(gw, path)
+            url(&gw, path)
         )
     };
+    let by_name = https_by_name(https);
+    let by_ip = https_by_ip(https);
+    let ca_file = certs.ca_file();
+    let cacert = format!("--cacert {}", shell_word(&ca_file.to_string_lossy()));
     let tries: Vec<(&str, String)> = vec![
         (
             "No credential on a protected route: 401 with WWW-Authenticate: Bearer",
-            format!("curl -i {}", url(gw, "/api/users")),
+            format!("curl -i {}", url(&gw, "/api/users")),
         ),
         (
             "The pro user's token: 200, with RateLimit-Policy/RateLimit headers (plan pro)",
@@ -44,13 +59,13 @@ pub fn instructions(gw: SocketAddr, backends: DemoAddrs, creds: &Credentials) ->
         ),
         (
             "The API key (plan pro, scopes users:read orders:read) works too: 200",
-            format!("curl -i -H \"X-API-Key: $KEY\" {}", url(gw, "/api/orders")),
+            format!("curl -i -H \"X-API-Key: $KEY\" {}", url(&gw, "/api/orders")),
         ),
         (
             "A forged token: 401 with error=\"invalid_token\"",
             format!(
                 "curl -i -H 'Authorization: Bearer not.a.token' {}",
-                url(gw, "/api/users")
+                url(&gw, "/api/users")
             ),
         ),
         (
@@ -58,7 +73,7 @@ pub fn instructions(gw: SocketAddr, backends: DemoAddrs, creds: &Credentials) ->
             format!(
                 "for i in $(seq 30); do curl -s -o /dev/null -w '%{{http_code}}\\n' \
                  -H \"Authorization: Bearer $FREE\" {}; done",
-                url(gw, "/api/users")
+                url(&gw, "/api/users")
             ),
         ),
         (
@@ -70,7 +85,7 @@ pub fn instructions(gw: SocketAddr, backends: DemoAddrs, creds: &Credentials) ->
             "A cached product, asked twice on one connection: X-Cache: MISS, then HIT (each worker has its own cache)",
             format!(
                 "curl -si -w '\\n' {0} {0} | grep -E '^HTTP|^X-Cache|^Age'",
-                url(gw, "/api/products/2")
+                url(&gw, "/api/products/2")
             ),
         ),
         (
@@ -78,34 +93,72 @@ pub fn instructions(gw: SocketAddr, backends: DemoAddrs, creds: &Credentials) ->
             format!(
                 "curl -i -H \"Authorization: Bearer $PRO\" -H 'Content-Type: application/json' \
                  -d '{{\"name\":\"Grace\"}}' {}",
-                url(gw, "/api/users")
+                url(&gw, "/api/users")
             ),
         ),
         (
             "A slow backend: 200 after half a second",
-            format!("curl -i {}", url(gw, "/api/slow?ms=500")),
+            format!("curl -i {}", url(&gw, "/api/slow?ms=500")),
         ),
         (
             "A failing backend: its 500 JSON passed through",
-            format!("curl -i {}", url(gw, "/api/fail")),
+            format!("curl -i {}", url(&gw, "/api/fail")),
         ),
         (
             "Slower than the route's 3 s timeout: the gateway answers 504",
-            format!("curl -i {}", url(gw, "/api/slow?ms=8000")),
+            format!("curl -i {}", url(&gw, "/api/slow?ms=8000")),
         ),
         (
             "No route matches: the gateway's own 404 JSON",
-            format!("curl -i {}", url(gw, "/nope")),
+            format!("curl -i {}", url(&gw, "/nope")),
         ),
     ];
+    let over_https: Vec<(&str, String)> = vec![
+        (
+            "No credential over HTTPS: the same 401",
+            format!("curl -i {cacert} {}", url(&by_name, "/api/users")),
+        ),
+        (
+            "The pro user's token over HTTPS: 200 and user 2, \"Grace Hopper\"",
+            format!(
+                "curl -i {cacert} -H \"Authorization: Bearer $PRO\" {}",
+                url(&by_name, "/api/users/2")
+            ),
+        ),
+        (
+            "What the backend received over HTTPS: X-Forwarded-Proto: https, X-User-ID, \
+             no Authorization",
+            format!(
+                "curl -i {cacert} -H \"Authorization: Bearer $PRO\" {}",
+                url(&by_name, "/api/echo")
+            ),
+        ),
+        (
+            "By IP address (the certificate names it too) with the API key: 200 and order 2, \
+             \"processing\"",
+            format!(
+                "curl -i {cacert} -H \"X-API-Key: $KEY\" {}",
+                url(&by_ip, "/api/orders/2")
+            ),
+        ),
+    ];
+    let names = std::iter::once(SERVER_NAME.to_string())
+        .chain(certs.ips().iter().map(IpAddr::to_string))
+        .collect::<Vec<_>>();
     let mut text = format!(
-        "ringgate demo: gateway on http://{gw}, demo backends (users on {}, orders on {}, \
-         products on {}) running in this process behind it.\n\
+        "ringgate demo: gateway on {gw} and {by_name}, demo backends (users on {}, orders on \
+         {}, products on {}) running in this process behind it.\n\
+         HTTPS serves a certificate for {} signed by a demo CA, both made for this run \
+         and kept in {} until the demo stops; the HTTPS lines below trust that CA with \
+         --cacert {}\n\
          First, in your shell (tokens signed for this run, valid 24 h):\n\n\
          export FREE='{}'\nexport PRO='{}'\nexport KEY='{}'\n\nThen try:\n\n",
         backends.users,
         backends.orders,
         backends.products,
+        and_list(&names),
+        certs.dir().display(),
+        shell_word(&ca_file.to_string_lossy()),
         creds.free_token,
         creds.pro_token,
         creds.api_key
@@ -113,18 +166,68 @@ pub fn instructions(gw: SocketAddr, backends: DemoAddrs, creds: &Credentials) ->
     for (what, line) in tries {
         text.push_str(&format!("# {what}\n{line}\n\n"));
     }
+    text.push_str(
+        "Over HTTPS, the same gateway (curl verifies its certificate with the demo CA):\n\n",
+    );
+    for (what, line) in over_https {
+        text.push_str(&format!("# {what}\n{line}\n\n"));
+    }
     text.push_str(LAST_LINE);
     text
 }
 
+/// The HTTPS base URL by name: `https://localhost:PORT` when the TLS listener is on
+/// 127.0.0.1, ::1 or every address, else by its address.
+fn https_by_name(addr: SocketAddr) -> String {
+    let local = addr.ip().is_unspecified()
+        || addr.ip() == Ipv4Addr::LOCALHOST
+        || addr.ip() == Ipv6Addr::LOCALHOST;
+    if local {
+        format!("https://{SERVER_NAME}:{}", addr.port())
+    } else {
+        format!("https://{addr}")
+    }
+}
+
+/// The HTTPS base URL by IP address (no SNI then: the gateway serves its default, and
+/// only, certificate, which names the address): every address means loopback.
+fn https_by_ip(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("https://{}", SocketAddr::new(ip, addr.port()))
+}
+
+/// "a, b and c".
+fn and_list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
 /// A URL as a shell word: single-quoted when it holds characters the shell would expand
 /// (`?` and `[]` glob, `&` backgrounds).
-fn url(gw: SocketAddr, path: &str) -> String {
-    let url = format!("http://{gw}{path}");
+fn url(base: &str, path: &str) -> String {
+    let url = format!("{base}{path}");
     if url.contains(['?', '*', '[', ']', '&']) {
         format!("'{url}'")
     } else {
         url
+    }
+}
+
+/// A path as a shell word: as it is when it holds only characters no shell treats
+/// specially, else single-quoted (a `'` in it written as `'\''`).
+fn shell_word(s: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+,:=@%".contains(c);
+    if !s.is_empty() && s.chars().all(plain) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
     }
 }
 
@@ -151,23 +254,46 @@ mod tests {
     #[test]
     fn instructions_are_copy_pasteable_curl_lines() {
         let gw: SocketAddr = "127.0.0.1:8080".parse().unwrap();
-        let text = instructions(gw, backends(), &creds());
+        let https: SocketAddr = "127.0.0.1:8443".parse().unwrap();
+        let certs = DemoCerts::generate(None).unwrap();
+        let text = instructions(gw, https, &certs, backends(), &creds());
+        let ca = certs.ca_file().display().to_string();
         for line in [
-            "ringgate demo: gateway on http://127.0.0.1:8080, demo backends (users on \
-             127.0.0.1:19001, orders on 127.0.0.1:19002, products on 127.0.0.1:19003)",
-            "export FREE='f.t.k'\n",
-            "export KEY='rg_demo_key_7f3c9a2e4b1d4e8f'\n",
-            "curl -i http://127.0.0.1:8080/api/users\n",
-            "curl -i -H \"Authorization: Bearer $PRO\" http://127.0.0.1:8080/api/users/2\n",
-            "curl -i -H \"Authorization: Bearer $FREE\" http://127.0.0.1:8080/api/orders\n",
-            "curl -i -H \"X-API-Key: $KEY\" http://127.0.0.1:8080/api/orders\n",
-            "curl -si -w '\\n' http://127.0.0.1:8080/api/products/2 http://127.0.0.1:8080/api/products/2 | grep -E '^HTTP|^X-Cache|^Age'\n",
-            "curl -i 'http://127.0.0.1:8080/api/slow?ms=500'\n",
-            "curl -i http://127.0.0.1:8080/api/fail\n",
-            "curl -i 'http://127.0.0.1:8080/api/slow?ms=8000'\n",
-            "curl -i http://127.0.0.1:8080/nope\n",
+            "ringgate demo: gateway on http://127.0.0.1:8080 and https://localhost:8443, demo \
+             backends (users on 127.0.0.1:19001, orders on 127.0.0.1:19002, products on \
+             127.0.0.1:19003)"
+                .to_string(),
+            format!(
+                "\nHTTPS serves a certificate for localhost, 127.0.0.1 and ::1 signed by a demo \
+                 CA, both made for this run and kept in {} until the demo stops; the HTTPS \
+                 lines below trust that CA with --cacert {ca}\n",
+                certs.dir().display()
+            ),
+            "export FREE='f.t.k'\n".into(),
+            "export KEY='rg_demo_key_7f3c9a2e4b1d4e8f'\n".into(),
+            "curl -i http://127.0.0.1:8080/api/users\n".into(),
+            "curl -i -H \"Authorization: Bearer $PRO\" http://127.0.0.1:8080/api/users/2\n".into(),
+            "curl -i -H \"Authorization: Bearer $FREE\" http://127.0.0.1:8080/api/orders\n".into(),
+            "curl -i -H \"X-API-Key: $KEY\" http://127.0.0.1:8080/api/orders\n".into(),
+            "curl -si -w '\\n' http://127.0.0.1:8080/api/products/2 http://127.0.0.1:8080/api/products/2 | grep -E '^HTTP|^X-Cache|^Age'\n".into(),
+            "curl -i 'http://127.0.0.1:8080/api/slow?ms=500'\n".into(),
+            "curl -i http://127.0.0.1:8080/api/fail\n".into(),
+            "curl -i 'http://127.0.0.1:8080/api/slow?ms=8000'\n".into(),
+            "curl -i http://127.0.0.1:8080/nope\n".into(),
+            format!("\ncurl -i --cacert {ca} https://localhost:8443/api/users\n"),
+            format!(
+                "\ncurl -i --cacert {ca} -H \"Authorization: Bearer $PRO\" \
+                 https://localhost:8443/api/users/2\n"
+            ),
+            format!(
+                "\ncurl -i --cacert {ca} -H \"Authorization: Bearer $PRO\" \
+                 https://localhost:8443/api/echo\n"
+            ),
+            format!(
+                "\ncurl -i --cacert {ca} -H \"X-API-Key: $KEY\" https://127.0.0.1:8443/api/orders/2\n"
+            ),
         ] {
-            assert!(text.contains(line), "missing {line:?} in\n{text}");
+            assert!(text.contains(&line), "missing {line:?} in\n{text}");
         }
         // Every curl line has a comment above it saying what to expect.
         let lines: Vec<&str> = text.lines().collect();
@@ -179,7 +305,53 @@ mod tests {
             assert!(lines[i - 1].starts_with("# "), "{line}");
         }
         assert_eq!(lines.last(), Some(&LAST_LINE));
-        let v6 = instructions("[::1]:8080".parse().unwrap(), backends(), &creds());
+        // Nothing of the key.
+        let key = std::fs::read_to_string(certs.key_file()).unwrap();
+        assert!(!text.contains("PRIVATE KEY"));
+        for line in key.lines().filter(|l| !l.starts_with("-----")) {
+            assert!(!text.contains(line), "{text}");
+        }
+
+        let v6 = instructions(
+            "[::1]:8080".parse().unwrap(),
+            "[::1]:8443".parse().unwrap(),
+            &certs,
+            backends(),
+            &creds(),
+        );
         assert!(v6.contains("curl -i 'http://[::1]:8080/api/users'\n"));
+        assert!(v6.contains(&format!(
+            "curl -i --cacert {ca} https://localhost:8443/api/users\n"
+        )));
+        assert!(v6.contains("'https://[::1]:8443/api/orders/2'\n"));
+    }
+
+    #[test]
+    fn https_urls_name_what_the_certificate_names() {
+        let at = |s: &str| -> SocketAddr { s.parse().unwrap() };
+        assert_eq!(https_by_name(at("0.0.0.0:443")), "https://localhost:443");
+        assert_eq!(https_by_name(at("[::]:8443")), "https://localhost:8443");
+        assert_eq!(https_by_name(at("10.1.2.3:8443")), "https://10.1.2.3:8443");
+        assert_eq!(https_by_ip(at("0.0.0.0:8443")), "https://127.0.0.1:8443");
+        assert_eq!(https_by_ip(at("[::]:8443")), "https://[::1]:8443");
+        assert_eq!(https_by_ip(at("10.1.2.3:1")), "https://10.1.2.3:1");
+    }
+
+    #[test]
+    fn paths_are_shell_words() {
+        assert_eq!(
+            shell_word("/tmp/ringgate-demo-42/ca.pem"),
+            "/tmp/ringgate-demo-42/ca.pem"
+        );
+        assert_eq!(shell_word("/my tmp/ca.pem"), "'/my tmp/ca.pem'");
+        assert_eq!(shell_word("/it's/$x"), "'/it'\\''s/$x'");
+        let out = std::process::Command::new("sh")
+            .args([
+                "-c",
+                &format!("printf %s {}", shell_word("/it's $x `y` \"z\"*")),
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "/it's $x `y` \"z\"*");
     }
 }

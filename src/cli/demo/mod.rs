@@ -8,15 +8,23 @@
 //! - [`services`]: what they answer: resources, handlers, data; JSON through serde_json.
 //! - [`credentials`]: the run's signing secret, the two tokens signed with it, the
 //!   published API key.
+//! - [`certs`]: the run's HTTPS certificate for `localhost` and the demo CA that signs
+//!   it, made with rcgen into a directory of their own, removed when the demo stops.
 //! - [`instructions`]: the text printed once the gateway listens, every line of which
 //!   tests/demo.rs runs.
 //!
 //! [`DemoArgs`] are the subcommand's flags. Without them everything listens where
-//! demo.toml says (the gateway on 127.0.0.1:8080, the services on 19001-19003), as the
-//! README shows; `--listen 127.0.0.1:0 --backend-ports 0,0,0` lets the OS choose every
+//! demo.toml says (the gateway on 127.0.0.1:8080, the services on 19001-19003), and
+//! HTTPS on 127.0.0.1:8443 ([`DEFAULT_TLS_LISTEN`]), as the README shows; `--listen
+//! 127.0.0.1:0 --tls-listen 127.0.0.1:0 --backend-ports 0,0,0` lets the OS choose every
 //! port instead, so that a demo can run beside another (tests/demo.rs does), and the
 //! instructions print the ports chosen. `src/main.rs` runs the steps in order.
+//!
+//! The `[server.tls]` section is not in demo.toml itself, whose comments show it: it
+//! names files that exist only once the demo has made them, so [`DemoArgs::config`]
+//! adds it to the file's text ([`tls_section`]) before the text is parsed and checked.
 
+mod certs;
 mod credentials;
 mod instructions;
 mod request;
@@ -25,10 +33,11 @@ mod services;
 #[cfg(test)]
 mod test_client;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use ringgate::config::{Config, ConfigError, IoDriver};
 
+pub use certs::DemoCerts;
 pub use credentials::{fresh_secret, Credentials, SECRET_ENV};
 pub use instructions::instructions;
 pub use server::{DemoAddrs, DemoServices};
@@ -36,6 +45,8 @@ pub use server::{DemoAddrs, DemoServices};
 /// config/demo.toml, built into the binary: `ringgate demo` runs wherever it is
 /// started, and the file's own comments explain the demo.
 const DEMO_TOML: &str = include_str!("../../../config/demo.toml");
+/// Where the gateway serves HTTPS unless `--tls-listen` says otherwise.
+pub const DEFAULT_TLS_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8443);
 
 /// The flags of `ringgate demo`. Each overrides one setting of config/demo.toml.
 #[derive(Debug, clap::Args)]
@@ -44,6 +55,11 @@ pub struct DemoArgs {
     /// Port 0: a free port chosen by the OS, printed in the instructions.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    /// Where the gateway serves HTTPS, with a certificate for localhost made at start
+    /// [default: 127.0.0.1:8443, as config/demo.toml shows]. Port 0: a free port chosen
+    /// by the OS, printed in the instructions.
+    #[arg(long, value_name = "ADDR")]
+    pub tls_listen: Option<SocketAddr>,
     /// Ports of the users, orders and products services on 127.0.0.1 [default:
     /// 19001,19002,19003, from config/demo.toml]. 0: chosen by the OS, printed in the
     /// instructions.
@@ -86,12 +102,13 @@ impl std::str::FromStr for BackendPorts {
 }
 
 impl DemoArgs {
-    /// config/demo.toml with `--listen` and `--io-driver` applied, its signing key
-    /// `secret` (handed to validation as the value of [`SECRET_ENV`], the variable the
-    /// file names, without setting it in the process). Its upstreams still name the
-    /// ports in the file until [`point_upstreams`] moves them to where the services
-    /// listen.
-    pub fn config(&self, secret: &str) -> Result<Config, ConfigError> {
+    /// config/demo.toml with `--listen`, `--tls-listen` and `--io-driver` applied, its
+    /// signing key `secret` (handed to validation as the value of [`SECRET_ENV`], the
+    /// variable the file names, without setting it in the process), and a
+    /// `[server.tls]` section serving `certs` on [`DemoArgs::tls_listen`]. Its upstreams
+    /// still name the ports in the file until [`point_upstreams`] moves them to where
+    /// the services listen.
+    pub fn config(&self, secret: &str, certs: &DemoCerts) -> Result<Config, ConfigError> {
         let env = |name: &str| {
             if name == SECRET_ENV {
                 Some(secret.into())
@@ -99,7 +116,8 @@ impl DemoArgs {
                 std::env::var_os(name)
             }
         };
-        let mut cfg = Config::parse_with_env(DEMO_TOML, "config/demo.toml", &env)?;
+        let text = format!("{DEMO_TOML}{}", tls_section(self.tls_listen(), certs));
+        let mut cfg = Config::parse_with_env(&text, "config/demo.toml", &env)?;
         if let Some(listen) = self.listen {
             cfg.server.listen = vec![listen];
         }
@@ -111,6 +129,11 @@ impl DemoArgs {
             };
         }
         Ok(cfg)
+    }
+
+    /// Where the gateway serves HTTPS: `--tls-listen`, else [`DEFAULT_TLS_LISTEN`].
+    pub fn tls_listen(&self) -> SocketAddr {
+        self.tls_listen.unwrap_or(DEFAULT_TLS_LISTEN)
     }
 
     /// Where to start the users, orders and products services: `--backend-ports`, else
@@ -131,6 +154,44 @@ impl DemoArgs {
     }
 }
 
+/// The `[server.tls]` section added to demo.toml's text: HTTPS on `listen` (HTTP/1.1),
+/// with the demo's certificate for `localhost` (the default one too, for clients that
+/// send no SNI, such as curl to an IP address).
+fn tls_section(listen: SocketAddr, certs: &DemoCerts) -> String {
+    let path = |p: std::path::PathBuf| toml_string(&p.to_string_lossy());
+    format!(
+        "\n# Added by `ringgate demo` (src/cli/demo/mod.rs), with the files it made at start.\n\
+         [server.tls]\n\
+         listen = [{}]\n\
+         alpn = [\"http/1.1\"]\n\n\
+         [[server.tls.certificates]]\n\
+         server_names = [{}]\n\
+         cert_file = {}\n\
+         key_file = {}\n",
+        toml_string(&listen.to_string()),
+        toml_string(certs::SERVER_NAME),
+        path(certs.cert_file()),
+        path(certs.key_file()),
+    )
+}
+
+/// `s` as a TOML basic string, quoted: a temporary directory's path may hold quotes,
+/// backslashes or control characters.
+fn toml_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// Points the upstreams named users, orders and products at where the services listen.
 pub fn point_upstreams(cfg: &mut Config, addrs: DemoAddrs) {
     for upstream in &mut cfg.upstreams {
@@ -149,6 +210,8 @@ pub fn point_upstreams(cfg: &mut Config, addrs: DemoAddrs) {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use clap::Parser;
 
     use super::*;
@@ -163,15 +226,56 @@ mod tests {
         Cli::try_parse_from(["demo"].iter().chain(args)).map(|cli| cli.demo)
     }
 
+    const SECRET: &str = "test-secret-0123456789abcdef0123456789";
+
     #[test]
     fn without_flags_everything_is_where_demo_toml_says() {
         let args = parse(&[]).unwrap();
-        let cfg = args
-            .config("test-secret-0123456789abcdef0123456789")
-            .unwrap();
+        let certs = DemoCerts::generate(Some(args.tls_listen().ip())).unwrap();
+        let cfg = args.config(SECRET, &certs).unwrap();
         assert_eq!(cfg.server.listen, ["127.0.0.1:8080".parse().unwrap()]);
+        assert_eq!(cfg.server.tls_listen, ["127.0.0.1:8443".parse().unwrap()]);
+        // The certificate made, loaded by validation, for localhost.
+        let tls = cfg.tls.as_ref().expect("[server.tls]");
+        assert_eq!(tls.certificates.len(), 1);
+        assert_eq!(tls.certificates[0].names, ["localhost"]);
+        let files = &tls.certificates[0].cert;
+        assert_eq!(Path::new(&files.cert_file), certs.cert_file());
+        assert_eq!(Path::new(&files.key_file), certs.key_file());
         assert_eq!(cfg.server.io_driver, IoDriver::Auto);
         assert_eq!(args.backend_ports(&cfg), [19001, 19002, 19003]);
+        // demo.toml's comments show the section the demo adds, with its address.
+        assert!(DEMO_TOML.contains(&format!("# listen = [\"{DEFAULT_TLS_LISTEN}\"]")));
+    }
+
+    #[test]
+    fn the_tls_section_names_the_files_made() {
+        let certs = DemoCerts::generate(None).unwrap();
+        let listen = "[::1]:0".parse().unwrap();
+        let text = tls_section(listen, &certs);
+        let quoted = |p: std::path::PathBuf| format!("\"{}\"", p.display());
+        for line in [
+            "\n[server.tls]\nlisten = [\"[::1]:0\"]\nalpn = [\"http/1.1\"]\n".to_string(),
+            "\n[[server.tls.certificates]]\nserver_names = [\"localhost\"]\n".to_string(),
+            format!("\ncert_file = {}\n", quoted(certs.cert_file())),
+            format!("\nkey_file = {}\n", quoted(certs.key_file())),
+        ] {
+            assert!(text.contains(&line), "{line:?} missing in\n{text}");
+        }
+        let parsed: toml::Table = toml::from_str(&format!("{DEMO_TOML}{text}")).unwrap();
+        let cert = &parsed["server"]["tls"]["certificates"][0];
+        assert_eq!(
+            cert["key_file"].as_str(),
+            certs.key_file().to_str(),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn toml_strings_are_escaped() {
+        let odd = "/tmp/a \"b\" \\c\u{1}\u{7f}\u{e9}";
+        let parsed: toml::Table = toml::from_str(&format!("x = {}", toml_string(odd))).unwrap();
+        assert_eq!(parsed["x"].as_str(), Some(odd));
     }
 
     #[test]
@@ -179,16 +283,18 @@ mod tests {
         let args = parse(&[
             "--listen",
             "127.0.0.1:0",
+            "--tls-listen",
+            "[::1]:0",
             "--backend-ports",
             "0,0,7",
             "--io-driver",
             "io_uring",
         ])
         .unwrap();
-        let mut cfg = args
-            .config("test-secret-0123456789abcdef0123456789")
-            .unwrap();
+        let certs = DemoCerts::generate(Some(args.tls_listen().ip())).unwrap();
+        let mut cfg = args.config(SECRET, &certs).unwrap();
         assert_eq!(cfg.server.listen, ["127.0.0.1:0".parse().unwrap()]);
+        assert_eq!(cfg.server.tls_listen, ["[::1]:0".parse().unwrap()]);
         assert_eq!(cfg.server.io_driver, IoDriver::IoUring);
         assert_eq!(args.backend_ports(&cfg), [0, 0, 7]);
 
@@ -224,5 +330,6 @@ mod tests {
             assert!(parse(&["--backend-ports", wrong]).is_err(), "{wrong:?}");
         }
         assert!(parse(&["--io-driver", "uring"]).is_err());
+        assert!(parse(&["--tls-listen", "localhost:8443"]).is_err());
     }
 }
