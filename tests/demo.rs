@@ -2,13 +2,18 @@
 //! --listen 127.0.0.1:0 --tls-listen 127.0.0.1:0 --backend-ports 0,0,0` (every port
 //! chosen by the OS, so that it runs beside the other tests), read until its
 //! instructions end, then every `export` and every commented curl line of them through
-//! `sh`, with the real curl (HTTP and HTTPS). Each comment
-//! names what the line shows (status codes, `X-Cache` values); the output must show it.
-//! On both drivers (`--io-driver`).
+//! `sh`, with the real curl: plain HTTP and HTTPS, where curl (OpenSSL) verifies the
+//! gateway's certificate against the demo CA the line names with `--cacert`. Each
+//! comment names what the line shows (status codes, `X-Cache` values, quoted JSON
+//! values, headers the backend received); the output must show it. The certificate's
+//! directory is gone once the demo has stopped, and its key appeared nowhere in the
+//! output. On both drivers (`--io-driver`).
 
 mod common;
 
 use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -29,6 +34,9 @@ struct Demo {
     output: Receiver<String>,
     /// What has been read so far, for failure messages.
     seen: Vec<String>,
+    /// The certificate's directory, once known: a demo killed (not stopped) cannot
+    /// remove it, so dropping a `Demo` does.
+    cert_dir: Option<PathBuf>,
 }
 
 impl Demo {
@@ -72,6 +80,7 @@ impl Demo {
             child,
             output,
             seen: Vec::new(),
+            cert_dir: None,
         }
     }
 
@@ -99,8 +108,9 @@ impl Demo {
         }
     }
 
-    /// SIGTERM, as Ctrl-C would: the demo drains and exits.
-    fn stop(mut self) -> ExitStatus {
+    /// SIGTERM, as Ctrl-C would: the demo drains and exits. Then the rest of its output
+    /// is read, into `seen`.
+    fn stop(&mut self) -> ExitStatus {
         let sent = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -109,6 +119,10 @@ impl Demo {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                // The readers end at the streams' end, now that the child is gone.
+                while let Ok(line) = self.output.recv_timeout(Duration::from_secs(5)) {
+                    self.seen.push(line);
+                }
                 return status;
             }
             if Instant::now() > deadline {
@@ -132,6 +146,9 @@ impl Drop for Demo {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(dir) = &self.cert_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -148,16 +165,90 @@ fn promises(comment: &str) -> Vec<String> {
             out.push(format!("X-Cache: {x}"));
         }
     }
-    // Header names the backend is said to have received (the echo route).
-    if comment.contains("backend received") {
-        out.extend(
-            comment
-                .split([' ', ','])
-                .filter(|w| w.starts_with("X-User-") || w.starts_with("X-Tenant-"))
-                .map(str::to_ascii_lowercase),
-        );
+    // Headers the backend is said to have received (the echo route, which answers with
+    // them as `["Name","value"]` pairs): a name, or `Name: value`.
+    let received = comment
+        .split_once("received")
+        .and_then(|(_, rest)| rest.split_once(": "));
+    if let Some((_, received)) = received {
+        for item in received.split(", ") {
+            let item = item.trim();
+            if !item.starts_with("X-") {
+                continue;
+            }
+            let item = item.to_ascii_lowercase();
+            out.push(match item.split_once(": ") {
+                Some((name, value)) => format!("[\"{name}\",\"{value}\"]"),
+                None => format!("\"{item}\""),
+            });
+        }
     }
+    // Quoted values ("Grace Hopper", error="invalid_token"): in the output, quotes and all.
+    out.extend(
+        comment
+            .split('"')
+            .skip(1)
+            .step_by(2)
+            .map(|quoted| format!("\"{quoted}\"")),
+    );
     out
+}
+
+#[test]
+fn comments_promise_statuses_headers_and_quoted_values() {
+    let p = |c: &str| promises(c);
+    assert_eq!(
+        p("What the backend received over HTTPS: X-Forwarded-Proto: https, X-User-ID, no Authorization"),
+        ["[\"x-forwarded-proto\",\"https\"]", "\"x-user-id\""]
+    );
+    assert_eq!(
+        p("The pro user's token over HTTPS: 200 and user 2, \"Grace Hopper\""),
+        ["200", "\"Grace Hopper\""]
+    );
+    assert_eq!(
+        p("A forged token: 401 with error=\"invalid_token\""),
+        ["401", "\"invalid_token\""]
+    );
+    assert_eq!(
+        p("asked twice: X-Cache: MISS, then HIT (each worker)"),
+        ["X-Cache: MISS", "X-Cache: HIT"]
+    );
+}
+
+/// The file `--cacert` names in a curl line.
+fn cacert(cmd: &str) -> Option<PathBuf> {
+    let (_, rest) = cmd.split_once("--cacert ")?;
+    rest.split(' ').next().map(PathBuf::from)
+}
+
+/// The demo's CA and the directory of its certificate files: the same for every HTTPS
+/// line. The server key beside them is readable by its owner only.
+fn certificate_dir(shown: &str) -> (PathBuf, PathBuf) {
+    let cas: Vec<PathBuf> = shown.lines().filter_map(cacert).collect();
+    assert!(cas.len() >= 3, "too few HTTPS lines in\n{shown}");
+    let ca = cas[0].clone();
+    assert!(cas.iter().all(|c| *c == ca), "{cas:?}");
+    let pem = std::fs::read_to_string(&ca).unwrap_or_else(|e| panic!("{}: {e}", ca.display()));
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
+    let dir = ca.parent().unwrap().to_path_buf();
+    assert!(
+        shown.contains(&format!(" {} ", dir.display())),
+        "the text says where the files are:\n{shown}"
+    );
+    let key = dir.join("localhost.key");
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{}", key.display());
+    (ca, dir)
+}
+
+/// The lines of the server key's PEM body, none of which may be printed.
+fn key_lines(dir: &Path) -> Vec<String> {
+    let key = std::fs::read_to_string(dir.join("localhost.key")).unwrap();
+    assert!(key.contains("PRIVATE KEY"), "not a key");
+    key.lines()
+        .filter(|l| !l.starts_with("-----"))
+        .map(str::to_string)
+        .collect()
 }
 
 both_drivers! {
@@ -183,8 +274,12 @@ both_drivers! {
             .map(|l| format!("{l}\n"))
             .collect();
         assert_eq!(exports.lines().count(), 3, "{shown}");
+        let (ca, dir) = certificate_dir(&shown);
+        demo.cert_dir = Some(dir.clone());
+        let key = key_lines(&dir);
         let lines: Vec<&str> = shown.lines().collect();
         let mut ran = 0;
+        let mut https = 0;
         for (i, cmd) in lines.iter().enumerate() {
             if !(cmd.starts_with("curl ") || cmd.starts_with("for ")) {
                 continue;
@@ -211,6 +306,11 @@ both_drivers! {
                 let seen = got.contains(w.as_str()) || lower.contains(w.as_str());
                 assert!(seen, "{comment}\n{cmd}\nlacks {w:?}:\n{got}");
             }
+            if cmd.contains("https://") {
+                // Verified against the demo CA (curl fails without a trusted chain).
+                assert_eq!(cacert(cmd).as_ref(), Some(&ca), "{cmd}");
+                https += 1;
+            }
             if comment.contains("no Authorization") {
                 let body = lower.split("\r\n\r\n").nth(1).unwrap_or("");
                 assert!(
@@ -221,8 +321,15 @@ both_drivers! {
             ran += 1;
         }
         assert!(ran >= 10, "only {ran} curl lines in\n{shown}");
+        assert!(https >= 3, "only {https} HTTPS lines in\n{shown}");
         let status = demo.stop();
         assert!(status.success(), "exit status {status:?}");
+        assert!(!dir.exists(), "{} is left after the demo stopped", dir.display());
+        let output = demo.seen.join("\n");
+        assert!(!output.contains("PRIVATE KEY"), "{output}");
+        for line in &key {
+            assert!(!output.contains(line.as_str()), "the key was printed:\n{output}");
+        }
     }
 }
 
