@@ -135,9 +135,9 @@ impl Leaf {
     }
 }
 
-#[allow(deprecated)]
+/// The gateway's own provider (ring, X25519 first, as real clients order it).
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    ringgate::tls::provider()
 }
 
 /// A client trusting `ca`, offering these ALPN protocols, with these versions (empty:
