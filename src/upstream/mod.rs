@@ -219,6 +219,9 @@ impl UpstreamState {
             return;
         }
         crate::http::buffers::give(&mut conn.buf);
+        // A TLS connection's own buffers too: an idle pooled one keeps rustls's state
+        // only.
+        conn.stream.release();
         self.idle_total.set(self.idle_total.get() + 1);
         self.servers[i]
             .idle
