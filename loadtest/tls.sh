@@ -79,8 +79,10 @@ VERIFY=${VERIFY:-1}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 [[ -n ${RINGGATE:-} ]] && RINGGATE_BIN=$RINGGATE
-RINGGATE_TLS=${RINGGATE_TLS-min_version = "1.2"
-session_tickets = true}
+# (Set through a variable: quotes inside ${VAR-default} would be removed.)
+RINGGATE_TLS_DEFAULT='min_version = "1.2"
+session_tickets = true'
+RINGGATE_TLS=${RINGGATE_TLS-$RINGGATE_TLS_DEFAULT}
 
 for t in $TARGETS; do
     [[ " $ALL_TARGETS " == *" $t "* ]] || die "unknown target '$t' in TARGETS ($ALL_TARGETS)"
@@ -97,6 +99,11 @@ done
 ((REPEAT >= 1)) || die "REPEAT must be at least 1"
 
 ensure_tools wrk=wrk nginx=nginx openssl=openssl curl=curl taskset=util-linux python3=python3 ss=iproute2
+# Another load test on the same cores would be measured with this one.
+pgrep -f 'loadtest/(run|mem|conns|active|tls)\.sh' >"/tmp/tls.sh.$$.pgrep" || true
+others=$(grep -vx -e "$$" -e "$PPID" "/tmp/tls.sh.$$.pgrep" | tr '\n' ' ' || true)
+rm -f "/tmp/tls.sh.$$.pgrep"
+[[ -z $others ]] || log "warning: another load test is running (pids $others): it disturbs this one (the 'other %' column shows how much)"
 if (($(nproc) < 2)) && [[ $PROXY_CPU != "$LOAD_CPU" ]]; then
     log "warning: $(nproc) core(s): proxy and load share core 0; ratios still compare, absolute numbers do not"
     PROXY_CPU=0 LOAD_CPU=0

@@ -210,7 +210,7 @@ def cmd_report(results, outdir):
                 if n.get("pss_kib_per_conn") and r.get("pss_kib_per_conn") is not None:
                     pr = r["pss_kib_per_conn"] / n["pss_kib_per_conn"]
             r["rss_ratio_vs_nginx"], r["pss_ratio_vs_nginx"] = rr, pr
-            rows.append((cert, t, str(r["n"]), f"{r['open']:.0f}",
+            rows.append((cert, t, f"{r['n']:.0f}", f"{r['open']:.0f}",
                          f"{r['rss_before'] / 1024:.1f} -> {r['rss_after'] / 1024:.1f}",
                          f"{r['rss_kib_per_conn']:.2f}",
                          "-" if rr is None else f"{rr:.2f}x",
