@@ -14,11 +14,36 @@ mod cli;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// What `ringgate --help` says beyond the flags: how to operate the process.
+const OPERATOR_HELP: &str = "\
+Signals:
+  SIGHUP           Reload the configuration file: routes, upstreams, plans, keys, cache
+                   rules and TLS certificates, without dropping a connection. A file
+                   that does not load changes nothing (the error is logged).
+  SIGTERM, SIGINT  Stop accepting, finish in-flight requests (up to
+                   server.graceful_shutdown_s), then exit 0.
+
+Environment:
+  The variables the configuration names: [[auth.jwt.keys]] secret_env (HMAC secrets),
+  admin.token_env (GATEWAY_ADMIN_TOKEN by default). Secrets never appear in the file,
+  in logs or in errors.
+
+Exit status:
+  0  stopped on a signal after draining; `check`: the configuration is valid
+  1  the configuration is invalid, the gateway could not start, or a command failed
+     (the reason is printed on stderr, with the file and line for configuration errors)
+  2  the command line itself is wrong
+
+Files:
+  config/gateway.toml   the default configuration (--config to give another)
+  config/ringgate.service   a systemd unit (reload = SIGHUP)";
+
 #[derive(Parser)]
 #[command(
     name = "ringgate",
     version,
-    about = "Thread-per-core HTTP/1.1 API gateway"
+    about = "Thread-per-core HTTP/1.1 API gateway",
+    after_long_help = OPERATOR_HELP
 )]
 struct Cli {
     #[command(flatten)]
@@ -48,6 +73,12 @@ enum Command {
     /// Start the gateway with config/demo.toml in front of built-in demo services on
     /// loopback, and print what to try.
     Demo(cli::demo::DemoArgs),
+    /// Print a test token (JWT) signed with a key of the configuration, with the
+    /// claims its [auth.jwt] reads: `export TOKEN=$(ringgate token --sub alice)`.
+    Token(cli::token::TokenArgs),
+    /// Print the manual page (roff), generated from this command line's definition:
+    /// `ringgate man > ringgate.1 && man ./ringgate.1`.
+    Man,
 }
 
 fn main() -> ExitCode {
@@ -61,6 +92,10 @@ fn main() -> ExitCode {
             "demo runs with its own configuration (config/demo.toml); --config is not used"
         )),
         Some(Command::Demo(args)) => demo(&args),
+        Some(Command::Man) => man(),
+        Some(Command::Token(args)) => {
+            cli::token::mint(&args, &path(outer)).map(|token| println!("{token}"))
+        }
         None => serve(&path(outer), cli.takeover),
     };
     match result {
@@ -70,6 +105,14 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The manual page, from the same definition as `--help` (its subcommands, signals,
+/// environment and exit status included).
+fn man() -> anyhow::Result<()> {
+    use clap::CommandFactory;
+    clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout().lock())?;
+    Ok(())
 }
 
 fn check(path: &std::path::Path) -> anyhow::Result<()> {

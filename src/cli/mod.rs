@@ -3,5 +3,7 @@
 //! is library API, and `tests/` reach it only by running the binary.
 //!
 //! - [`demo`]: `ringgate demo`, the gateway in front of built-in demo services.
+//! - [`token`]: `ringgate token`, a test token signed with a key of a configuration.
 
 pub mod demo;
+pub mod token;
