@@ -136,6 +136,7 @@ fn bench_write(c: &mut Criterion) {
                         identity: None,
                         strip_credentials: None,
                         extra_fields: b"",
+                        traceparent: None,
                     },
                 );
                 out.len()

@@ -45,8 +45,24 @@ pub struct FileConfig {
     /// sorting by it restores file order (the map itself is sorted by name).
     pub plans: Option<BTreeMap<Spanned<String>, FilePlan>>,
     pub cache: FileCache,
+    pub tracing: FileTracing,
     pub upstreams: Vec<FileUpstream>,
     pub routes: Vec<FileRoute>,
+}
+
+/// `[tracing]`: W3C Trace Context.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileTracing {
+    /// Keep a valid incoming `traceparent` (with a new span id), else start a trace;
+    /// sent upstream and logged.
+    pub traceparent: bool,
+}
+
+impl Default for FileTracing {
+    fn default() -> Self {
+        FileTracing { traceparent: true }
+    }
 }
 
 /// `[server]`: process, workers and listeners.

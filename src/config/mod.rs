@@ -21,6 +21,9 @@ pub struct Config {
     pub server: ServerConfig,
     pub admin: AdminConfig,
     pub log: LogConfig,
+    /// `[tracing]`: W3C Trace Context (`traceparent`) kept or started, sent upstream
+    /// and logged.
+    pub tracing: file::FileTracing,
     /// `[auth]`, `[rate_limit]` and `[plans.*]` as written: what `ringgate check`
     /// prints (the names of variables and files, never key material). Start uses the
     /// typed forms below.

@@ -326,6 +326,7 @@ fn build(cx: &Cx, file: FileConfig) -> Result<Config, ConfigError> {
         rate_limit: file.rate_limit,
         plans,
         cache: file.cache,
+        tracing: file.tracing,
         upstreams,
         routes,
     })

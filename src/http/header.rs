@@ -97,6 +97,8 @@ pub enum HeaderKind {
     Identity,
     /// Date: a response without one gets the gateway's (RFC 9110 6.6.1).
     Date,
+    /// traceparent (W3C Trace Context): replaced by the gateway's when tracing is on.
+    TraceParent,
 }
 
 impl HeaderKind {
@@ -116,6 +118,7 @@ impl HeaderKind {
             10 if eq("connection") => HeaderKind::Connection,
             10 if eq("keep-alive") => HeaderKind::HopByHop,
             11 if eq("x-tenant-id") || eq("x-user-plan") => HeaderKind::Identity,
+            11 if eq("traceparent") => HeaderKind::TraceParent,
             12 if eq("x-request-id") => HeaderKind::XRequestId,
             13 if eq("authorization") => HeaderKind::Authorization,
             13 if eq("x-user-scopes") => HeaderKind::Identity,

@@ -14,6 +14,7 @@ pub mod response;
 pub mod send_file;
 pub mod shared_body;
 pub mod sock;
+pub mod traceparent;
 
 pub use chunked::{ChunkError, ChunkEvent, ChunkedDecoder};
 pub use header::{HeaderKind, HeaderPos, Span};

@@ -41,6 +41,9 @@ pub struct RequestCtx {
     /// Answered before its body was all read: the connection closes with a lingering
     /// close.
     pub linger: bool,
+    /// The `traceparent` sent upstream (the trace stage), when `traced`.
+    pub trace: [u8; crate::http::traceparent::LEN],
+    pub traced: bool,
 }
 
 impl Default for RequestCtx {
@@ -57,6 +60,8 @@ impl Default for RequestCtx {
             cache: CacheCtx::default(),
             fill: None,
             linger: false,
+            trace: [0; crate::http::traceparent::LEN],
+            traced: false,
         }
     }
 }
@@ -76,5 +81,11 @@ impl RequestCtx {
         self.logline.clear();
         self.fill = None;
         self.linger = false;
+        self.traced = false;
+    }
+
+    /// The `traceparent` this request carries upstream, if tracing is on.
+    pub fn traceparent(&self) -> Option<&[u8]> {
+        self.traced.then_some(&self.trace[..])
     }
 }

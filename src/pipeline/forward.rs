@@ -79,6 +79,8 @@ pub struct Outbound<'a> {
     /// Complete header lines (each ending in CRLF) the gateway adds, such as the
     /// cache's validators when it revalidates a stale entry.
     pub extra_fields: &'a [u8],
+    /// The request's `traceparent` (the trace stage), sent in place of the client's.
+    pub traceparent: Option<&'a [u8]>,
 }
 
 /// The request head for the upstream, appended to `out`.
@@ -115,6 +117,7 @@ pub fn upstream_request(out: &mut Vec<u8>, req: &RequestHead, buf: &[u8], o: &Ou
             | HeaderKind::XForwardedFor
             | HeaderKind::Identity => continue,
             HeaderKind::Authorization if o.strip_credentials.is_some() => continue,
+            HeaderKind::TraceParent if o.traceparent.is_some() => continue,
             HeaderKind::XForwardedProto | HeaderKind::XForwardedHost => {
                 if peer.trusted {
                     header_line(out, name, h.value.get(buf));
@@ -195,6 +198,9 @@ pub fn upstream_request(out: &mut Vec<u8>, req: &RequestHead, buf: &[u8], o: &Ou
         header_line(out, b"X-Forwarded-Host", host);
     }
     header_line(out, b"X-Request-ID", request_id);
+    if let Some(tp) = o.traceparent {
+        header_line(out, b"traceparent", tp);
+    }
     for (name, value) in &route.request_headers.add {
         header_line(out, name.as_bytes(), value.as_bytes());
     }

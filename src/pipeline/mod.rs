@@ -23,3 +23,4 @@ pub mod refresh;
 pub mod route;
 pub mod stack;
 pub mod tls;
+pub mod trace;

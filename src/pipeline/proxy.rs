@@ -243,6 +243,7 @@ pub async fn handle(
             .checks_credentials()
             .then(|| pl.auth.api_key_header()),
         extra_fields: &c.cx.upstream_fields,
+        traceparent: c.cx.traceparent(),
     };
     forward::upstream_request(&mut c.ubuf, head, &c.rbuf, &outbound);
     // The head is fully used: from here on `head` must not be read (its spans would
@@ -410,6 +411,8 @@ fn log(w: &Local, c: &Downstream, status: u16, route: &str, upstream: &str, byte
         upstream,
         bytes_out,
         duration_us: cx.started.elapsed().as_micros() as u64,
+        trace_id: cx.traceparent().map_or(&b""[..], |t| &t[3..35]),
+        span_id: cx.traceparent().map_or(&b""[..], |t| &t[36..52]),
     });
 }
 

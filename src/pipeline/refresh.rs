@@ -118,6 +118,9 @@ async fn run(w: &Rc<Local>, route: &RouteConfig, r: &Refresh) -> Result<(), Fail
                 .checks_credentials()
                 .then(|| r.pipeline.auth.api_key_header()),
             extra_fields: &validators,
+            // A background fetch is the gateway's own: the triggering request's
+            // fields go as they came.
+            traceparent: None,
         },
     );
     let hash_key = up

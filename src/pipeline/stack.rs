@@ -22,7 +22,8 @@
 //! stages that take part in it in [`STACK`] order. The I/O driver
 //! ([`super::proxy`]) calls the phases; it knows no stage by name.
 //!
-//! 0. [`arrival`]: the head is parsed, not routed yet (redirect to HTTPS, HSTS).
+//! 0. [`arrival`]: the head is parsed, not routed yet (the trace context, redirect to
+//!    HTTPS, HSTS).
 //! 1. [`request`]: the head is routed; a stage may answer (an error, a cached
 //!    response) and end the request there.
 //! 2. [`upstream_request`]: fields for the request sent upstream.
@@ -62,6 +63,8 @@ use crate::upstream::UpstreamState;
 /// phase it takes part in; the functions below run the phases in [`STACK`] order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
+    /// [`super::trace`]: the request's W3C trace context, kept or started.
+    Trace,
     /// [`super::https`]: redirects plain requests to HTTPS (`redirect_http`), adds
     /// Strict-Transport-Security on HTTPS (`hsts_max_age_s`).
     Https,
@@ -77,7 +80,13 @@ pub enum Stage {
 /// The stages, in the order they run. Why this order is the module's first paragraph.
 /// A new stage is a module with its phase functions, a variant above and a place
 /// here.
-pub const STACK: [Stage; 4] = [Stage::Https, Stage::Auth, Stage::RateLimit, Stage::Cache];
+pub const STACK: [Stage; 5] = [
+    Stage::Trace,
+    Stage::Https,
+    Stage::Auth,
+    Stage::RateLimit,
+    Stage::Cache,
+];
 
 /// What a request phase decided.
 pub enum Flow {
@@ -114,6 +123,9 @@ pub fn arrival(
     cx: &mut RequestCtx,
 ) -> Result<(), Answer> {
     for stage in STACK {
+        if stage == Stage::Trace {
+            super::trace::arrival(w, &pl.cfg, head, buf, cx);
+        }
         if stage == Stage::Https {
             match super::https::arrival(w, &pl.cfg, peer, head, buf, &mut cx.extra) {
                 None => {}
@@ -165,8 +177,8 @@ pub async fn request(r: &RequestIn<'_>, cx: &mut RequestCtx, out: &mut Vec<u8>) 
                 Err(answer) => Flow::Reject(answer),
             },
             Stage::Cache => super::cache::request(r, cx, out).await,
-            // Its work is done on arrival.
-            Stage::Https => Flow::Next,
+            // Their work is done on arrival.
+            Stage::Https | Stage::Trace => Flow::Next,
         };
         if !matches!(flow, Flow::Next) {
             return flow;

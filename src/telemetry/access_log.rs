@@ -62,6 +62,10 @@ pub struct Entry<'a> {
     pub upstream: &'a str,
     pub bytes_out: u64,
     pub duration_us: u64,
+    /// The request's W3C trace id (32 hex digits), empty when tracing is off.
+    pub trace_id: &'a [u8],
+    /// The gateway's span id (16 hex digits), empty when tracing is off.
+    pub span_id: &'a [u8],
 }
 
 pub fn format(out: &mut Vec<u8>, e: &Entry<'_>) {
@@ -88,5 +92,11 @@ pub fn format(out: &mut Vec<u8>, e: &Entry<'_>) {
     out.extend_from_slice(ib.format(e.bytes_out).as_bytes());
     out.extend_from_slice(b",\"duration_us\":");
     out.extend_from_slice(ib.format(e.duration_us).as_bytes());
+    if !e.trace_id.is_empty() {
+        out.extend_from_slice(b",\"trace_id\":");
+        json_str(out, e.trace_id);
+        out.extend_from_slice(b",\"span_id\":");
+        json_str(out, e.span_id);
+    }
     out.extend_from_slice(b"}\n");
 }

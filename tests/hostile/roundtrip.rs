@@ -72,6 +72,7 @@ pub fn check(input: &[u8]) -> bool {
                 identity: None,
                 strip_credentials: None,
                 extra_fields: b"",
+                traceparent: None,
             },
         );
         let fail = |what: &str| -> ! {
