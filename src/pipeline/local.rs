@@ -166,14 +166,12 @@ impl Local {
         let mut buf = self.log_buf.borrow_mut();
         access_log::format(&mut buf, e);
         if buf.len() >= access_log::FLUSH_BYTES {
-            self.log_sink.write(&buf);
-            buf.clear();
+            self.log_sink.write(&mut buf);
         }
     }
 
     pub fn flush_log(&self) {
         let mut buf = self.log_buf.borrow_mut();
-        self.log_sink.write(&buf);
-        buf.clear();
+        self.log_sink.write(&mut buf);
     }
 }

@@ -94,6 +94,8 @@ pub struct Gateway {
     workers: usize,
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
+    /// The access log's writer thread (none when the log is off).
+    log_writer: Option<crate::telemetry::access_log::Writer>,
     /// The configuration in force (the start one, or the last reloaded).
     current: Mutex<Arc<Config>>,
 }
@@ -138,15 +140,14 @@ impl Gateway {
             .collect();
         let (sockets, mut addrs) = listener::bind_all(&all, workers).map_err(StartError::Listen)?;
         let tls_addrs = addrs.split_off(plain);
-        let log_sink = crate::telemetry::access_log::open(&cfg.log.access_log).map_err(|e| {
-            StartError::AccessLog {
+        let (log_sink, log_writer) = crate::telemetry::access_log::open(&cfg.log.access_log)
+            .map_err(|e| StartError::AccessLog {
                 path: match &cfg.log.access_log {
                     crate::config::AccessLog::File(p) => p.display().to_string(),
                     other => format!("{other:?}"),
                 },
                 source: e,
-            }
-        })?;
+            })?;
         // Typed by validation, keys already loaded: a missing secret has stopped
         // `Config::load` (and `ringgate check`) before anything here ran.
         let limits = cfg.limits.clone();
@@ -234,6 +235,7 @@ impl Gateway {
             workers,
             shared,
             threads,
+            log_writer,
             current: Mutex::new(cfg),
         })
     }
@@ -336,6 +338,15 @@ impl Gateway {
     pub fn join(self) {
         for t in self.threads {
             let _ = t.join();
+        }
+        // The workers' sinks are gone with them: the writer drains the queue and ends.
+        if let Some(w) = self.log_writer {
+            let dropped = w.join();
+            if dropped > 0 {
+                eprintln!(
+                    "ringgate: the access log dropped {dropped} batches of lines: its writer could not keep up"
+                );
+            }
         }
     }
 }
