@@ -308,18 +308,19 @@ check_bodies() {
 }
 
 # probe NAME PORT: what an OpenSSL client (as wrk) and tlsload negotiate with it, and
-# whether tlsload's second connection resumes. Sets SCLIENT and PROBE.
+# whether tlsload's second connection resumes. Sets SCLIENT[NAME-CERT] and PROBE.
+declare -A SCLIENT=()
 probe() {
     local name=$1 port=$2 f=$OUT/probe-$1-$CUR_CERT
     "${CLIENT_ENV[@]}" openssl s_client -brief -connect "127.0.0.1:$port" -servername localhost \
         </dev/null >"$f.sclient.txt" 2>&1 || true
-    SCLIENT=$("${TLSLT[@]}" sclient "$f.sclient.txt")
+    SCLIENT[$name-$CUR_CERT]=$("${TLSLT[@]}" sclient "$f.sclient.txt")
     "$TLSLOAD" probe --addr "127.0.0.1:$port" "${TLSLOAD_OPTS[@]}" >"$f.tlsload.txt" 2>&1 ||
         die "$name: tlsload probe failed: $(cat "$f.tlsload.txt")"
     PROBE=$(tr '\n' ' ' <"$f.tlsload.txt")
-    log "  negotiated with $name: openssl s_client: $SCLIENT"
+    log "  negotiated with $name: openssl s_client: ${SCLIENT[$name-$CUR_CERT]}"
     log "  tlsload: $PROBE"
-    printf '%s %s\nopenssl s_client: %s\ntlsload: %s\n' "$name" "$CUR_CERT" "$SCLIENT" "$PROBE" >>"$OUT/negotiated.txt"
+    printf '%s %s\nopenssl s_client: %s\ntlsload: %s\n' "$name" "$CUR_CERT" "${SCLIENT[$name-$CUR_CERT]}" "$PROBE" >>"$OUT/negotiated.txt"
 }
 
 # ------------------------------------------------------------------ verification
@@ -420,7 +421,7 @@ measure() {
         neg=$("${TLSLT[@]}" negotiated "$raw")
         extra+=("resumed_pct=$hs" "hs_full=$hfull" "hs_resumed=$hres" "hs_conns=$HS_CONNS" "negotiated=tlsload: $neg")
     else
-        extra+=("negotiated=openssl: $SCLIENT")
+        extra+=("negotiated=openssl: ${SCLIENT[$target-$c]:-not probed}")
     fi
     "${LT_PY[@]}" record "$RESULTS" "$target" "$test" "$raw" "${cmd[*]}" "$cb" "$ca" "$ob" "$oa" \
         "test=$test" "cert=$c" "round=$round" "${extra[@]}"
@@ -508,7 +509,11 @@ log "output in $OUT"
     echo "proxy on core $PROXY_CPU (one worker); origin (nginx) and clients on core $LOAD_CPU"
     echo "nginx $(nginx -v 2>&1 | sed 's#.*/##') ($(openssl version | cut -d' ' -f1-2)): ssl_session_tickets on, ssl_session_cache $NGINX_SESSION_CACHE"
     if [[ -n $RINGGATE ]]; then
-        echo "ringgate: $RINGGATE (repo at $(git -C "$REPO_ROOT" describe --always --dirty 2>/dev/null || echo '?')); [server.tls]: ${RINGGATE_TLS//$'\n'/, }"
+        if [[ -n ${RINGGATE_BIN:-} ]]; then
+            echo "ringgate: $RINGGATE (prebuilt, $("$RINGGATE" --version 2>/dev/null | head -n 1)); [server.tls]: ${RINGGATE_TLS//$'\n'/, }"
+        else
+            echo "ringgate: $RINGGATE (built from the repo at $(git -C "$REPO_ROOT" describe --always --dirty 2>/dev/null || echo '?')); [server.tls]: ${RINGGATE_TLS//$'\n'/, }"
+        fi
     fi
 } >"$OUT/summary.txt"
 
