@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use ringgate::tls::pki::{CertSpec, DnType, TestCa};
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 
 /// A directory removed when dropped.
@@ -13,13 +14,9 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
-        let n = std::sync::atomic::AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "ringgate-{tag}-{}-{}-{}",
-            std::process::id(),
-            n.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            fastrand_u64()
-        ));
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("ringgate-{tag}-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
     }
@@ -35,18 +32,12 @@ impl Drop for TempDir {
     }
 }
 
-fn fastrand_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(0);
-    h.finish()
-}
-
-/// A certificate authority that signs the test's certificates.
+/// A certificate authority that signs the test's certificates: the crate's own
+/// (`ringgate::tls::pki`, which the demo uses too), with the shapes the tests want.
 pub struct Ca {
     pub cert_der: CertificateDer<'static>,
     pub pem: String,
-    issuer: Issuer<'static, KeyPair>,
+    inner: TestCa,
 }
 
 /// A certificate and its key, PEM and DER.
@@ -59,50 +50,40 @@ pub struct Leaf {
 
 impl Ca {
     pub fn new(name: &str) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let key = KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
+        let inner = TestCa::new(name).unwrap();
         Ca {
-            cert_der: cert.der().clone(),
-            pem: cert.pem(),
-            issuer: Issuer::new(params, key),
+            cert_der: inner.cert_der.clone(),
+            pem: inner.cert_pem.clone(),
+            inner,
         }
     }
 
     /// A server certificate for these DNS names (the first is also its CN).
     pub fn server(&self, names: &[&str]) -> Leaf {
-        let mut params =
-            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        params.distinguished_name.push(
-            DnType::CommonName,
-            names.first().copied().unwrap_or("server"),
-        );
-        self.sign(params)
+        self.sign(CertSpec::server(names))
     }
 
-    /// A client certificate with this subject (CN, O).
+    /// A client certificate with this subject (CN, then O, in DER order).
     pub fn client(&self, cn: &str, org: &str) -> Leaf {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, org);
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-        self.sign(params)
+        let mut spec = CertSpec::client(cn, org);
+        spec.subject = vec![
+            (DnType::CommonName, cn.to_owned()),
+            (DnType::OrganizationName, org.to_owned()),
+        ];
+        self.sign(spec)
     }
 
-    fn sign(&self, params: CertificateParams) -> Leaf {
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
+    fn sign(&self, spec: CertSpec) -> Leaf {
+        let issued = self.inner.issue(&spec).unwrap();
+        let key_der = PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes())
+            .unwrap()
+            .secret_der()
+            .to_vec();
         Leaf {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-            cert_der: cert.der().clone(),
-            key_der: key.serialize_der(),
+            cert_pem: issued.cert_pem,
+            key_pem: issued.key_pem,
+            cert_der: issued.cert_der,
+            key_der,
         }
     }
 
