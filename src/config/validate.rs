@@ -47,6 +47,7 @@ use super::{
     PathMatch, RouteCache, RouteConfig, RouteTarget, ServerConfig, UpstreamConfig, UpstreamServer,
 };
 pub use error::{ConfigError, Site};
+pub use shadow::path_covers;
 pub use summary::{not_yet_active, shadow_warnings, summary, tls_warnings, NOT_YET_ACTIVE};
 
 /// Parse `text` (TOML) and validate it into a [`Config`]; `origin` names the file in
@@ -300,8 +301,11 @@ fn build(cx: &Cx, file: FileConfig) -> Result<Config, ConfigError> {
     let admin = AdminConfig {
         listen: cx.socket_addr("admin.listen", &file.admin.listen)?,
         token_env: file.admin.token_env.clone(),
+        state_file: (!file.admin.state_file.is_empty())
+            .then(|| std::path::PathBuf::from(&file.admin.state_file)),
         requested: file.admin.listen.span() != (0..0)
-            || file.admin.token_env != super::file::FileAdmin::default().token_env,
+            || file.admin.token_env != super::file::FileAdmin::default().token_env
+            || !file.admin.state_file.is_empty(),
     };
     listener_clashes(cx, &file)?;
     let log = log(cx, &file)?;
@@ -329,6 +333,8 @@ fn build(cx: &Cx, file: FileConfig) -> Result<Config, ConfigError> {
         tracing: file.tracing,
         upstreams,
         routes,
+        source: None,
+        text: Some(Arc::from(cx.text)),
     })
 }
 
