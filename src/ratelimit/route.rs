@@ -15,10 +15,11 @@
 //!   `burst = B` is a plan's `burst = B - 1`. It is at least 1 (strictly paced),
 //!   [`default_route_burst`] when absent, at most [`max_route_burst`];
 //! * the bucket is named by the route id, `requests_per_minute` and `burst`: it is
-//!   kept across a reload (or a change made over the admin API) that leaves the
-//!   route's limit as it was, wherever the route moves in the file; a changed limit
-//!   starts every caller with a full bucket of the new size (the old buckets expire as
-//!   idle ones do), so a raised limit is seen at once;
+//!   kept across a reload that leaves the route's limit as it was, wherever the route
+//!   moves in the file (any pipeline built from the routes finds them: see
+//!   [`RateLimitConfig::with_routes`]); a changed limit starts every caller with a
+//!   full bucket of the new size (the old buckets expire as idle ones do), so a raised
+//!   limit is seen at once;
 //! * a token's `plan` claim can never name it ([`RateLimitConfig::plan_id`] looks at
 //!   plans only), and `route:` cannot start a plan name (plan names are tokens).
 
