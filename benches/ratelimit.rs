@@ -1,8 +1,9 @@
 //! Rate-limit hot paths: a check on a known key (admitted and refused), a check that
-//! inserts a new key, building a key, writing the headers, gossip (charging a 1,000-key
-//! batch, a whole exchange round), the idle sweep of a million keys (whole and one
-//! shard), and the memory a million keys take, measured with a counting global
-//! allocator and printed.
+//! inserts a new key, building a key, writing the headers, the stage's whole decision
+//! for a plan and for a route's own limit, gossip (charging a 1,000-key batch, a whole
+//! exchange round), the idle sweep of a million keys (whole and one shard), the memory
+//! a million keys take, measured with a counting global allocator and printed, and
+//! what a reload costs each worker with 1,000 routes of their own limits.
 //!
 //! `cargo bench --bench ratelimit`
 
@@ -12,6 +13,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use std::sync::Arc;
+
+use ringgate::config::{PathMatch, RouteConfig, RouteRateLimit};
 use ringgate::ratelimit::{
     bucket_key, write_headers, Batch, Caller, KeyKind, KeySecret, Limiter, Mesh, RateLimitConfig,
 };
@@ -147,6 +151,77 @@ fn bench_check(c: &mut Criterion) {
             black_box(out.len())
         })
     });
+    bench_stage_paths(&mut g, &caller, ip);
+    g.finish();
+}
+
+/// `n` routes, each limited at 60,000,000 a minute (T = 1 µs, like the "bench" plan)
+/// with a burst of 1,000 (the plan's 1,000 above the rate is 1,001), per user.
+fn limited_routes(n: usize) -> Vec<RouteConfig> {
+    (0..n)
+        .map(|i| RouteConfig {
+            rate_limit: Some(RouteRateLimit {
+                enabled: true,
+                requests_per_minute: 60_000_000,
+                burst: 1001,
+                key: KeyKind::User,
+            }),
+            ..RouteConfig::new(&format!("r{i}"), PathMatch::Prefix(format!("/r{i}")))
+        })
+        .collect()
+}
+
+/// What the rate-limit stage does per request once auth is done, as in
+/// `pipeline/ratelimit.rs`: choose the plan and key kind, build the key, check, write
+/// the headers. The plan path resolves the caller's plan claim by name; a route's own
+/// limit was resolved when the pipeline was built and brings its own key kind.
+fn bench_stage_paths(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    caller: &Caller<'_>,
+    ip: std::net::IpAddr,
+) {
+    let routes = limited_routes(10);
+    let cfg = Arc::new(cfg()).with_routes(&routes);
+    let own = cfg.plan_of_route(&routes[3]);
+    let claim = Some("bench");
+    let t0 = Instant::now();
+    for (name, route_plan) in [("stage_plan_path", None), ("stage_route_path", own)] {
+        let mut l = Limiter::new(0, 4, &cfg, KeySecret::random());
+        let mut i = 0u64;
+        g.bench_function(name, |b| {
+            let mut out = Vec::with_capacity(256);
+            b.iter(|| {
+                i += 1;
+                let plan = match black_box(route_plan) {
+                    Some(id) => cfg.plan(id),
+                    None => cfg.select(None, black_box(claim).and_then(|p| cfg.plan_id(p))),
+                };
+                let kind = plan.key.as_ref().unwrap_or(&cfg.key);
+                let k = bucket_key(kind, Some(caller), ip, None);
+                let d = l.check(&k, plan, t0 + Duration::from_micros(i * 1024));
+                out.clear();
+                write_headers(&mut out, &d, false);
+                black_box(out.len())
+            })
+        });
+    }
+}
+
+/// A reload on one worker with 1,000 routes of their own limits: the plans rebuilt
+/// from the routes when a limit changed, compared and kept when none did.
+fn bench_reload(c: &mut Criterion) {
+    let routes = limited_routes(1000);
+    let base = Arc::new(cfg());
+    let built = base.with_routes(&routes);
+    let mut changed = routes.clone();
+    changed[500].rate_limit.as_mut().unwrap().burst = 7;
+    let mut g = c.benchmark_group("reload");
+    g.bench_function("with_routes_1000_unchanged", |b| {
+        b.iter(|| black_box(built.with_routes(black_box(&routes))))
+    });
+    g.bench_function("with_routes_1000_one_changed", |b| {
+        b.iter(|| black_box(built.with_routes(black_box(&changed))))
+    });
     g.finish();
 }
 
@@ -249,5 +324,11 @@ fn bench_million(c: &mut Criterion) {
     assert_eq!(l.len() as u64, MILLION);
 }
 
-criterion_group!(benches, bench_check, bench_gossip, bench_million);
+criterion_group!(
+    benches,
+    bench_check,
+    bench_reload,
+    bench_gossip,
+    bench_million
+);
 criterion_main!(benches);

@@ -2,7 +2,9 @@
 //! claim, API key, `default_plan`, a route's forced plan), what a bucket is per (`user`,
 //! `tenant`, `api_key`, `ip`, `header:<Name>`: two callers that must share a bucket and
 //! one that must not), the 429 and the rate-limit headers, routes that are not limited,
-//! and the cross-worker bound with two workers kept in step by gossip.
+//! and the cross-worker bound with two workers kept in step by gossip (for plans, and
+//! for a route's own limit: the rest of those is in `tests/route_limit.rs`). The
+//! assertions on headers and 429s are in `common/limits.rs`.
 //!
 //! The plans refill slowly (one request every 5 to 20 s) so that no refill can happen
 //! while a test runs: every count asserted here is exact. Only the cross-worker test
@@ -14,6 +16,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+use common::limits::*;
 use common::tokens::*;
 use common::*;
 use serde_json::{json, Value};
@@ -22,19 +25,12 @@ use serde_json::{json, Value};
 const KEY_PRO: &str = "rl-e2e-key-pro-0001";
 const KEY_PRO_2: &str = "rl-e2e-key-pro-0002";
 const KEY_PLAIN: &str = "rl-e2e-key-plain-0003";
-const RATE_HEADERS: [&str; 5] = [
-    "ratelimit-policy",
-    "ratelimit",
-    "x-ratelimit-limit",
-    "x-ratelimit-remaining",
-    "x-ratelimit-reset",
-];
 const OTHER_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 
 /// (name, requests_per_minute, burst): a full bucket admits burst + 1.
-const FREE: (&str, u64, u64) = ("free", 6, 1);
-const PRO: (&str, u64, u64) = ("pro", 12, 3);
-const BATCH: (&str, u64, u64) = ("batch", 3, 2);
+const FREE: Limit = Limit::plan("free", 6, 1);
+const PRO: Limit = Limit::plan("pro", 12, 3);
+const BATCH: Limit = Limit::plan("batch", 3, 2);
 
 /// `/req` required, `/opt` optional, `/open` none, `/batch` required with plan batch
 /// forced, `/anon-batch` none with plan batch forced; `/dead` (required) leads to an
@@ -95,9 +91,6 @@ impl World {
     fn start_with(driver: IoDriver, key: &str, headers: bool, top: &str) -> World {
         let keys = Keyring::new();
         let origin = Origin::start(|_| Reply::ok("ok"));
-        let plan = |(name, rpm, burst): (&str, u64, u64)| {
-            format!("[plans.{name}]\nrequests_per_minute = {rpm}\nburst = {burst}\n")
-        };
         let template = format!(
             r#"{top}
 [auth.jwt]
@@ -140,9 +133,9 @@ servers = ["{{dead}}"]
             pro = api_key_digest(KEY_PRO),
             pro2 = api_key_digest(KEY_PRO_2),
             plain = api_key_digest(KEY_PLAIN),
-            free = plan(FREE),
-            pro_plan = plan(PRO),
-            batch = plan(BATCH),
+            free = FREE.plan_toml(),
+            pro_plan = PRO.plan_toml(),
+            batch = BATCH.plan_toml(),
         );
         let subs = [("origin", origin.addr()), ("dead", dead_addr())];
         let gw = Gw::start(driver, &fill(&template, &subs));
@@ -163,143 +156,8 @@ servers = ["{{dead}}"]
     }
 }
 
-fn bearer(path: &str, token: &str) -> Req {
-    Req::get(path).header("Authorization", &format!("Bearer {token}"))
-}
-
 fn api_key(path: &str, key: &str) -> Req {
     Req::get(path).header("X-API-Key", key)
-}
-
-fn capacity((_, _, burst): (&str, u64, u64)) -> usize {
-    burst as usize + 1
-}
-
-/// A header's value as an integer.
-#[track_caller]
-fn number(resp: &Response, name: &str) -> u64 {
-    let v = resp
-        .header(name)
-        .unwrap_or_else(|| panic!("no {name}: {}", resp.head));
-    v.parse()
-        .unwrap_or_else(|_| panic!("{name}: {v:?} is not an integer"))
-}
-
-/// `RateLimit: "<plan>";r=<n>;t=<n>` as (plan, r, t).
-#[track_caller]
-fn ratelimit(resp: &Response) -> (String, u64, u64) {
-    let v = resp
-        .header("ratelimit")
-        .unwrap_or_else(|| panic!("no RateLimit: {}", resp.head));
-    let mut parts = v.split(';');
-    let plan = parts.next().unwrap();
-    assert!(
-        plan.len() >= 2 && plan.starts_with('"') && plan.ends_with('"'),
-        "{v}"
-    );
-    let mut param = |key: &str| -> u64 {
-        let p = parts
-            .next()
-            .unwrap_or_else(|| panic!("RateLimit {v:?} lacks {key}"));
-        let n = p.strip_prefix(key).and_then(|n| n.strip_prefix('='));
-        n.and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("RateLimit {v:?}: bad {key}"))
-    };
-    let (r, t) = (param("r"), param("t"));
-    assert!(parts.next().is_none(), "RateLimit {v:?}");
-    (plan[1..plan.len() - 1].to_owned(), r, t)
-}
-
-/// The rate-limit headers of a limited response under `plan`: each present once,
-/// the policy exact, the numbers consistent. Returns (remaining, reset seconds).
-#[track_caller]
-fn assert_limit_headers(resp: &Response, (name, rpm, _): (&str, u64, u64)) -> (u64, u64) {
-    for h in RATE_HEADERS {
-        assert_eq!(resp.all(h).len(), 1, "{h}: {}", resp.head);
-    }
-    let policy = format!("\"{name}\";q={rpm};w=60");
-    assert_eq!(resp.header("ratelimit-policy"), Some(policy.as_str()));
-    let (plan, r, t) = ratelimit(resp);
-    assert_eq!(plan, name, "{}", resp.head);
-    assert_eq!(number(resp, "x-ratelimit-limit"), rpm);
-    assert_eq!(number(resp, "x-ratelimit-remaining"), r, "{}", resp.head);
-    assert_eq!(number(resp, "x-ratelimit-reset"), t, "{}", resp.head);
-    (r, t)
-}
-
-#[track_caller]
-fn assert_no_limit_headers(resp: &Response) {
-    for h in RATE_HEADERS {
-        assert!(!resp.has(h), "{h} on an unlimited response: {}", resp.head);
-    }
-}
-
-/// A 429 under `plan`: JSON body naming the plan, and `Retry-After` in whole seconds,
-/// at least 1 and at most one emission interval (the plans here never owe more).
-/// Returns Retry-After.
-#[track_caller]
-fn assert_429(resp: &Response, (name, rpm, _): (&str, u64, u64)) -> u64 {
-    assert_eq!(resp.assert_json_error(429), "too_many_requests");
-    assert_eq!(
-        resp.json()["message"],
-        format!("rate limit of plan \"{name}\" exceeded")
-    );
-    assert_eq!(resp.all("retry-after").len(), 1, "{}", resp.head);
-    let retry = number(resp, "retry-after");
-    assert!(
-        (1..=60 / rpm).contains(&retry),
-        "Retry-After {retry}: {}",
-        resp.head
-    );
-    retry
-}
-
-/// Send `req` on `c` until it is refused (at most `max` times): the admitted responses
-/// (each a 200) and the 429.
-#[track_caller]
-fn until_refused(c: &mut Client, req: &Req, max: usize) -> (Vec<Response>, Response) {
-    let mut admitted = Vec::new();
-    for _ in 0..max {
-        let resp = c.request(req);
-        match resp.status {
-            200 => admitted.push(resp),
-            429 => return (admitted, resp),
-            _ => panic!("unexpected response: {resp:#?}"),
-        }
-    }
-    panic!("{} requests admitted, none refused", admitted.len());
-}
-
-/// Exactly `plan`'s capacity admitted, then a 429 under `plan`.
-#[track_caller]
-fn assert_exhausts(c: &mut Client, req: &Req, plan: (&str, u64, u64)) {
-    let (admitted, refused) = until_refused(c, req, 20);
-    assert_eq!(
-        admitted.len(),
-        capacity(plan),
-        "{} {}",
-        req.method,
-        req.target
-    );
-    for resp in &admitted {
-        assert_limit_headers(resp, plan);
-    }
-    assert_429(&refused, plan);
-}
-
-/// One request that must be admitted under `plan`.
-#[track_caller]
-fn assert_admitted(c: &mut Client, req: &Req, plan: (&str, u64, u64)) {
-    let resp = c.request(req);
-    assert_eq!(resp.status, 200, "{resp:#?}");
-    assert_limit_headers(&resp, plan);
-}
-
-/// One request that must be refused under `plan` (its bucket is already empty).
-#[track_caller]
-fn assert_refused(c: &mut Client, req: &Req, plan: (&str, u64, u64)) {
-    let resp = c.request(req);
-    assert_429(&resp, plan);
 }
 
 both_drivers! {
@@ -314,13 +172,13 @@ both_drivers! {
         }
         let token = w.token("alice", json!({"plan": "pro"}));
         let req = bearer("/req", &token);
-        let interval = 60 / PRO.1;
-        for k in 1..=capacity(PRO) as u64 {
+        let interval = PRO.interval();
+        for k in 1..=PRO.capacity {
             let resp = c.request(&req);
             assert_eq!(resp.status, 200, "{resp:#?}");
             assert_eq!(resp.text(), "ok");
             let (remaining, reset) = assert_limit_headers(&resp, PRO);
-            assert_eq!(remaining, capacity(PRO) as u64 - k, "{}", resp.head);
+            assert_eq!(remaining, PRO.capacity - k, "{}", resp.head);
             // Full again after k emission intervals (less the time that passed).
             let full = k * interval;
             assert!((full - 1..=full).contains(&reset), "request {k}: {}", resp.head);
@@ -330,13 +188,13 @@ both_drivers! {
         let retry = assert_429(&resp, PRO);
         let (remaining, reset) = assert_limit_headers(&resp, PRO);
         assert_eq!((remaining, reset), (0, retry), "{}", resp.head);
-        assert_eq!(w.received(), capacity(PRO));
+        assert_eq!(w.received(), PRO.capacity as usize);
 
         // A caller on the default plan.
         let free = bearer("/req", &w.token("bob", json!({})));
         let resp = c.request(&free);
         assert_eq!(resp.status, 200);
-        assert_eq!(assert_limit_headers(&resp, FREE), (1, 60 / FREE.1));
+        assert_eq!(assert_limit_headers(&resp, FREE), (1, FREE.interval()));
     }
 
     fn headers_off_leaves_only_retry_after(driver) {
@@ -344,13 +202,13 @@ both_drivers! {
         let mut c = w.gw.client();
         let req = bearer("/req", &w.token("alice", json!({})));
         let (admitted, refused) = until_refused(&mut c, &req, 20);
-        assert_eq!(admitted.len(), capacity(FREE));
+        assert_eq!(admitted.len(), FREE.capacity as usize);
         for resp in &admitted {
             assert_no_limit_headers(resp);
         }
         assert_429(&refused, FREE);
         assert_no_limit_headers(&refused);
-        assert_eq!(w.received(), capacity(FREE));
+        assert_eq!(w.received(), FREE.capacity as usize);
     }
 
     fn plan_comes_from_route_then_identity_then_default(driver) {
@@ -371,8 +229,8 @@ both_drivers! {
         assert_exhausts(&mut c, &bearer("/batch", &d), BATCH);
         let resp = c.request(&bearer("/req", &d));
         assert_eq!(resp.status, 200);
-        assert_eq!(assert_limit_headers(&resp, PRO).0, capacity(PRO) as u64 - 1);
-        let admitted = 2 * capacity(PRO) + 3 * capacity(FREE) + capacity(BATCH) + 1;
+        assert_eq!(assert_limit_headers(&resp, PRO).0, PRO.capacity - 1);
+        let admitted = 2 * PRO.capacity as usize + 3 * FREE.capacity as usize + BATCH.capacity as usize + 1;
         assert_eq!(w.received(), admitted);
     }
 
@@ -450,14 +308,14 @@ both_drivers! {
         // A verified caller on the same route and address has a bucket of their own.
         let alice = bearer("/opt", &w.token("alice", json!({})));
         assert_exhausts(&mut w.gw.client(), &alice, FREE);
-        assert_eq!(w.received(), 3 * capacity(FREE));
+        assert_eq!(w.received(), 3 * FREE.capacity as usize);
     }
 
     fn auth_none_routes_are_limited_only_with_a_plan(driver) {
         let w = World::start(driver, "user", true);
         let mut c = w.gw.client();
         let token = w.token("alice", json!({}));
-        for i in 0..3 * capacity(PRO) {
+        for i in 0..3 * PRO.capacity as usize {
             let req = if i % 2 == 0 { bearer("/open", &token) } else { Req::get("/open") };
             let resp = c.request(&req);
             assert_eq!(resp.status, 200, "request {i}: {resp:#?}");
@@ -489,7 +347,7 @@ both_drivers! {
         // The request was admitted (it took a token), then the upstream failed.
         let resp = w.gw.send(&req);
         assert_eq!(resp.assert_json_error(502), "bad_gateway");
-        assert_eq!(assert_limit_headers(&resp, FREE), (1, 60 / FREE.1));
+        assert_eq!(assert_limit_headers(&resp, FREE), (1, FREE.interval()));
         let resp = w.gw.send(&req);
         assert_eq!(resp.assert_json_error(502), "bad_gateway");
         assert_eq!(assert_limit_headers(&resp, FREE).0, 0);
@@ -501,7 +359,12 @@ both_drivers! {
     }
 
     fn gossip_charges_every_admission_once_on_the_other_worker(driver) {
-        charged_exactly_once(driver);
+        charged_exactly_once(driver, SLOW);
+    }
+
+    /// The same for a route's own limit: its counts travel in the same gossip.
+    fn gossip_charges_route_limit_admissions_once_on_the_other_worker(driver) {
+        charged_exactly_once(driver, ROUTE_SLOW);
     }
 }
 
@@ -536,7 +399,8 @@ fn logged_worker(log_path: &str, path: &str) -> u64 {
 /// every admission so far (`RateLimit` r = capacity - admitted); each poll is itself an
 /// admission, counted in `admitted`. Returns the polls sent. Fails after 5 s, which a
 /// count charged twice or never always reaches (see [`charged_exactly_once`]).
-fn poll_until_charged(c: &mut Client, req: &Req, cap: u64, admitted: &mut u64) -> u64 {
+fn poll_until_charged(c: &mut Client, req: &Req, limit: Limit, admitted: &mut u64) -> u64 {
+    let cap = limit.capacity;
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut polls = 0;
     loop {
@@ -544,7 +408,7 @@ fn poll_until_charged(c: &mut Client, req: &Req, cap: u64, admitted: &mut u64) -
         assert_eq!(resp.status, 200, "{resp:#?}");
         *admitted += 1;
         polls += 1;
-        let (remaining, _) = assert_limit_headers(&resp, SLOW);
+        let (remaining, _) = assert_limit_headers(&resp, limit);
         let expected = cap.saturating_sub(*admitted);
         if remaining == expected {
             return polls;
@@ -567,7 +431,11 @@ fn poll_until_charged(c: &mut Client, req: &Req, cap: u64, admitted: &mut u64) -
 
 /// 1 a minute, so nothing refills while the test runs; 5000 at once, more than 5 s of
 /// polling every 5 ms in both directions, so nothing the test sends is ever refused.
-const SLOW: (&str, u64, u64) = ("slow", 1, 4999);
+const SLOW: Limit = Limit::plan("slow", 1, 4999);
+
+/// The route "limited"'s own limit in [`charged_exactly_once`]: 2 a minute and 2880 at
+/// once (a day's worth, the most a route allows at that rate): the same reasons.
+const ROUTE_SLOW: Limit = Limit::route("route:limited", 2, 2880);
 
 /// Exact, whatever the timing: one admission on worker X, then polls on worker Y until
 /// Y's bucket holds exactly every admission (its own polls plus X's one). Charged
@@ -576,12 +444,19 @@ const SLOW: (&str, u64, u64) = ("slow", 1, 4999);
 /// total made odd first, so that twice Y's arrivals can never equal it. Which worker
 /// serves a connection is read from the access log, not guessed. (The simulated unit
 /// tests in `src/ratelimit/` catch the same faults: see `cross_worker_bound`.)
-fn charged_exactly_once(driver: IoDriver) {
+/// `limit` is the plan `SLOW` (the default plan) or the route's own `ROUTE_SLOW`.
+fn charged_exactly_once(driver: IoDriver, limit: Limit) {
     let keys = Keyring::new();
     let origin = Origin::start(|_| Reply::ok("ok"));
     let dir = TempDir::new("gossip-once");
     let log_path = dir.path("access.log");
-    let (name, rpm, burst) = SLOW;
+    let own = match limit.policy.strip_prefix("route:") {
+        Some(_) => format!(
+            "rate_limit = {{ requests_per_minute = {}, burst = {} }}\n",
+            limit.rpm, limit.capacity
+        ),
+        None => String::new(),
+    };
     let template = fill(
         &format!(
             r#"
@@ -593,10 +468,7 @@ key = "user"
 sync_interval_ms = 20
 headers = true
 
-[plans.{name}]
-requests_per_minute = {rpm}
-burst = {burst}
-
+{plan}
 [[upstreams]]
 name = "app"
 servers = ["{{origin}}"]
@@ -612,8 +484,10 @@ id = "limited"
 path_prefix = "/api/"
 upstream = "app"
 auth = "required"
-"#,
+{own}"#,
             jwt_keys = keys.jwt_keys_toml(),
+            name = SLOW.policy,
+            plan = SLOW.plan_toml(),
         ),
         &[("origin", origin.addr())],
     );
@@ -642,22 +516,22 @@ auth = "required"
         &json!({"sub": "once", "exp": now() + 300}),
     );
     let req = bearer("/api/once", &token);
-    let cap = capacity(SLOW) as u64;
+    let cap = limit.capacity;
     let mut admitted = 0;
     // X admits one and charges it to itself once, at once.
     let resp = conns[x].request(&req);
     assert_eq!(resp.status, 200, "{resp:#?}");
     admitted += 1;
-    assert_eq!(assert_limit_headers(&resp, SLOW).0, cap - admitted);
+    assert_eq!(assert_limit_headers(&resp, limit).0, cap - admitted);
     // Y is charged X's one admission, exactly once.
-    let mut on_y = poll_until_charged(&mut conns[y], &req, cap, &mut admitted);
+    let mut on_y = poll_until_charged(&mut conns[y], &req, limit, &mut admitted);
     if on_y % 2 == 0 {
         assert_eq!(conns[y].request(&req).status, 200);
         admitted += 1;
         on_y += 1;
     }
     // X is charged Y's (odd) number of admissions, exactly once each.
-    let on_x = poll_until_charged(&mut conns[x], &req, cap, &mut admitted);
+    let on_x = poll_until_charged(&mut conns[x], &req, limit, &mut admitted);
     assert_eq!(admitted, 1 + on_y + on_x);
     let probes = 2 * conns.len() as u64;
     drop(conns);

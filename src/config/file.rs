@@ -18,7 +18,9 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
 
+mod route_limit;
 mod tls;
+pub use route_limit::FileRouteRateLimit;
 pub use tls::{FileTls, FileTlsCertificate, FileUpstreamTls};
 
 /// A value that was not written in the file: its span is empty, which no real
@@ -520,6 +522,9 @@ pub struct FileRoute {
     pub timeout_ms: Option<Spanned<u64>>,
     #[serde(default)]
     pub max_body_bytes: Option<u64>,
+    /// The route's own limit, in place of the plan's. Absent = the plan's.
+    #[serde(default)]
+    pub rate_limit: Option<Spanned<FileRouteRateLimit>>,
 }
 
 fn default_strip_prefix() -> Spanned<String> {

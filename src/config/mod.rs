@@ -208,6 +208,23 @@ pub struct RouteConfig {
     pub response_headers: HeaderEdits,
     pub timeout: Option<Duration>,
     pub max_body_bytes: Option<u64>,
+    /// The route's own limit (`rate_limit = { .. }`). `None`: no such key, or one
+    /// with `enabled = false` and no `requests_per_minute`.
+    pub rate_limit: Option<RouteRateLimit>,
+}
+
+/// A route's own rate limit: on this route it replaces the plan's, in buckets of the
+/// route's own (see `crate::ratelimit`, "Routes' own limits").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteRateLimit {
+    /// `false`: no per-route limit; the plan applies as on any other route. Kept with
+    /// its numbers so that the limit can be switched back on as it was.
+    pub enabled: bool,
+    pub requests_per_minute: u32,
+    /// Requests a full bucket admits at once (at least 1; 1 = strictly paced).
+    pub burst: u32,
+    /// What a bucket is per; anonymous callers are keyed by IP whatever it says.
+    pub key: crate::ratelimit::KeyKind,
 }
 
 impl RouteConfig {
@@ -231,6 +248,7 @@ impl RouteConfig {
             response_headers: HeaderEdits::default(),
             timeout: None,
             max_body_bytes: None,
+            rate_limit: None,
         }
     }
 }

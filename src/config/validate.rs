@@ -317,11 +317,11 @@ fn build(cx: &Cx, file: FileConfig) -> Result<Config, ConfigError> {
     let routes = routes(cx, &file.routes, &upstreams, &plans)?;
     // The typed forms start uses, built here once: whatever would stop the start
     // (a missing secret, an unreadable key file) stops `ringgate check` too.
-    let limits = deferred::limits(cx, &file.rate_limit, &plans)?;
+    let limits = Arc::new(deferred::limits(cx, &file.rate_limit, &plans)?).with_routes(&routes);
     let auth_keys = deferred::load_keys(cx, &file.auth)?;
     Ok(Config {
         auth_keys: Arc::new(auth_keys),
-        limits: Arc::new(limits),
+        limits,
         tls: tls.map(Arc::new),
         server,
         admin,
@@ -745,6 +745,7 @@ fn route(
         response_headers: edits(cx, &format!("{key}.response_headers"), &r.response_headers)?,
         timeout,
         max_body_bytes: r.max_body_bytes,
+        rate_limit: deferred::route_rate_limit(cx, key, r.rate_limit.as_ref())?,
     })
 }
 

@@ -1,11 +1,18 @@
 //! The rate-limit stage: after auth, before the cache and the upstream. Routes that
-//! check credentials (`auth` = required or optional) or force a `plan` are limited;
-//! `auth = "none"` routes without a plan are not (they are plain proxying). The bucket
-//! key follows `[rate_limit] key`; anonymous callers are keyed by IP. The plan is the
-//! route's, else the caller's (token claim or API key), else `default_plan`.
+//! check credentials (`auth` = required or optional), force a `plan` or have a
+//! `rate_limit` of their own are limited; `auth = "none"` routes with neither are not
+//! (they are plain proxying).
+//!
+//! A route's own `rate_limit` (enabled) replaces the plan on that route: its bucket is
+//! per route and per its `key_by`, and the caller's plan bucket is not charged.
+//! Otherwise the plan is the route's, else the caller's (token claim or API key), else
+//! `default_plan`, and the bucket key follows `[rate_limit] key`. Either way
+//! anonymous callers are keyed by IP. The pipeline resolved which of the two applies
+//! (`Route::plan`, from [`crate::ratelimit::RateLimitConfig::plan_of_route`]).
 //!
 //! A refused request gets 429 with `Retry-After`; with `headers = true` every limited
-//! response carries `RateLimit-Policy`, `RateLimit` and the `X-RateLimit-*` trio.
+//! response carries `RateLimit-Policy`, `RateLimit` and the `X-RateLimit-*` trio (the
+//! policy of a route's own limit is named `route:ID`).
 
 use crate::auth::Identity;
 use crate::config::{AuthMode, RouteConfig};
@@ -18,7 +25,7 @@ use super::stack::Pipeline;
 use super::auth::Answer;
 
 /// The rate-limit stage's request phase (see `super::stack`) for `route`, which
-/// forces `route_plan` if it names one.
+/// is held to `route_plan` if it names one (its own limit, or a plan it forces).
 /// Rate-limit header lines for the response (if any) are appended to `out`.
 #[allow(clippy::too_many_arguments)]
 pub fn run(
@@ -37,16 +44,23 @@ pub fn run(
         return Ok(());
     }
     let limits = &pl.limits;
-    let identity_plan = identity
-        .and_then(|id| id.plan.as_deref())
-        .and_then(|p| limits.plan_id(p));
-    let plan = limits.select(route_plan, identity_plan);
+    let plan = match route_plan {
+        Some(id) => limits.plan(id),
+        None => {
+            let identity_plan = identity
+                .and_then(|id| id.plan.as_deref())
+                .and_then(|p| limits.plan_id(p));
+            limits.select(None, identity_plan)
+        }
+    };
+    // A route's own limit has its own key_by.
+    let kind = plan.key.as_ref().unwrap_or(&limits.key);
     let caller = identity.map(|id| Caller {
         user: &id.user,
         tenant: Some(&id.tenant),
         api_key_id: id.api_key_id.as_deref(),
     });
-    let header_value = match &limits.key {
+    let header_value = match kind {
         KeyKind::Header(name) => head.header(buf, name),
         _ => None,
     };
@@ -55,7 +69,7 @@ pub fn run(
     } else {
         peer
     };
-    let key = bucket_key(&limits.key, caller.as_ref(), ip, header_value);
+    let key = bucket_key(kind, caller.as_ref(), ip, header_value);
     let decision = w
         .limiter
         .borrow_mut()
@@ -76,7 +90,10 @@ pub fn run(
         }
         return Err(Answer {
             status: 429,
-            message: format!("rate limit of plan \"{}\" exceeded", decision.policy),
+            message: match plan.key {
+                Some(_) => format!("rate limit of route {:?} exceeded", route.id),
+                None => format!("rate limit of plan \"{}\" exceeded", decision.policy),
+            },
             headers,
         });
     }

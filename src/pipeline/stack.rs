@@ -310,7 +310,7 @@ pub struct Route {
     pub cfg: RouteConfig,
     /// Where it sends requests.
     pub target: Target,
-    /// The plan it forces, if any.
+    /// Its own rate limit, else the plan it forces, if any.
     pub plan: Option<PlanId>,
 }
 
@@ -392,7 +392,9 @@ impl Pipeline {
                 }
             }
         }
-        // Cross-references resolved once, here, into handles.
+        // Cross-references resolved once, here, into handles; routes' own limits
+        // become plans (already there when validation built `limits`).
+        let limits = limits.with_routes(&cfg.routes);
         let routes = cfg
             .routes
             .iter()
@@ -408,7 +410,7 @@ impl Pipeline {
                             total: parts.iter().map(|p| p.1).sum(),
                         },
                     },
-                    plan: r.plan.as_deref().and_then(|p| limits.plan_id(p)),
+                    plan: limits.plan_of_route(r),
                     cfg: r.clone(),
                 })
             })

@@ -73,6 +73,7 @@ fn plan_params(workers: usize, cfg: &RateLimitConfig, secret: &KeySecret) -> Vec
     let latency_ns = nanos(cfg.sync_interval).saturating_mul(2);
     cfg.plans
         .iter()
+        .chain(&cfg.route_limits)
         .map(|p| PlanParams {
             emission_ns: p.emission_ns,
             debt_cap_ns: (workers.max(1) as u64).saturating_mul(
@@ -125,7 +126,10 @@ impl Limiter {
     /// plans expire as idle ones do. Counts other workers sent before they reloaded
     /// and that arrive after this one did are charged by plan number: for one gossip
     /// interval around a reload that reorders plans, they may be charged at another
-    /// plan's rate.
+    /// plan's rate. Routes' own limits are named by route id and limit
+    /// ([`super::route`]): a route whose limit did not change keeps its buckets. They
+    /// are numbered after the plans, so adding or removing a limited route renumbers
+    /// the ones after it, with the same one-interval caveat.
     pub fn reconfigure(&mut self, cfg: &RateLimitConfig) {
         self.plans = plan_params(self.workers, cfg, &self.secret);
         self.max_keys = cfg.max_keys_per_worker.max(1);

@@ -41,6 +41,19 @@ impl KeyKind {
     }
 }
 
+/// As written in the configuration: `user`, `tenant`, `api_key`, `ip`, `header:<name>`.
+impl std::fmt::Display for KeyKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyKind::User => f.write_str("user"),
+            KeyKind::Tenant => f.write_str("tenant"),
+            KeyKind::ApiKey => f.write_str("api_key"),
+            KeyKind::Ip => f.write_str("ip"),
+            KeyKind::Header(name) => write!(f, "header:{name}"),
+        }
+    }
+}
+
 /// What the pipeline knows about an authenticated caller.
 #[derive(Debug, Clone, Copy)]
 pub struct Caller<'a> {
@@ -235,6 +248,9 @@ mod tests {
             KeyKind::parse("header:X-Tenant"),
             Some(KeyKind::Header("x-tenant".into()))
         );
+        for s in ["user", "tenant", "api_key", "ip", "header:x-tenant"] {
+            assert_eq!(KeyKind::parse(s).unwrap().to_string(), s, "round trip");
+        }
         for bad in ["org", "header:", "header:a b", "User", ""] {
             assert_eq!(KeyKind::parse(bad), None, "{bad}");
         }

@@ -17,6 +17,11 @@
 //!   admitted: for the spec's `free` plan (60/min, burst 10), 11 at once, then 1 per
 //!   second, at most 70 in any minute (71 in a closed interval of exactly 60 s).
 //!
+//! A route's own `rate_limit` ([`route`]) is a plan of its own, named `route:ID`, that
+//! replaces the caller's on that route; its `burst` is the bucket's whole size (what a
+//! plan calls `burst + 1`), so everything below holds with `burst + 1` read as the
+//! route's `burst`.
+//!
 //! Per key the bucket is one number, the theoretical arrival time (TAT): a request at
 //! `now` is admitted when `TAT - now <= τ`, and then `TAT = max(TAT, now) + T`. A key
 //! whose TAT is in the past is a full bucket, so it is dropped ([`Limiter::evict_idle`]).
@@ -26,7 +31,8 @@
 //! [`bucket_key`] turns the configured [`KeyKind`] and what the pipeline knows about the
 //! caller into key bytes, tagged by kind so that the same string as a user and as an IP
 //! never share a bucket; anonymous callers are keyed by IP. [`Limiter::check`] mixes the
-//! plan into the key, so a route that forces another plan has its own allowance. Keys
+//! plan into the key, so a route that forces another plan has its own allowance, and a
+//! route's own limit (whose plan is named by the route) its own buckets. Keys
 //! are stored as a 64-bit SipHash fingerprint under a per-process secret ([`KeySecret`]):
 //! 16 bytes per entry, and no one who does not know the secret can make their key
 //! collide with someone else's to drain their bucket.
@@ -69,6 +75,15 @@
 //! `threads_hammering_one_key_stay_within_bound` does the same with real threads and
 //! channels, using the latency it measured.
 //!
+//! **Routes' own limits** are held to the same bound, per (route, key), with `burst + 1`
+//! replaced by the route's `burst` `B` (the bucket's size):
+//! `floor(D/T) + B + (W-1) × (floor(L/T) + B)`. Their counts travel in the same
+//! batches as the plans' (a route limit is a plan to the limiter), so `L` is the same.
+//! A route at 600/min with `burst = 20`, on 4 workers with the default 20 ms sync,
+//! admits at most `20 + 3 × 20 = 80` at once and `600 + 20 + 60 = 680` in any minute.
+//! A caller's requests on such a route are not charged to their plan, nor the reverse:
+//! the plan's bound is for the plan's routes.
+//!
 //! A remote count is charged when it arrives (`TAT = max(TAT, now) + count × T`), not
 //! when it was admitted: that can only make a bucket stricter than a single global one,
 //! by at most `L` of refill.
@@ -105,6 +120,7 @@ mod gcra;
 mod gossip;
 mod headers;
 mod key;
+pub mod route;
 mod table;
 #[cfg(test)]
 mod tests;
@@ -117,6 +133,7 @@ pub use gcra::{admitted_bound, Decision, Limiter, LimiterStats};
 pub use gossip::{Batch, BatchEntry, Endpoint, ExchangeStats, Mesh};
 pub use headers::write_headers;
 pub use key::{bucket_key, Caller, KeyBytes, KeyKind, KeySecret};
+pub use route::{default_route_burst, max_route_burst, ROUTE_MAX_RPM};
 
 /// The window the plans are expressed in (`requests_per_minute`): `w` of
 /// `RateLimit-Policy`.
@@ -181,6 +198,9 @@ pub struct Plan {
     pub(crate) emission_ns: u64,
     /// `τ = burst × T`.
     pub(crate) tolerance_ns: u64,
+    /// What a bucket is per: `None` for a plan (`[rate_limit] key`), the route's
+    /// `key_by` for a route's own limit.
+    pub key: Option<KeyKind>,
 }
 
 impl Plan {
@@ -193,21 +213,29 @@ impl Plan {
         if requests_per_minute == 0 {
             return Err(RateLimitError::ZeroRate(name.to_owned()));
         }
-        let emission_ns = (WINDOW.as_nanos() as u64).div_ceil(u64::from(requests_per_minute));
+        let plan = Plan::paced(id, name, name_hash(name), requests_per_minute, burst);
         // Keep τ far from u64::MAX (~584 years) so TAT arithmetic cannot overflow.
-        let tolerance_ns = emission_ns
-            .checked_mul(u64::from(burst))
-            .filter(|t| *t < 1 << 60)
-            .ok_or_else(|| RateLimitError::BurstTooLarge(name.to_owned()))?;
-        Ok(Plan {
+        if plan.tolerance_ns >= 1 << 60 {
+            return Err(RateLimitError::BurstTooLarge(name.to_owned()));
+        }
+        Ok(plan)
+    }
+
+    /// The GCRA parameters of `requests_per_minute` (at least 1) and `burst`, τ
+    /// saturating: [`Plan::new`] and [`route`] bound it.
+    fn paced(id: usize, name: &str, name_hash: u64, requests_per_minute: u32, burst: u32) -> Plan {
+        let emission_ns =
+            (WINDOW.as_nanos() as u64).div_ceil(u64::from(requests_per_minute.max(1)));
+        Plan {
             id: PlanId(id as u32),
             name: name.to_owned(),
-            name_hash: name_hash(name),
+            name_hash,
             requests_per_minute,
             burst,
             emission_ns,
-            tolerance_ns,
-        })
+            tolerance_ns: emission_ns.saturating_mul(u64::from(burst)),
+            key: None,
+        }
     }
 
     /// Requests a full bucket admits at once: `burst + 1`.
@@ -226,6 +254,11 @@ impl Plan {
 pub struct RateLimitConfig {
     /// In file order; `plans[id.index()].id == id`.
     pub plans: Vec<Plan>,
+    /// The routes' own limits, numbered after `plans` (see [`route`]); set by
+    /// [`RateLimitConfig::with_routes`].
+    pub route_limits: Vec<Plan>,
+    /// Route id -> the id of its own limit in `route_limits`.
+    route_index: std::collections::HashMap<String, PlanId>,
     pub default_plan: PlanId,
     pub key: KeyKind,
     /// How often each worker must call [`Endpoint::exchange`].
@@ -263,6 +296,8 @@ impl RateLimitConfig {
             .ok_or_else(|| RateLimitError::UnknownPlan(default_plan.to_owned()))?;
         Ok(RateLimitConfig {
             plans: typed,
+            route_limits: Vec::new(),
+            route_index: std::collections::HashMap::new(),
             default_plan,
             key,
             sync_interval,
@@ -298,10 +333,16 @@ impl RateLimitConfig {
         Ok(out)
     }
 
+    /// A plan, or a route's own limit.
     pub fn plan(&self, id: PlanId) -> &Plan {
-        &self.plans[id.index()]
+        let i = id.index();
+        self.plans
+            .get(i)
+            .unwrap_or_else(|| &self.route_limits[i - self.plans.len()])
     }
 
+    /// The plan named `name` (never a route's own limit: a token's plan claim cannot
+    /// name one).
     pub fn plan_id(&self, name: &str) -> Option<PlanId> {
         self.plans.iter().find(|p| p.name == name).map(|p| p.id)
     }

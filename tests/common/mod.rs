@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 pub use ringgate::config::{Config, IoDriver};
 pub use ringgate::runtime::Gateway;
 
+pub mod limits;
 pub mod tls;
 pub mod tokens;
 

@@ -10,11 +10,14 @@ use toml::Spanned;
 
 use super::super::file::{
     self, FileAuth, FileCache, FileCircuitBreaker, FileHealthCheck, FilePlan, FileRateLimit,
+    FileRouteRateLimit,
 };
-use super::super::{CircuitBreaker, HealthCheck};
+use super::super::{CircuitBreaker, HealthCheck, RouteRateLimit};
 use super::{rules, ConfigError, Cx};
 use crate::auth::{AuthConfigError, AuthEntry, AuthSettings};
-use crate::ratelimit::{RateLimitConfig, RateLimitError};
+use crate::ratelimit::{
+    default_route_burst, max_route_burst, KeyKind, RateLimitConfig, RateLimitError, ROUTE_MAX_RPM,
+};
 
 /// `[plans.*]` in file order. No `plans` key at all: the reference plans.
 pub(super) fn plans(
@@ -72,6 +75,80 @@ pub(super) fn rate_limit(
     }
     cx.millis("rate_limit.sync_interval_ms", &r.sync_interval_ms)?;
     Ok(())
+}
+
+/// A route's own `rate_limit` (at `key`, the route's key path): the typed limit, or
+/// `None` when it is switched off and names no rate. Every key given is checked, even
+/// with `enabled = false`, so that switching the limit on later cannot fail.
+pub(super) fn route_rate_limit(
+    cx: &Cx,
+    key: &str,
+    raw: Option<&Spanned<FileRouteRateLimit>>,
+) -> Result<Option<RouteRateLimit>, ConfigError> {
+    let Some(table) = raw else {
+        return Ok(None);
+    };
+    let (l, key) = (table.get_ref(), format!("{key}.rate_limit"));
+    let rpm_key = format!("{key}.requests_per_minute");
+    let requests_per_minute = match &l.requests_per_minute {
+        Some(rpm) => {
+            cx.positive(&rpm_key, rpm)?;
+            if *rpm.get_ref() > ROUTE_MAX_RPM {
+                return Err(ConfigError::TooLarge {
+                    site: cx.at(rpm_key, rpm),
+                    max: format!("{ROUTE_MAX_RPM} (a million a second)"),
+                });
+            }
+            *rpm.get_ref()
+        }
+        None if !l.enabled => 0,
+        None => {
+            return Err(ConfigError::RateLimit {
+                site: cx.site(rpm_key, table.span(), String::new()),
+                reason: "required: the sustained rate of the route's own limit \
+                         (or enabled = false to use the plan's)"
+                    .to_owned(),
+            })
+        }
+    };
+    let burst = match &l.burst {
+        Some(b) => {
+            let burst_key = format!("{key}.burst");
+            if *b.get_ref() == 0 {
+                return Err(ConfigError::RateLimit {
+                    site: cx.at(burst_key, b),
+                    reason: "must be at least 1: the requests a full bucket admits at \
+                             once (1 = strictly paced)"
+                        .to_owned(),
+                });
+            }
+            // Without a rate (a limit switched off) there is no maximum to check.
+            let max = max_route_burst(requests_per_minute);
+            if requests_per_minute > 0 && *b.get_ref() > max {
+                return Err(ConfigError::TooLarge {
+                    site: cx.at(burst_key, b),
+                    max: format!("{max} (a day's worth of requests_per_minute)"),
+                });
+            }
+            *b.get_ref()
+        }
+        None => default_route_burst(requests_per_minute),
+    };
+    let key_kind = match &l.key_by {
+        Some(k) => KeyKind::parse(k.get_ref()).ok_or_else(|| ConfigError::BadRateLimitKey {
+            site: cx.at(format!("{key}.key_by"), k),
+        })?,
+        None => KeyKind::User,
+    };
+    if requests_per_minute == 0 {
+        return Ok(None);
+    }
+    Ok(Some(RouteRateLimit {
+        enabled: l.enabled,
+        requests_per_minute,
+        burst,
+        key: key_kind,
+    }))
 }
 
 pub(super) fn auth(cx: &Cx, a: &FileAuth, plans: &[(String, FilePlan)]) -> Result<(), ConfigError> {

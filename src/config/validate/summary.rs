@@ -400,6 +400,15 @@ fn write_route(o: &mut String, r: &RouteConfig, cfg: &Config) -> std::fmt::Resul
     if !r.scopes.is_empty() {
         write!(o, " scopes {}", r.scopes.join(" "))?;
     }
+    match &r.rate_limit {
+        Some(l) if l.enabled => write!(
+            o,
+            ", limit {}/min burst {} per {}",
+            l.requests_per_minute, l.burst, l.key
+        )?,
+        Some(_) => write!(o, ", own limit off")?,
+        None => {}
+    }
     if let Some(p) = &r.plan {
         write!(o, ", plan {p}")?;
     }
