@@ -191,6 +191,47 @@ both_drivers! {
         assert_eq!(gw.send(&Req::get("/x")).status, 404);
     }
 
+    fn a_routes_own_limit_is_set_and_changed_over_the_api(driver) {
+        let origin = Origin::echo();
+        let env = token_env(Some(TOKEN));
+        let gw = Gw::start(driver, &simple_config(&origin, &admin_cfg(&env, "")));
+        let admin = admin_addr(&gw);
+        let statuses = |n: usize| -> Vec<u16> {
+            let mut c = gw.client();
+            (0..n).map(|_| c.request(&Req::get("/limited/x")).status).collect()
+        };
+        // Management-API fields: a per-route limit of 2 at once.
+        let r = call(admin, "POST", "/api/v1/routes", Some(TOKEN), Some(json!({
+            "id": "limited", "path": "/limited", "upstream_id": "app", "auth_required": false,
+            "rate_limit": {"enabled": true, "requests_per_minute": 1, "burst": 2, "key_by": "ip"},
+        })));
+        assert_eq!(r.status, 201, "{}", r.text());
+        assert_eq!(statuses(3), [200, 200, 429]);
+        let mut c = gw.client();
+        let refused = c.request(&Req::get("/limited/x"));
+        assert_eq!(refused.status, 429);
+        assert!(refused.header("retry-after").is_some());
+        // Raised: a new bucket of the new size at once.
+        let r = call(admin, "PATCH", "/api/v1/routes/limited", Some(TOKEN), Some(json!({
+            "rate_limit": {"burst": 4},
+        })));
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["rate_limit"]["requests_per_minute"], 1, "merged, not replaced");
+        assert_eq!(statuses(5), [200, 200, 200, 200, 429]);
+        // Off: the route is open again (auth none, no plan).
+        let r = call(admin, "PATCH", "/api/v1/routes/limited", Some(TOKEN), Some(json!({
+            "rate_limit": {"enabled": false},
+        })));
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(statuses(6), [200; 6]);
+        // A bad value names the field.
+        let r = call(admin, "PATCH", "/api/v1/routes/limited", Some(TOKEN), Some(json!({
+            "rate_limit": {"enabled": true, "burst": 0},
+        })));
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert_eq!(r.json()["field"], "rate_limit.burst");
+    }
+
     fn state_file_keeps_api_changes_across_a_restart(driver) {
         let app = Origin::named("app");
         let other = Origin::named("other");
