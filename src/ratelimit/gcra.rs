@@ -56,12 +56,17 @@ pub struct LimiterStats {
 #[derive(Debug, Clone, Copy)]
 struct Pending {
     plan: PlanId,
+    /// The plan's [`super::name_hash`], which names it across configurations.
+    plan_hash: u64,
     count: u32,
 }
 
 /// Per-plan constants the limiter needs for remote charges.
 #[derive(Debug, Clone, Copy)]
 struct PlanParams {
+    /// [`super::name_hash`] of the plan's name (a route limit's name holds its route,
+    /// rate and burst).
+    name_hash: u64,
     emission_ns: u64,
     /// The deepest a remote charge may push a TAT ahead of now: `W × (L + (burst+1)·T)`.
     debt_cap_ns: u64,
@@ -75,6 +80,7 @@ fn plan_params(workers: usize, cfg: &RateLimitConfig, secret: &KeySecret) -> Vec
         .iter()
         .chain(&cfg.route_limits)
         .map(|p| PlanParams {
+            name_hash: p.name_hash,
             emission_ns: p.emission_ns,
             debt_cap_ns: (workers.max(1) as u64).saturating_mul(
                 latency_ns.saturating_add(p.capacity().saturating_mul(p.emission_ns)),
@@ -185,6 +191,7 @@ impl Limiter {
             *slot = new_tat;
             let p = self.pending.entry(fp).or_insert(Pending {
                 plan: plan.id,
+                plan_hash: plan.name_hash,
                 count: 0,
             });
             p.count = p.count.saturating_add(1);
@@ -247,6 +254,7 @@ impl Limiter {
                 .map(|(fingerprint, p)| BatchEntry {
                     fingerprint,
                     plan: p.plan,
+                    plan_hash: p.plan_hash,
                     count: p.count,
                 })
                 .collect(),
@@ -255,13 +263,20 @@ impl Limiter {
 
     /// Charge another worker's admitted counts to this worker's buckets. This may put a
     /// bucket into debt (TAT beyond now + τ: refused until paid back), never deeper than
-    /// the plan's floor `W × (L + (burst+1)·T)`. Entries naming a plan this limiter does
-    /// not know (a batch from another configuration) are ignored.
+    /// the plan's floor `W × (L + (burst+1)·T)`. A plan is known by its name's hash: a
+    /// batch sent just before or after a reload (workers take a new configuration on
+    /// their own ticks, and adding a route's limit shifts the positions of the others)
+    /// charges the plan it was counted for, at this configuration's rate; entries naming
+    /// a plan this limiter does not know are ignored.
     pub fn apply_remote(&mut self, batch: &Batch, now: Instant) {
         let now_ns = self.ns(now);
         for e in &batch.entries {
-            let Some(p) = self.plans.get(e.plan.index()).copied() else {
-                continue;
+            let p = match self.plans.get(e.plan.index()) {
+                Some(p) if p.name_hash == e.plan_hash => *p,
+                _ => match self.plans.iter().find(|p| p.name_hash == e.plan_hash) {
+                    Some(p) => *p,
+                    None => continue,
+                },
             };
             if self.buckets.len() >= self.max_keys && !self.buckets.contains(e.fingerprint) {
                 self.make_room(now_ns);
@@ -575,11 +590,32 @@ mod tests {
             entries: vec![BatchEntry {
                 fingerprint: 1,
                 plan: PlanId(9),
+                plan_hash: 7,
                 count: 1,
             }],
         };
         b.apply_remote(&alien, t0);
         assert_eq!(b.len(), 1);
+    }
+
+    #[test]
+    fn a_batch_from_a_configuration_in_another_order_charges_its_own_plan() {
+        // Worker a still runs [free, pro]; worker b took a reload that put pro first.
+        let before = cfg(&[("free", 60, 10), ("pro", 600, 100)]);
+        let after = cfg(&[("pro", 600, 100), ("free", 60, 10)]);
+        let secret = KeySecret::random();
+        let mut a = Limiter::new(0, 2, &before, secret.clone());
+        let mut b = Limiter::new(1, 2, &after, secret);
+        let t0 = a.epoch.max(b.epoch) + Duration::from_secs(1);
+        for _ in 0..4 {
+            assert!(a.check(b"k", &before.plans[0], t0).allowed);
+        }
+        let batch = a.drain_consumed();
+        assert_eq!(batch.entries[0].plan, PlanId(0), "free, in a's order");
+        b.apply_remote(&batch, t0);
+        // Charged to free at free's rate (4 of 11), not to pro at pro's (4 of 101).
+        assert_eq!(b.peek(b"k", &after.plans[1], t0).remaining, 7);
+        assert_eq!(b.peek(b"k", &after.plans[0], t0).remaining, 101);
     }
 
     #[test]

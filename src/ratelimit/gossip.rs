@@ -37,7 +37,10 @@ pub struct Batch {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchEntry {
     pub fingerprint: u64,
+    /// The plan's position in the sender's configuration (the fast path), and its
+    /// name's hash, which decides.
     pub plan: PlanId,
+    pub plan_hash: u64,
     pub count: u32,
 }
 
@@ -296,6 +299,7 @@ mod tests {
         let e = |fingerprint, count| BatchEntry {
             fingerprint,
             plan: PlanId(0),
+            plan_hash: 1,
             count,
         };
         let mut a = Batch {
