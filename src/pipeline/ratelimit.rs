@@ -19,7 +19,8 @@ use super::auth::Answer;
 
 /// The rate-limit stage's request phase (see `super::stack`) for `route`, which
 /// forces `route_plan` if it names one.
-/// Rate-limit header lines for the response (if any) are appended to `out`.
+/// Rate-limit header lines for the response (if any) are appended to `out`. A refusal
+/// comes with the plan it was held to (for metrics).
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     w: &Local,
@@ -32,7 +33,7 @@ pub fn run(
     head: &RequestHead,
     buf: &[u8],
     out: &mut Vec<u8>,
-) -> Result<(), Answer> {
+) -> Result<(), (Answer, PlanId)> {
     if route.auth == AuthMode::None && route_plan.is_none() {
         return Ok(());
     }
@@ -74,11 +75,14 @@ pub fn run(
             headers.extend_from_slice(itoa::Buffer::new().format(secs).as_bytes());
             headers.extend_from_slice(b"\r\n");
         }
-        return Err(Answer {
-            status: 429,
-            message: format!("rate limit of plan \"{}\" exceeded", decision.policy),
-            headers,
-        });
+        return Err((
+            Answer {
+                status: 429,
+                message: format!("rate limit of plan \"{}\" exceeded", decision.policy),
+                headers,
+            },
+            plan.id,
+        ));
     }
     if limits.headers {
         write_headers(out, &decision, false);

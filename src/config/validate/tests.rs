@@ -11,6 +11,7 @@ use super::super::{
 use super::*;
 
 mod errors;
+mod metrics;
 mod tls;
 
 /// The contract (`/work/shared/spec/gateway.toml`).
