@@ -37,6 +37,7 @@
 //! gw.join();
 //! ```
 
+pub mod admin;
 pub mod auth;
 pub mod cache;
 pub mod config;

@@ -188,29 +188,25 @@ fn signals() -> anyhow::Result<signal_hook::iterator::Signals> {
         .context("installing signal handlers")
 }
 
-/// Read and validate the file again; if it is valid, every worker takes it (see
-/// `Gateway::reload`). If not, nothing changes and the error (with file and line) is
-/// logged.
+/// Read and validate the file again (with the admin API's routes on top); if it is
+/// valid, every worker takes it. If not, nothing changes and the error (with file and
+/// line) is logged. `POST /api/v1/reload` is the same entry point
+/// (`Gateway::reload_file`).
 fn reload(gw: &Gateway, path: &std::path::Path) {
-    let cfg = match Config::load(path) {
-        Ok(cfg) => cfg,
-        Err(e) => {
-            eprintln!("ringgate: reload failed, the running configuration stays: {e}");
-            return;
-        }
-    };
-    let mut warnings = validate::shadow_warnings(&cfg);
-    warnings.extend(validate::tls_warnings(&cfg));
-    match gw.reload(cfg) {
-        Ok(restart_needed) => {
+    match gw.reload_file() {
+        Ok(applied) => {
             eprintln!("ringgate: reloaded {}", path.display());
-            for line in warnings {
+            let cfg = gw.config();
+            for line in validate::shadow_warnings(&cfg)
+                .into_iter()
+                .chain(validate::tls_warnings(&cfg))
+            {
                 eprintln!("ringgate: {line}");
             }
-            if !restart_needed.is_empty() {
+            if !applied.restart_needed.is_empty() {
                 eprintln!(
                     "ringgate: changes to {} take effect at the next start",
-                    restart_needed.join(", ")
+                    applied.restart_needed.join(", ")
                 );
             }
         }
@@ -260,6 +256,9 @@ fn start(cfg: Config) -> anyhow::Result<Gateway> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    if let Some(admin) = gw.admin_addr() {
+        eprintln!("ringgate: admin API on http://{admin} (GET /health, /metrics; the rest needs the admin token)");
+    }
     // After the start line, which scripts (and tests) read first as the sign of ready.
     let reserved = nofile::reserved(gw.workers(), gw.addrs().len());
     if let (Some(soft), Some(fits)) = (
@@ -308,6 +307,12 @@ fn demo(args: &cli::demo::DemoArgs) -> anyhow::Result<()> {
     let certs = demo::DemoCerts::generate(Some(args.tls_listen().ip()))
         .context("making the demo's HTTPS certificate")?;
     let mut cfg = args.config(&secret, &certs)?;
+    // The admin token made up for this run, where `[admin] token_env` says the
+    // gateway reads it, and the signing secret where the file names it: a change made
+    // through the admin API validates the whole file again, reading its secrets from
+    // the environment. Set before any thread of this process starts.
+    std::env::set_var(&cfg.admin.token_env, &creds.admin_token);
+    std::env::set_var(demo::SECRET_ENV, &secret);
     let signals = signals()?;
     let [users, orders, products] = args.backend_ports(&cfg);
     let services = demo::DemoServices::start(users, orders, products).with_context(|| {
@@ -320,7 +325,14 @@ fn demo(args: &cli::demo::DemoArgs) -> anyhow::Result<()> {
     let https = gw.tls_addrs()[0];
     println!(
         "{}",
-        demo::instructions(addr, https, &certs, services.addrs(), &creds)
+        demo::instructions(
+            addr,
+            https,
+            gw.admin_addr(),
+            &certs,
+            services.addrs(),
+            &creds
+        )
     );
     let r = wait_for_signal(gw, signals, None);
     services.stop();

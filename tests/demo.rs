@@ -54,6 +54,8 @@ impl Demo {
                 "127.0.0.1:0",
                 "--backend-ports",
                 "0,0,0",
+                "--admin-listen",
+                "127.0.0.1:0",
             ])
             .args(["--io-driver", driver])
             .stdin(Stdio::null())
@@ -264,7 +266,7 @@ both_drivers! {
             "{shown}"
         );
         // Every port was chosen by the OS: none of the defaults the README shows.
-        for fixed in [":8080", ":8443", ":19001", ":19002", ":19003"] {
+        for fixed in [":8080", ":8443", ":9901", ":19001", ":19002", ":19003"] {
             assert!(!shown.contains(&format!("{fixed}/")), "{fixed} in\n{shown}");
             assert!(!shown.contains(&format!("{fixed},")), "{fixed} in\n{shown}");
         }
@@ -273,7 +275,7 @@ both_drivers! {
             .filter(|l| l.starts_with("export "))
             .map(|l| format!("{l}\n"))
             .collect();
-        assert_eq!(exports.lines().count(), 3, "{shown}");
+        assert_eq!(exports.lines().count(), 4, "{shown}");
         let (ca, dir) = certificate_dir(&shown);
         demo.cert_dir = Some(dir.clone());
         let key = key_lines(&dir);
@@ -342,7 +344,13 @@ fn demo_help_lists_its_own_flags_only() {
         .expect("run ringgate demo --help");
     assert!(help.status.success());
     let text = String::from_utf8_lossy(&help.stdout);
-    for flag in ["--listen", "--tls-listen", "--backend-ports", "--io-driver"] {
+    for flag in [
+        "--listen",
+        "--tls-listen",
+        "--backend-ports",
+        "--admin-listen",
+        "--io-driver",
+    ] {
         assert!(text.contains(flag), "{flag} missing:\n{text}");
     }
     assert!(!text.contains("--config"), "{text}");

@@ -109,6 +109,42 @@ pub fn uri_prefix(key: &[u8]) -> &[u8] {
     }
 }
 
+/// A primary key read back: what an admin purge matches on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyView<'a> {
+    /// Lower-case, without `:80`.
+    pub host: &'a [u8],
+    /// Path and query as received.
+    pub target: &'a [u8],
+    pub audience: Audience<'a>,
+}
+
+/// Read back a key built by [`primary_key`]; `None` for one built otherwise.
+pub fn view(key: &[u8]) -> Option<KeyView<'_>> {
+    let mut at = 0;
+    let mut part = || -> Option<&[u8]> {
+        let b = key.get(at..at + 4)?;
+        let n = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        let p = key.get(at + 4..at + 4 + n)?;
+        at += 4 + n;
+        Some(p)
+    };
+    let host = part()?;
+    let target = part()?;
+    let _class = part()?;
+    let audience = match (key.get(at)?, key.get(at + 1..)?) {
+        (0, _) => Audience::Shared,
+        (1, _) => Audience::Anonymous,
+        (2, t) => Audience::Tenant(t),
+        _ => return None,
+    };
+    Some(KeyView {
+        host,
+        target,
+        audience,
+    })
+}
+
 fn put_len(out: &mut Vec<u8>, n: usize) {
     out.extend_from_slice(&(n as u32).to_le_bytes());
 }
@@ -181,5 +217,35 @@ pub fn variant_key<H: RequestHeaders + ?Sized>(out: &mut Vec<u8>, vary: &[Box<[u
         let len = (out.len() - at - 5) as u32;
         out[at] = u8::from(present);
         out[at + 1..at + 5].copy_from_slice(&len.to_le_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_read_back() {
+        let mut k = Vec::new();
+        for audience in [
+            Audience::Shared,
+            Audience::Anonymous,
+            Audience::Tenant(b"acme"),
+        ] {
+            primary_key(
+                &mut k,
+                &KeyParts {
+                    method: b"HEAD",
+                    host: b"API.example.com:80",
+                    target: b"/a?b=1",
+                    audience,
+                },
+            );
+            let v = view(&k).unwrap();
+            assert_eq!(v.host, b"api.example.com");
+            assert_eq!(v.target, b"/a?b=1");
+            assert_eq!(v.audience, audience);
+        }
+        assert_eq!(view(b"\x05\0\0\0ab"), None);
     }
 }

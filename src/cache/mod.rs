@@ -106,8 +106,8 @@ pub use body::{Body, BodyFile, BodyFiles};
 pub use entry::{conditional, Entry, NewBody, BODY_FIELDS, WITH_HEAD_MAX};
 pub use fill::{FillGuard, FillOutcome, FillTicket, FillWait, Fills};
 pub use key::{
-    method_class, primary_key, uri_key, variant_key, Audience, KeyParts, RequestHeaders,
-    SpanHeaders,
+    method_class, primary_key, uri_key, variant_key, view, Audience, KeyParts, KeyView,
+    RequestHeaders, SpanHeaders,
 };
 pub use policy::{Lru, Policy, S3Fifo, TinyLfu, WTinyLfu};
 pub use rules::{

@@ -400,6 +400,30 @@ impl<P: Policy> Cache<P> {
         found.is_some()
     }
 
+    /// Drop every entry whose primary key `matches` (an admin purge by URI, prefix or
+    /// tenant). Returns how many entries went. Walks the whole table: an operator's
+    /// call, never a request's.
+    pub fn purge(&mut self, matches: &dyn Fn(&super::key::KeyView<'_>) -> bool) -> usize {
+        let records = &self.records;
+        let mut under: Vec<u32> = self
+            .table
+            .iter()
+            .copied()
+            .filter(|&i| super::key::view(&records[i as usize].key).is_some_and(|v| matches(&v)))
+            .collect();
+        under.sort_unstable();
+        under.dedup();
+        let mut dropped = 0;
+        for ri in under {
+            for sid in chain(&self.slots, self.records[ri as usize].first) {
+                self.remove_slot(sid, true);
+                dropped += 1;
+            }
+        }
+        self.stats.invalidations += dropped as u64;
+        dropped
+    }
+
     /// Drop everything (a reload, an admin purge).
     pub fn clear(&mut self) {
         let stats = self.stats;

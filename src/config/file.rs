@@ -167,6 +167,8 @@ impl Default for FileLimits {
 pub struct FileAdmin {
     pub listen: Spanned<String>,
     pub token_env: String,
+    /// Where routes changed through the admin API are kept ("" = in memory only).
+    pub state_file: String,
 }
 
 impl Default for FileAdmin {
@@ -174,6 +176,7 @@ impl Default for FileAdmin {
         FileAdmin {
             listen: spanned_str("127.0.0.1:9901"),
             token_env: "GATEWAY_ADMIN_TOKEN".to_owned(),
+            state_file: String::new(),
         }
     }
 }

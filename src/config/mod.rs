@@ -49,6 +49,12 @@ pub struct Config {
     pub tls: Option<Arc<crate::tls::ServerTls>>,
     pub upstreams: Vec<UpstreamConfig>,
     pub routes: Vec<RouteConfig>,
+    /// The file this was loaded from (`None`: built from text), which a reload (SIGHUP,
+    /// `POST /api/v1/reload`) reads again.
+    pub source: Option<std::path::PathBuf>,
+    /// The TOML this was validated from (the file with the admin API's route changes
+    /// applied), for `GET /api/v1/config`. `None`: built in code.
+    pub text: Option<Arc<str>>,
 }
 
 #[derive(Debug, Clone)]
@@ -123,6 +129,8 @@ impl Default for MetricsConfig {
 pub struct AdminConfig {
     pub listen: SocketAddr,
     pub token_env: String,
+    /// Routes changed through the admin API are kept here (`None`: in memory only).
+    pub state_file: Option<std::path::PathBuf>,
     /// The file writes `[admin]` (not only its defaults): the admin API is asked for.
     pub requested: bool,
 }
@@ -328,7 +336,9 @@ impl Config {
             path: path.display().to_string(),
             source: e,
         })?;
-        Config::parse_with_env(&text, &path.display().to_string(), env)
+        let mut cfg = Config::parse_with_env(&text, &path.display().to_string(), env)?;
+        cfg.source = Some(path.to_owned());
+        Ok(cfg)
     }
 
     /// Parse and validate configuration text; `origin` names the file in errors.

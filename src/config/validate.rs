@@ -48,6 +48,7 @@ use super::{
     UpstreamServer,
 };
 pub use error::{ConfigError, Site};
+pub use shadow::path_covers;
 pub use summary::{not_yet_active, shadow_warnings, summary, tls_warnings, NOT_YET_ACTIVE};
 
 /// Parse `text` (TOML) and validate it into a [`Config`]; `origin` names the file in
@@ -301,8 +302,11 @@ fn build(cx: &Cx, file: FileConfig) -> Result<Config, ConfigError> {
     let admin = AdminConfig {
         listen: cx.socket_addr("admin.listen", &file.admin.listen)?,
         token_env: file.admin.token_env.clone(),
+        state_file: (!file.admin.state_file.is_empty())
+            .then(|| std::path::PathBuf::from(&file.admin.state_file)),
         requested: file.admin.listen.span() != (0..0)
-            || file.admin.token_env != super::file::FileAdmin::default().token_env,
+            || file.admin.token_env != super::file::FileAdmin::default().token_env
+            || !file.admin.state_file.is_empty(),
     };
     listener_clashes(cx, &file)?;
     let log = log(cx, &file)?;
@@ -332,6 +336,8 @@ fn build(cx: &Cx, file: FileConfig) -> Result<Config, ConfigError> {
         metrics,
         upstreams,
         routes,
+        source: None,
+        text: Some(Arc::from(cx.text)),
     })
 }
 

@@ -9,8 +9,10 @@
 
 pub mod accept;
 pub mod alloc;
+pub mod control;
 pub mod driver;
 pub mod listener;
+pub mod mailbox;
 pub mod nofile;
 pub mod worker;
 
@@ -19,7 +21,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use crate::admin::state::Overlay;
 use crate::config::Config;
+pub use control::{Applied, Control, ReloadError};
 pub use driver::ActiveDriver;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +45,15 @@ pub enum StartError {
     AccessLog {
         path: String,
         source: std::io::Error,
+    },
+    /// `admin.state_file` cannot be read, or its routes do not fit the file.
+    #[error("admin.state_file: {0}")]
+    State(String),
+    /// The OS error is part of the message (not a `source`, which would print twice).
+    #[error("admin.listen {addr}: cannot listen there: {error}")]
+    Admin {
+        addr: SocketAddr,
+        error: std::io::Error,
     },
 }
 
@@ -96,20 +109,31 @@ pub struct Gateway {
     threads: Vec<JoinHandle<()>>,
     /// The access log's writer thread (none when the log is off).
     log_writer: Option<crate::telemetry::access_log::Writer>,
-    /// The configuration in force (the start one, or the last reloaded).
-    current: Mutex<Arc<Config>>,
-}
-
-/// Why a reload was not applied; the running configuration stays.
-#[derive(Debug, thiserror::Error)]
-pub enum ReloadError {
-    #[error("the workers did not take the new configuration within {0:?}")]
-    NotApplied(std::time::Duration),
+    /// The configuration in force and every way of changing it.
+    control: Arc<Control>,
+    /// The admin listener (with an `[admin]` table).
+    admin: Option<crate::admin::AdminServer>,
 }
 
 impl Gateway {
     /// Bind the listeners and start the workers. Returns when every worker accepts.
     pub fn start(mut cfg: Config) -> Result<Gateway, StartError> {
+        // The admin API's routes, kept in `state_file`, go on top of the file.
+        let base = cfg.text.as_deref().map(str::to_owned);
+        let overlay = match &cfg.admin.state_file {
+            Some(path) => Overlay::load(path).map_err(|e| StartError::State(e.to_string()))?,
+            None => Overlay::default(),
+        };
+        if let (false, Some(text)) = (overlay.is_empty(), &base) {
+            let origin = cfg
+                .source
+                .as_ref()
+                .map_or("configuration".to_owned(), |p| p.display().to_string());
+            let source = cfg.source.clone();
+            cfg = control::with_overlay(text, &origin, &overlay)
+                .map_err(|e| StartError::State(e.to_string()))?;
+            cfg.source = source;
+        }
         let workers = match cfg.server.workers {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
@@ -140,6 +164,28 @@ impl Gateway {
             .collect();
         let (sockets, mut addrs) = listener::bind_all(&all, workers).map_err(StartError::Listen)?;
         let tls_addrs = addrs.split_off(plain);
+        // Bound before any worker starts, so that a taken admin port refuses the start.
+        let admin_listener =
+            match cfg.admin.requested {
+                true => Some(crate::admin::bind(cfg.admin.listen).map_err(|error| {
+                    StartError::Admin {
+                        addr: cfg.admin.listen,
+                        error,
+                    }
+                })?),
+                false => None,
+            };
+        let mut mail = Vec::with_capacity(workers);
+        let mut inboxes = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let (m, i) = mailbox::pair().map_err(|e| StartError::Worker {
+                worker: mail.len(),
+                message: format!("mailbox: {e}"),
+            })?;
+            mail.push(m);
+            inboxes.push(i);
+        }
+        let mut inboxes = inboxes.into_iter();
         let (log_sink, log_writer) = crate::telemetry::access_log::open(&cfg.log.access_log)
             .map_err(|e| StartError::AccessLog {
                 path: match &cfg.log.access_log {
@@ -181,6 +227,10 @@ impl Gateway {
                 worker: id,
                 message: "no gossip endpoint".into(),
             })?;
+            let inbox = inboxes.next().ok_or_else(|| StartError::Worker {
+                worker: id,
+                message: "no mailbox".into(),
+            })?;
             let t = std::thread::Builder::new()
                 .name(format!("ringgate-w{id}"))
                 .spawn(move || {
@@ -200,6 +250,7 @@ impl Gateway {
                         endpoint,
                         auth,
                         workers,
+                        inbox,
                     };
                     worker::run(parts, ready);
                 })
@@ -228,6 +279,15 @@ impl Gateway {
                 }
             }
         }
+        let control = Arc::new(Control::new(
+            shared.clone(),
+            mail,
+            driver,
+            cfg,
+            base,
+            overlay,
+        ));
+        let admin = admin_listener.map(|l| crate::admin::AdminServer::start(l, control.clone()));
         Ok(Gateway {
             addrs,
             tls_addrs,
@@ -236,67 +296,38 @@ impl Gateway {
             shared,
             threads,
             log_writer,
-            current: Mutex::new(cfg),
+            control,
+            admin,
         })
     }
 
-    /// Replace the routes, upstreams, plans, rate-limit settings, keys and per-route
-    /// cache settings with those of `cfg` (already validated), on every worker, without
-    /// dropping a connection: each worker builds its new pipeline on its next tick, and
-    /// requests in flight finish on the one they started with. Returns once every
-    /// worker runs it, with the sections that changed but take effect only at the next
-    /// start (listeners, workers, `[server]`, `[log]`, `[admin]`, `[cache]` sizes).
-    /// `cfg` is valid by construction (validation loads its keys and types its plans):
-    /// a file that cannot be loaded never gets here, and the running configuration
-    /// stays.
-    pub fn reload(&self, mut cfg: Config) -> Result<Vec<&'static str>, ReloadError> {
-        // Keys and plans were loaded and typed when `cfg` was validated.
-        let limits = cfg.limits.clone();
-        let auth = cfg.auth_keys.clone();
-        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        // Whether the start took an address over (`--takeover`) means nothing now.
-        cfg.server.takeover = current.server.takeover;
-        cfg.server.https_port = current.server.https_port;
-        let cfg = Arc::new(cfg);
-        let differs =
-            |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
-        let mut restart_needed = Vec::new();
-        if differs(&current.server, &cfg.server) {
-            restart_needed.push("[server]");
-        }
-        if differs(&current.log, &cfg.log) {
-            restart_needed.push("[log]");
-        }
-        if differs(&current.admin, &cfg.admin) {
-            restart_needed.push("[admin]");
-        }
-        if differs(&current.cache, &cfg.cache) {
-            restart_needed.push("[cache]");
-        }
-        let generation = self.shared.generation.load(Ordering::Acquire) + 1;
-        *self.shared.reload.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(Reloaded {
-            generation,
-            cfg: cfg.clone(),
-            limits,
-            auth,
-        }));
-        self.shared.generation.store(generation, Ordering::Release);
-        *current = cfg;
-        // Each worker takes it on its tick (every 50 ms).
-        let bound = std::time::Duration::from_secs(5);
-        let deadline = std::time::Instant::now() + bound;
-        while self
-            .shared
-            .applied
-            .iter()
-            .any(|a| a.load(Ordering::Acquire) < generation)
-        {
-            if std::time::Instant::now() >= deadline {
-                return Err(ReloadError::NotApplied(bound));
-            }
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        Ok(restart_needed)
+    /// Apply `cfg` (already validated) on every worker without dropping a
+    /// connection, with the admin API's routes on top (see [`Control::replace`]).
+    /// Returns once every worker runs it, with the sections that changed but take
+    /// effect only at the next start.
+    pub fn reload(&self, cfg: Config) -> Result<Vec<&'static str>, ReloadError> {
+        self.control.replace(cfg)
+    }
+
+    /// Read the configuration file again and apply it: SIGHUP, and the same entry point
+    /// as `POST /api/v1/reload`.
+    pub fn reload_file(&self) -> Result<Applied, ReloadError> {
+        self.control.reload_file()
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.control.current()
+    }
+
+    /// The configuration and its controls (the admin API's side of the gateway).
+    pub fn control(&self) -> &Arc<Control> {
+        &self.control
+    }
+
+    /// The admin listener's address, when there is one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|a| a.addr())
     }
 
     /// The bound listener addresses, in `server.listen` order.
@@ -338,6 +369,10 @@ impl Gateway {
     pub fn join(self) {
         for t in self.threads {
             let _ = t.join();
+        }
+        // The admin API answers through the drain (`/ready` says 503); then it stops.
+        if let Some(a) = self.admin {
+            a.stop();
         }
         // The workers' sinks are gone with them: the writer drains the queue and ends.
         if let Some(w) = self.log_writer {

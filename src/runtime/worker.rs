@@ -64,6 +64,8 @@ pub struct Parts {
     pub endpoint: Endpoint,
     pub auth: Arc<AuthSettings>,
     pub workers: usize,
+    /// Questions from the admin API.
+    pub inbox: super::mailbox::Inbox,
 }
 
 impl Worker {
@@ -164,6 +166,7 @@ async fn worker_main(parts: Parts, ready: Sender<Result<usize, String>>) {
         endpoint,
         auth,
         workers,
+        inbox,
         ..
     } = parts;
     let mut listeners = Vec::with_capacity(sockets.len());
@@ -210,6 +213,7 @@ async fn worker_main(parts: Parts, ready: Sender<Result<usize, String>>) {
     }
     monoio::spawn(tick_loop(w.clone()));
     monoio::spawn(gossip_loop(w.clone()));
+    monoio::spawn(super::mailbox::serve(w.local.clone(), inbox));
     for u in &w.local.pipeline().upstreams {
         monoio::spawn(crate::upstream::health::run(w.local.clone(), u.clone()));
     }

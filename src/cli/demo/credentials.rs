@@ -18,6 +18,8 @@ pub struct Credentials {
     /// Pro plan, scopes users:read and orders:read.
     pub pro_token: String,
     pub api_key: String,
+    /// The admin API's token for this run (what `[admin] token_env` names).
+    pub admin_token: String,
 }
 
 impl Credentials {
@@ -27,6 +29,7 @@ impl Credentials {
             free_token: mint_token(secret, "alice", "acme", "free", "users:read"),
             pro_token: mint_token(secret, "bob", "globex", "pro", "users:read orders:read"),
             api_key: API_KEY.to_string(),
+            admin_token: fresh_secret(),
         }
     }
 }

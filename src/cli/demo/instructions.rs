@@ -25,6 +25,7 @@ pub const LAST_LINE: &str = "Ctrl-C stops the gateway and the demo backends.";
 pub fn instructions(
     gw: SocketAddr,
     https: SocketAddr,
+    admin: Option<SocketAddr>,
     certs: &DemoCerts,
     backends: DemoAddrs,
     creds: &Credentials,
@@ -142,6 +143,44 @@ pub fn instructions(
             ),
         ),
     ];
+    let admin_tries: Vec<(&str, String)> = match admin {
+        Some(admin) => {
+            let admin = format!("http://{admin}");
+            vec![
+                (
+                    "Each upstream's servers with their health and circuit: 200, \"closed\"",
+                    format!(
+                        "curl -i -H \"Authorization: Bearer $ADMIN\" {}",
+                        url(&admin, "/health")
+                    ),
+                ),
+                (
+                    "The management API without the admin token: 401",
+                    format!("curl -i {}", url(&admin, "/api/v1/routes")),
+                ),
+                (
+                    "Create a route live (no restart), with the admin token: 201, \"active\"",
+                    format!(
+                        "curl -i -H \"Authorization: Bearer $ADMIN\" -H 'Content-Type: application/json' \
+                         -d '{{\"id\":\"staff\",\"path\":\"/staff\",\"upstream_id\":\"users\",\"strip_path\":true,\"auth_required\":false}}' {}",
+                        url(&admin, "/api/v1/routes")
+                    ),
+                ),
+                (
+                    "Served at once by every worker, without a token: 200 and user 2, \"Grace Hopper\"",
+                    format!("curl -i {}", url(&gw, "/staff/users/2")),
+                ),
+                (
+                    "Delete it again: 200, \"deleted\"",
+                    format!(
+                        "curl -i -X DELETE -H \"Authorization: Bearer $ADMIN\" {}",
+                        url(&admin, "/api/v1/routes/staff")
+                    ),
+                ),
+            ]
+        }
+        None => Vec::new(),
+    };
     let names = std::iter::once(SERVER_NAME.to_string())
         .chain(certs.ips().iter().map(IpAddr::to_string))
         .collect::<Vec<_>>();
@@ -152,7 +191,7 @@ pub fn instructions(
          and kept in {} until the demo stops; the HTTPS lines below trust that CA with \
          --cacert {}\n\
          First, in your shell (tokens signed for this run, valid 24 h):\n\n\
-         export FREE='{}'\nexport PRO='{}'\nexport KEY='{}'\n\nThen try:\n\n",
+         export FREE='{}'\nexport PRO='{}'\nexport KEY='{}'\nexport ADMIN='{}'\n\nThen try:\n\n",
         backends.users,
         backends.orders,
         backends.products,
@@ -161,7 +200,8 @@ pub fn instructions(
         shell_word(&ca_file.to_string_lossy()),
         creds.free_token,
         creds.pro_token,
-        creds.api_key
+        creds.api_key,
+        creds.admin_token
     );
     for (what, line) in tries {
         text.push_str(&format!("# {what}\n{line}\n\n"));
@@ -170,6 +210,15 @@ pub fn instructions(
         "Over HTTPS, the same gateway (curl verifies its certificate with the demo CA):\n\n",
     );
     for (what, line) in over_https {
+        text.push_str(&format!("# {what}\n{line}\n\n"));
+    }
+    if !admin_tries.is_empty() {
+        text.push_str(&format!(
+            "The admin API, on its own port ({}), never on the public ones:\n\n",
+            admin.map_or(String::new(), |a| a.to_string())
+        ));
+    }
+    for (what, line) in admin_tries {
         text.push_str(&format!("# {what}\n{line}\n\n"));
     }
     text.push_str(LAST_LINE);
@@ -240,6 +289,7 @@ mod tests {
             free_token: "f.t.k".into(),
             pro_token: "p.t.k".into(),
             api_key: super::super::credentials::API_KEY.into(),
+            admin_token: "adm".into(),
         }
     }
 
@@ -256,7 +306,8 @@ mod tests {
         let gw: SocketAddr = "127.0.0.1:8080".parse().unwrap();
         let https: SocketAddr = "127.0.0.1:8443".parse().unwrap();
         let certs = DemoCerts::generate(None).unwrap();
-        let text = instructions(gw, https, &certs, backends(), &creds());
+        let admin: SocketAddr = "127.0.0.1:9901".parse().unwrap();
+        let text = instructions(gw, https, Some(admin), &certs, backends(), &creds());
         let ca = certs.ca_file().display().to_string();
         for line in [
             "ringgate demo: gateway on http://127.0.0.1:8080 and https://localhost:8443, demo \
@@ -280,6 +331,9 @@ mod tests {
             "curl -i http://127.0.0.1:8080/api/fail\n".into(),
             "curl -i 'http://127.0.0.1:8080/api/slow?ms=8000'\n".into(),
             "curl -i http://127.0.0.1:8080/nope\n".into(),
+            "export ADMIN='adm'\n".into(),
+            "curl -i -H \"Authorization: Bearer $ADMIN\" http://127.0.0.1:9901/health\n".into(),
+            "curl -i -X DELETE -H \"Authorization: Bearer $ADMIN\" http://127.0.0.1:9901/api/v1/routes/staff\n".into(),
             format!("\ncurl -i --cacert {ca} https://localhost:8443/api/users\n"),
             format!(
                 "\ncurl -i --cacert {ca} -H \"Authorization: Bearer $PRO\" \
@@ -315,6 +369,7 @@ mod tests {
         let v6 = instructions(
             "[::1]:8080".parse().unwrap(),
             "[::1]:8443".parse().unwrap(),
+            None,
             &certs,
             backends(),
             &creds(),

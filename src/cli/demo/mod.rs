@@ -35,7 +35,7 @@ mod test_client;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use ringgate::config::{Config, ConfigError, IoDriver};
+use ringgate::config::{Config, ConfigError};
 
 pub use certs::DemoCerts;
 pub use credentials::{fresh_secret, Credentials, SECRET_ENV};
@@ -65,6 +65,10 @@ pub struct DemoArgs {
     /// instructions.
     #[arg(long, value_name = "USERS,ORDERS,PRODUCTS")]
     pub backend_ports: Option<BackendPorts>,
+    /// Where the admin API listens [default: 127.0.0.1:9901, from config/demo.toml].
+    /// Port 0: a free port chosen by the OS, printed in the instructions.
+    #[arg(long, value_name = "ADDR")]
+    pub admin_listen: Option<SocketAddr>,
     /// The I/O driver [default: auto, from config/demo.toml].
     #[arg(long, value_name = "DRIVER")]
     pub io_driver: Option<Driver>,
@@ -117,17 +121,36 @@ impl DemoArgs {
             }
         };
         let text = format!("{DEMO_TOML}{}", tls_section(self.tls_listen(), certs));
-        let mut cfg = Config::parse_with_env(&text, "config/demo.toml", &env)?;
-        if let Some(listen) = self.listen {
-            cfg.server.listen = vec![listen];
-        }
-        if let Some(driver) = self.io_driver {
-            cfg.server.io_driver = match driver {
-                Driver::Auto => IoDriver::Auto,
-                Driver::IoUring => IoDriver::IoUring,
-                Driver::Epoll => IoDriver::Epoll,
+        // The flags change the text itself, not only the typed values: the admin API
+        // validates the text again for every change it makes.
+        let text = edit_text(&text, |doc| {
+            let table = |doc: &mut toml::Table, name: &str| {
+                doc.entry(name)
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                    .as_table_mut()
+                    .map(std::mem::take)
+                    .unwrap_or_default()
             };
-        }
+            let mut server = table(doc, "server");
+            if let Some(listen) = self.listen {
+                server.insert("listen".into(), toml::Value::from(vec![listen.to_string()]));
+            }
+            if let Some(driver) = self.io_driver {
+                let name = match driver {
+                    Driver::Auto => "auto",
+                    Driver::IoUring => "io_uring",
+                    Driver::Epoll => "epoll",
+                };
+                server.insert("io_driver".into(), toml::Value::from(name));
+            }
+            doc.insert("server".into(), toml::Value::Table(server));
+            let mut admin = table(doc, "admin");
+            if let Some(listen) = self.admin_listen {
+                admin.insert("listen".into(), toml::Value::from(listen.to_string()));
+            }
+            doc.insert("admin".into(), toml::Value::Table(admin));
+        });
+        let cfg = Config::parse_with_env(&text, "config/demo.toml", &env)?;
         Ok(cfg)
     }
 
@@ -152,6 +175,16 @@ impl DemoArgs {
             }),
         }
     }
+}
+
+/// `text` (TOML) changed by `f`; comments do not survive. Unchanged if it does not
+/// parse (validation then says why).
+fn edit_text(text: &str, f: impl FnOnce(&mut toml::Table)) -> String {
+    let Ok(mut doc) = text.parse::<toml::Table>() else {
+        return text.to_owned();
+    };
+    f(&mut doc);
+    toml::to_string(&doc).unwrap_or_else(|_| text.to_owned())
 }
 
 /// The `[server.tls]` section added to demo.toml's text: HTTPS on `listen` (HTTP/1.1),
@@ -194,6 +227,25 @@ fn toml_string(s: &str) -> String {
 
 /// Points the upstreams named users, orders and products at where the services listen.
 pub fn point_upstreams(cfg: &mut Config, addrs: DemoAddrs) {
+    let at = |name: &str| match name {
+        "users" => Some(addrs.users),
+        "orders" => Some(addrs.orders),
+        "products" => Some(addrs.products),
+        _ => None,
+    };
+    // In the text too, which the admin API validates again for each change.
+    if let Some(text) = cfg.text.as_deref() {
+        let edited = edit_text(text, |doc| {
+            let ups = doc.get_mut("upstreams").and_then(toml::Value::as_array_mut);
+            for u in ups.into_iter().flatten() {
+                let name = u.get("name").and_then(toml::Value::as_str).unwrap_or("");
+                if let (Some(addr), Some(t)) = (at(name), u.as_table_mut()) {
+                    t.insert("servers".into(), toml::Value::from(vec![addr.to_string()]));
+                }
+            }
+        });
+        cfg.text = Some(edited.into());
+    }
     for upstream in &mut cfg.upstreams {
         let addr = match upstream.name.as_str() {
             "users" => addrs.users,
@@ -215,6 +267,7 @@ mod tests {
     use clap::Parser;
 
     use super::*;
+    use ringgate::config::IoDriver;
 
     #[derive(Parser)]
     struct Cli {

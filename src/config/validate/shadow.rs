@@ -35,7 +35,8 @@ fn covers(a: &RouteConfig, b: &RouteConfig) -> bool {
         && a.headers.iter().all(|h| b.headers.contains(h))
 }
 
-fn path_covers(a: &PathMatch, b: &PathMatch) -> bool {
+/// Does every path `b` matches also match `a` (the router's segment-aware rule)?
+pub fn path_covers(a: &PathMatch, b: &PathMatch) -> bool {
     match (a, b) {
         (PathMatch::Exact(a), PathMatch::Exact(b)) => a == b,
         (PathMatch::Exact(_), PathMatch::Prefix(_)) => false,

@@ -72,6 +72,22 @@ fn write_summary(o: &mut String, cfg: &Config) -> std::fmt::Result {
     if let Some(tls) = &cfg.tls {
         write_tls(o, tls)?;
     }
+    if cfg.admin.requested {
+        // Whether the token variable is set, never its value.
+        let token = match std::env::var_os(&cfg.admin.token_env) {
+            Some(v) if !v.is_empty() => "set",
+            _ => "unset: only GET /health and /metrics are served",
+        };
+        let state = match &cfg.admin.state_file {
+            Some(p) => format!("API changes kept in {}", p.display()),
+            None => "API changes kept in memory only".to_owned(),
+        };
+        writeln!(
+            o,
+            "admin         http://{}; token ${} {token}; {state}",
+            cfg.admin.listen, cfg.admin.token_env
+        )?;
+    }
     let workers = match s.workers {
         0 => {
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -511,12 +527,8 @@ pub const NOT_YET_ACTIVE: &str = "not yet active";
 /// The sections the file asks for that are parsed and checked but not served yet, one
 /// line each: `check` lists them, start prints each as a warning.
 pub fn not_yet_active(cfg: &Config) -> Vec<String> {
-    let mut out = Vec::new();
-    if cfg.admin.requested {
-        out.push(format!(
-            "admin         [admin] {}, token from ${}",
-            cfg.admin.listen, cfg.admin.token_env
-        ));
-    }
-    out
+    // Every section of the file is served now; later sections will be listed here
+    // while they are only parsed and checked.
+    let _ = cfg;
+    Vec::new()
 }
