@@ -104,10 +104,11 @@ impl Response {
 
 /// Why a request could not be read: answered with this status (and the connection
 /// closed), or, for `None`, closed without an answer (the peer left or idled out).
+#[derive(Debug)]
 pub struct ReadError(pub Option<(u16, &'static str)>);
 
 /// Read one request from `s`; `buf` keeps bytes that arrived after it (pipelining).
-pub fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Request, ReadError> {
+pub fn read_request<S: Read>(s: &mut S, buf: &mut Vec<u8>) -> Result<Request, ReadError> {
     let head_end = loop {
         if let Some(i) = memchr::memmem::find(buf, b"\r\n\r\n") {
             if i + 4 > MAX_HEAD {
@@ -196,7 +197,7 @@ pub fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Request, Rea
     Ok(req)
 }
 
-fn read_chunked(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Vec<u8>, ReadError> {
+fn read_chunked<S: Read>(s: &mut S, buf: &mut Vec<u8>) -> Result<Vec<u8>, ReadError> {
     let mut dec = ChunkedDecoder::new();
     let mut body = Vec::new();
     loop {
@@ -230,7 +231,7 @@ fn read_chunked(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Vec<u8>, ReadErr
 }
 
 /// Read more into `buf`; 0 at end of stream.
-fn fill(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<usize, ReadError> {
+fn fill<S: Read>(s: &mut S, buf: &mut Vec<u8>) -> Result<usize, ReadError> {
     let mut chunk = [0u8; 8192];
     match s.read(&mut chunk) {
         Ok(n) => {
@@ -277,4 +278,109 @@ pub fn write_response(
         out.extend_from_slice(&r.body);
     }
     s.write_all(&out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `data` given to the reader `step` bytes at a time.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.0.len().min(self.1).min(out.len());
+            out[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    fn read_all(data: &[u8], step: usize) -> Vec<Result<Request, Option<u16>>> {
+        let mut r = Trickle(data, step);
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        loop {
+            match read_request(&mut r, &mut buf) {
+                Ok(req) => out.push(Ok(req)),
+                Err(ReadError(e)) => {
+                    if let Some((status, _)) = e {
+                        out.push(Err(Some(status)));
+                    }
+                    return out;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn pipelined_requests_with_both_framings_byte_by_byte() {
+        let data = b"POST /a?x=1 HTTP/1.1\r\nContent-Length: 3\r\nX-Request-ID: r1\r\n\r\nabc\
+GET /b HTTP/1.0\r\n\r\n\
+POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n1;x=y\r\n!\r\n0\r\nT: v\r\n\r\n";
+        for step in [1, 7, 4096] {
+            let got = read_all(data, step);
+            assert_eq!(got.len(), 3, "step {step}");
+            let a = got[0].as_ref().unwrap();
+            assert_eq!(
+                (a.method.as_str(), a.path.as_str(), a.param("x")),
+                ("POST", "/a", Some("1"))
+            );
+            assert_eq!(a.body, b"abc");
+            assert!(a.keep_alive);
+            let b = got[1].as_ref().unwrap();
+            assert!(!b.keep_alive, "HTTP/1.0 closes");
+            assert_eq!(got[2].as_ref().unwrap().body, b"hi!");
+        }
+    }
+
+    #[test]
+    fn hostile_shapes_are_refused_with_their_status() {
+        for (data, status) in [
+            (
+                &b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"[..],
+                400,
+            ),
+            (b"POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\na", 400),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                501,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+                400,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+                400,
+            ),
+            (b"GET / HTTP/1.1\r\nBad Header\r\n\r\n", 400),
+            (b"POST / HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n", 413),
+        ] {
+            let got = read_all(data, 3);
+            assert_eq!(
+                got.last().map(|r| r.as_ref().err().copied()),
+                Some(Some(Some(status))),
+                "{}",
+                String::from_utf8_lossy(data)
+            );
+        }
+        // An endless head is cut at the limit, an endless chunked body too.
+        let mut long = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        long.resize(MAX_HEAD + 100, b'a');
+        assert_eq!(
+            read_all(&long, 4096).last().unwrap().as_ref().err(),
+            Some(&Some(431))
+        );
+        let mut big = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for _ in 0..200 {
+            big.extend_from_slice(b"2000\r\n");
+            big.extend(std::iter::repeat_n(b'x', 0x2000));
+            big.extend_from_slice(b"\r\n");
+        }
+        assert_eq!(
+            read_all(&big, 65536).last().unwrap().as_ref().err(),
+            Some(&Some(413))
+        );
+    }
 }
