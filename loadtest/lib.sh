@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Shared by loadtest/run.sh and loadtest/mem.sh: process tracking and cleanup,
+# Shared by the loadtest scripts: process tracking and cleanup, nginx prefixes,
 # readiness polling, tool installation, building ringgate and writing its config.
 # Sourced, never run; expects `set -euo pipefail` and LT_DIR (this directory).
 
@@ -109,6 +109,29 @@ ensure_tools() {
         apt-get update >&2
         DEBIAN_FRONTEND=noninteractive apt-get install -y "${pkgs[@]}" >&2
     fi
+}
+
+# ----------------------------------------------------------------- nginx
+# (expects LT_TMP, OUT and ORIGIN_PORT)
+
+# nginx_prefix NAME TEMPLATE PORT: make DIR=$LT_TMP/NAME with the filled-in conf.
+nginx_prefix() {
+    local name=$1 tmpl=$2 port=$3 dir=$LT_TMP/$1 tempfile=0
+    [[ ${NGINX_TEMP_FILE:-0} == 1 ]] && tempfile=1024m
+    mkdir -p "$dir/tmp" "$dir/www"
+    sed -e "s#@DIR@#$dir#g" -e "s#@PORT@#$port#g" -e "s#@ORIGIN@#$ORIGIN_PORT#g" \
+        -e "s#@TEMPFILE@#$tempfile#g" "$LT_DIR/$tmpl" >"$dir/nginx.conf"
+    cp "$dir/nginx.conf" "$OUT/$name.nginx.conf"
+}
+
+# start_nginx NAME CPU: run the prefix made by nginx_prefix, in the foreground (our
+# child), pinned with taskset; sets NGINX_PID_<NAME> via LT_LAST_PID.
+start_nginx() {
+    local name=$1 cpu=$2 dir=$LT_TMP/$1
+    nginx -t -q -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" ||
+        die "nginx rejected $dir/nginx.conf"
+    start_bg "nginx-$name" "$dir/stderr.log" \
+        taskset -c "$cpu" nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" -g 'daemon off;'
 }
 
 # ----------------------------------------------------------------- ringgate

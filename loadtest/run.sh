@@ -101,26 +101,6 @@ RESULTS=$OUT/results.jsonl
 
 read -r ORIGIN_PORT NGINX_PORT RG_URING_PORT RG_EPOLL_PORT RG_ADMIN_PORT RG_AUTH_PORT NGINX_CACHE_PORT RG_CACHE_PORT RG_Q_PORT RG_MISS_PORT FLOOR_PORT RG_BASE_PORT < <("${LT_PY[@]}" ports 12)
 
-# nginx_prefix NAME TEMPLATE PORT: make DIR=$LT_TMP/NAME with the filled-in conf.
-nginx_prefix() {
-    local name=$1 tmpl=$2 port=$3 dir=$LT_TMP/$1 tempfile=0
-    [[ ${NGINX_TEMP_FILE:-0} == 1 ]] && tempfile=1024m
-    mkdir -p "$dir/tmp" "$dir/www"
-    sed -e "s#@DIR@#$dir#g" -e "s#@PORT@#$port#g" -e "s#@ORIGIN@#$ORIGIN_PORT#g" \
-        -e "s#@TEMPFILE@#$tempfile#g" "$LT_DIR/$tmpl" >"$dir/nginx.conf"
-    cp "$dir/nginx.conf" "$OUT/$name.nginx.conf"
-}
-
-# start_nginx NAME CPU: run the prefix made by nginx_prefix, in the foreground (our
-# child), pinned with taskset; sets NGINX_PID_<NAME> via LT_LAST_PID.
-start_nginx() {
-    local name=$1 cpu=$2 dir=$LT_TMP/$1
-    nginx -t -q -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" ||
-        die "nginx rejected $dir/nginx.conf"
-    start_bg "nginx-$name" "$dir/stderr.log" \
-        taskset -c "$cpu" nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" -g 'daemon off;'
-}
-
 nginx_prefix origin nginx-origin.conf.in "$ORIGIN_PORT"
 "${LT_PY[@]}" body128 "$LT_TMP/origin/www/body.json"
 head -c 1048576 /dev/urandom >"$LT_TMP/origin/www/1m.bin"

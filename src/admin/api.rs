@@ -9,6 +9,8 @@
 //! | `POST /api/v1/reload` | read the file again (as SIGHUP does) |
 //! | `GET /api/v1/config` | the running configuration, secrets redacted |
 //! | `POST /api/v1/cache/purge` | drop cached entries by `uri`, `prefix` or `tenant` |
+//! | `GET /metrics` | Prometheus text format ([`super::metrics`]) |
+//! | `GET /api/v1/metrics/routes/{id}?period=` | a route's rolling window, merged |
 //! | `/api/v1/routes...` | the routes API ([`super::routes`]) |
 
 use std::sync::atomic::Ordering;
@@ -31,6 +33,10 @@ pub fn dispatch(admin: &Admin, req: &Request) -> Response {
     let id = &req.request_id;
     match (segs.as_slice(), req.method.as_str()) {
         (["health"], _) if get => health(admin, req),
+        (["metrics"], _) if get => super::metrics::prometheus(admin, req),
+        (["api", "v1", "metrics", "routes", rid], _) if get => {
+            super::metrics::route(admin, req, rid)
+        }
         (["ready"], _) if get => ready(admin, req),
         (["api", "v1", "reload"], "POST") => reload(admin, req),
         (["api", "v1", "config"], _) if get => config(admin, req),
@@ -40,7 +46,10 @@ pub fn dispatch(admin: &Admin, req: &Request) -> Response {
         (["api", "v1", "routes", rid], _) if get => super::routes::get(admin, req, rid),
         (["api", "v1", "routes", rid], "PATCH") => super::routes::patch(admin, req, rid),
         (["api", "v1", "routes", rid], "DELETE") => super::routes::delete(admin, req, rid),
-        (["health"] | ["ready"] | ["api", "v1", "config"], _) => not_allowed("GET, HEAD", id),
+        (["health"] | ["ready"] | ["metrics"] | ["api", "v1", "config"], _) => {
+            not_allowed("GET, HEAD", id)
+        }
+        (["api", "v1", "metrics", "routes", _], _) => not_allowed("GET, HEAD", id),
         (["api", "v1", "reload"] | ["api", "v1", "cache", "purge"], _) => not_allowed("POST", id),
         (["api", "v1", "routes"], _) => not_allowed("GET, HEAD, POST", id),
         (["api", "v1", "routes", _], _) => not_allowed("GET, HEAD, PATCH, DELETE", id),

@@ -21,10 +21,12 @@
 //!
 //! - [`http`]: reading requests and writing answers;
 //! - [`api`]: the endpoints (health, ready, reload, config, purge);
+//! - [`metrics`]: `/metrics` and the route-metrics API;
 //! - [`routes`]: the routes API; [`state`]: its changes, kept apart from the file.
 
 pub mod api;
 pub mod http;
+pub mod metrics;
 pub mod routes;
 pub mod state;
 

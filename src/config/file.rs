@@ -48,6 +48,7 @@ pub struct FileConfig {
     pub plans: Option<BTreeMap<Spanned<String>, FilePlan>>,
     pub cache: FileCache,
     pub tracing: FileTracing,
+    pub metrics: FileMetrics,
     pub upstreams: Vec<FileUpstream>,
     pub routes: Vec<FileRoute>,
 }
@@ -64,6 +65,30 @@ pub struct FileTracing {
 impl Default for FileTracing {
     fn default() -> Self {
         FileTracing { traceparent: true }
+    }
+}
+
+/// `[metrics]`: per-route and per-server statistics (see `crate::telemetry::metrics`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileMetrics {
+    /// Serve `GET /metrics` (Prometheus text format) on the admin listener.
+    pub prometheus: bool,
+    /// How far back `GET /api/v1/metrics/routes/{id}?period=` can look, in seconds
+    /// (the periods are 1m, 5m, 15m, 1h; each must fit in it).
+    pub latency_window_s: Spanned<u64>,
+    /// Added key: record at all. `false` = no metrics stage on the request path, no
+    /// `/metrics` and no route metrics (for measuring what recording costs).
+    pub enabled: bool,
+}
+
+impl Default for FileMetrics {
+    fn default() -> Self {
+        FileMetrics {
+            prometheus: true,
+            latency_window_s: default_spanned(3600),
+            enabled: true,
+        }
     }
 }
 

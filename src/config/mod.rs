@@ -24,6 +24,8 @@ pub struct Config {
     /// `[tracing]`: W3C Trace Context (`traceparent`) kept or started, sent upstream
     /// and logged.
     pub tracing: file::FileTracing,
+    /// `[metrics]`: read at start (a reload does not change it).
+    pub metrics: MetricsConfig,
     /// `[auth]`, `[rate_limit]` and `[plans.*]` as written: what `ringgate check`
     /// prints (the names of variables and files, never key material). Start uses the
     /// typed forms below.
@@ -100,6 +102,27 @@ pub struct Limits {
     /// per request). After it, the connection gives its buffers back and waits for
     /// readability with none (`Duration::ZERO`: at once).
     pub buffer_hold: Duration,
+}
+
+/// `[metrics]`, checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Record per-route and per-server statistics at all.
+    pub enabled: bool,
+    /// Serve `GET /metrics` on the admin listener (only when `enabled`).
+    pub prometheus: bool,
+    /// Seconds the route-metrics API can look back: 60 to 3600.
+    pub latency_window_s: u64,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> MetricsConfig {
+        MetricsConfig {
+            enabled: true,
+            prometheus: true,
+            latency_window_s: 3600,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

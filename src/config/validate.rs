@@ -44,7 +44,8 @@ use toml::Spanned;
 use super::file::{FileConfig, FileHeaderEdits, FileRoute, FileUpstream, FileUpstreamServer};
 use super::{
     AccessLog, AdminConfig, AuthMode, Config, HeaderEdits, IoDriver, Limits, LogConfig, LogLevel,
-    PathMatch, RouteCache, RouteConfig, RouteTarget, ServerConfig, UpstreamConfig, UpstreamServer,
+    MetricsConfig, PathMatch, RouteCache, RouteConfig, RouteTarget, ServerConfig, UpstreamConfig,
+    UpstreamServer,
 };
 pub use error::{ConfigError, Site};
 pub use shadow::path_covers;
@@ -309,6 +310,7 @@ fn build(cx: &Cx, file: FileConfig) -> Result<Config, ConfigError> {
     };
     listener_clashes(cx, &file)?;
     let log = log(cx, &file)?;
+    let metrics = metrics(cx, &file.metrics)?;
     let plans = deferred::plans(cx, file.plans.clone())?;
     deferred::rate_limit(cx, &file.rate_limit, &plans)?;
     deferred::auth(cx, &file.auth, &plans)?;
@@ -331,10 +333,29 @@ fn build(cx: &Cx, file: FileConfig) -> Result<Config, ConfigError> {
         plans,
         cache: file.cache,
         tracing: file.tracing,
+        metrics,
         upstreams,
         routes,
         source: None,
         text: Some(Arc::from(cx.text)),
+    })
+}
+
+/// `[metrics]`: the window must hold the shortest period (1m) and need not exceed
+/// the longest (1h).
+fn metrics(cx: &Cx, m: &super::file::FileMetrics) -> Result<MetricsConfig, ConfigError> {
+    let key = "metrics.latency_window_s";
+    if *m.latency_window_s.get_ref() < 60 {
+        return Err(ConfigError::TooSmall {
+            site: cx.at(key, &m.latency_window_s),
+            min: "60 s (the shortest period, 1m)".to_owned(),
+        });
+    }
+    cx.at_most(key, &m.latency_window_s, 3600, "s (the longest period, 1h)")?;
+    Ok(MetricsConfig {
+        enabled: m.enabled,
+        prometheus: m.prometheus,
+        latency_window_s: *m.latency_window_s.get_ref(),
     })
 }
 

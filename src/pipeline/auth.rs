@@ -20,6 +20,13 @@ use crate::pipeline::local::Local;
 
 use super::stack::Pipeline;
 
+/// The auth stage's refusal: the answer, and why (a label of
+/// `telemetry::metrics::names::AUTH_REASONS`, for metrics).
+pub struct Denied {
+    pub answer: Answer,
+    pub reason: &'static str,
+}
+
 /// A stage's own answer to a request.
 pub struct Answer {
     pub status: u16,
@@ -37,7 +44,7 @@ pub fn run(
     head: &RequestHead,
     buf: &[u8],
     peer: &super::forward::Peer,
-) -> Result<Option<Rc<Identity>>, Answer> {
+) -> Result<Option<Rc<Identity>>, Denied> {
     // `auth = "none"`: the gateway decides nothing from these fields, so it has no
     // reading of them that an origin could disagree with; duplicates are forwarded in
     // order, exactly as received, as nginx and Envoy forward repeated fields they do not
@@ -53,10 +60,13 @@ pub fn run(
     if route.auth == AuthMode::Mtls {
         return match peer.client_cert {
             Some(_) => Ok(None),
-            None => Err(Answer {
-                status: 403,
-                message: "this route requires a verified TLS client certificate".to_owned(),
-                headers: Vec::new(),
+            None => Err(Denied {
+                answer: Answer {
+                    status: 403,
+                    message: "this route requires a verified TLS client certificate".to_owned(),
+                    headers: Vec::new(),
+                },
+                reason: "no_client_certificate",
             }),
         };
     }
@@ -75,7 +85,10 @@ pub fn run(
             continue;
         };
         if slot.replace(h.value.get(buf)).is_some() {
-            return Err(invalid_request(&twice));
+            return Err(Denied {
+                answer: invalid_request(&twice),
+                reason: twice.code(),
+            });
         }
     }
     // A bearer token alone decides when both are sent: `authenticate` looks at the API
@@ -86,26 +99,38 @@ pub fn run(
     {
         AuthOutcome::Authenticated(id) => {
             if !has_scopes(&id, &route.scopes) {
-                return Err(answer(
-                    403,
-                    "the credential lacks a scope this route requires",
-                    &challenge(Challenge::InsufficientScope(&route.scopes)),
-                ));
+                return Err(Denied {
+                    answer: answer(
+                        403,
+                        "the credential lacks a scope this route requires",
+                        &challenge(Challenge::InsufficientScope(&route.scopes)),
+                    ),
+                    reason: "insufficient_scope",
+                });
             }
             Ok(Some(id))
         }
         AuthOutcome::Anonymous if route.auth == AuthMode::Optional => Ok(None),
-        AuthOutcome::Anonymous => Err(answer(
-            401,
-            "this route requires a bearer token or an API key",
-            &challenge(Challenge::NoCredential),
-        )),
-        AuthOutcome::Invalid(failure) => Err(answer(
-            401,
-            &format!("invalid credential: {failure}"),
-            &challenge(Challenge::InvalidToken(&failure)),
-        )),
-        AuthOutcome::Ambiguous(ambiguity) => Err(invalid_request(&ambiguity)),
+        AuthOutcome::Anonymous => Err(Denied {
+            answer: answer(
+                401,
+                "this route requires a bearer token or an API key",
+                &challenge(Challenge::NoCredential),
+            ),
+            reason: "no_credential",
+        }),
+        AuthOutcome::Invalid(failure) => Err(Denied {
+            answer: answer(
+                401,
+                &format!("invalid credential: {failure}"),
+                &challenge(Challenge::InvalidToken(&failure)),
+            ),
+            reason: failure.code(),
+        }),
+        AuthOutcome::Ambiguous(ambiguity) => Err(Denied {
+            answer: invalid_request(&ambiguity),
+            reason: ambiguity.code(),
+        }),
     }
 }
 

@@ -56,6 +56,8 @@ pub struct CacheCtx {
     /// Set before [`before`] looks again for a request whose own fill just stored the
     /// entry: the answer says `X-Cache: MISS` (the upstream was asked for it).
     pub filled: bool,
+    /// The `X-Cache` the answer carries (for metrics): `None` on routes not cached.
+    pub outcome: Option<XCache>,
     credentials: bool,
     tenant_keyed: bool,
     pub(super) requested_at: Option<Instant>,
@@ -91,6 +93,7 @@ impl CacheCtx {
         self.promote = None;
         self.stale = None;
         self.body = None;
+        self.outcome = None;
     }
 }
 
@@ -129,6 +132,7 @@ pub fn before(
         // The route is cached, but not for this method: the response says the cache
         // was passed by (as for a request's `no-store`).
         extra.extend_from_slice(b"X-Cache: BYPASS\r\n");
+        ctx.outcome = Some(XCache::Bypass);
         if !method.eq_ignore_ascii_case(b"GET") && !method.eq_ignore_ascii_case(b"HEAD") {
             ctx.invalidate = true;
             remember(ctx, head, buf);
@@ -175,12 +179,14 @@ pub fn before(
         }
         Lookup::Bypass => {
             extra.extend_from_slice(b"X-Cache: BYPASS\r\n");
+            ctx.outcome = Some(XCache::Bypass);
             return Before::Forward;
         }
         Lookup::Miss | Lookup::Stale(..) if dirs.only_if_cached => {
             // RFC 9111 5.2.1.7: a stored response that can be used, or 504; never
             // the upstream.
             extra.extend_from_slice(b"X-Cache: MISS\r\n");
+            ctx.outcome = Some(XCache::Miss);
             out.clear();
             let date = *w.date.borrow();
             write_error(
@@ -202,6 +208,7 @@ pub fn before(
                 ctx.version_minor = head.version_minor;
             }
             extra.extend_from_slice(b"X-Cache: MISS\r\n");
+            ctx.outcome = Some(XCache::Miss);
             ctx.store = method == b"GET";
             ctx.fill_as_get =
                 method == b"HEAD" && matches!(found, Lookup::Miss) && cacheable_method(rc, b"GET");
@@ -218,6 +225,7 @@ pub fn before(
     } else {
         XCache::Stale
     };
+    ctx.outcome = Some(x);
     let head_only = not_modified || method == b"HEAD";
     // A large body is written from the entry after the head, not copied into `out`.
     let separate =

@@ -1,7 +1,7 @@
 //! [`RequestCtx`]: one request's state as the stages see it, from routing to the
 //! access log: the request id, the route, the caller's identity, the header lines the
 //! stages add to the response and to the upstream request, the cache's decision and
-//! the fill it leads. The stages read and write it instead of passing values to each
+//! the fill it leads, what the metrics stage will record. The stages read and write it instead of passing values to each
 //! other through arguments or connection fields.
 //!
 //! Each client connection owns one and clears it for every request, so its buffers
@@ -15,6 +15,7 @@ use super::cache::CacheCtx;
 use super::stack::Route;
 use crate::auth::Identity;
 use crate::cache::FillGuard;
+use crate::telemetry::metrics::Observed;
 
 pub struct RequestCtx {
     pub started: Instant,
@@ -44,6 +45,9 @@ pub struct RequestCtx {
     /// The `traceparent` sent upstream (the trace stage), when `traced`.
     pub trace: [u8; crate::http::traceparent::LEN],
     pub traced: bool,
+    /// What the metrics stage records at the end: the route's slot, the method, bytes,
+    /// a rate-limit or auth refusal (the cache's outcome is in `cache`).
+    pub observed: Observed,
 }
 
 impl Default for RequestCtx {
@@ -62,6 +66,7 @@ impl Default for RequestCtx {
             linger: false,
             trace: [0; crate::http::traceparent::LEN],
             traced: false,
+            observed: Observed::default(),
         }
     }
 }
@@ -82,6 +87,7 @@ impl RequestCtx {
         self.fill = None;
         self.linger = false;
         self.traced = false;
+        self.observed = Observed::default();
     }
 
     /// The `traceparent` this request carries upstream, if tracing is on.

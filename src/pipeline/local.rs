@@ -1,7 +1,7 @@
 //! [`Local`]: one worker's state as the request path sees it, shared by every task of
 //! that worker through an `Rc` and by no other core: the current [`Pipeline`], the
 //! start configuration, the rate-limit buckets, the cache shard and its fills, the
-//! counters, the access-log buffer, the cached clock. The runtime's worker
+//! counters and metrics, the access-log buffer, the cached clock. The runtime's worker
 //! ([`crate::runtime::worker`]) owns it and runs the loops around it (accepting, the
 //! tick, gossip); the pipeline's stages take it and never the runtime, so the
 //! dependency runs one way.
@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::ratelimit::{Limiter, RateLimitConfig};
 use crate::task::signal::LocalSignal;
 use crate::telemetry::access_log::{self, Sink};
+use crate::telemetry::metrics::WorkerMetrics;
 use crate::telemetry::Counters;
 
 /// How often the worker's tick runs: the clock, the log flush, the coarse timers.
@@ -35,6 +36,8 @@ pub struct Local {
     /// IMF-fixdate of the current second, refreshed by the tick.
     pub date: RefCell<[u8; 29]>,
     pub counters: Counters,
+    /// Per-route and per-server statistics (`[metrics]`); kept across reloads, by id.
+    pub metrics: WorkerMetrics,
     pub log_sink: Sink,
     pub log_buf: RefCell<Vec<u8>>,
     /// Idle pipes for splicing bodies, reused across requests.
@@ -86,9 +89,13 @@ impl Local {
         let share = (*cfg.cache.max_bytes.get_ref() as usize) / workers.max(1);
         let max_object = *cfg.cache.max_object_bytes.get_ref() as usize;
         let cache = crate::cache::Cache::new(share, max_object);
+        let pipeline = Rc::new(Pipeline::build(cfg.clone(), limits, auth, None));
+        let metrics = WorkerMetrics::new(cfg.metrics.enabled, cfg.metrics.latency_window_s);
+        metrics.remap(&pipeline);
         Local {
             limiter: RefCell::new(limiter),
-            pipeline: RefCell::new(Rc::new(Pipeline::build(cfg.clone(), limits, auth, None))),
+            pipeline: RefCell::new(pipeline),
+            metrics,
             unix_now: Cell::new(unix_seconds()),
             cache: RefCell::new(cache),
             fills: crate::cache::Fills::new(),
@@ -124,7 +131,9 @@ impl Local {
     /// take its plans. Returns the previous pipeline.
     pub fn set_pipeline(&self, next: Pipeline) -> Rc<Pipeline> {
         self.limiter.borrow_mut().reconfigure(&next.limits);
-        std::mem::replace(&mut *self.pipeline.borrow_mut(), Rc::new(next))
+        let next = Rc::new(next);
+        self.metrics.remap(&next);
+        std::mem::replace(&mut *self.pipeline.borrow_mut(), next)
     }
 
     /// Refresh the cached clock (the tick does, every 50 ms).

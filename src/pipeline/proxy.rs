@@ -26,7 +26,7 @@ use super::conn::{Downstream, READ_BUF};
 use super::error::ProxyError;
 use super::forward::{self, ClientFraming};
 use super::route::MatchInput;
-use super::stack::{self, Flow};
+use super::stack::{self, Flow, Pipeline};
 use crate::cache::Body;
 use crate::config::RouteConfig;
 use crate::http::generated::write_error;
@@ -36,6 +36,7 @@ use crate::http::sock;
 use crate::http::{BodyFraming, ChunkEvent, ChunkedDecoder, Method, RequestHead, ResponseHead};
 use crate::pipeline::local::Local;
 use crate::telemetry::access_log::Entry;
+use crate::telemetry::metrics::names::method_index;
 use crate::upstream::client::{self, Head, HeadLimits};
 use crate::upstream::pool::{UpConn, UP_BUF};
 use crate::upstream::stream::UpStream;
@@ -83,6 +84,8 @@ struct Progress {
     /// The upstream answered before the request body was all sent: the rest is not
     /// sent, and neither connection is reused.
     body_cut: bool,
+    /// Bytes of a chunked request body taken from the client, framing included.
+    chunked_in: u64,
 }
 
 /// Handle one parsed request. Returns whether the client connection may be reused.
@@ -99,6 +102,8 @@ pub async fn handle(
     crate::telemetry::inc(&w.counters.requests);
     let cx = &mut c.cx;
     cx.begin(started);
+    cx.observed.method = method_index(head.method) as u8;
+    cx.observed.bytes_in = head.head_len as u64;
     match head.request_id {
         Some(s) => cx.request_id.extend_from_slice(s.get(&c.rbuf)),
         None => w.new_request_id(&mut cx.request_id),
@@ -166,6 +171,7 @@ pub async fn handle(
     };
     let entry = pl.routes[ri].clone();
     cx.route = Some(entry.clone());
+    cx.observed.route = w.metrics.route_slot(&pl, ri);
     let route = &entry.cfg;
 
     // The stages' request phase, in the order `stack` gives.
@@ -224,7 +230,8 @@ pub async fn handle(
     }
 
     // Upstream and the head sent to it.
-    let up = &**entry.target.pick(&w.rng);
+    let (ui, up) = entry.target.pick(&w.rng);
+    let up = &**up;
     let hash_key: Option<Vec<u8>> = up
         .balancer
         .hash_header()
@@ -268,6 +275,8 @@ pub async fn handle(
     };
     let ex = Exchange {
         w,
+        pl: &pl,
+        ui,
         meta,
         route,
         up,
@@ -283,8 +292,14 @@ pub async fn handle(
     let outcome_ok = outcome.is_ok();
     if let Err(e) = outcome {
         p.keep_client = false;
+        // A timeout of the whole exchange drops the attempt under way: it is that
+        // server's failure.
+        if let (ProxyError::RequestTimeout, Some(si)) = (&e, p.server) {
+            w.metrics
+                .attempt_failed(w.metrics.server_slot(&pl, ui, si), &e);
+        }
         let stale = if !p.resp_started && e.status().is_some_and(|s| s >= 500) {
-            stack::upstream_failed(&c.cx, &mut c.obuf)
+            stack::upstream_failed(&mut c.cx, &mut c.obuf)
         } else {
             None
         };
@@ -318,6 +333,13 @@ pub async fn handle(
             );
         }
     }
+    c.cx.observed.bytes_out = p.bytes_out;
+    if p.body_done {
+        c.cx.observed.bytes_in += match meta.body {
+            BodyFraming::Length(n) => n,
+            _ => p.chunked_in,
+        };
+    }
     stack::done(w, &mut c.cx, p.status, outcome_ok);
     w.counters.count_status(p.status);
     let label = p
@@ -341,7 +363,7 @@ async fn serve_answer(
     route: &RouteConfig,
     keep_if_answered: bool,
 ) -> bool {
-    consume_request(c, meta, head);
+    c.cx.observed.bytes_in += consume_request(c, meta, head).unwrap_or(0);
     let status = std::str::from_utf8(&c.obuf[9..12])
         .ok()
         .and_then(|s| s.parse().ok())
@@ -363,6 +385,7 @@ async fn serve_answer(
             }
             .is_ok();
     }
+    c.cx.observed.bytes_out = bytes;
     stack::done(w, &mut c.cx, status, ok);
     w.counters.count_status(status);
     log(w, c, status, &route.id, "cache", bytes);
@@ -429,6 +452,8 @@ async fn reject(
     route: Option<&RouteConfig>,
 ) -> bool {
     let consumed = consume_request(c, meta, head);
+    c.cx.observed.bytes_in += consumed.unwrap_or(0);
+    let consumed = consumed.is_some();
     // The body is still arriving: answer, then close with a lingering close.
     c.cx.linger = !consumed;
     let keep = consumed && meta.keep_alive && !w.shutdown.is_set();
@@ -446,6 +471,7 @@ async fn reject(
     );
     let bytes = c.obuf.len() as u64;
     let ok = write_all(&mut c.stream, &mut c.obuf).await.is_ok();
+    c.cx.observed.bytes_out = bytes;
     // A fill this request leads is let go: its followers go upstream themselves.
     stack::done(w, &mut c.cx, status, false);
     w.counters.count_status(status);
@@ -454,24 +480,27 @@ async fn reject(
 }
 
 /// Drop a request answered without the upstream from the read buffer: its head and,
-/// when all of it is here, its body. `false`: the body is still arriving, so the
-/// connection cannot be reused.
-fn consume_request(c: &mut Downstream, meta: &ReqMeta, head: &RequestHead) -> bool {
+/// when all of it is here, its body; returns the body's length. `None`: the body is
+/// still arriving, so the connection cannot be reused.
+fn consume_request(c: &mut Downstream, meta: &ReqMeta, head: &RequestHead) -> Option<u64> {
     match meta.body {
         BodyFraming::Empty => {
             c.rbuf.drain(..head.head_len);
-            true
+            Some(0)
         }
         BodyFraming::Length(n) if (c.rbuf.len() - head.head_len) as u64 >= n => {
             c.rbuf.drain(..head.head_len + n as usize);
-            true
+            Some(n)
         }
-        _ => false,
+        _ => None,
     }
 }
 
 struct Exchange<'a> {
     w: &'a Rc<Local>,
+    /// The request's pipeline, and the index of `up` in it (for metrics' slots).
+    pl: &'a Rc<Pipeline>,
+    ui: usize,
     meta: ReqMeta,
     route: &'a RouteConfig,
     up: &'a UpstreamState,
@@ -535,13 +564,17 @@ impl Exchange<'_> {
             };
             tried.add(si);
             p.server = Some(si);
+            let metrics = &self.w.metrics;
             match self.attempt(si, now, c, resp, p).await {
                 Ok(()) => {
                     let done = p.done_at.take().unwrap_or_else(Instant::now);
                     up.record(si, p.upstream_status < 500, done);
+                    let us = done.saturating_duration_since(now).as_micros() as u64;
+                    metrics.attempt_done(metrics.server_slot(self.pl, self.ui, si), us);
                     return Ok(());
                 }
                 Err(e) => {
+                    metrics.attempt_failed(metrics.server_slot(self.pl, self.ui, si), &e);
                     if e.is_upstream_failure() {
                         up.record(si, false, Instant::now());
                         crate::telemetry::inc(&self.w.counters.upstream_errors);
@@ -829,6 +862,7 @@ impl Exchange<'_> {
                     }
                     if at > 0 {
                         p.body_touched = true;
+                        p.chunked_in += at as u64;
                         c.rbuf.drain(..at);
                     }
                     if done {
@@ -915,7 +949,7 @@ impl Exchange<'_> {
         let keep = self.meta.keep_alive && !self.w.shutdown.is_set() && !p.body_cut;
         let from_cache = stack::response_head(
             self.w,
-            &c.cx,
+            &mut c.cx,
             self.route,
             resp,
             &conn.buf,

@@ -26,7 +26,9 @@ use super::auth::Answer;
 
 /// The rate-limit stage's request phase (see `super::stack`) for `route`, which
 /// is held to `route_plan` if it names one (its own limit, or a plan it forces).
-/// Rate-limit header lines for the response (if any) are appended to `out`.
+/// Rate-limit header lines for the response (if any) are appended to `out`. A refusal
+/// comes with the plan it was held to (for metrics; a route's own limit is the plan
+/// `route:ID`).
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     w: &Local,
@@ -39,7 +41,7 @@ pub fn run(
     head: &RequestHead,
     buf: &[u8],
     out: &mut Vec<u8>,
-) -> Result<(), Answer> {
+) -> Result<(), (Answer, PlanId)> {
     if route.auth == AuthMode::None && route_plan.is_none() {
         return Ok(());
     }
@@ -88,14 +90,17 @@ pub fn run(
             headers.extend_from_slice(itoa::Buffer::new().format(secs).as_bytes());
             headers.extend_from_slice(b"\r\n");
         }
-        return Err(Answer {
-            status: 429,
-            message: match plan.key {
-                Some(_) => format!("rate limit of route {:?} exceeded", route.id),
-                None => format!("rate limit of plan \"{}\" exceeded", decision.policy),
+        return Err((
+            Answer {
+                status: 429,
+                message: match plan.key {
+                    Some(_) => format!("rate limit of route {:?} exceeded", route.id),
+                    None => format!("rate limit of plan \"{}\" exceeded", decision.policy),
+                },
+                headers,
             },
-            headers,
-        });
+            plan.id,
+        ));
     }
     if limits.headers {
         write_headers(out, &decision, false);

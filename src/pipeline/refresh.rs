@@ -96,7 +96,7 @@ async fn run(w: &Rc<Local>, route: &RouteConfig, r: &Refresh) -> Result<(), Fail
     {
         return Err(Failed);
     }
-    let up = &**r.route.target.pick(&w.rng);
+    let up = &**r.route.target.pick(&w.rng).1;
     let mut ctx = r.ctx.for_refresh();
     // Conditionally, with the stale entry's ETag or Last-Modified: an unchanged
     // resource comes back as a 304 without its body.

@@ -13,7 +13,8 @@
 //! stage; routing precedes auth because the route says whether auth is required; auth
 //! precedes rate limiting because the bucket key is the caller's identity; the cache
 //! comes after both so a cached answer is never served to a caller who would have been
-//! refused or limited.
+//! refused or limited. Metrics is first in the list so that its done phase, which runs
+//! in reverse order, is the very last: it records what every other stage decided.
 //!
 //! # Phases
 //!
@@ -53,10 +54,12 @@ use super::context::RequestCtx;
 use super::forward::Peer;
 use super::local::Local;
 use crate::auth::{AuthSettings, Authenticator};
+use crate::cache::XCache;
 use crate::config::{Config, RouteConfig, RouteTarget};
 use crate::http::{RequestHead, ResponseHead};
 use crate::pipeline::route::Router;
 use crate::ratelimit::{PlanId, RateLimitConfig};
+use crate::telemetry::metrics::names::auth_reason_index;
 use crate::upstream::UpstreamState;
 
 /// A stage of the request path. Each is a module of `pipeline/` with a function per
@@ -75,12 +78,16 @@ pub enum Stage {
     /// [`super::cache`]: answers from a stored response, coalesces misses,
     /// revalidates, stores.
     Cache,
+    /// [`super::metrics`]: records the request's route, method, status, duration,
+    /// bytes and the other stages' outcomes (`metrics.enabled`).
+    Metrics,
 }
 
 /// The stages, in the order they run. Why this order is the module's first paragraph.
 /// A new stage is a module with its phase functions, a variant above and a place
 /// here.
-pub const STACK: [Stage; 5] = [
+pub const STACK: [Stage; 6] = [
+    Stage::Metrics,
     Stage::Trace,
     Stage::Https,
     Stage::Auth,
@@ -159,7 +166,10 @@ pub async fn request(r: &RequestIn<'_>, cx: &mut RequestCtx, out: &mut Vec<u8>) 
                     cx.identity = identity;
                     Flow::Next
                 }
-                Err(answer) => Flow::Reject(answer),
+                Err(denied) => {
+                    cx.observed.auth_reason = Some(auth_reason_index(denied.reason) as u8);
+                    Flow::Reject(denied.answer)
+                }
             },
             Stage::RateLimit => match super::ratelimit::run(
                 r.w,
@@ -174,11 +184,17 @@ pub async fn request(r: &RequestIn<'_>, cx: &mut RequestCtx, out: &mut Vec<u8>) 
                 &mut cx.extra,
             ) {
                 Ok(()) => Flow::Next,
-                Err(answer) => Flow::Reject(answer),
+                Err((answer, plan)) => {
+                    if r.w.metrics.enabled() {
+                        let name = &r.pl.limits.plan(plan).name;
+                        cx.observed.rejected_plan = Some(r.w.metrics.plan_slot(name));
+                    }
+                    Flow::Reject(answer)
+                }
             },
             Stage::Cache => super::cache::request(r, cx, out).await,
-            // Their work is done on arrival.
-            Stage::Https | Stage::Trace => Flow::Next,
+            // Their work is done on arrival, or at the end.
+            Stage::Https | Stage::Trace | Stage::Metrics => Flow::Next,
         };
         if !matches!(flow, Flow::Next) {
             return flow;
@@ -205,7 +221,7 @@ pub fn upstream_request(cx: &mut RequestCtx, head: &RequestHead, buf: &[u8]) {
 #[allow(clippy::too_many_arguments)]
 pub fn response_head(
     w: &Local,
-    cx: &RequestCtx,
+    cx: &mut RequestCtx,
     route: &RouteConfig,
     resp: &ResponseHead,
     buf: &[u8],
@@ -216,6 +232,10 @@ pub fn response_head(
     for stage in STACK {
         if stage == Stage::Cache && answer.is_none() {
             answer = super::cache::response_head(w, cx, route, resp, buf, out, keep_alive);
+            // Not the freshened entry of a revalidation (`MISS`): a stale one.
+            if answer.is_some() && !(resp.status == 304 && cx.cache.revalidating) {
+                cx.cache.outcome = Some(XCache::Stale);
+            }
         }
     }
     answer
@@ -224,11 +244,14 @@ pub fn response_head(
 /// **Phase 3b, upstream failed**: no usable answer came (a connection error, a
 /// timeout). A stage may answer in its place (the cache: a stale entry within
 /// `stale-if-error`), writing it to `out`; returns its status.
-pub fn upstream_failed(cx: &RequestCtx, out: &mut Vec<u8>) -> Option<u16> {
+pub fn upstream_failed(cx: &mut RequestCtx, out: &mut Vec<u8>) -> Option<u16> {
     let mut status = None;
     for stage in STACK {
         if stage == Stage::Cache && status.is_none() {
             status = super::cache::stale_on_error(&cx.cache, out, &cx.request_id, &cx.extra);
+            if status.is_some() {
+                cx.cache.outcome = Some(XCache::Stale);
+            }
         }
     }
     status
@@ -294,13 +317,15 @@ pub fn body_end(w: &Local, cx: &mut RequestCtx, route: &RouteConfig, resp: &Resp
 }
 
 /// **Phase 7, done**: the exchange is over (`status` is what the client got, `ok`
-/// whether it completed). Runs for every request that reached phase 1, whatever
-/// happened, in reverse stack order (the last stage to see the request is the first
-/// to let go of it).
+/// whether it completed; `cx.observed` holds the bytes each way). Runs for every
+/// request, answered at the edge, unrouted or proxied, whatever happened, in reverse
+/// stack order (the last stage to see the request is the first to let go of it).
 pub fn done(w: &Local, cx: &mut RequestCtx, status: u16, ok: bool) {
     for stage in STACK.iter().rev() {
-        if *stage == Stage::Cache {
-            super::cache::done(w, cx, status, ok);
+        match stage {
+            Stage::Cache => super::cache::done(w, cx, status, ok),
+            Stage::Metrics if w.metrics.enabled() => super::metrics::done(w, cx, status),
+            _ => {}
         }
     }
 }
@@ -314,29 +339,31 @@ pub struct Route {
     pub plan: Option<PlanId>,
 }
 
-/// A route's upstream, or its weighted split between upstreams.
+/// A route's upstream, or its weighted split between upstreams; each with its index
+/// in [`Pipeline::upstreams`].
 pub enum Target {
-    Single(Rc<UpstreamState>),
+    Single(usize, Rc<UpstreamState>),
     Split {
-        parts: Vec<(Rc<UpstreamState>, u32)>,
+        parts: Vec<(usize, Rc<UpstreamState>, u32)>,
         total: u32,
     },
 }
 
 impl Target {
-    /// The upstream for one request (a split draws by weight from `rng`).
-    pub fn pick(&self, rng: &std::cell::RefCell<fastrand::Rng>) -> &Rc<UpstreamState> {
+    /// The upstream for one request (a split draws by weight from `rng`), and its
+    /// index in [`Pipeline::upstreams`].
+    pub fn pick(&self, rng: &std::cell::RefCell<fastrand::Rng>) -> (usize, &Rc<UpstreamState>) {
         match self {
-            Target::Single(up) => up,
+            Target::Single(i, up) => (*i, up),
             Target::Split { parts, total } => {
                 let mut r = rng.borrow_mut().u32(..(*total).max(1));
-                for (up, weight) in parts {
+                for (i, up, weight) in parts {
                     if r < *weight {
-                        return up;
+                        return (*i, up);
                     }
                     r -= weight;
                 }
-                &parts[0].0
+                (parts[0].0, &parts[0].1)
             }
         }
     }
@@ -401,11 +428,11 @@ impl Pipeline {
             .map(|r| {
                 Rc::new(Route {
                     target: match &r.target {
-                        RouteTarget::Single(i) => Target::Single(upstreams[*i].clone()),
+                        RouteTarget::Single(i) => Target::Single(*i, upstreams[*i].clone()),
                         RouteTarget::Split(parts) => Target::Split {
                             parts: parts
                                 .iter()
-                                .map(|&(i, weight)| (upstreams[i].clone(), weight))
+                                .map(|&(i, weight)| (i, upstreams[i].clone(), weight))
                                 .collect(),
                             total: parts.iter().map(|p| p.1).sum(),
                         },

@@ -24,6 +24,9 @@ pub struct Control {
     pub shared: Arc<Shared>,
     mail: Vec<Mailbox>,
     pub driver: ActiveDriver,
+    /// `[metrics]` as the gateway started with it: what the workers record and the
+    /// admin API serves (a reload does not change it).
+    pub metrics: crate::config::MetricsConfig,
     current: Mutex<Arc<Config>>,
     edit: Mutex<EditState>,
 }
@@ -87,6 +90,7 @@ impl Control {
             shared,
             mail,
             driver,
+            metrics: cfg.metrics,
             current: Mutex::new(cfg),
             edit: Mutex::new(EditState { base, overlay }),
         }
@@ -211,7 +215,7 @@ impl Control {
     /// tick, and requests in flight finish on the one they started with. Returns once
     /// every worker runs it, with the sections that changed but take effect only at
     /// the next start (listeners, workers, `[server]`, `[log]`, `[admin]`, `[cache]`
-    /// sizes).
+    /// sizes, `[metrics]`).
     fn apply(&self, mut cfg: Config) -> Result<Vec<&'static str>, ReloadError> {
         // Keys and plans were loaded and typed when `cfg` was validated.
         let limits = cfg.limits.clone();
@@ -235,6 +239,9 @@ impl Control {
         }
         if differs(&current.cache, &cfg.cache) {
             restart_needed.push("[cache]");
+        }
+        if current.metrics != cfg.metrics {
+            restart_needed.push("[metrics]");
         }
         let generation = self.shared.generation.load(Ordering::Acquire) + 1;
         *self.shared.reload.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(Reloaded {

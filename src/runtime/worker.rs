@@ -356,6 +356,13 @@ fn admit(w: &Rc<Worker>, max: usize, stream: TcpStream, peer: SocketAddr, tls: b
 fn spawn_conn(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr, tls: bool) {
     let _ = stream.set_nodelay(true);
     w.active.set(w.active.get() + 1);
+    let c = &w.local.counters;
+    let (total, open) = match tls {
+        true => (&c.connections_tls, &c.open_tls),
+        false => (&c.connections_plain, &c.open_plain),
+    };
+    crate::telemetry::inc(total);
+    crate::telemetry::inc(open);
     let serve = crate::pipeline::conn::serve(w.local.clone(), stream, peer, tls);
     let stop = w.kill.wait();
     // One allocation per connection: the task, with the connection's future inline.
@@ -364,6 +371,9 @@ fn spawn_conn(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr, tls: bool) {
             crate::telemetry::inc(&w.local.counters.task_panics);
         }
         w.active.set(w.active.get() - 1);
+        let c = &w.local.counters;
+        let open = if tls { &c.open_tls } else { &c.open_plain };
+        open.set(open.get() - 1);
         w.shared.connections.fetch_sub(1, Ordering::Relaxed);
     }));
 }

@@ -1,7 +1,10 @@
-//! Telemetry: per-worker counters and the access log. Counters are plain `Cell`s owned by
-//! one worker; nothing here is touched by another core on the request path.
+//! Telemetry: per-worker counters, the access log and metrics (`metrics`: per-route
+//! and per-server statistics, rolling windows, the Prometheus exposition). Counters are
+//! plain `Cell`s owned by one worker; nothing here is touched by another core on the
+//! request path.
 
 pub mod access_log;
+pub mod metrics;
 
 use std::cell::Cell;
 
@@ -31,9 +34,61 @@ pub struct Counters {
     pub tls_resumed: Cell<u64>,
     /// TLS handshakes that failed or timed out (each logged, at most once a second).
     pub tls_handshake_failures: Cell<u64>,
+    /// Client connections accepted, plain and TLS.
+    pub connections_plain: Cell<u64>,
+    pub connections_tls: Cell<u64>,
+    /// Client connections open now, plain and TLS.
+    pub open_plain: Cell<u64>,
+    pub open_tls: Cell<u64>,
+}
+
+/// A copy of [`Counters`] that can leave the worker (for `/metrics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CounterValues {
+    pub requests: u64,
+    pub responses_2xx: u64,
+    pub responses_4xx: u64,
+    pub responses_5xx: u64,
+    pub upstream_errors: u64,
+    pub retries: u64,
+    pub connections_refused: u64,
+    pub accept_errors: u64,
+    pub cache_refreshes: u64,
+    pub task_panics: u64,
+    pub connections_busy: u64,
+    pub tls_handshakes: u64,
+    pub tls_resumed: u64,
+    pub tls_handshake_failures: u64,
+    pub connections_plain: u64,
+    pub connections_tls: u64,
+    pub open_plain: u64,
+    pub open_tls: u64,
 }
 
 impl Counters {
+    pub fn values(&self) -> CounterValues {
+        CounterValues {
+            requests: self.requests.get(),
+            responses_2xx: self.responses_2xx.get(),
+            responses_4xx: self.responses_4xx.get(),
+            responses_5xx: self.responses_5xx.get(),
+            upstream_errors: self.upstream_errors.get(),
+            retries: self.retries.get(),
+            connections_refused: self.connections_refused.get(),
+            accept_errors: self.accept_errors.get(),
+            cache_refreshes: self.cache_refreshes.get(),
+            task_panics: self.task_panics.get(),
+            connections_busy: self.connections_busy.get(),
+            tls_handshakes: self.tls_handshakes.get(),
+            tls_resumed: self.tls_resumed.get(),
+            tls_handshake_failures: self.tls_handshake_failures.get(),
+            connections_plain: self.connections_plain.get(),
+            connections_tls: self.connections_tls.get(),
+            open_plain: self.open_plain.get(),
+            open_tls: self.open_tls.get(),
+        }
+    }
+
     pub fn count_status(&self, status: u16) {
         let c = match status {
             200..=299 => &self.responses_2xx,

@@ -77,6 +77,8 @@ pub enum ConfigError {
     NotPositive { site: Box<Site> },
     #[error("{site}: must be at most {max}{}", .site.excerpt())]
     TooLarge { site: Box<Site>, max: String },
+    #[error("{site}: must be at least {min}{}", .site.excerpt())]
+    TooSmall { site: Box<Site>, min: String },
     #[error("{site}: expected one of error, warn, info, debug{}", .site.excerpt())]
     BadLogLevel { site: Box<Site> },
     #[error("{site}: expected stdout, off or a file path{}", .site.excerpt())]
@@ -221,6 +223,7 @@ impl ConfigError {
             | E::BadIoDriver { site }
             | E::NotPositive { site }
             | E::TooLarge { site, .. }
+            | E::TooSmall { site, .. }
             | E::BadLogLevel { site }
             | E::BadAccessLog { site }
             | E::EmptyName { site }

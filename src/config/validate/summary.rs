@@ -140,6 +140,17 @@ fn write_summary(o: &mut String, cfg: &Config) -> std::fmt::Result {
         LogLevel::Debug => "debug",
     };
     writeln!(o, "log           access {access}, level {level}")?;
+    let m = &cfg.metrics;
+    if m.enabled {
+        let prometheus = if m.prometheus { "on" } else { "off" };
+        writeln!(
+            o,
+            "metrics       recorded; GET /metrics {prometheus}; route metrics up to {}",
+            dur(Duration::from_secs(m.latency_window_s))
+        )?;
+    } else {
+        writeln!(o, "metrics       off (nothing recorded)")?;
+    }
 
     writeln!(o, "upstreams ({})", cfg.upstreams.len())?;
     for u in &cfg.upstreams {

@@ -11,6 +11,7 @@ use super::super::{
 use super::*;
 
 mod errors;
+mod metrics;
 mod route_limit;
 mod tls;
 
