@@ -171,6 +171,20 @@ pub fn instructions(
                     format!("curl -i {}", url(&gw, "/staff/users/2")),
                 ),
                 (
+                    "The products route's numbers over the last 5 minutes, merged across workers: 200, \"cache_hit_rate\", \"p99_latency_ms\"",
+                    format!(
+                        "curl -i -H \"Authorization: Bearer $ADMIN\" {}",
+                        url(&admin, "/api/v1/metrics/routes/products?period=5m")
+                    ),
+                ),
+                (
+                    "Prometheus metrics, here the requests counted by route, method and status class: \"products\", \"2xx\"",
+                    format!(
+                        "curl -s -H \"Authorization: Bearer $ADMIN\" {} | grep -E '^ringgate_requests_total'",
+                        url(&admin, "/metrics")
+                    ),
+                ),
+                (
                     "Delete it again: 200, \"deleted\"",
                     format!(
                         "curl -i -X DELETE -H \"Authorization: Bearer $ADMIN\" {}",
