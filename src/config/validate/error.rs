@@ -207,6 +207,11 @@ pub enum ConfigError {
     RateLimit { site: Box<Site>, reason: String },
     #[error("{site}: cannot write the access log there: {reason}{}", .site.excerpt())]
     AccessLogPath { site: Box<Site>, reason: String },
+    /// A template value (`${...}`) that does not parse, names an unset `${env:...}`
+    /// or a `${path:...}` the route's path_template lacks. The reason names the
+    /// variable, never an `${env:...}` value.
+    #[error("{site}: {reason}{}", .site.excerpt())]
+    BadTemplate { site: Box<Site>, reason: String },
 }
 
 impl ConfigError {
@@ -274,7 +279,8 @@ impl ConfigError {
             | E::NoSystemRoots { site, .. }
             | E::AuthKey { site, .. }
             | E::RateLimit { site, .. }
-            | E::AccessLogPath { site, .. } => Some(&**site),
+            | E::AccessLogPath { site, .. }
+            | E::BadTemplate { site, .. } => Some(&**site),
         }
     }
 
