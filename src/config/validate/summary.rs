@@ -374,12 +374,14 @@ fn write_route(o: &mut String, r: &RouteConfig, cfg: &Config) -> std::fmt::Resul
     let path = match &r.path {
         PathMatch::Prefix(p) => format!("prefix {p}"),
         PathMatch::Exact(p) => format!("exact {p}"),
+        PathMatch::Template(t) => format!("template {}", t.as_str()),
     };
     let methods = r.methods.as_ref().map_or("any".to_owned(), |m| m.join(","));
     let name = |i: usize| cfg.upstreams.get(i).map_or("?", |u| u.name.as_str());
     let target = match &r.target {
         RouteTarget::Single(i) => name(*i).to_owned(),
         RouteTarget::Split(v) => join(v.iter().map(|(i, w)| format!("{} w{w}", name(*i)))),
+        RouteTarget::Respond(r) => format!("respond {} at the edge", r.status),
     };
     write!(o, "  {}: {path}, methods {methods}", r.id)?;
     if let Some(h) = &r.host {
