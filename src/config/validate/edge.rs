@@ -159,7 +159,15 @@ pub(super) fn upstream_headers(
     let mut out = Vec::new();
     for (name, value) in super::by_position(&u.request_headers) {
         let hkey = format!("{key}.request_headers.{:?}", name.get_ref());
-        cx.header_name(&hkey, name)?;
+        let lname = cx.header_name(&hkey, name)?;
+        // Fields the gateway writes itself, or that frame the message: a second one
+        // would make the request ambiguous (smuggling), so they cannot be added.
+        if MANAGED.contains(&lname.as_str()) {
+            return Err(ConfigError::BadRouteValue {
+                site: cx.at(&hkey, value),
+                reason: format!("{} is written by the gateway (framing, hop-by-hop or forwarding) and cannot be added", name.get_ref()),
+            });
+        }
         // The text as written must already be a header value; what variables bring
         // is cleaned when rendered (see `Template::render`).
         cx.header_value(&hkey, value)?;
@@ -167,6 +175,22 @@ pub(super) fn upstream_headers(
     }
     Ok(out)
 }
+
+/// Header fields an upstream's `request_headers` may not set (lower case).
+const MANAGED: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+    "x-forwarded-for",
+    "x-request-id",
+];
 
 /// Every `${path:x}` in a route's templates (its upstreams' request_headers) must
 /// name a `{x}` segment of its path_template.

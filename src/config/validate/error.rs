@@ -215,7 +215,8 @@ pub enum ConfigError {
     /// `rewrite`: a pattern that does not compile, a replacement naming no group.
     #[error("{site}: {reason}{}", .site.excerpt())]
     BadRewrite { site: Box<Site>, reason: String },
-    /// `content_type`, `path_template` or `respond`: a value of the wrong shape.
+    /// `content_type`, `path_template` or `respond`: a value of the wrong shape; an
+    /// upstream's `request_headers` naming a field the gateway writes itself.
     #[error("{site}: {reason}{}", .site.excerpt())]
     BadRouteValue { site: Box<Site>, reason: String },
 }

@@ -179,5 +179,27 @@ fn env_values_never_in_errors_or_debug() {
     );
     let cfg = parse_and_validate_with(&text, "t.toml", &env).unwrap();
     assert!(!format!("{:?}", cfg.upstreams).contains("s3cr3t"));
-    assert!(!summary(&cfg).contains("s3cr3t"));
+    let shown = summary(&cfg);
+    assert!(!shown.contains("s3cr3t"), "{shown}");
+    assert!(
+        shown.contains("adds: Authorization: Bearer ${env:EDGE_SECRET}"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn upstream_headers_cannot_frame_the_request() {
+    for name in ["Content-Length", "Transfer-Encoding", "Host", "Connection"] {
+        bad(
+            &upstream_with(
+                &format!("{{ \"{name}\" = \"5\" }}"),
+                "id = \"r\"\npath_prefix = \"/\"\nupstream = \"a\"\n",
+            ),
+            6,
+            &[
+                &format!("request_headers.\"{name}\""),
+                "written by the gateway",
+            ],
+        );
+    }
 }
