@@ -330,3 +330,46 @@ fn listening_addr(child: &mut std::process::Child) -> std::net::SocketAddr {
         }
     }
 }
+
+/// `ringgate check` refuses the edge keys' mistakes, naming the key and the line.
+#[test]
+fn check_names_key_and_line() {
+    let dir = common::tls::TempDir::new("edge-check");
+    let head = "[server]\nlisten = [\"127.0.0.1:0\"]\n[[upstreams]]\nname = \"a\"\nservers = [\"127.0.0.1:9\"]\n";
+    let cases: &[(&str, &str, &[&str])] = &[
+        (
+            "request_headers = { \"X-A\" = \"${usr}\" }\n[[routes]]\nid = \"r\"\npath_prefix = \"/\"\nupstream = \"a\"\n",
+            ":6:",
+            &["upstreams.\"a\".request_headers.\"X-A\"", "unknown variable ${usr}"],
+        ),
+        (
+            "[[routes]]\nid = \"r\"\npath_prefix = \"/\"\nupstream = \"a\"\nrewrite = { pattern = \"^/v1/(\", replace = \"/api/$1\" }\n",
+            ":10:",
+            &["routes.\"r\".rewrite.pattern", "not a valid regex"],
+        ),
+        (
+            "request_headers = { \"X-User\" = \"${path:user}\" }\n[[routes]]\nid = \"r\"\npath_template = \"/u/{id}\"\nupstream = \"a\"\n",
+            ":6:",
+            &["${path:user}", "no {user} segment"],
+        ),
+        (
+            "[[routes]]\nid = \"r\"\npath_exact = \"/x\"\npath_template = \"/u/{id}\"\nupstream = \"a\"\n",
+            ":9:",
+            &["routes.\"r\".path_template", "not both"],
+        ),
+    ];
+    for (i, (rest, line, needles)) in cases.iter().enumerate() {
+        let path = dir.path(&format!("bad{i}.toml")).display().to_string();
+        std::fs::write(&path, format!("{head}{rest}")).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_ringgate"))
+            .args(["check", "--config", &path])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "case {i} accepted");
+        assert!(err.contains(line), "case {i}: no {line} in {err}");
+        for n in *needles {
+            assert!(err.contains(n), "case {i}: no {n:?} in {err}");
+        }
+    }
+}

@@ -203,3 +203,71 @@ fn upstream_headers_cannot_frame_the_request() {
         );
     }
 }
+
+#[test]
+fn shadowing_with_templates_is_conservative() {
+    let shadowed = |routes: &str| -> Vec<String> {
+        let cfg = ok(&route(routes));
+        super::super::shadow::shadowed_routes(&cfg.routes)
+            .into_iter()
+            .map(|(a, b)| format!("{}>{}", cfg.routes[a].id, cfg.routes[b].id))
+            .collect()
+    };
+    let two = |a: &str, b: &str| {
+        format!(
+            "id = \"a\"\n{a}\nupstream = \"a\"\n[[routes]]\nid = \"b\"\n{b}\nupstream = \"a\"\n"
+        )
+    };
+    // A prefix covers a template below it; a template covers the exact paths it
+    // matches and templates of its shape.
+    assert_eq!(
+        shadowed(&two(
+            "path_prefix = \"/api\"",
+            "path_template = \"/api/{x}\""
+        )),
+        ["a>b"]
+    );
+    assert_eq!(
+        shadowed(&two("path_template = \"/u/{id}\"", "path_exact = \"/u/7\"")),
+        ["a>b"]
+    );
+    assert_eq!(
+        shadowed(&two(
+            "path_template = \"/u/{id}\"",
+            "path_template = \"/u/{other}\""
+        )),
+        ["a>b"]
+    );
+    assert_eq!(
+        shadowed(&two(
+            "path_template = \"/u/{id}\"",
+            "path_template = \"/u/me\""
+        )),
+        ["a>b"]
+    );
+    // Not the other way round, and never a prefix.
+    assert!(shadowed(&two(
+        "path_template = \"/u/me\"",
+        "path_template = \"/u/{id}\""
+    ))
+    .is_empty());
+    assert!(shadowed(&two("path_template = \"/u/{id}\"", "path_prefix = \"/u\"")).is_empty());
+    assert!(shadowed(&two(
+        "path_template = \"/u/{id}\"",
+        "path_exact = \"/u/7/x\""
+    ))
+    .is_empty());
+    // A content_type condition narrows a route.
+    assert!(shadowed(&two(
+        "path_prefix = \"/\"\ncontent_type = [\"video/*\"]",
+        "path_prefix = \"/up\""
+    ))
+    .is_empty());
+    assert_eq!(
+        shadowed(&two(
+            "path_prefix = \"/\"\ncontent_type = [\"video/*\", \"audio/*\"]",
+            "path_prefix = \"/up\"\ncontent_type = [\"audio/*\"]"
+        )),
+        ["a>b"]
+    );
+}
