@@ -39,7 +39,7 @@ tenant = "acme"
 [[upstreams]]
 name = "profiles"
 servers = ["{{control}}"]
-request_headers = {{ "X-User" = "${{path:user_id}}", "X-Trace" = "${{request_id}}/${{user}}/${{query:v}}" }}
+request_headers = {{ "X-User" = "${{path:user_id}}", "X-Trace" = "${{request_id}}/${{user}}/${{plan}}/${{query:v}}" }}
 
 [[upstreams]]
 name = "media"
@@ -143,7 +143,7 @@ both_drivers! {
         assert_eq!(r.text(), "control /api/profile/u-42?v=7 u-42");
         let got = w.control.last_request();
         assert_eq!(got.all("x-user"), ["u-42"]);
-        assert_eq!(got.header("x-trace"), Some("rid-9/svc-edge/7"));
+        assert_eq!(got.header("x-trace"), Some("rid-9/svc-edge/free/7"));
         // A client's own X-User is replaced, not sent alongside.
         let r = c.request(&Req::get("/api/profile/bob").header("X-User", "mallory"));
         assert_eq!(r.text(), "control /api/profile/bob bob");

@@ -55,6 +55,8 @@ pub struct Facts<'a> {
     pub request_id: &'a [u8],
     pub client_ip: std::net::IpAddr,
     pub identity: Option<&'a Identity>,
+    /// `rate_limit.default_plan`: `${plan}` of a caller whose credential names none.
+    pub default_plan: &'a str,
 }
 
 /// The upstream's `request_headers`, rendered as header lines appended to `out`.
@@ -80,12 +82,15 @@ pub fn upstream_headers(fields: &[(String, Template)], f: &Facts<'_>, out: &mut 
         now_ms,
         user: f.identity.map(|i| i.user.as_str()),
         tenant: f.identity.map(|i| i.tenant.as_str()),
-        // The caller's plan, else the route's forced one; the default plan is the
-        // rate limiter's business and not known here.
-        plan: f
-            .identity
-            .and_then(|i| i.plan.as_deref())
-            .or(f.route.plan.as_deref()),
+        // As the rate limiter picks it: the route's forced plan, else the caller's,
+        // else the default one. Anonymous callers have none.
+        plan: f.identity.map(|i| {
+            f.route
+                .plan
+                .as_deref()
+                .or(i.plan.as_deref())
+                .unwrap_or(f.default_plan)
+        }),
         ..TemplateCx::new(f.head, f.buf)
     };
     for (name, t) in fields {

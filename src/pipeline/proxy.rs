@@ -269,6 +269,7 @@ pub async fn handle(
             request_id: &c.cx.request_id,
             client_ip: c.peer.addr,
             identity: c.cx.identity.as_deref(),
+            default_plan: pl.cfg.rate_limit.default_plan.get_ref(),
         },
         &mut c.cx.upstream_fields,
     );

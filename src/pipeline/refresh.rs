@@ -123,6 +123,7 @@ async fn run(w: &Rc<Local>, route: &RouteConfig, r: &Refresh) -> Result<(), Fail
             request_id: &r.request_id,
             client_ip: r.peer.addr,
             identity: r.identity.as_deref(),
+            default_plan: r.pipeline.cfg.rate_limit.default_plan.get_ref(),
         },
         &mut validators,
     );
