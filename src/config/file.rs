@@ -18,8 +18,10 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
 
+mod edge;
 mod route_limit;
 mod tls;
+pub use edge::{FileRouteCompress, FileRouteCors};
 pub use route_limit::FileRouteRateLimit;
 pub use tls::{FileTls, FileTlsCertificate, FileUpstreamTls};
 
@@ -550,6 +552,12 @@ pub struct FileRoute {
     /// The route's own limit, in place of the plan's. Absent = the plan's.
     #[serde(default)]
     pub rate_limit: Option<Spanned<FileRouteRateLimit>>,
+    /// Absent = no CORS handling (requests and responses pass untouched).
+    #[serde(default)]
+    pub cors: Option<Spanned<FileRouteCors>>,
+    /// Absent = responses are relayed with the upstream's encoding.
+    #[serde(default)]
+    pub compress: Option<Spanned<FileRouteCompress>>,
 }
 
 fn default_strip_prefix() -> Spanned<String> {

@@ -4,8 +4,11 @@
 //! string from the file. Every mistake is a [`ConfigError`] that names the key, the value
 //! and the line of the file.
 
+mod edge;
 pub mod file;
 pub mod validate;
+
+pub use edge::{Coding, CorsOrigins, RouteCompress, RouteCors};
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -234,6 +237,10 @@ pub struct RouteConfig {
     /// The route's own limit (`rate_limit = { .. }`). `None`: no such key, or one
     /// with `enabled = false` and no `requests_per_minute`.
     pub rate_limit: Option<RouteRateLimit>,
+    /// `cors = { .. }`: preflights answered at the edge, CORS fields on responses.
+    pub cors: Option<RouteCors>,
+    /// `compress = { .. }`: responses compressed on the way to the client.
+    pub compress: Option<RouteCompress>,
 }
 
 /// A route's own rate limit: on this route it replaces the plan's, in buckets of the
@@ -272,6 +279,8 @@ impl RouteConfig {
             timeout: None,
             max_body_bytes: None,
             rate_limit: None,
+            cors: None,
+            compress: None,
         }
     }
 }

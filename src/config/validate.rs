@@ -24,6 +24,7 @@
 //! tests in `validate/tests.rs` and `validate/tests/errors.rs`.
 
 mod deferred;
+mod edge;
 mod error;
 mod rules;
 mod shadow;
@@ -750,6 +751,13 @@ fn route(
         Some(t) => Some(cx.millis(&format!("{key}.timeout_ms"), t)?),
         None => None,
     };
+    let cors = edge::cors(cx, key, &r.cors, methods.as_ref())?;
+    let mut response_headers = edits(cx, &format!("{key}.response_headers"), &r.response_headers)?;
+    if cors.is_some() {
+        response_headers
+            .remove
+            .extend(edge::CORS_FIELDS.map(String::from));
+    }
     Ok(RouteConfig {
         id: r.id.get_ref().clone(),
         path,
@@ -763,10 +771,12 @@ fn route(
         plan: r.plan.as_ref().map(|p| p.get_ref().clone()),
         cache,
         request_headers: edits(cx, &format!("{key}.request_headers"), &r.request_headers)?,
-        response_headers: edits(cx, &format!("{key}.response_headers"), &r.response_headers)?,
+        response_headers,
         timeout,
         max_body_bytes: r.max_body_bytes,
         rate_limit: deferred::route_rate_limit(cx, key, r.rate_limit.as_ref())?,
+        cors,
+        compress: edge::compress(cx, key, &r.compress)?,
     })
 }
 

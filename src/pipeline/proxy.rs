@@ -126,7 +126,6 @@ pub async fn handle(
         c.cx.extra.extend_from_slice(&a.headers);
         return reject(w, c, &meta, head, a.status, &a.message, None).await;
     }
-    let arrived = c.cx.extra.len();
 
     // Route.
     let cx = &mut c.cx;
@@ -146,7 +145,21 @@ pub async fn handle(
             path,
             header: &lookup,
         };
-        let found = pl.router.find(&input);
+        let mut found = pl.router.find(&input);
+        // A CORS preflight belongs to the route its actual request will take: looked
+        // up with the method it asks about (a `methods = ["POST"]` route has no
+        // OPTIONS), and taken when that route has `cors`.
+        if let Some(asked) = super::cors::preflight_method(head, buf) {
+            let actual = MatchInput {
+                method: asked,
+                ..input
+            };
+            if let Some(i) = pl.router.find(&actual) {
+                if pl.routes[i].cfg.cors.is_some() {
+                    found = Some(i);
+                }
+            }
+        }
         // A miss: 405 with `Allow` when routes match all but the method, else 404.
         let allow = match found {
             Some(_) => Vec::new(),
@@ -181,18 +194,23 @@ pub async fn handle(
         _ => false,
     };
     let keep_if_answered = meta.keep_alive && !w.shutdown.is_set() && body_in_hand;
-    let flow = {
-        let input = stack::RequestIn {
-            w,
-            pl: &pl,
-            route: &entry,
-            head,
-            buf: &c.rbuf,
-            peer: &c.peer,
-            keep_if_answered,
-        };
-        stack::request(&input, &mut c.cx, &mut c.obuf).await
+    let input = stack::RequestIn {
+        w,
+        pl: &pl,
+        route: &entry,
+        head,
+        buf: &c.rbuf,
+        peer: &c.peer,
+        keep_if_answered,
     };
+    // Before the request phase: a CORS preflight is answered without credentials.
+    let mut flow = stack::routed(&input, &mut c.cx, &mut c.obuf);
+    // What arrival and the routed phase added stays on any refusal below (HSTS, the
+    // CORS fields, so a browser can read a 401).
+    let arrived = c.cx.extra.len();
+    if matches!(flow, Flow::Next) {
+        flow = stack::request(&input, &mut c.cx, &mut c.obuf).await;
+    }
     match flow {
         Flow::Next => {}
         Flow::Reject(a) => {
@@ -388,7 +406,13 @@ async fn serve_answer(
     c.cx.observed.bytes_out = bytes;
     stack::done(w, &mut c.cx, status, ok);
     w.counters.count_status(status);
-    log(w, c, status, &route.id, "cache", bytes);
+    // The cache answered, or a stage at the edge (a CORS preflight).
+    let by = if c.cx.cache.outcome.is_some() {
+        "cache"
+    } else {
+        ""
+    };
+    log(w, c, status, &route.id, by, bytes);
     keep_if_answered && ok
 }
 

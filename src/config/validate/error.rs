@@ -207,6 +207,9 @@ pub enum ConfigError {
     RateLimit { site: Box<Site>, reason: String },
     #[error("{site}: cannot write the access log there: {reason}{}", .site.excerpt())]
     AccessLogPath { site: Box<Site>, reason: String },
+    /// A route's `cors` or `compress` table (`validate/edge.rs`).
+    #[error("{site}: {reason}{}", .site.excerpt())]
+    EdgePolicy { site: Box<Site>, reason: String },
 }
 
 impl ConfigError {
@@ -274,7 +277,8 @@ impl ConfigError {
             | E::NoSystemRoots { site, .. }
             | E::AuthKey { site, .. }
             | E::RateLimit { site, .. }
-            | E::AccessLogPath { site, .. } => Some(&**site),
+            | E::AccessLogPath { site, .. }
+            | E::EdgePolicy { site, .. } => Some(&**site),
         }
     }
 
