@@ -22,6 +22,7 @@ use std::time::SystemTime;
 
 use monoio::time::Instant;
 
+use super::compress;
 use super::conn::{Downstream, READ_BUF};
 use super::error::ProxyError;
 use super::forward::{self, ClientFraming};
@@ -41,6 +42,8 @@ use crate::upstream::client::{self, Head, HeadLimits};
 use crate::upstream::pool::{UpConn, UP_BUF};
 use crate::upstream::stream::UpStream;
 use crate::upstream::UpstreamState;
+
+mod compressed;
 
 /// Bodies up to this size travel in the same write as their head.
 const INLINE_BODY: u64 = 64 * 1024;
@@ -386,6 +389,21 @@ async fn serve_answer(
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(200);
+    if let (Some(cfg), Some(_)) = (&route.compress, c.cx.cache.outcome) {
+        // A cache answer: its identity body compressed on the way out (see
+        // `compress`); one in a file stays identity.
+        let apart = match &c.cx.cache.answer_body {
+            Some(Body::Bytes(b, at)) => Some(&b[*at as usize..]),
+            _ => None,
+        };
+        let coding = match &c.cx.cache.answer_body {
+            Some(Body::File(_)) => None,
+            _ => c.cx.compress,
+        };
+        if compress::compress_answer(cfg, coding, &mut c.obuf, apart) {
+            c.cx.cache.answer_body = None;
+        }
+    }
     let mut bytes = c.obuf.len() as u64;
     let mut ok = write_all(&mut c.stream, &mut c.obuf).await.is_ok();
     if let Some(body) = c.cx.cache.answer_body.take() {
@@ -989,6 +1007,14 @@ impl Exchange<'_> {
                 .await
                 .map_err(ProxyError::ClientIo)?;
             return Ok(reusable);
+        }
+        if let Some(cfg) = &self.route.compress {
+            if compress::eligible(cfg, resp, &conn.buf) {
+                c.cx.extra.extend_from_slice(b"Vary: Accept-Encoding\r\n");
+                if let Some(coding) = c.cx.compress {
+                    return self.stream_compressed(conn, c, resp, p, coding).await;
+                }
+            }
         }
         let framing = forward::client_framing(resp, self.meta.version_minor);
         // An answer that cut the request body short leaves the rest of that body

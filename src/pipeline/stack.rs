@@ -29,6 +29,7 @@
 //!    before auth. A CORS preflight is answered here (browsers send it without
 //!    credentials, so auth would refuse it, and it must not cost a rate-limit token);
 //!    the CORS fields set here ride on every later answer, auth's 401 included.
+//!    The compress stage reads `Accept-Encoding` here, while the head is whole.
 //! 1. [`request`]: the head is routed; a stage may answer (an error, a cached
 //!    response) and end the request there.
 //! 2. [`upstream_request`]: fields for the request sent upstream.
@@ -77,6 +78,9 @@ pub enum Stage {
     Https,
     /// [`super::cors`]: answers CORS preflights, adds CORS fields to responses.
     Cors,
+    /// [`super::compress`]: picks the response's coding from `Accept-Encoding`;
+    /// the driver compresses while relaying (`proxy/compressed.rs`).
+    Compress,
     /// [`super::auth`]: verifies the caller's credential (or answers 400/401/403).
     Auth,
     /// [`super::ratelimit`]: charges the caller's bucket (or answers 429).
@@ -92,12 +96,14 @@ pub enum Stage {
 /// The stages, in the order they run. Why this order is the module's first paragraph.
 /// A new stage is a module with its phase functions, a variant above and a place
 /// here.
-pub const STACK: [Stage; 7] = [
+pub const STACK: [Stage; 8] = [
     Stage::Metrics,
     Stage::Trace,
     Stage::Https,
     // Before auth: a preflight carries no credentials (see `routed`).
     Stage::Cors,
+    // Reads Accept-Encoding in the routed phase, while the request head is whole.
+    Stage::Compress,
     Stage::Auth,
     Stage::RateLimit,
     Stage::Cache,
@@ -179,6 +185,11 @@ pub fn routed(r: &RequestIn<'_>, cx: &mut RequestCtx, out: &mut Vec<u8>) -> Flow
                 }
             }
         }
+        if stage == Stage::Compress {
+            if let Some(cfg) = &r.route.cfg.compress {
+                cx.compress = super::compress::negotiate(cfg, r.head, r.buf);
+            }
+        }
     }
     Flow::Next
 }
@@ -221,7 +232,9 @@ pub async fn request(r: &RequestIn<'_>, cx: &mut RequestCtx, out: &mut Vec<u8>) 
             },
             Stage::Cache => super::cache::request(r, cx, out).await,
             // Their work is done on arrival, once routed, or at the end.
-            Stage::Https | Stage::Trace | Stage::Metrics | Stage::Cors => Flow::Next,
+            Stage::Https | Stage::Trace | Stage::Metrics | Stage::Cors | Stage::Compress => {
+                Flow::Next
+            }
         };
         if !matches!(flow, Flow::Next) {
             return flow;
