@@ -36,12 +36,13 @@ use crate::http::{BodyFraming, Method, RequestHead, ResponseHead};
 /// gzip (deflate) level: 1-9. Measured in `benches/compress.rs` (see the README).
 pub const GZIP_LEVEL: u32 = 4;
 /// Brotli quality: 0-11.
-pub const BROTLI_QUALITY: u32 = 4;
+pub const BROTLI_QUALITY: u32 = 3;
 /// Brotli window: 2^18 = 256 KiB (the default 2^22 would let one stream hold 4 MiB).
 pub const BROTLI_LGWIN: u32 = 18;
 /// zstd level: 1-19 (negative: faster).
-pub const ZSTD_LEVEL: i32 = 3;
-/// zstd window: 2^18 = 256 KiB (level 3 would take up to 2^21 on long bodies).
+pub const ZSTD_LEVEL: i32 = 1;
+/// zstd window: 2^18 = 256 KiB (the level's own would be up to 2^19-2^21 on long
+/// bodies).
 pub const ZSTD_WINDOW_LOG: u32 = 18;
 
 /// The coding for this request's response, if it may be compressed at all.
@@ -187,11 +188,10 @@ pub fn weaken_etag(head: &mut Vec<u8>, from: usize) {
     }
 }
 
-/// A streaming compressor. Memory per stream, from the libraries' own accounting at
-/// the levels above: gzip ~268 KiB (zlib's deflate state: a 32 KiB window, twice over,
-/// hash chains and its pending buffer, at memLevel 8), brotli ~0.5-1 MiB at quality 4
-/// with a 256 KiB window, zstd ~1.2 MiB at level 3 with a 256 KiB window; plus the
-/// output not yet written, at most what one input read produces.
+/// A streaming compressor. Peak heap per stream at the levels above, measured on a
+/// 1 MiB body by `benches/compress.rs` (counting allocator; zstd's C context by
+/// `ZSTD_sizeof_CCtx`): see the README's "Compression" for the figures. Bounded by
+/// the windows set here, not by the body's length.
 pub struct Encoder(Inner);
 
 enum Inner {

@@ -976,6 +976,31 @@ impl Exchange<'_> {
         )
     }
 
+    /// The response head for the client, in `c.obuf` (emptied first), with the
+    /// stages' fields (`c.cx.extra`).
+    fn client_head(
+        &self,
+        c: &mut Downstream,
+        resp: &ResponseHead,
+        buf: &[u8],
+        framing: ClientFraming,
+        keep_client: bool,
+    ) {
+        c.obuf.clear();
+        forward::client_response(
+            &mut c.obuf,
+            resp,
+            buf,
+            self.route,
+            &c.cx.request_id,
+            framing,
+            keep_client,
+            self.meta.version_minor,
+            &c.cx.extra,
+            &*self.w.date.borrow(),
+        );
+    }
+
     /// Send the response head and body to the client. Returns whether the upstream
     /// connection is clean and may go back to the pool.
     async fn stream_response(
@@ -1024,19 +1049,7 @@ impl Exchange<'_> {
             && framing != ClientFraming::Close
             && !p.body_cut;
         p.status = resp.status;
-        c.obuf.clear();
-        forward::client_response(
-            &mut c.obuf,
-            resp,
-            &conn.buf,
-            self.route,
-            &c.cx.request_id,
-            framing,
-            p.keep_client,
-            self.meta.version_minor,
-            &c.cx.extra,
-            &*self.w.date.borrow(),
-        );
+        self.client_head(c, resp, &conn.buf, framing, p.keep_client);
         let pos = resp.head_len;
         let avail = conn.buf.len() - pos;
         if resp.extra_codings && framing != ClientFraming::Chunked {
@@ -1212,12 +1225,7 @@ impl Exchange<'_> {
                 }
             }
             if done || c.obuf.len() >= FLUSH_AT || pos >= conn.buf.len() {
-                p.resp_started = true;
-                p.bytes_out += c.obuf.len() as u64;
-                write_all(&mut c.stream, &mut c.obuf)
-                    .await
-                    .map_err(ProxyError::ClientIo)?;
-                c.obuf.clear();
+                send_pending(c, p).await?;
             }
             if done {
                 return Ok(upstream_keep_alive && pos == conn.buf.len());
@@ -1231,6 +1239,17 @@ impl Exchange<'_> {
             }
         }
     }
+}
+
+/// Write what `c.obuf` holds for the client and empty it: the response has started.
+async fn send_pending(c: &mut Downstream, p: &mut Progress) -> Result<(), ProxyError> {
+    p.resp_started = true;
+    p.bytes_out += c.obuf.len() as u64;
+    write_all(&mut c.stream, &mut c.obuf)
+        .await
+        .map_err(ProxyError::ClientIo)?;
+    c.obuf.clear();
+    Ok(())
 }
 
 /// Append `data` as one chunk (nothing for empty data: a zero-size chunk would end the

@@ -4,14 +4,14 @@
 //! body) and through the encoder, and out as chunks. Splice is never used here: the
 //! bytes must pass through user space.
 
-use super::{encode_chunk, Exchange, Progress};
+use super::{encode_chunk, send_pending, Exchange, Progress};
 use crate::config::Coding;
-use crate::http::io::{read_append, write_all};
+use crate::http::io::read_append;
 use crate::http::{BodyFraming, ChunkEvent, ChunkedDecoder, ResponseHead};
 use crate::pipeline::compress::{weaken_etag, Encoder};
 use crate::pipeline::conn::Downstream;
 use crate::pipeline::error::ProxyError;
-use crate::pipeline::forward::{self, ClientFraming};
+use crate::pipeline::forward::ClientFraming;
 use crate::pipeline::stack;
 use crate::upstream::pool::{UpConn, UP_BUF};
 
@@ -32,19 +32,7 @@ impl Exchange<'_> {
         c.cx.extra.extend_from_slice(b"Content-Encoding: ");
         c.cx.extra.extend_from_slice(coding.token().as_bytes());
         c.cx.extra.extend_from_slice(b"\r\n");
-        c.obuf.clear();
-        forward::client_response(
-            &mut c.obuf,
-            resp,
-            &conn.buf,
-            self.route,
-            &c.cx.request_id,
-            ClientFraming::Chunked,
-            p.keep_client,
-            self.meta.version_minor,
-            &c.cx.extra,
-            &*self.w.date.borrow(),
-        );
+        self.client_head(c, resp, &conn.buf, ClientFraming::Chunked, p.keep_client);
         weaken_etag(&mut c.obuf, 0);
         let mut enc = Encoder::new(coding);
         let mut pos = resp.head_len;
@@ -72,13 +60,9 @@ impl Exchange<'_> {
                     if remaining == 0 {
                         break;
                     }
-                    flush(c, p).await?;
-                    conn.buf.clear();
                     pos = 0;
-                    match read_append(&mut conn.stream, &mut conn.buf, UP_BUF).await {
-                        Ok(0) => return Err(ProxyError::UpstreamTruncated),
-                        Ok(_) => {}
-                        Err(e) => return Err(ProxyError::UpstreamIo(e)),
+                    if refill(c, p, conn).await? == 0 {
+                        return Err(ProxyError::UpstreamTruncated);
                     }
                 }
                 if keep {
@@ -108,13 +92,9 @@ impl Exchange<'_> {
                             _ => {}
                         }
                     }
-                    flush(c, p).await?;
-                    conn.buf.clear();
                     pos = 0;
-                    match read_append(&mut conn.stream, &mut conn.buf, UP_BUF).await {
-                        Ok(0) => return Err(ProxyError::UpstreamTruncated),
-                        Ok(_) => {}
-                        Err(e) => return Err(ProxyError::UpstreamIo(e)),
+                    if refill(c, p, conn).await? == 0 {
+                        return Err(ProxyError::UpstreamTruncated);
                     }
                 }
                 if keep {
@@ -125,13 +105,9 @@ impl Exchange<'_> {
             BodyFraming::UntilClose => {
                 loop {
                     compress_into(&mut enc, &conn.buf[pos..], &mut c.obuf)?;
-                    flush(c, p).await?;
-                    conn.buf.clear();
                     pos = 0;
-                    match read_append(&mut conn.stream, &mut conn.buf, UP_BUF).await {
-                        Ok(0) => break,
-                        Ok(_) => {}
-                        Err(e) => return Err(ProxyError::UpstreamIo(e)),
+                    if refill(c, p, conn).await? == 0 {
+                        break;
                     }
                 }
                 false
@@ -142,12 +118,7 @@ impl Exchange<'_> {
         let rest = enc.finish().map_err(ProxyError::ClientIo)?;
         encode_chunk(&mut c.obuf, &rest);
         c.obuf.extend_from_slice(b"0\r\n\r\n");
-        p.resp_started = true;
-        p.bytes_out += c.obuf.len() as u64;
-        write_all(&mut c.stream, &mut c.obuf)
-            .await
-            .map_err(ProxyError::ClientIo)?;
-        c.obuf.clear();
+        send_pending(c, p).await?;
         Ok(reusable)
     }
 }
@@ -165,18 +136,20 @@ fn compress_into(enc: &mut Encoder, data: &[u8], out: &mut Vec<u8>) -> Result<()
     Ok(())
 }
 
-/// Write what is pending for the client before the next upstream read, as the
-/// identity relay does (the encoder keeps back what it has not emitted yet). The head
-/// goes with the first of it; from then on errors can only close the connection.
-async fn flush(c: &mut Downstream, p: &mut Progress) -> Result<(), ProxyError> {
-    if c.obuf.is_empty() {
-        return Ok(());
+/// Write what is pending for the client, as the identity relay does before each
+/// upstream read (the encoder keeps back what it has not emitted yet; the head goes
+/// with the first write, and from then on errors can only close the connection), then
+/// read the upstream's next bytes into `conn.buf` (emptied): how many, 0 at its end.
+async fn refill(
+    c: &mut Downstream,
+    p: &mut Progress,
+    conn: &mut UpConn,
+) -> Result<usize, ProxyError> {
+    if !c.obuf.is_empty() {
+        send_pending(c, p).await?;
     }
-    p.resp_started = true;
-    p.bytes_out += c.obuf.len() as u64;
-    write_all(&mut c.stream, &mut c.obuf)
+    conn.buf.clear();
+    read_append(&mut conn.stream, &mut conn.buf, UP_BUF)
         .await
-        .map_err(ProxyError::ClientIo)?;
-    c.obuf.clear();
-    Ok(())
+        .map_err(ProxyError::UpstreamIo)
 }
