@@ -18,9 +18,11 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
 
+mod browser;
 mod edge;
 mod route_limit;
 mod tls;
+pub use browser::{FileRouteCompress, FileRouteCors};
 pub use edge::{FileRespond, FileRewrite};
 pub use route_limit::FileRouteRateLimit;
 pub use tls::{FileTls, FileTlsCertificate, FileUpstreamTls};
@@ -567,6 +569,12 @@ pub struct FileRoute {
     /// Answer at the edge: instead of upstream / split.
     #[serde(default)]
     pub respond: Option<Spanned<FileRespond>>,
+    /// Absent = no CORS handling (requests and responses pass untouched).
+    #[serde(default)]
+    pub cors: Option<Spanned<FileRouteCors>>,
+    /// Absent = responses are relayed with the upstream's encoding.
+    #[serde(default)]
+    pub compress: Option<Spanned<FileRouteCompress>>,
 }
 
 fn default_strip_prefix() -> Spanned<String> {

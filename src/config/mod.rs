@@ -4,8 +4,11 @@
 //! string from the file. Every mistake is a [`ConfigError`] that names the key, the value
 //! and the line of the file.
 
+mod edge;
 pub mod file;
 pub mod validate;
+
+pub use edge::{Coding, CorsOrigins, RouteCompress, RouteCors};
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -242,6 +245,10 @@ pub struct RouteConfig {
     pub content_type: Vec<crate::http::media_type::MediaRange>,
     /// The path sent upstream, rewritten (see `crate::http::rewrite`).
     pub rewrite: Option<crate::http::rewrite::Rewrite>,
+    /// `cors = { .. }`: preflights answered at the edge, CORS fields on responses.
+    pub cors: Option<RouteCors>,
+    /// `compress = { .. }`: responses compressed on the way to the client.
+    pub compress: Option<RouteCompress>,
 }
 
 /// A route's own rate limit: on this route it replaces the plan's, in buckets of the
@@ -282,6 +289,8 @@ impl RouteConfig {
             rate_limit: None,
             content_type: Vec::new(),
             rewrite: None,
+            cors: None,
+            compress: None,
         }
     }
 }

@@ -23,6 +23,7 @@
 //! with the warning about routes that can never match from `validate/shadow.rs`;
 //! tests in `validate/tests.rs` and `validate/tests/errors.rs`.
 
+mod browser;
 mod deferred;
 mod edge;
 mod error;
@@ -741,6 +742,13 @@ fn route(
         Some(t) => Some(cx.millis(&format!("{key}.timeout_ms"), t)?),
         None => None,
     };
+    let cors = browser::cors(cx, key, &r.cors, methods.as_ref())?;
+    let mut response_headers = edits(cx, &format!("{key}.response_headers"), &r.response_headers)?;
+    if cors.is_some() {
+        response_headers
+            .remove
+            .extend(browser::CORS_FIELDS.map(String::from));
+    }
     Ok(RouteConfig {
         id: r.id.get_ref().clone(),
         path,
@@ -754,12 +762,14 @@ fn route(
         plan: r.plan.as_ref().map(|p| p.get_ref().clone()),
         cache,
         request_headers: edits(cx, &format!("{key}.request_headers"), &r.request_headers)?,
-        response_headers: edits(cx, &format!("{key}.response_headers"), &r.response_headers)?,
+        response_headers,
         timeout,
         max_body_bytes: r.max_body_bytes,
         rate_limit: deferred::route_rate_limit(cx, key, r.rate_limit.as_ref())?,
         content_type: edge::content_types(cx, key, r)?,
         rewrite: edge::rewrite(cx, key, r)?,
+        cors,
+        compress: browser::compress(cx, key, &r.compress)?,
     })
 }
 

@@ -50,6 +50,8 @@ pub struct RequestCtx {
     pub observed: Observed,
     /// The target sent upstream when the route's rewrite changed it.
     pub rewritten: Vec<u8>,
+    /// The coding the response gets if it is compressible (the compress stage).
+    pub compress: Option<crate::config::Coding>,
 }
 
 impl Default for RequestCtx {
@@ -70,6 +72,7 @@ impl Default for RequestCtx {
             traced: false,
             observed: Observed::default(),
             rewritten: Vec::new(),
+            compress: None,
         }
     }
 }
@@ -92,6 +95,7 @@ impl RequestCtx {
         self.traced = false;
         self.observed = Observed::default();
         self.rewritten.clear();
+        self.compress = None;
     }
 
     /// The `traceparent` this request carries upstream, if tracing is on.

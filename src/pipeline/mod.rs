@@ -1,8 +1,8 @@
 //! The request's path through the gateway. [`stack`] is the one place where the order
 //! of stages is written down, with the phases they take part in, and
 //! [`stack::Pipeline`] what a worker serves with (built from one configuration,
-//! swapped whole on reload); the stages are [`trace`], [`https`], [`auth`],
-//! [`ratelimit`], [`cache`] and [`metrics`],
+//! swapped whole on reload); the stages are [`trace`], [`https`], [`cors`], [`auth`],
+//! [`ratelimit`], [`cache`], [`compress`] and [`metrics`],
 //! each working on the request's [`context::RequestCtx`]. [`conn`] runs a client
 //! connection (read head, handle, keep alive, linger); [`route`] matches routes;
 //! [`proxy`] is the I/O driver that moves bytes for the phases; [`forward`] composes
@@ -12,8 +12,10 @@
 
 pub mod auth;
 pub mod cache;
+pub mod compress;
 pub mod conn;
 pub mod context;
+pub mod cors;
 pub mod error;
 pub mod forward;
 pub mod https;

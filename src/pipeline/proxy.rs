@@ -22,6 +22,7 @@ use std::time::SystemTime;
 
 use monoio::time::Instant;
 
+use super::compress;
 use super::conn::{Downstream, READ_BUF};
 use super::error::ProxyError;
 use super::forward::{self, ClientFraming};
@@ -42,6 +43,8 @@ use crate::upstream::client::{self, Head, HeadLimits};
 use crate::upstream::pool::{UpConn, UP_BUF};
 use crate::upstream::stream::UpStream;
 use crate::upstream::UpstreamState;
+
+mod compressed;
 
 /// Bodies up to this size travel in the same write as their head.
 const INLINE_BODY: u64 = 64 * 1024;
@@ -127,7 +130,6 @@ pub async fn handle(
         c.cx.extra.extend_from_slice(&a.headers);
         return reject(w, c, &meta, head, a.status, &a.message, None).await;
     }
-    let arrived = c.cx.extra.len();
 
     // Route.
     let cx = &mut c.cx;
@@ -147,7 +149,21 @@ pub async fn handle(
             path,
             header: &lookup,
         };
-        let found = pl.router.find(&input);
+        let mut found = pl.router.find(&input);
+        // A CORS preflight belongs to the route its actual request will take: looked
+        // up with the method it asks about (a `methods = ["POST"]` route has no
+        // OPTIONS), and taken when that route has `cors`.
+        if let Some(asked) = super::cors::preflight_method(head, buf) {
+            let actual = MatchInput {
+                method: asked,
+                ..input
+            };
+            if let Some(i) = pl.router.find(&actual) {
+                if pl.routes[i].cfg.cors.is_some() {
+                    found = Some(i);
+                }
+            }
+        }
         // A miss: 405 with `Allow` when routes match all but the method, else 404.
         let allow = match found {
             Some(_) => Vec::new(),
@@ -182,18 +198,23 @@ pub async fn handle(
         _ => false,
     };
     let keep_if_answered = meta.keep_alive && !w.shutdown.is_set() && body_in_hand;
-    let flow = {
-        let input = stack::RequestIn {
-            w,
-            pl: &pl,
-            route: &entry,
-            head,
-            buf: &c.rbuf,
-            peer: &c.peer,
-            keep_if_answered,
-        };
-        stack::request(&input, &mut c.cx, &mut c.obuf).await
+    let input = stack::RequestIn {
+        w,
+        pl: &pl,
+        route: &entry,
+        head,
+        buf: &c.rbuf,
+        peer: &c.peer,
+        keep_if_answered,
     };
+    // Before the request phase: a CORS preflight is answered without credentials.
+    let mut flow = stack::routed(&input, &mut c.cx, &mut c.obuf);
+    // What arrival and the routed phase added stays on any refusal below (HSTS, the
+    // CORS fields, so a browser can read a 401).
+    let arrived = c.cx.extra.len();
+    if matches!(flow, Flow::Next) {
+        flow = stack::request(&input, &mut c.cx, &mut c.obuf).await;
+    }
     match flow {
         Flow::Next => {}
         Flow::Reject(a) => {
@@ -408,6 +429,21 @@ async fn serve_answer(
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(200);
+    if let (Some(cfg), Some(_)) = (&route.compress, c.cx.cache.outcome) {
+        // A cache answer: its identity body compressed on the way out (see
+        // `compress`); one in a file stays identity.
+        let apart = match &c.cx.cache.answer_body {
+            Some(Body::Bytes(b, at)) => Some(&b[*at as usize..]),
+            _ => None,
+        };
+        let coding = match &c.cx.cache.answer_body {
+            Some(Body::File(_)) => None,
+            _ => c.cx.compress,
+        };
+        if compress::compress_answer(cfg, coding, &mut c.obuf, apart) {
+            c.cx.cache.answer_body = None;
+        }
+    }
     let mut bytes = c.obuf.len() as u64;
     let mut ok = write_all(&mut c.stream, &mut c.obuf).await.is_ok();
     if let Some(body) = c.cx.cache.answer_body.take() {
@@ -428,9 +464,11 @@ async fn serve_answer(
     c.cx.observed.bytes_out = bytes;
     stack::done(w, &mut c.cx, status, ok);
     w.counters.count_status(status);
-    let by = match route.target {
-        crate::config::RouteTarget::Respond(_) => "edge",
-        _ => "cache",
+    // The cache answered, or the edge did (`respond`, a CORS preflight).
+    let by = if c.cx.cache.outcome.is_some() {
+        "cache"
+    } else {
+        "edge"
     };
     log(w, c, status, &route.id, by, bytes);
     keep_if_answered && ok
@@ -978,6 +1016,31 @@ impl Exchange<'_> {
         )
     }
 
+    /// The response head for the client, in `c.obuf` (emptied first), with the
+    /// stages' fields (`c.cx.extra`).
+    fn client_head(
+        &self,
+        c: &mut Downstream,
+        resp: &ResponseHead,
+        buf: &[u8],
+        framing: ClientFraming,
+        keep_client: bool,
+    ) {
+        c.obuf.clear();
+        forward::client_response(
+            &mut c.obuf,
+            resp,
+            buf,
+            self.route,
+            &c.cx.request_id,
+            framing,
+            keep_client,
+            self.meta.version_minor,
+            &c.cx.extra,
+            &*self.w.date.borrow(),
+        );
+    }
+
     /// Send the response head and body to the client. Returns whether the upstream
     /// connection is clean and may go back to the pool.
     async fn stream_response(
@@ -1010,6 +1073,14 @@ impl Exchange<'_> {
                 .map_err(ProxyError::ClientIo)?;
             return Ok(reusable);
         }
+        if let Some(cfg) = &self.route.compress {
+            if compress::eligible(cfg, resp, &conn.buf) {
+                c.cx.extra.extend_from_slice(b"Vary: Accept-Encoding\r\n");
+                if let Some(coding) = c.cx.compress {
+                    return self.stream_compressed(conn, c, resp, p, coding).await;
+                }
+            }
+        }
         let framing = forward::client_framing(resp, self.meta.version_minor);
         // An answer that cut the request body short leaves the rest of that body
         // on the client connection: it is closed after the answer.
@@ -1018,19 +1089,7 @@ impl Exchange<'_> {
             && framing != ClientFraming::Close
             && !p.body_cut;
         p.status = resp.status;
-        c.obuf.clear();
-        forward::client_response(
-            &mut c.obuf,
-            resp,
-            &conn.buf,
-            self.route,
-            &c.cx.request_id,
-            framing,
-            p.keep_client,
-            self.meta.version_minor,
-            &c.cx.extra,
-            &*self.w.date.borrow(),
-        );
+        self.client_head(c, resp, &conn.buf, framing, p.keep_client);
         let pos = resp.head_len;
         let avail = conn.buf.len() - pos;
         if resp.extra_codings && framing != ClientFraming::Chunked {
@@ -1206,12 +1265,7 @@ impl Exchange<'_> {
                 }
             }
             if done || c.obuf.len() >= FLUSH_AT || pos >= conn.buf.len() {
-                p.resp_started = true;
-                p.bytes_out += c.obuf.len() as u64;
-                write_all(&mut c.stream, &mut c.obuf)
-                    .await
-                    .map_err(ProxyError::ClientIo)?;
-                c.obuf.clear();
+                send_pending(c, p).await?;
             }
             if done {
                 return Ok(upstream_keep_alive && pos == conn.buf.len());
@@ -1225,6 +1279,17 @@ impl Exchange<'_> {
             }
         }
     }
+}
+
+/// Write what `c.obuf` holds for the client and empty it: the response has started.
+async fn send_pending(c: &mut Downstream, p: &mut Progress) -> Result<(), ProxyError> {
+    p.resp_started = true;
+    p.bytes_out += c.obuf.len() as u64;
+    write_all(&mut c.stream, &mut c.obuf)
+        .await
+        .map_err(ProxyError::ClientIo)?;
+    c.obuf.clear();
+    Ok(())
 }
 
 /// Append `data` as one chunk (nothing for empty data: a zero-size chunk would end the

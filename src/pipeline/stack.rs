@@ -27,6 +27,11 @@
 //!
 //! 0. [`arrival`]: the head is parsed, not routed yet (the trace context, redirect to
 //!    HTTPS, HSTS).
+//!    0b. [`routed`]: the head is routed, before any request phase: what must come
+//!    before auth. A CORS preflight is answered here (browsers send it without
+//!    credentials, so auth would refuse it, and it must not cost a rate-limit token);
+//!    the CORS fields set here ride on every later answer, auth's 401 included.
+//!    The compress stage reads `Accept-Encoding` here, while the head is whole.
 //! 1. [`request`]: the head is routed; a stage may answer (an error, a cached
 //!    response) and end the request there.
 //! 2. [`upstream_request`]: fields for the request sent upstream.
@@ -73,6 +78,11 @@ pub enum Stage {
     /// [`super::https`]: redirects plain requests to HTTPS (`redirect_http`), adds
     /// Strict-Transport-Security on HTTPS (`hsts_max_age_s`).
     Https,
+    /// [`super::cors`]: answers CORS preflights, adds CORS fields to responses.
+    Cors,
+    /// [`super::compress`]: picks the response's coding from `Accept-Encoding`;
+    /// the driver compresses while relaying (`proxy/compressed.rs`).
+    Compress,
     /// [`super::auth`]: verifies the caller's credential (or answers 400/401/403).
     Auth,
     /// [`super::ratelimit`]: charges the caller's bucket (or answers 429).
@@ -90,10 +100,14 @@ pub enum Stage {
 /// The stages, in the order they run. Why this order is the module's first paragraph.
 /// A new stage is a module with its phase functions, a variant above and a place
 /// here.
-pub const STACK: [Stage; 7] = [
+pub const STACK: [Stage; 9] = [
     Stage::Metrics,
     Stage::Trace,
     Stage::Https,
+    // Before auth: a preflight carries no credentials (see `routed`).
+    Stage::Cors,
+    // Reads Accept-Encoding in the routed phase, while the request head is whole.
+    Stage::Compress,
     Stage::Auth,
     Stage::RateLimit,
     Stage::Respond,
@@ -161,6 +175,30 @@ pub fn arrival(
     Ok(())
 }
 
+/// **Phase 0b, routed**: the head is routed (`r.route`), no request phase has run.
+/// A stage may answer (the CORS stage: a preflight, allowed with a 204 in `out`, or
+/// refused) and end the request there; the later stages do not run.
+pub fn routed(r: &RequestIn<'_>, cx: &mut RequestCtx, out: &mut Vec<u8>) -> Flow {
+    for stage in STACK {
+        if stage == Stage::Cors {
+            if let Some(cors) = &r.route.cfg.cors {
+                let date = *r.w.date.borrow();
+                match super::cors::routed(cors, r.head, r.buf, &date, r.keep_if_answered, cx, out) {
+                    super::cors::Cors::Next => {}
+                    super::cors::Cors::Preflight => return Flow::Served,
+                    super::cors::Cors::Refused(answer) => return Flow::Reject(answer),
+                }
+            }
+        }
+        if stage == Stage::Compress {
+            if let Some(cfg) = &r.route.cfg.compress {
+                cx.compress = super::compress::negotiate(cfg, r.head, r.buf);
+            }
+        }
+    }
+    Flow::Next
+}
+
 /// **Phase 1, request**: the head is parsed and routed (`r.route`), nothing was sent
 /// upstream. Each stage may answer. `out` receives a stage's complete response.
 pub async fn request(r: &RequestIn<'_>, cx: &mut RequestCtx, out: &mut Vec<u8>) -> Flow {
@@ -199,8 +237,10 @@ pub async fn request(r: &RequestIn<'_>, cx: &mut RequestCtx, out: &mut Vec<u8>) 
             },
             Stage::Respond => super::respond::request(r, cx, out),
             Stage::Cache => super::cache::request(r, cx, out).await,
-            // Their work is done on arrival, or at the end.
-            Stage::Https | Stage::Trace | Stage::Metrics => Flow::Next,
+            // Their work is done on arrival, once routed, or at the end.
+            Stage::Https | Stage::Trace | Stage::Metrics | Stage::Cors | Stage::Compress => {
+                Flow::Next
+            }
         };
         if !matches!(flow, Flow::Next) {
             return flow;

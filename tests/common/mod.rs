@@ -1199,7 +1199,12 @@ impl Response {
 
     /// Does `Connection` list this token?
     pub fn connection_has(&self, token: &str) -> bool {
-        self.all("connection")
+        self.lists("connection", token)
+    }
+
+    /// Does any `name` field (a comma-separated list) hold this token?
+    pub fn lists(&self, name: &str, token: &str) -> bool {
+        self.all(name)
             .iter()
             .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
     }

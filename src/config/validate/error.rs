@@ -219,6 +219,9 @@ pub enum ConfigError {
     /// upstream's `request_headers` naming a field the gateway writes itself.
     #[error("{site}: {reason}{}", .site.excerpt())]
     BadRouteValue { site: Box<Site>, reason: String },
+    /// A route's `cors` or `compress` table (`validate/edge.rs`).
+    #[error("{site}: {reason}{}", .site.excerpt())]
+    EdgePolicy { site: Box<Site>, reason: String },
 }
 
 impl ConfigError {
@@ -290,6 +293,7 @@ impl ConfigError {
             | E::BadTemplate { site, .. }
             | E::BadRewrite { site, .. }
             | E::BadRouteValue { site, .. } => Some(&**site),
+            E::EdgePolicy { site, .. } => Some(&**site),
         }
     }
 
