@@ -550,6 +550,13 @@ pub struct FileRoute {
     /// The route's own limit, in place of the plan's. Absent = the plan's.
     #[serde(default)]
     pub rate_limit: Option<Spanned<FileRouteRateLimit>>,
+    /// Body-aware keys (`super::body`).
+    #[serde(default)]
+    pub json_match: Option<super::body::FileJsonMatch>,
+    #[serde(default)]
+    pub validate: Option<super::body::FileValidate>,
+    #[serde(default)]
+    pub json_body: Option<Spanned<super::body::FileJsonBody>>,
 }
 
 fn default_strip_prefix() -> Spanned<String> {

@@ -4,6 +4,7 @@
 //! string from the file. Every mistake is a [`ConfigError`] that names the key, the value
 //! and the line of the file.
 
+pub mod body;
 pub mod file;
 pub mod validate;
 
@@ -234,6 +235,8 @@ pub struct RouteConfig {
     /// The route's own limit (`rate_limit = { .. }`). `None`: no such key, or one
     /// with `enabled = false` and no `requests_per_minute`.
     pub rate_limit: Option<RouteRateLimit>,
+    /// `json_match`, `validate`, `json_body`: the route reads the body whole.
+    pub body: Option<Arc<body::BodyRules>>,
 }
 
 /// A route's own rate limit: on this route it replaces the plan's, in buckets of the
@@ -272,6 +275,7 @@ impl RouteConfig {
             timeout: None,
             max_body_bytes: None,
             rate_limit: None,
+            body: None,
         }
     }
 }

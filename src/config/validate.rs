@@ -23,6 +23,7 @@
 //! with the warning about routes that can never match from `validate/shadow.rs`;
 //! tests in `validate/tests.rs` and `validate/tests/errors.rs`.
 
+mod body;
 mod deferred;
 mod error;
 mod rules;
@@ -767,6 +768,7 @@ fn route(
         timeout,
         max_body_bytes: r.max_body_bytes,
         rate_limit: deferred::route_rate_limit(cx, key, r.rate_limit.as_ref())?,
+        body: body::rules(cx, key, r)?,
     })
 }
 

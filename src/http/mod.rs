@@ -8,6 +8,7 @@ pub mod chunked;
 pub mod generated;
 pub mod header;
 pub mod io;
+pub mod json_field;
 pub mod path;
 pub mod request;
 pub mod response;

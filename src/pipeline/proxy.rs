@@ -108,7 +108,7 @@ pub async fn handle(
         Some(s) => cx.request_id.extend_from_slice(s.get(&c.rbuf)),
         None => w.new_request_id(&mut cx.request_id),
     }
-    let meta = ReqMeta {
+    let mut meta = ReqMeta {
         method: head.method,
         version_minor: head.version_minor,
         keep_alive: head.keep_alive,
@@ -169,6 +169,26 @@ pub async fn handle(
         };
         return reject(w, c, &meta, head, status, message, None).await;
     };
+    // A route with body rules: the body is read whole now, and the route chosen with
+    // it (`super::body`); it is then forwarded from memory with a Content-Length.
+    let mut held_body = None;
+    let ri = match pl.routes[ri].cfg.body.is_some() {
+        false => ri,
+        true => match super::body::choose(&pl, c, head, ri).await {
+            Ok((ri, body)) => {
+                meta.body = BodyFraming::Empty;
+                held_body = Some(body);
+                ri
+            }
+            Err(r) => {
+                if r.body_read {
+                    meta.body = BodyFraming::Empty;
+                }
+                return reject(w, c, &meta, head, r.status, &r.message, None).await;
+            }
+        },
+    };
+    let cx = &mut c.cx;
     let entry = pl.routes[ri].clone();
     cx.route = Some(entry.clone());
     cx.observed.route = w.metrics.route_slot(&pl, ri);
@@ -205,6 +225,20 @@ pub async fn handle(
         Flow::Served => return serve_answer(w, c, &meta, head, route, keep_if_answered).await,
     }
 
+    if let Some(body) = &mut held_body {
+        if let Some(rules) = &route.body {
+            let buf = &c.rbuf;
+            let header = |name: &str| head.header(buf, name).map(<[u8]>::to_vec);
+            match super::body::transform(rules, entry.schema.as_ref(), body, &header) {
+                Ok(None) => {}
+                Ok(Some(new)) => *body = new,
+                Err((status, message)) => {
+                    return reject(w, c, &meta, head, status, &message, Some(route)).await
+                }
+            }
+        }
+        head.body = BodyFraming::Length(body.len() as u64);
+    }
     let max_body = route.max_body_bytes.unwrap_or(limits.max_body_bytes);
     if let BodyFraming::Length(n) = meta.body {
         if n > max_body {
@@ -258,6 +292,9 @@ pub async fn handle(
     c.rbuf.drain(..head.head_len);
 
     let mut body_buffered = meta.body == BodyFraming::Empty;
+    if let Some(body) = &held_body {
+        c.ubuf.extend_from_slice(body);
+    }
     if let BodyFraming::Length(n) = meta.body {
         if n <= INLINE_BODY && c.rbuf.len() as u64 >= n {
             c.ubuf.extend_from_slice(&c.rbuf[..n as usize]);
@@ -575,7 +612,7 @@ impl Exchange<'_> {
                 }
                 Err(e) => {
                     metrics.attempt_failed(metrics.server_slot(self.pl, self.ui, si), &e);
-                    if e.is_upstream_failure() {
+                    if e.is_upstream_failure() || matches!(e, ProxyError::UpstreamServerError(_)) {
                         up.record(si, false, Instant::now());
                         crate::telemetry::inc(&self.w.counters.upstream_errors);
                     }
@@ -944,6 +981,15 @@ impl Exchange<'_> {
         p: &mut Progress,
     ) -> Result<bool, ProxyError> {
         p.upstream_status = resp.status;
+        if resp.status >= 500
+            && self
+                .route
+                .body
+                .as_ref()
+                .is_some_and(|b| b.upstream_error_is_502())
+        {
+            return Err(ProxyError::UpstreamServerError(resp.status));
+        }
         // A stage may answer in the upstream's place (the cache: a 304 to its
         // revalidation, or a stale entry standing in for a 5xx).
         let keep = self.meta.keep_alive && !self.w.shutdown.is_set() && !p.body_cut;

@@ -207,6 +207,9 @@ pub enum ConfigError {
     RateLimit { site: Box<Site>, reason: String },
     #[error("{site}: cannot write the access log there: {reason}{}", .site.excerpt())]
     AccessLogPath { site: Box<Site>, reason: String },
+    /// `json_match`, `validate` or `json_body` of a route.
+    #[error("{site}: {reason}{}", .site.excerpt())]
+    BadBody { site: Box<Site>, reason: String },
 }
 
 impl ConfigError {
@@ -274,7 +277,8 @@ impl ConfigError {
             | E::NoSystemRoots { site, .. }
             | E::AuthKey { site, .. }
             | E::RateLimit { site, .. }
-            | E::AccessLogPath { site, .. } => Some(&**site),
+            | E::AccessLogPath { site, .. }
+            | E::BadBody { site, .. } => Some(&**site),
         }
     }
 
