@@ -220,3 +220,54 @@ json_body = { rename = { a = \"b\" }, remove = [\"b\"], set = { b = \"set\" }, w
         resp.assert_json_error(400);
     }
 }
+
+/// A route block with `key` after an upstream; the error `Config::parse` gives.
+fn config_error(key: &str) -> String {
+    let text = format!(
+        "[[upstreams]]\nname = \"u\"\nservers = [\"127.0.0.1:1\"]\n\
+         [[routes]]\nid = \"r\"\npath_prefix = \"/\"\nupstream = \"u\"\nauth = \"none\"\n{key}\n"
+    );
+    match ringgate::config::Config::parse(&text, "t.toml") {
+        Ok(_) => panic!("accepted: {key}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn bad_body_keys_are_config_errors_with_key_and_line() {
+    let e = config_error("validate = { schema_file = \"config/schemas/missing.json\" }");
+    assert!(
+        e.contains("t.toml:9") && e.contains("validate.schema_file") && e.contains("cannot read"),
+        "{e}"
+    );
+    let e = config_error("validate = { schema_file = \"Cargo.toml\" }");
+    assert!(e.contains("t.toml:9") && e.contains("not JSON"), "{e}");
+    let dir = std::env::temp_dir().join(format!("ringgate-schema-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, r#"{"type": "no-such-type"}"#).unwrap();
+    let e = config_error(&format!(
+        "validate = {{ schema_file = {:?} }}",
+        bad.to_str().unwrap()
+    ));
+    assert!(
+        e.contains("t.toml:9") && e.contains("not a valid JSON Schema"),
+        "{e}"
+    );
+    let e = config_error("json_match = { path = \"data..type\", values = [\"x\"] }");
+    assert!(
+        e.contains("t.toml:9") && e.contains("json_match.path"),
+        "{e}"
+    );
+    let e = config_error("json_match = { path = \"a\", values = [] }");
+    assert!(e.contains("json_match.values"), "{e}");
+    let e = config_error("json_body = { set = { a = \"${nope}\" } }");
+    assert!(
+        e.contains("t.toml:9") && e.contains("json_body.set.a"),
+        "{e}"
+    );
+    let e = config_error("json_body = { wrap = { key = \"r\", extra = 1 } }");
+    assert!(e.contains("wrap"), "{e}");
+    let e = config_error("json_match = { path = \"a\", value = [\"x\"] }");
+    assert!(e.contains("value"), "{e}");
+}

@@ -105,18 +105,10 @@ pub struct Wrap {
     pub set: Vec<(String, SetValue)>,
 }
 
-/// A value of `set`. A value that is exactly one variable keeps its type
-/// (`${now_ms}` is a JSON number); anything else is a JSON string.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SetValue {
-    /// Literal text, or `${env:NAME}` read at load.
-    Text(String),
-    /// `${now_ms}`: milliseconds since the Unix epoch, a JSON number.
-    NowMs,
-    /// `${header:Name}` (lower-cased name): the request's header, a JSON string, or
-    /// `null` when the request has none.
-    Header(String),
-}
+/// A value of `set`: a template (`crate::http::template`), rendered as JSON: a value
+/// that is exactly one variable keeps its type (`${now_ms}` is a JSON number, an
+/// absent header `null`); anything else is a JSON string.
+pub type SetValue = crate::http::template::Template;
 
 /// A JSON Schema (2020-12 unless it names another draft with `$schema`), compiled.
 pub fn compile(schema: &serde_json::Value) -> Result<jsonschema::Validator, String> {

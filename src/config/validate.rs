@@ -29,6 +29,7 @@ mod error;
 mod rules;
 mod shadow;
 mod summary;
+mod templates;
 #[cfg(test)]
 mod tests;
 mod tls;

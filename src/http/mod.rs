@@ -10,11 +10,13 @@ pub mod header;
 pub mod io;
 pub mod json_field;
 pub mod path;
+pub mod path_template;
 pub mod request;
 pub mod response;
 pub mod send_file;
 pub mod shared_body;
 pub mod sock;
+pub mod template;
 pub mod traceparent;
 
 pub use chunked::{ChunkError, ChunkEvent, ChunkedDecoder};

@@ -7,8 +7,6 @@
 //! rewritten by its `json_body`. The body is forwarded with a Content-Length, as read
 //! (byte for byte) or as rewritten. Other routes never come here and keep streaming.
 
-use std::time::SystemTime;
-
 use serde_json::{Map, Value};
 
 use super::conn::{Downstream, READ_BUF};
@@ -17,6 +15,7 @@ use super::stack::Pipeline;
 use crate::config::body::{BodyRules, JsonBody, JsonMatch, SetValue, DEFAULT_MAX_BODY};
 use crate::http::io::{read_append, write_all};
 use crate::http::json_field::{self, Field, FieldPath, NotJson};
+use crate::http::template::TemplateCx;
 use crate::http::{BodyFraming, ChunkEvent, ChunkedDecoder, RequestHead};
 
 /// Why the request is answered here.
@@ -182,13 +181,13 @@ async fn more(c: &mut Downstream, head: &RequestHead, continued: &mut bool) -> R
 }
 
 /// The body to forward on route `rules`: validated against `schema` (compiled by this
-/// worker), then rewritten by `json_body`. `None`: forward it as read. `header` looks
-/// up request headers by lower-case name (for `${header:..}`).
+/// worker), then rewritten by `json_body`, its `set` values rendered from `cx`.
+/// `None`: forward it as read.
 pub fn transform(
     rules: &BodyRules,
     schema: Option<&jsonschema::Validator>,
     body: &[u8],
-    header: &dyn Fn(&str) -> Option<Vec<u8>>,
+    cx: &TemplateCx,
 ) -> Result<Option<Vec<u8>>, (u16, String)> {
     if schema.is_none() && rules.json_body.is_none() {
         return Ok(None);
@@ -208,16 +207,12 @@ pub fn transform(
     let Some(edit) = &rules.json_body else {
         return Ok(None);
     };
-    apply(edit, &mut doc, header).map_err(|m| (400, m.to_owned()))?;
+    apply(edit, &mut doc, cx).map_err(|m| (400, m.to_owned()))?;
     Ok(Some(serde_json::to_vec(&doc).expect("a Value serializes")))
 }
 
 /// rename, remove, set, wrap, in that order, on the top-level object.
-pub fn apply(
-    edit: &JsonBody,
-    doc: &mut Value,
-    header: &dyn Fn(&str) -> Option<Vec<u8>>,
-) -> Result<(), &'static str> {
+pub fn apply(edit: &JsonBody, doc: &mut Value, cx: &TemplateCx) -> Result<(), &'static str> {
     let Value::Object(map) = doc else {
         return Err("this route rewrites JSON objects; the request body is not one");
     };
@@ -229,36 +224,28 @@ pub fn apply(
     for key in &edit.remove {
         map.remove(key);
     }
-    let mut now = None;
+    let mut scratch = Vec::new();
     for (key, v) in &edit.set {
-        map.insert(key.clone(), value(v, header, &mut now));
+        map.insert(key.clone(), value(v, cx, &mut scratch));
     }
     if let Some(wrap) = &edit.wrap {
         let inner = std::mem::take(map);
         let mut outer = Map::new();
         outer.insert(wrap.key.clone(), Value::Object(inner));
         for (key, v) in &wrap.set {
-            outer.insert(key.clone(), value(v, header, &mut now));
+            outer.insert(key.clone(), value(v, cx, &mut scratch));
         }
         *map = outer;
     }
     Ok(())
 }
 
-/// One `set` value (one clock read per request, shared by every `${now_ms}`).
-fn value(v: &SetValue, header: &dyn Fn(&str) -> Option<Vec<u8>>, now: &mut Option<u64>) -> Value {
-    match v {
-        SetValue::Text(t) => Value::String(t.clone()),
-        SetValue::NowMs => Value::from(*now.get_or_insert_with(|| {
-            SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64)
-        })),
-        SetValue::Header(name) => match header(name) {
-            Some(h) => Value::String(String::from_utf8_lossy(&h).into_owned()),
-            None => Value::Null,
-        },
-    }
+/// One `set` value, rendered as JSON (its type kept when it is one variable).
+fn value(v: &SetValue, cx: &TemplateCx, scratch: &mut Vec<u8>) -> Value {
+    scratch.clear();
+    v.render_json(cx, scratch);
+    // `render_json` always writes one JSON value.
+    serde_json::from_slice(scratch).unwrap_or(Value::Null)
 }
 
 /// A validation message cut short: it may quote the input, which is never echoed

@@ -228,8 +228,24 @@ pub async fn handle(
     if let Some(body) = &mut held_body {
         if let Some(rules) = &route.body {
             let buf = &c.rbuf;
-            let header = |name: &str| head.header(buf, name).map(<[u8]>::to_vec);
-            match super::body::transform(rules, entry.schema.as_ref(), body, &header) {
+            let raw = head.path(buf);
+            let identity = c.cx.identity.as_deref();
+            let tcx = crate::http::template::TemplateCx {
+                path: match crate::http::path::needs_normalizing(raw) {
+                    true => &c.cx.path,
+                    false => raw,
+                },
+                request_id: &c.cx.request_id,
+                client_ip: Some(c.peer.addr),
+                now_ms: SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64),
+                user: identity.map(|i| i.user.as_str()),
+                tenant: identity.map(|i| i.tenant.as_str()),
+                plan: identity.and_then(|i| i.plan.as_deref()),
+                ..crate::http::template::TemplateCx::new(head, buf)
+            };
+            match super::body::transform(rules, entry.schema.as_ref(), body, &tcx) {
                 Ok(None) => {}
                 Ok(Some(new)) => *body = new,
                 Err((status, message)) => {

@@ -132,36 +132,7 @@ fn set_values(
     Ok(out)
 }
 
-/// A `set` value. Until the template engine is merged, a value is literal text or
-/// exactly one of `${now_ms}`, `${env:NAME}` (read now), `${header:Name}`.
+/// A `set` value: a template, `${env:...}` read now.
 fn set_value(cx: &Cx, key: &str, v: &Spanned<String>) -> Result<SetValue, ConfigError> {
-    let text = v.get_ref();
-    let fail = |reason: String| ConfigError::BadBody {
-        site: cx.at(key.to_owned(), v),
-        reason,
-    };
-    if !text.contains("${") {
-        return Ok(SetValue::Text(text.clone()));
-    }
-    let inner = text
-        .strip_prefix("${")
-        .and_then(|t| t.strip_suffix('}'))
-        .filter(|t| !t.contains(['{', '}']));
-    match inner {
-        Some("now_ms") => Ok(SetValue::NowMs),
-        Some(var) if var.starts_with("env:") => {
-            let name = &var[4..];
-            match (cx.env)(name).and_then(|v| v.into_string().ok()) {
-                Some(value) => Ok(SetValue::Text(value)),
-                None => Err(fail(format!("the environment variable {name} is not set"))),
-            }
-        }
-        Some(var) if var.starts_with("header:") && var.len() > 7 => {
-            Ok(SetValue::Header(var[7..].to_ascii_lowercase()))
-        }
-        _ => Err(fail(
-            "a value is literal text or exactly one of ${now_ms}, ${env:NAME}, ${header:Name}"
-                .into(),
-        )),
-    }
+    cx.template(key, v)
 }

@@ -210,6 +210,11 @@ pub enum ConfigError {
     /// `json_match`, `validate` or `json_body` of a route.
     #[error("{site}: {reason}{}", .site.excerpt())]
     BadBody { site: Box<Site>, reason: String },
+    /// A template value (`${...}`) that does not parse, names an unset `${env:...}`
+    /// or a `${path:...}` the route's path_template lacks. The reason names the
+    /// variable, never an `${env:...}` value.
+    #[error("{site}: {reason}{}", .site.excerpt())]
+    BadTemplate { site: Box<Site>, reason: String },
 }
 
 impl ConfigError {
@@ -278,7 +283,8 @@ impl ConfigError {
             | E::AuthKey { site, .. }
             | E::RateLimit { site, .. }
             | E::AccessLogPath { site, .. }
-            | E::BadBody { site, .. } => Some(&**site),
+            | E::BadBody { site, .. }
+            | E::BadTemplate { site, .. } => Some(&**site),
         }
     }
 
