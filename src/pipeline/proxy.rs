@@ -13,6 +13,10 @@
 //! is relayed at once, and the client connection then closes with a lingering close
 //! (`conn::linger`), as it does after any answer given before the body was read.
 //!
+//! A route with body rules (`json_match`, `validate`, `json_body`) is the exception to
+//! streaming: its body is read whole, bounded, before the route is final, and sent
+//! from memory with a Content-Length (`super::body`).
+//!
 //! The fast path (small request, small response) costs one read and one write on each
 //! side: the body rides in the head's buffer, and the response body is appended to the
 //! response head when it arrived with it.
@@ -176,6 +180,7 @@ pub async fn handle(
         false => ri,
         true => match super::body::choose(&pl, c, head, ri).await {
             Ok((ri, body)) => {
+                c.cx.observed.bytes_in += body.len() as u64;
                 meta.body = BodyFraming::Empty;
                 held_body = Some(body);
                 ri
