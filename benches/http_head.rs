@@ -137,6 +137,8 @@ fn bench_write(c: &mut Criterion) {
                         strip_credentials: None,
                         extra_fields: b"",
                         traceparent: None,
+                        target: None,
+                        replaced: &[],
                     },
                 );
                 out.len()

@@ -80,6 +80,7 @@ fn naive_find(routes: &[RouteConfig], req: &MatchInput<'_>) -> Option<usize> {
         let path_ok = match &r.path {
             PathMatch::Exact(p) => req.path == p.as_bytes(),
             PathMatch::Prefix(p) => prefix_matches(p.as_bytes(), req.path),
+            PathMatch::Template(t) => t.matches(req.path),
         };
         path_ok
             && r.methods

@@ -20,6 +20,8 @@ json_match = { path = \"data.event_type\", values = [\"call.initiated\", \"call.
 json_match = { path = \"data.event_type\", values = [\"message.received\", \"message.sent\"] }\n\
 [[routes]]\nid = \"fax\"\npath_exact = \"/webhooks/telecom\"\nupstream = \"fax\"\n\
 json_match = { path = \"data.event_type\", values = [\"fax.received\", \"fax.sent\"] }\n\
+[[routes]]\nid = \"unhandled\"\npath_exact = \"/webhooks/telecom\"\n\
+respond = { status = 200, body = \"OK\", content_type = \"text/plain\" }\n\
 [[routes]]\nid = \"rest\"\npath_prefix = \"/\"\nupstream = \"other\"\n";
     Gw::start(
         driver,
@@ -73,16 +75,39 @@ both_drivers! {
         assert!(other.requests().is_empty());
     }
 
-    fn unknown_or_missing_event_goes_to_the_catch_all(driver) {
+    fn unknown_or_missing_event_is_answered_ok_at_the_edge(driver) {
         let (voice, sms, fax, other) = (Origin::echo(), Origin::echo(), Origin::echo(), Origin::echo());
         let gw = telecom(driver, &voice, &sms, &fax, &other);
         let mut c = gw.client();
         for body in [event("video.started"), br#"{"data":{}}"#.to_vec(), br#"{"data":{"event_type":1}}"#.to_vec(), b"[]".to_vec()] {
             let resp = c.request(&Req::post("/webhooks/telecom", body.clone()));
-            assert_eq!(resp.status, 200);
-            assert_eq!(other.last_request().body, body);
+            assert_eq!((resp.status, resp.text().as_str()), (200, "OK"));
+            // Chunked too, on the same connection.
+            let resp = c.request(&Req::new("POST", "/webhooks/telecom").chunked(&[&body]));
+            assert_eq!((resp.status, resp.text().as_str()), (200, "OK"));
         }
         assert!(voice.requests().is_empty() && sms.requests().is_empty() && fax.requests().is_empty());
+        assert!(other.requests().is_empty());
+    }
+
+    fn a_plain_catch_all_gets_the_body_as_read(driver) {
+        // Without the `respond` route: the next route is a plain upstream one.
+        let origin = Origin::echo();
+        let other = Origin::echo();
+        let toml = "[[upstreams]]\nname = \"a\"\nservers = [\"{a}\"]\n[[upstreams]]\nname = \"b\"\nservers = [\"{b}\"]\n\
+[[routes]]\nid = \"voice\"\npath_exact = \"/hook\"\nupstream = \"a\"\njson_match = { path = \"items.0.kind\", values = [\"call\"] }\n\
+[[routes]]\nid = \"rest\"\npath_prefix = \"/\"\nupstream = \"b\"\n";
+        let gw = Gw::start(driver, &fill(toml, &[("a", origin.addr()), ("b", other.addr())]));
+        let mut c = gw.client();
+        let body = br#"{"items":[{"kind":"sms"}]}"#.to_vec();
+        let resp = c.request(&Req::new("POST", "/hook").chunked(&[&body[..5], &body[5..]]));
+        assert_eq!(resp.status, 200);
+        let got = other.only_request();
+        assert_eq!(got.body, body);
+        assert_eq!(got.header("content-length"), Some(&*body.len().to_string()));
+        let resp = c.request(&Req::post("/hook", r#"{"items":[{"kind":"call"}]}"#));
+        assert_eq!(resp.status, 200);
+        assert_eq!(origin.requests().len(), 1);
     }
 
     fn malformed_json_is_400_and_too_large_is_413(driver) {

@@ -208,6 +208,15 @@ fn path_of(r: &toml::Value) -> Option<PathMatch> {
     if let Some(p) = r.get("path_prefix").and_then(toml::Value::as_str) {
         return Some(PathMatch::Prefix(p.to_owned()));
     }
+    if let Some(p) = r.get("path_template").and_then(toml::Value::as_str) {
+        // Placing API routes: `path_covers` is conservative with templates (one
+        // covers only exact paths it matches and templates of its own shape), so an
+        // API route goes before a file route only when that route would take its
+        // requests; unparsable text covers nothing.
+        return crate::http::path_template::PathTemplate::parse(p)
+            .ok()
+            .map(PathMatch::Template);
+    }
     r.get("path_exact")
         .and_then(toml::Value::as_str)
         .map(|p| PathMatch::Exact(p.to_owned()))

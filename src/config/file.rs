@@ -18,8 +18,10 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
 
+mod edge;
 mod route_limit;
 mod tls;
+pub use edge::{FileRespond, FileRewrite};
 pub use route_limit::FileRouteRateLimit;
 pub use tls::{FileTls, FileTlsCertificate, FileUpstreamTls};
 
@@ -397,6 +399,10 @@ pub struct FileUpstream {
     /// For `https://` servers; absent = the defaults (system roots, SNI = the host).
     #[serde(default)]
     pub tls: Option<FileUpstreamTls>,
+    /// Header name -> template value, added to every request sent to this upstream
+    /// (replacing the client's field of that name).
+    #[serde(default)]
+    pub request_headers: BTreeMap<Spanned<String>, Spanned<String>>,
 }
 
 fn default_balance() -> Spanned<String> {
@@ -550,6 +556,17 @@ pub struct FileRoute {
     /// The route's own limit, in place of the plan's. Absent = the plan's.
     #[serde(default)]
     pub rate_limit: Option<Spanned<FileRouteRateLimit>>,
+    /// `/api/profile/{user_id}`: instead of path_prefix / path_exact.
+    #[serde(default)]
+    pub path_template: Option<Spanned<String>>,
+    /// The request's Content-Type must be in one of these ranges.
+    #[serde(default)]
+    pub content_type: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    pub rewrite: Option<Spanned<FileRewrite>>,
+    /// Answer at the edge: instead of upstream / split.
+    #[serde(default)]
+    pub respond: Option<Spanned<FileRespond>>,
     /// Body-aware keys (`super::body`).
     #[serde(default)]
     pub json_match: Option<super::body::FileJsonMatch>,

@@ -173,6 +173,10 @@ pub struct UpstreamConfig {
     /// rustls client config (`[upstreams.tls]`, or its defaults when absent). `None`
     /// when no server is `https://`.
     pub tls: Option<Arc<crate::tls::UpstreamTls>>,
+    /// (name as written, value) added to every request sent to it; the client's
+    /// fields of those names are dropped. Values may hold `${env:...}` secrets:
+    /// `Template`'s `Debug` shows only the reference.
+    pub request_headers: Vec<(String, crate::http::template::Template)>,
 }
 
 #[derive(Debug, Clone)]
@@ -235,6 +239,10 @@ pub struct RouteConfig {
     /// The route's own limit (`rate_limit = { .. }`). `None`: no such key, or one
     /// with `enabled = false` and no `requests_per_minute`.
     pub rate_limit: Option<RouteRateLimit>,
+    /// The request's Content-Type must be in one of these; empty = no condition.
+    pub content_type: Vec<crate::http::media_type::MediaRange>,
+    /// The path sent upstream, rewritten (see `crate::http::rewrite`).
+    pub rewrite: Option<crate::http::rewrite::Rewrite>,
     /// `json_match`, `validate`, `json_body`: the route reads the body whole.
     pub body: Option<Arc<body::BodyRules>>,
 }
@@ -275,6 +283,8 @@ impl RouteConfig {
             timeout: None,
             max_body_bytes: None,
             rate_limit: None,
+            content_type: Vec::new(),
+            rewrite: None,
             body: None,
         }
     }
@@ -285,6 +295,8 @@ pub enum PathMatch {
     /// Segment-aware: "/api/users" matches "/api/users" and "/api/users/7", not "/api/usersx".
     Prefix(String),
     Exact(String),
+    /// `/api/profile/{user_id}`: segment by segment, `{name}` one non-empty segment.
+    Template(crate::http::path_template::PathTemplate),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -301,6 +313,16 @@ pub enum RouteTarget {
     Single(usize),
     /// (index into `Config::upstreams`, weight > 0).
     Split(Vec<(usize, u32)>),
+    /// `respond = { .. }`: answered at the edge, no upstream.
+    Respond(Respond),
+}
+
+/// A route's answer at the edge (`respond = { status, body, content_type }`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Respond {
+    pub status: u16,
+    pub body: Arc<[u8]>,
+    pub content_type: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

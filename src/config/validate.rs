@@ -25,6 +25,7 @@
 
 mod body;
 mod deferred;
+mod edge;
 mod error;
 mod rules;
 mod shadow;
@@ -319,6 +320,7 @@ fn build(cx: &Cx, file: FileConfig) -> Result<Config, ConfigError> {
     deferred::cache(cx, &file.cache)?;
     let upstreams = upstreams(cx, &file.upstreams)?;
     let routes = routes(cx, &file.routes, &upstreams, &plans)?;
+    edge::path_vars(cx, &routes, &upstreams, &file.upstreams)?;
     // The typed forms start uses, built here once: whatever would stop the start
     // (a missing secret, an unreadable key file) stops `ringgate check` too.
     let limits = Arc::new(deferred::limits(cx, &file.rate_limit, &plans)?).with_routes(&routes);
@@ -631,6 +633,7 @@ fn upstream(cx: &Cx, key: &str, u: &FileUpstream) -> Result<UpstreamConfig, Conf
         health_check,
         circuit_breaker,
         tls: tls.map(Arc::new),
+        request_headers: edge::upstream_headers(cx, key, u)?,
     })
 }
 
@@ -669,26 +672,13 @@ fn route(
     upstreams: &[UpstreamConfig],
     plans: &[(String, super::file::FilePlan)],
 ) -> Result<RouteConfig, ConfigError> {
-    let (path, path_key, path_text) = match (&r.path_prefix, &r.path_exact) {
-        (Some(_), Some(exact)) => {
-            return Err(ConfigError::PathConflict {
-                site: cx.at(format!("{key}.path_exact"), exact),
-            })
-        }
-        (None, None) => {
-            return Err(ConfigError::NoPath {
-                site: cx.at(format!("{key}.id"), &r.id),
-            })
-        }
-        (Some(p), None) => (PathMatch::Prefix(p.get_ref().clone()), "path_prefix", p),
-        (None, Some(p)) => (PathMatch::Exact(p.get_ref().clone()), "path_exact", p),
-    };
-    rules::check_path(path_text.get_ref()).map_err(|reason| ConfigError::BadPath {
-        site: cx.at(format!("{key}.{path_key}"), path_text),
-        reason,
-    })?;
+    let (path, _, path_text) = edge::path(cx, key, r)?;
     let strip = r.strip_prefix.get_ref();
-    if !strip.is_empty() && !rules::is_segment_prefix(strip, path_text.get_ref()) {
+    let strip_within = match &path {
+        PathMatch::Template(t) => t.literal_prefix(),
+        _ => path_text.get_ref().clone(),
+    };
+    if !strip.is_empty() && !rules::is_segment_prefix(strip, &strip_within) {
         return Err(ConfigError::BadStripPrefix {
             site: cx.at(format!("{key}.strip_prefix"), &r.strip_prefix),
             path: path_text.get_ref().clone(),
@@ -752,6 +742,11 @@ fn route(
         Some(t) => Some(cx.millis(&format!("{key}.timeout_ms"), t)?),
         None => None,
     };
+    let path_template = match &path {
+        PathMatch::Template(t) => Some(t),
+        _ => None,
+    };
+    let body = body::rules(cx, key, r, path_template)?;
     Ok(RouteConfig {
         id: r.id.get_ref().clone(),
         path,
@@ -769,7 +764,9 @@ fn route(
         timeout,
         max_body_bytes: r.max_body_bytes,
         rate_limit: deferred::route_rate_limit(cx, key, r.rate_limit.as_ref())?,
-        body: body::rules(cx, key, r)?,
+        content_type: edge::content_types(cx, key, r)?,
+        rewrite: edge::rewrite(cx, key, r)?,
+        body,
     })
 }
 
@@ -788,6 +785,14 @@ fn target(
                 known: rules::list(upstreams.iter().map(|u| u.name.as_str())),
             })
     };
+    if let Some(respond) = &r.respond {
+        if r.upstream.is_some() || r.split.is_some() {
+            return Err(ConfigError::TargetConflict {
+                site: cx.site(format!("{key}.respond"), respond.span(), String::new()),
+            });
+        }
+        return edge::respond(cx, key, respond);
+    }
     match (&r.upstream, &r.split) {
         (Some(_), Some(split)) => Err(ConfigError::TargetConflict {
             site: cx.site(format!("{key}.split"), split.span(), String::new()),

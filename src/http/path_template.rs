@@ -152,6 +152,22 @@ impl PathTemplate {
         parts.next().is_none()
     }
 
+    /// Whether every path `other` matches, this one matches too (same number of
+    /// segments and trailing slash; each literal of this one the same literal there).
+    pub fn covers(&self, other: &PathTemplate) -> bool {
+        self.trailing_slash == other.trailing_slash
+            && self.segments.len() == other.segments.len()
+            && self
+                .segments
+                .iter()
+                .zip(&other.segments)
+                .all(|(a, b)| match (a, b) {
+                    (Segment::Param(_), _) => true,
+                    (Segment::Literal(a), Segment::Literal(b)) => a == b,
+                    (Segment::Literal(_), Segment::Param(_)) => false,
+                })
+    }
+
     /// The value of `{name}` in `path`, which this template matched; `None` when the
     /// name is not a segment of it or the path does not have that many segments.
     pub fn param<'a>(&self, path: &'a [u8], name: &str) -> Option<&'a [u8]> {

@@ -48,6 +48,8 @@ pub struct RequestCtx {
     /// What the metrics stage records at the end: the route's slot, the method, bytes,
     /// a rate-limit or auth refusal (the cache's outcome is in `cache`).
     pub observed: Observed,
+    /// The target sent upstream when the route's rewrite changed it.
+    pub rewritten: Vec<u8>,
 }
 
 impl Default for RequestCtx {
@@ -67,6 +69,7 @@ impl Default for RequestCtx {
             trace: [0; crate::http::traceparent::LEN],
             traced: false,
             observed: Observed::default(),
+            rewritten: Vec::new(),
         }
     }
 }
@@ -88,6 +91,7 @@ impl RequestCtx {
         self.linger = false;
         self.traced = false;
         self.observed = Observed::default();
+        self.rewritten.clear();
     }
 
     /// The `traceparent` this request carries upstream, if tracing is on.

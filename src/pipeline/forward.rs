@@ -81,6 +81,12 @@ pub struct Outbound<'a> {
     pub extra_fields: &'a [u8],
     /// The request's `traceparent` (the trace stage), sent in place of the client's.
     pub traceparent: Option<&'a [u8]>,
+    /// Path and query sent in place of the client's (the route's rewrite, see
+    /// `super::outbound`); `None`: as received, less `strip_prefix`.
+    pub target: Option<&'a [u8]>,
+    /// The upstream's `request_headers`: the client's fields of these names are not
+    /// sent (their rendered values are in `extra_fields`).
+    pub replaced: &'a [(String, crate::http::template::Template)],
 }
 
 /// The request head for the upstream, appended to `out`.
@@ -88,8 +94,8 @@ pub fn upstream_request(out: &mut Vec<u8>, req: &RequestHead, buf: &[u8], o: &Ou
     let (route, peer, request_id, upstream_host) = (o.route, o.peer, o.request_id, o.upstream_host);
     out.extend_from_slice(req.method_span.get(buf));
     out.push(b' ');
-    let mut target = req.target.get(buf);
-    if !route.strip_prefix.is_empty() {
+    let mut target = o.target.unwrap_or(req.target.get(buf));
+    if o.target.is_none() && !route.strip_prefix.is_empty() {
         if let Some(rest) = target.strip_prefix(route.strip_prefix.as_bytes()) {
             target = rest;
         }
@@ -127,6 +133,12 @@ pub fn upstream_request(out: &mut Vec<u8>, req: &RequestHead, buf: &[u8], o: &Ou
             _ => {}
         }
         if hop_by_hop(h, buf, &req.conn_tokens) || removed(&route.request_headers, name) {
+            continue;
+        }
+        if o.replaced
+            .iter()
+            .any(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
+        {
             continue;
         }
         // Like nginx (underscores_in_headers off): "X_User_ID" would reach CGI-style

@@ -29,6 +29,7 @@ use monoio::time::Instant;
 use super::conn::{Downstream, READ_BUF};
 use super::error::ProxyError;
 use super::forward::{self, ClientFraming};
+use super::outbound;
 use super::route::MatchInput;
 use super::stack::{self, Flow, Pipeline};
 use crate::cache::Body;
@@ -240,6 +241,10 @@ pub async fn handle(
                     true => &c.cx.path,
                     false => raw,
                 },
+                path_template: match &route.path {
+                    crate::config::PathMatch::Template(t) => Some(t),
+                    _ => None,
+                },
                 request_id: &c.cx.request_id,
                 client_ip: Some(c.peer.addr),
                 now_ms: SystemTime::now()
@@ -247,7 +252,9 @@ pub async fn handle(
                     .map_or(0, |d| d.as_millis() as u64),
                 user: identity.map(|i| i.user.as_str()),
                 tenant: identity.map(|i| i.tenant.as_str()),
-                plan: identity.and_then(|i| i.plan.as_deref()),
+                plan: identity
+                    .and_then(|i| i.plan.as_deref())
+                    .or(route.plan.as_deref()),
                 ..crate::http::template::TemplateCx::new(head, buf)
             };
             match super::body::transform(rules, entry.schema.as_ref(), body, &tcx) {
@@ -285,7 +292,19 @@ pub async fn handle(
     }
 
     // Upstream and the head sent to it.
-    let (ui, up) = entry.target.pick(&w.rng);
+    let Some((ui, up)) = entry.target.pick(&w.rng) else {
+        // A `respond` route was answered by its stage; nothing else lacks a target.
+        return reject(
+            w,
+            c,
+            &meta,
+            head,
+            500,
+            "the route has no upstream",
+            Some(route),
+        )
+        .await;
+    };
     let up = &**up;
     let hash_key: Option<Vec<u8>> = up
         .balancer
@@ -294,6 +313,26 @@ pub async fn handle(
         .map(<[u8]>::to_vec);
     c.ubuf.clear();
     stack::upstream_request(&mut c.cx, head, &c.rbuf);
+    // The edge's own changes (`outbound`): the route's rewrite, the upstream's
+    // request_headers.
+    let path = outbound::matched_path(head, &c.rbuf, &c.cx.path);
+    let rewritten = match outbound::rewrite(route, head, &c.rbuf, path, &mut c.cx.rewritten) {
+        Ok(done) => done,
+        Err(e) => return reject(w, c, &meta, head, 500, &e.to_string(), Some(route)).await,
+    };
+    outbound::upstream_headers(
+        &up.cfg.request_headers,
+        &outbound::Facts {
+            head,
+            buf: &c.rbuf,
+            path: outbound::matched_path(head, &c.rbuf, &c.cx.path),
+            route,
+            request_id: &c.cx.request_id,
+            client_ip: c.peer.addr,
+            identity: c.cx.identity.as_deref(),
+        },
+        &mut c.cx.upstream_fields,
+    );
     let outbound = forward::Outbound {
         route,
         peer: &c.peer,
@@ -306,6 +345,8 @@ pub async fn handle(
             .then(|| pl.auth.api_key_header()),
         extra_fields: &c.cx.upstream_fields,
         traceparent: c.cx.traceparent(),
+        target: rewritten.then_some(&c.cx.rewritten[..]),
+        replaced: &up.cfg.request_headers,
     };
     forward::upstream_request(&mut c.ubuf, head, &c.rbuf, &outbound);
     // The head is fully used: from here on `head` must not be read (its spans would
@@ -421,7 +462,11 @@ async fn serve_answer(
     route: &RouteConfig,
     keep_if_answered: bool,
 ) -> bool {
-    c.cx.observed.bytes_in += consume_request(c, meta, head).unwrap_or(0);
+    let consumed = consume_request(c, meta, head);
+    c.cx.observed.bytes_in += consumed.unwrap_or(0);
+    // The body is still arriving (`keep_if_answered` was false, the answer says
+    // `Connection: close`): close with a lingering close.
+    c.cx.linger = consumed.is_none();
     let status = std::str::from_utf8(&c.obuf[9..12])
         .ok()
         .and_then(|s| s.parse().ok())
@@ -446,7 +491,11 @@ async fn serve_answer(
     c.cx.observed.bytes_out = bytes;
     stack::done(w, &mut c.cx, status, ok);
     w.counters.count_status(status);
-    log(w, c, status, &route.id, "cache", bytes);
+    let by = match route.target {
+        crate::config::RouteTarget::Respond(_) => "edge",
+        _ => "cache",
+    };
+    log(w, c, status, &route.id, by, bytes);
     keep_if_answered && ok
 }
 

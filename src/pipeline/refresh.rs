@@ -96,12 +96,36 @@ async fn run(w: &Rc<Local>, route: &RouteConfig, r: &Refresh) -> Result<(), Fail
     {
         return Err(Failed);
     }
-    let up = &**r.route.target.pick(&w.rng).1;
+    let up = &**r.route.target.pick(&w.rng).ok_or(Failed)?.1;
     let mut ctx = r.ctx.for_refresh();
     // Conditionally, with the stale entry's ETag or Last-Modified: an unchanged
     // resource comes back as a 304 without its body.
     let mut validators = Vec::new();
     super::cache::validators(&mut ctx, &head, buf, &mut validators);
+    // As the proxy does (`outbound`): the route's rewrite, the upstream's
+    // request_headers. The head kept for a refresh is the path as received.
+    let mut normalised = Vec::new();
+    let mut path = head.path(buf);
+    if crate::http::path::needs_normalizing(path) {
+        crate::http::path::normalize(path, &mut normalised);
+        path = &normalised;
+    }
+    let mut rewritten = Vec::new();
+    let rewrote =
+        super::outbound::rewrite(route, &head, buf, path, &mut rewritten).map_err(|_| Failed)?;
+    super::outbound::upstream_headers(
+        &up.cfg.request_headers,
+        &super::outbound::Facts {
+            head: &head,
+            buf,
+            path,
+            route,
+            request_id: &r.request_id,
+            client_ip: r.peer.addr,
+            identity: r.identity.as_deref(),
+        },
+        &mut validators,
+    );
     let mut out = Vec::with_capacity(buf.len() + 256);
     forward::upstream_request(
         &mut out,
@@ -121,6 +145,8 @@ async fn run(w: &Rc<Local>, route: &RouteConfig, r: &Refresh) -> Result<(), Fail
             // A background fetch is the gateway's own: the triggering request's
             // fields go as they came.
             traceparent: None,
+            target: rewrote.then_some(&rewritten[..]),
+            replaced: &up.cfg.request_headers,
         },
     );
     let hash_key = up

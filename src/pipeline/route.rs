@@ -102,11 +102,7 @@ impl Router {
 }
 
 fn route_matches(r: &RouteConfig, req: &MatchInput<'_>) -> bool {
-    let path_ok = match &r.path {
-        PathMatch::Exact(p) => req.path == p.as_bytes(),
-        PathMatch::Prefix(p) => prefix_matches(p.as_bytes(), req.path),
-    };
-    if !path_ok {
+    if !path_matches(&r.path, req.path) {
         return false;
     }
     if let Some(methods) = &r.methods {
@@ -119,20 +115,33 @@ fn route_matches(r: &RouteConfig, req: &MatchInput<'_>) -> bool {
 
 /// Path, host and headers: every condition of the route but its methods.
 fn matches_but_method(r: &RouteConfig, req: &MatchInput<'_>) -> bool {
-    let path_ok = match &r.path {
-        PathMatch::Exact(p) => req.path == p.as_bytes(),
-        PathMatch::Prefix(p) => prefix_matches(p.as_bytes(), req.path),
-    };
-    path_ok && others_match(r, req)
+    path_matches(&r.path, req.path) && others_match(r, req)
 }
 
-/// Host and headers.
+#[inline]
+fn path_matches(p: &PathMatch, path: &[u8]) -> bool {
+    match p {
+        PathMatch::Exact(p) => path == p.as_bytes(),
+        PathMatch::Prefix(p) => prefix_matches(p.as_bytes(), path),
+        PathMatch::Template(t) => t.matches(path),
+    }
+}
+
+/// Host, headers and content type.
 #[inline]
 fn others_match(r: &RouteConfig, req: &MatchInput<'_>) -> bool {
     if let Some(h) = &r.host {
         if !host_matches(h, req.host) {
             return false;
         }
+    }
+    // No Content-Type: no match (a route for "video/*" is not one for bodiless
+    // requests).
+    if !r.content_type.is_empty()
+        && !(req.header)("content-type")
+            .is_some_and(|ct| r.content_type.iter().any(|m| m.matches(ct)))
+    {
+        return false;
     }
     r.headers
         .iter()
@@ -183,6 +192,12 @@ fn first_segment_of_pattern(p: &PathMatch) -> Option<&[u8]> {
                 Some(first_segment(p.as_bytes()))
             }
         }
+        // A template starting with `{name}` takes any first segment: a catch-all.
+        PathMatch::Template(t) => match t.segments().first() {
+            None => Some(b""),
+            Some(crate::http::path_template::Segment::Literal(l)) => Some(l.as_bytes()),
+            Some(crate::http::path_template::Segment::Param(_)) => None,
+        },
     }
 }
 

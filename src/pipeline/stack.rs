@@ -3,8 +3,8 @@
 //! reload. A request goes through:
 //!
 //! ```text
-//!  client ──► head parse & limits ──► route ──► auth ──► rate limit ──► cache
-//!                 (http::request)    (route)   (auth)   (ratelimit)    (cache)
+//!  client ──► head parse & limits ──► route ──► auth ──► rate limit ──► respond ──► cache
+//!                 (http::request)    (route)   (auth)   (ratelimit)    (respond)    (cache)
 //!         ──► upstream pick & exchange ──► response head rewrite ──► client
 //!                (proxy, upstream)           (forward)
 //! ```
@@ -13,7 +13,9 @@
 //! stage; routing precedes auth because the route says whether auth is required; auth
 //! precedes rate limiting because the bucket key is the caller's identity; the cache
 //! comes after both so a cached answer is never served to a caller who would have been
-//! refused or limited. Metrics is first in the list so that its done phase, which runs
+//! refused or limited. A route's `respond` answers after auth and rate limiting, so it
+//! is protected like any route, and before the cache, which has nothing to keep for
+//! it. Metrics is first in the list so that its done phase, which runs
 //! in reverse order, is the very last: it records what every other stage decided.
 //!
 //! # Phases
@@ -75,6 +77,8 @@ pub enum Stage {
     Auth,
     /// [`super::ratelimit`]: charges the caller's bucket (or answers 429).
     RateLimit,
+    /// [`super::respond`]: answers a `respond` route at the edge.
+    Respond,
     /// [`super::cache`]: answers from a stored response, coalesces misses,
     /// revalidates, stores.
     Cache,
@@ -86,12 +90,13 @@ pub enum Stage {
 /// The stages, in the order they run. Why this order is the module's first paragraph.
 /// A new stage is a module with its phase functions, a variant above and a place
 /// here.
-pub const STACK: [Stage; 6] = [
+pub const STACK: [Stage; 7] = [
     Stage::Metrics,
     Stage::Trace,
     Stage::Https,
     Stage::Auth,
     Stage::RateLimit,
+    Stage::Respond,
     Stage::Cache,
 ];
 
@@ -192,6 +197,7 @@ pub async fn request(r: &RequestIn<'_>, cx: &mut RequestCtx, out: &mut Vec<u8>) 
                     Flow::Reject(answer)
                 }
             },
+            Stage::Respond => super::respond::request(r, cx, out),
             Stage::Cache => super::cache::request(r, cx, out).await,
             // Their work is done on arrival, or at the end.
             Stage::Https | Stage::Trace | Stage::Metrics => Flow::Next,
@@ -342,8 +348,9 @@ pub struct Route {
 }
 
 /// A route's upstream, or its weighted split between upstreams; each with its index
-/// in [`Pipeline::upstreams`].
+/// in [`Pipeline::upstreams`]. `None`: the route answers at the edge (`respond`).
 pub enum Target {
+    None,
     Single(usize, Rc<UpstreamState>),
     Split {
         parts: Vec<(usize, Rc<UpstreamState>, u32)>,
@@ -353,21 +360,25 @@ pub enum Target {
 
 impl Target {
     /// The upstream for one request (a split draws by weight from `rng`), and its
-    /// index in [`Pipeline::upstreams`].
-    pub fn pick(&self, rng: &std::cell::RefCell<fastrand::Rng>) -> (usize, &Rc<UpstreamState>) {
-        match self {
+    /// index in [`Pipeline::upstreams`]; `None` for a route without one.
+    pub fn pick(
+        &self,
+        rng: &std::cell::RefCell<fastrand::Rng>,
+    ) -> Option<(usize, &Rc<UpstreamState>)> {
+        Some(match self {
+            Target::None => return None,
             Target::Single(i, up) => (*i, up),
             Target::Split { parts, total } => {
                 let mut r = rng.borrow_mut().u32(..(*total).max(1));
                 for (i, up, weight) in parts {
                     if r < *weight {
-                        return (*i, up);
+                        return Some((*i, up));
                     }
                     r -= weight;
                 }
                 (parts[0].0, &parts[0].1)
             }
-        }
+        })
     }
 }
 
@@ -430,6 +441,7 @@ impl Pipeline {
             .map(|r| {
                 Rc::new(Route {
                     target: match &r.target {
+                        RouteTarget::Respond(_) => Target::None,
                         RouteTarget::Single(i) => Target::Single(*i, upstreams[*i].clone()),
                         RouteTarget::Split(parts) => Target::Split {
                             parts: parts

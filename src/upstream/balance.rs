@@ -178,6 +178,7 @@ mod tests {
             health_check: None,
             circuit_breaker: None,
             tls: None,
+            request_headers: Vec::new(),
         }
     }
 

@@ -273,6 +273,7 @@ mod tests {
                 half_open_successes: 2,
             }),
             tls: None,
+            request_headers: Vec::new(),
         })
     }
 

@@ -73,6 +73,8 @@ pub fn check(input: &[u8]) -> bool {
                 strip_credentials: None,
                 extra_fields: b"",
                 traceparent: None,
+                target: None,
+                replaced: &[],
             },
         );
         let fail = |what: &str| -> ! {

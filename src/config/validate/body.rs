@@ -12,12 +12,14 @@ use super::super::body::{
 use super::super::file::FileRoute;
 use super::{by_position, ConfigError, Cx};
 use crate::http::json_field::FieldPath;
+use crate::http::path_template::PathTemplate;
 
 /// The route's body rules, `None` when it has none.
 pub(super) fn rules(
     cx: &Cx,
     key: &str,
     r: &FileRoute,
+    path: Option<&PathTemplate>,
 ) -> Result<Option<Arc<BodyRules>>, ConfigError> {
     if r.json_match.is_none() && r.validate.is_none() && r.json_body.is_none() {
         return Ok(None);
@@ -72,7 +74,7 @@ pub(super) fn rules(
         None => None,
     };
     let json_body = match &r.json_body {
-        Some(b) => Some(json_body(cx, &format!("{key}.json_body"), b)?),
+        Some(b) => Some(json_body(cx, &format!("{key}.json_body"), b, path)?),
         None => None,
     };
     Ok(Some(Arc::new(BodyRules {
@@ -82,7 +84,12 @@ pub(super) fn rules(
     })))
 }
 
-fn json_body(cx: &Cx, key: &str, b: &Spanned<FileJsonBody>) -> Result<JsonBody, ConfigError> {
+fn json_body(
+    cx: &Cx,
+    key: &str,
+    b: &Spanned<FileJsonBody>,
+    path: Option<&PathTemplate>,
+) -> Result<JsonBody, ConfigError> {
     let raw = b.get_ref();
     let mut out = JsonBody::default();
     for (from, to) in by_position(&raw.rename) {
@@ -90,7 +97,7 @@ fn json_body(cx: &Cx, key: &str, b: &Spanned<FileJsonBody>) -> Result<JsonBody, 
             .push((from.get_ref().clone(), to.get_ref().clone()));
     }
     out.remove = raw.remove.iter().map(|k| k.get_ref().clone()).collect();
-    out.set = set_values(cx, &format!("{key}.set"), &raw.set)?;
+    out.set = set_values(cx, &format!("{key}.set"), &raw.set, path)?;
     out.wrap = match &raw.wrap {
         None => None,
         Some(w) => Some(match w.get_ref() {
@@ -103,7 +110,7 @@ fn json_body(cx: &Cx, key: &str, b: &Spanned<FileJsonBody>) -> Result<JsonBody, 
                 set: {
                     let at = |v: &String| Spanned::new(w.span(), v.clone());
                     let spanned = f.set.iter().map(|(k, v)| (at(k), at(v))).collect();
-                    set_values(cx, &format!("{key}.wrap.set"), &spanned)?
+                    set_values(cx, &format!("{key}.wrap.set"), &spanned, path)?
                 },
             },
         }),
@@ -123,16 +130,15 @@ fn set_values(
     cx: &Cx,
     key: &str,
     map: &std::collections::BTreeMap<Spanned<String>, Spanned<String>>,
+    path: Option<&PathTemplate>,
 ) -> Result<Vec<(String, SetValue)>, ConfigError> {
     let mut out = Vec::new();
     for (name, value) in by_position(map) {
         let k = format!("{key}.{}", name.get_ref());
-        out.push((name.get_ref().clone(), set_value(cx, &k, value)?));
+        let t = cx.template(&k, value)?;
+        // Every ${path:x} names a {x} segment of the route's path_template.
+        cx.path_vars(&k, value, &t, path, None)?;
+        out.push((name.get_ref().clone(), t));
     }
     Ok(out)
-}
-
-/// A `set` value: a template, `${env:...}` read now.
-fn set_value(cx: &Cx, key: &str, v: &Spanned<String>) -> Result<SetValue, ConfigError> {
-    cx.template(key, v)
 }

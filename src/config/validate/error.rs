@@ -91,17 +91,17 @@ pub enum ConfigError {
     DuplicateRoute { site: Box<Site>, first_line: usize },
     #[error("{site}: no upstream has this name (upstreams: {known}){}", .site.excerpt())]
     UnknownUpstream { site: Box<Site>, known: String },
-    #[error("{site}: a route has either `upstream` or `split`, not both{}", .site.excerpt())]
+    #[error("{site}: a route has one of `upstream`, `split`, `respond`; not both of these{}", .site.excerpt())]
     TargetConflict { site: Box<Site> },
-    #[error("{site}: the route has neither `upstream` nor `split`{}", .site.excerpt())]
+    #[error("{site}: the route has neither `upstream` nor `split` (nor `respond`){}", .site.excerpt())]
     NoTarget { site: Box<Site> },
     #[error("{site}: a split needs at least one {{ upstream, weight }} entry{}", .site.excerpt())]
     EmptySplit { site: Box<Site> },
     #[error("{site}: a weight must be at least 1{}", .site.excerpt())]
     ZeroWeight { site: Box<Site> },
-    #[error("{site}: a route has either `path_prefix` or `path_exact`, not both{}", .site.excerpt())]
+    #[error("{site}: a route has one of `path_prefix`, `path_exact`, `path_template`; not both of these{}", .site.excerpt())]
     PathConflict { site: Box<Site> },
-    #[error("{site}: the route has neither `path_prefix` nor `path_exact` (\"/\" matches everything){}", .site.excerpt())]
+    #[error("{site}: the route has neither `path_prefix` nor `path_exact` nor `path_template` (\"/\" matches everything){}", .site.excerpt())]
     NoPath { site: Box<Site> },
     #[error("{site}: {reason}{}", .site.excerpt())]
     BadPath {
@@ -215,6 +215,13 @@ pub enum ConfigError {
     /// variable, never an `${env:...}` value.
     #[error("{site}: {reason}{}", .site.excerpt())]
     BadTemplate { site: Box<Site>, reason: String },
+    /// `rewrite`: a pattern that does not compile, a replacement naming no group.
+    #[error("{site}: {reason}{}", .site.excerpt())]
+    BadRewrite { site: Box<Site>, reason: String },
+    /// `content_type`, `path_template` or `respond`: a value of the wrong shape; an
+    /// upstream's `request_headers` naming a field the gateway writes itself.
+    #[error("{site}: {reason}{}", .site.excerpt())]
+    BadRouteValue { site: Box<Site>, reason: String },
 }
 
 impl ConfigError {
@@ -284,7 +291,9 @@ impl ConfigError {
             | E::RateLimit { site, .. }
             | E::AccessLogPath { site, .. }
             | E::BadBody { site, .. }
-            | E::BadTemplate { site, .. } => Some(&**site),
+            | E::BadTemplate { site, .. }
+            | E::BadRewrite { site, .. }
+            | E::BadRouteValue { site, .. } => Some(&**site),
         }
     }
 

@@ -36,6 +36,10 @@ fn covers(a: &RouteConfig, b: &RouteConfig) -> bool {
         }
         // Every header `a` asks for, `b` asks for with the same value.
         && a.headers.iter().all(|h| b.headers.contains(h))
+        // Content types: `b` asks for some, each of them one of `a`'s.
+        && (a.content_type.is_empty()
+            || (!b.content_type.is_empty()
+                && b.content_type.iter().all(|m| a.content_type.contains(m))))
 }
 
 /// Does every path `b` matches also match `a` (the router's segment-aware rule)?
@@ -48,6 +52,15 @@ pub fn path_covers(a: &PathMatch, b: &PathMatch) -> bool {
         // "/api/users" and "/api/" but "/api/" does not cover "/api" (which takes
         // "/api" itself) and "/api/users" does not cover "/api/usersx".
         (PathMatch::Prefix(a), PathMatch::Prefix(b)) => is_segment_prefix(a, b),
+        // Templates, conservatively: a prefix covers a template whose literal
+        // segments before the first `{name}` it covers; a template covers an exact
+        // path it matches, and a template of the same shape whose literals it has or
+        // holds `{name}` for. Anything else is taken as not covering.
+        (PathMatch::Prefix(a), PathMatch::Template(b)) => is_segment_prefix(a, &b.literal_prefix()),
+        (PathMatch::Template(a), PathMatch::Exact(b)) => a.matches(b.as_bytes()),
+        (PathMatch::Template(a), PathMatch::Template(b)) => a.covers(b),
+        (PathMatch::Template(_), PathMatch::Prefix(_))
+        | (PathMatch::Exact(_), PathMatch::Template(_)) => false,
     }
 }
 

@@ -357,6 +357,15 @@ fn write_upstream(o: &mut String, u: &UpstreamConfig) -> std::fmt::Result {
         });
         writeln!(o, "    tls: {trust}; SNI {name}{client}")?;
     }
+    if !u.request_headers.is_empty() {
+        // The templates as written: an ${env:...} shows as its reference, never its
+        // value.
+        let fields = u
+            .request_headers
+            .iter()
+            .map(|(n, t)| format!("{n}: {}", t.as_str()));
+        writeln!(o, "    adds: {}", join(fields))?;
+    }
     for srv in &u.servers {
         let tls = if srv.tls { " (https)" } else { "" };
         // Show the resolved address only when it says something the label does not.
@@ -374,12 +383,14 @@ fn write_route(o: &mut String, r: &RouteConfig, cfg: &Config) -> std::fmt::Resul
     let path = match &r.path {
         PathMatch::Prefix(p) => format!("prefix {p}"),
         PathMatch::Exact(p) => format!("exact {p}"),
+        PathMatch::Template(t) => format!("template {}", t.as_str()),
     };
     let methods = r.methods.as_ref().map_or("any".to_owned(), |m| m.join(","));
     let name = |i: usize| cfg.upstreams.get(i).map_or("?", |u| u.name.as_str());
     let target = match &r.target {
         RouteTarget::Single(i) => name(*i).to_owned(),
         RouteTarget::Split(v) => join(v.iter().map(|(i, w)| format!("{} w{w}", name(*i)))),
+        RouteTarget::Respond(r) => format!("respond {} at the edge", r.status),
     };
     write!(o, "  {}: {path}, methods {methods}", r.id)?;
     if let Some(h) = &r.host {
@@ -394,6 +405,16 @@ fn write_route(o: &mut String, r: &RouteConfig, cfg: &Config) -> std::fmt::Resul
     write!(o, "\n      -> {target}")?;
     if !r.strip_prefix.is_empty() {
         write!(o, ", strip {}", r.strip_prefix)?;
+    }
+    if let Some(rw) = &r.rewrite {
+        write!(o, ", rewrite {} -> {}", rw.pattern(), rw.replace())?;
+    }
+    if !r.content_type.is_empty() {
+        write!(
+            o,
+            ", content type {}",
+            join(r.content_type.iter().map(|m| m.to_string()))
+        )?;
     }
     if let Some(t) = r.timeout {
         write!(o, ", timeout {}", dur(t))?;

@@ -11,8 +11,6 @@ use super::{ConfigError, Cx};
 use crate::http::path_template::PathTemplate;
 use crate::http::template::{Template, Var};
 
-// Used by the route and upstream checks that follow in this branch.
-#[allow(dead_code)]
 impl Cx<'_> {
     /// Parse the template at `key`; `${env:...}` read now, once.
     pub(super) fn template(&self, key: &str, v: &Spanned<String>) -> Result<Template, ConfigError> {

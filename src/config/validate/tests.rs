@@ -10,6 +10,7 @@ use super::super::{
 };
 use super::*;
 
+mod edge;
 mod errors;
 mod metrics;
 mod route_limit;
