@@ -141,16 +141,24 @@ both_drivers! {
 }
 
 /// The IoT ingestion route in front of `lake`.
-fn iot(driver: IoDriver, lake: std::net::SocketAddr, extra: &str) -> Gw {
+fn iot(driver: IoDriver, lake: std::net::SocketAddr) -> Gw {
+    let up = fill(
+        "[[upstreams]]\nname = \"lake\"\nservers = [\"{lake}\"]\nretries = 1\n",
+        &[("lake", lake)],
+    );
+    iot_with_upstream(driver, &up)
+}
+
+/// The IoT route after `upstream` (the `lake` upstream's table).
+fn iot_with_upstream(driver: IoDriver, upstream: &str) -> Gw {
     // Read when the configuration is loaded (`${env:EDGE_POP}`).
     std::env::set_var("EDGE_POP", "fra1");
-    let toml = format!("\
-[[upstreams]]\nname = \"lake\"\nservers = [\"{{lake}}\"]\nretries = 1\n\
+    let toml = format!("{upstream}\
 [[routes]]\nid = \"readings\"\npath_exact = \"/ingest\"\nmethods = [\"POST\"]\nupstream = \"lake\"\n\
 validate = {{ schema_file = \"config/schemas/sensor.json\" }}\n\
 json_body = {{ set = {{ edge_pop = \"${{env:EDGE_POP}}\", received_at = \"${{now_ms}}\", device_id = \"${{header:X-Device-ID}}\" }}, \
-wrap = {{ key = \"reading\", set = {{ edge_pop = \"${{env:EDGE_POP}}\" }} }} }}\n{extra}");
-    Gw::start(driver, &fill(&toml, &[("lake", lake)]))
+wrap = {{ key = \"reading\", set = {{ edge_pop = \"${{env:EDGE_POP}}\" }} }} }}\n");
+    Gw::start(driver, &toml)
 }
 
 fn now_ms() -> u64 {
@@ -163,7 +171,7 @@ fn now_ms() -> u64 {
 both_drivers! {
     fn iot_reading_is_validated_enriched_and_wrapped(driver) {
         let lake = Origin::echo();
-        let gw = iot(driver, lake.addr(), "");
+        let gw = iot(driver, lake.addr());
         let reading = json!({"sensor_type": "temperature", "value": 21.5, "unit": "C", "timestamp": 1765000000000u64});
         let before = now_ms();
         let resp = gw.client().request(
@@ -185,7 +193,7 @@ both_drivers! {
 
     fn invalid_reading_is_400_naming_the_field(driver) {
         let lake = Origin::echo();
-        let gw = iot(driver, lake.addr(), "");
+        let gw = iot(driver, lake.addr());
         let mut c = gw.client();
         let resp = c.request(&Req::post("/ingest", r#"{"sensor_type":"t","value":"abc","timestamp":1}"#));
         resp.assert_json_error(400);
@@ -205,17 +213,29 @@ both_drivers! {
     }
 
     fn data_lake_down_is_502(driver) {
-        let gw = iot(driver, dead_addr(), "");
+        let gw = iot(driver, dead_addr());
         let resp = gw.client().request(&Req::post("/ingest", r#"{"sensor_type":"t","value":1,"timestamp":1}"#));
         resp.assert_json_error(502);
     }
 
     fn data_lake_500_is_502_and_never_sent_again(driver) {
         let lake = Origin::start(|_| Reply::new(500).body("lake is full"));
-        let gw = iot(driver, lake.addr(), "");
+        let gw = iot(driver, lake.addr());
         let resp = gw.client().request(&Req::post("/ingest", r#"{"sensor_type":"t","value":1,"timestamp":1}"#));
         resp.assert_json_error(502);
         assert_eq!(lake.requests().len(), 1);
+    }
+
+    fn data_lake_too_slow_is_502_and_sent_once(driver) {
+        let lake = Origin::start(|_| Reply::ok("late").delay_ms(2000));
+        let text = fill(
+            "[[upstreams]]\nname = \"lake\"\nservers = [\"{lake}\"]\nresponse_timeout_ms = 200\n",
+            &[("lake", lake.addr())],
+        );
+        let gw = iot_with_upstream(driver, &text);
+        let resp = gw.client().request(&Req::post("/ingest", r#"{"sensor_type":"t","value":1,"timestamp":1}"#));
+        resp.assert_json_error(502);
+        assert_eq!(lake.wait_requests(1).len(), 1);
     }
 
     fn rename_remove_set_wrap(driver) {

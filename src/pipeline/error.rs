@@ -34,9 +34,9 @@ pub enum ProxyError {
     UpstreamBadResponse(&'static str),
     #[error("upstream body truncated")]
     UpstreamTruncated,
-    /// The upstream answered 5xx on a route that turns that into 502
-    /// (`BodyRules::upstream_error_is_502`): it got the request, so it is never sent
-    /// again.
+    /// The upstream answered 5xx (or did not answer in time: 504 here) on a route that
+    /// turns that into 502 (`BodyRules::upstream_error_is_502`): it got the request,
+    /// so it is never sent again.
     #[error("upstream answered {0}")]
     UpstreamServerError(u16),
     // --- the gateway ---

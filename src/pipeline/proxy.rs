@@ -388,6 +388,19 @@ pub async fn handle(
         Ok(r) => r,
         Err(_) => Err(ProxyError::RequestTimeout),
     };
+    // An upstream too slow to answer is a failed upstream on routes that say so (the
+    // IoT device retries on 502).
+    let outcome = match outcome {
+        Err(ProxyError::ResponseTimeout)
+            if route
+                .body
+                .as_ref()
+                .is_some_and(|b| b.upstream_error_is_502()) =>
+        {
+            Err(ProxyError::UpstreamServerError(504))
+        }
+        other => other,
+    };
     let outcome_ok = outcome.is_ok();
     if let Err(e) = outcome {
         p.keep_client = false;
