@@ -129,6 +129,26 @@ both_drivers! {
         assert!(other.requests().is_empty());
     }
 
+    fn a_body_that_never_ends_is_408_within_the_request_timeout(driver) {
+        let (voice, sms, fax, other) = (Origin::echo(), Origin::echo(), Origin::echo(), Origin::echo());
+        let toml = fill(
+            "[[upstreams]]\nname = \"voice\"\nservers = [\"{voice}\"]\n\
+             [[routes]]\nid = \"voice\"\npath_exact = \"/hook\"\nupstream = \"voice\"\ntimeout_ms = 300\n\
+             json_match = { path = \"a\", values = [\"b\"] }\n",
+            &[("voice", voice.addr())],
+        );
+        let gw = Gw::start(driver, &toml);
+        let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
+        use std::io::{Read, Write};
+        s.write_all(b"POST /hook HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"a\":").unwrap();
+        let mut got = Vec::new();
+        let _ = s.read_to_end(&mut got);
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+        assert!(voice.requests().is_empty());
+        drop((sms, fax, other));
+    }
+
     fn other_routes_keep_streaming(driver) {
         let (voice, sms, fax, other) = (Origin::echo(), Origin::echo(), Origin::echo(), Origin::echo());
         let gw = telecom(driver, &voice, &sms, &fax, &other);

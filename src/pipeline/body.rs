@@ -34,6 +34,11 @@ fn refuse(status: u16, message: impl Into<String>, body_read: bool) -> Refused {
     }
 }
 
+/// The body did not arrive within the request timeout.
+pub fn timed_out() -> Refused {
+    refuse(408, "the request body was not received in time", false)
+}
+
 /// The body limit of a route that reads the body whole.
 pub fn max_body(route: &crate::config::RouteConfig) -> u64 {
     route.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY)
@@ -189,6 +194,10 @@ pub fn transform(
     body: &[u8],
     cx: &TemplateCx,
 ) -> Result<Option<Vec<u8>>, (u16, String)> {
+    if rules.validate.is_some() && schema.is_none() {
+        // Compiled at load, so never expected; but never forward unchecked.
+        return Err((500, "the route's schema is not available".to_owned()));
+    }
     if schema.is_none() && rules.json_body.is_none() {
         return Ok(None);
     }

@@ -179,7 +179,15 @@ pub async fn handle(
     let mut held_body = None;
     let ri = match pl.routes[ri].cfg.body.is_some() {
         false => ri,
-        true => match super::body::choose(&pl, c, head, ri).await {
+        // Bounded in time as the exchange is: a body trickled in never holds the
+        // connection past the request timeout (408).
+        true => match monoio::time::timeout_at(
+            started + pl.routes[ri].cfg.timeout.unwrap_or(limits.request_timeout),
+            super::body::choose(&pl, c, head, ri),
+        )
+        .await
+        .unwrap_or_else(|_| Err(super::body::timed_out()))
+        {
             Ok((ri, body)) => {
                 c.cx.observed.bytes_in += body.len() as u64;
                 meta.body = BodyFraming::Empty;
@@ -608,7 +616,9 @@ fn consume_request(c: &mut Downstream, meta: &ReqMeta, head: &RequestHead) -> Op
             c.rbuf.drain(..head.head_len);
             Some(0)
         }
-        BodyFraming::Length(n) if (c.rbuf.len() - head.head_len) as u64 >= n => {
+        // `saturating_sub`: a body read cut short by the request timeout
+        // (`super::body`) may have lost the buffer along with its read.
+        BodyFraming::Length(n) if c.rbuf.len().saturating_sub(head.head_len) as u64 >= n => {
             c.rbuf.drain(..head.head_len + n as usize);
             Some(n)
         }
