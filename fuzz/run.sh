@@ -17,7 +17,7 @@ secs=${1:-150}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(request_head response_head chunked request_roundtrip cache_rules client_cert traceparent admin_request template)
+    targets=(request_head response_head chunked request_roundtrip cache_rules client_cert traceparent admin_request template json_field)
 fi
 
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz

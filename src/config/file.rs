@@ -575,6 +575,13 @@ pub struct FileRoute {
     /// Absent = responses are relayed with the upstream's encoding.
     #[serde(default)]
     pub compress: Option<Spanned<FileRouteCompress>>,
+    /// Body-aware keys (`super::body`).
+    #[serde(default)]
+    pub json_match: Option<super::body::FileJsonMatch>,
+    #[serde(default)]
+    pub validate: Option<super::body::FileValidate>,
+    #[serde(default)]
+    pub json_body: Option<Spanned<super::body::FileJsonBody>>,
 }
 
 fn default_strip_prefix() -> Spanned<String> {

@@ -4,6 +4,7 @@
 //! string from the file. Every mistake is a [`ConfigError`] that names the key, the value
 //! and the line of the file.
 
+pub mod body;
 mod edge;
 pub mod file;
 pub mod validate;
@@ -249,6 +250,8 @@ pub struct RouteConfig {
     pub cors: Option<RouteCors>,
     /// `compress = { .. }`: responses compressed on the way to the client.
     pub compress: Option<RouteCompress>,
+    /// `json_match`, `validate`, `json_body`: the route reads the body whole.
+    pub body: Option<Arc<body::BodyRules>>,
 }
 
 /// A route's own rate limit: on this route it replaces the plan's, in buckets of the
@@ -291,6 +294,7 @@ impl RouteConfig {
             rewrite: None,
             cors: None,
             compress: None,
+            body: None,
         }
     }
 }

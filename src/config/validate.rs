@@ -23,6 +23,7 @@
 //! with the warning about routes that can never match from `validate/shadow.rs`;
 //! tests in `validate/tests.rs` and `validate/tests/errors.rs`.
 
+mod body;
 mod browser;
 mod deferred;
 mod edge;
@@ -749,6 +750,11 @@ fn route(
             .remove
             .extend(browser::CORS_FIELDS.map(String::from));
     }
+    let path_template = match &path {
+        PathMatch::Template(t) => Some(t),
+        _ => None,
+    };
+    let body = body::rules(cx, key, r, path_template)?;
     Ok(RouteConfig {
         id: r.id.get_ref().clone(),
         path,
@@ -770,6 +776,7 @@ fn route(
         rewrite: edge::rewrite(cx, key, r)?,
         cors,
         compress: browser::compress(cx, key, &r.compress)?,
+        body,
     })
 }
 

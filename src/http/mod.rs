@@ -8,6 +8,7 @@ pub mod chunked;
 pub mod generated;
 pub mod header;
 pub mod io;
+pub mod json_field;
 pub mod media_type;
 pub mod path;
 pub mod path_template;

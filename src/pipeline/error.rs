@@ -34,6 +34,11 @@ pub enum ProxyError {
     UpstreamBadResponse(&'static str),
     #[error("upstream body truncated")]
     UpstreamTruncated,
+    /// The upstream answered 5xx (or did not answer in time: 504 here) on a route that
+    /// turns that into 502 (`BodyRules::upstream_error_is_502`): it got the request,
+    /// so it is never sent again.
+    #[error("upstream answered {0}")]
+    UpstreamServerError(u16),
     // --- the gateway ---
     #[error("request timed out")]
     RequestTimeout,
@@ -108,7 +113,8 @@ impl ProxyError {
             | ProxyError::UpstreamIo(_)
             | ProxyError::UpstreamClosed
             | ProxyError::UpstreamBadResponse(_)
-            | ProxyError::UpstreamTruncated => 502,
+            | ProxyError::UpstreamTruncated
+            | ProxyError::UpstreamServerError(_) => 502,
             ProxyError::ResponseTimeout | ProxyError::RequestTimeout => 504,
         })
     }
@@ -128,6 +134,7 @@ impl ProxyError {
             }
             ProxyError::UpstreamBadResponse(_) => "the upstream sent an invalid response",
             ProxyError::UpstreamTruncated => "the upstream response was truncated",
+            ProxyError::UpstreamServerError(_) => "the upstream failed to take the request",
             ProxyError::ResponseTimeout => "the upstream did not respond in time",
             ProxyError::RequestTimeout => "the request did not complete in time",
             ProxyError::Exhausted(_) => "the gateway is out of resources; try again",

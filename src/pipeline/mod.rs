@@ -11,6 +11,7 @@
 //! is a worker's state as the request path sees it.
 
 pub mod auth;
+pub mod body;
 pub mod cache;
 pub mod compress;
 pub mod conn;

@@ -13,6 +13,10 @@
 //! is relayed at once, and the client connection then closes with a lingering close
 //! (`conn::linger`), as it does after any answer given before the body was read.
 //!
+//! A route with body rules (`json_match`, `validate`, `json_body`) is the exception to
+//! streaming: its body is read whole, bounded, before the route is final, and sent
+//! from memory with a Content-Length (`super::body`).
+//!
 //! The fast path (small request, small response) costs one read and one write on each
 //! side: the body rides in the head's buffer, and the response body is appended to the
 //! response head when it arrived with it.
@@ -112,7 +116,7 @@ pub async fn handle(
         Some(s) => cx.request_id.extend_from_slice(s.get(&c.rbuf)),
         None => w.new_request_id(&mut cx.request_id),
     }
-    let meta = ReqMeta {
+    let mut meta = ReqMeta {
         method: head.method,
         version_minor: head.version_minor,
         keep_alive: head.keep_alive,
@@ -186,6 +190,35 @@ pub async fn handle(
         };
         return reject(w, c, &meta, head, status, message, None).await;
     };
+    // A route with body rules: the body is read whole now, and the route chosen with
+    // it (`super::body`); it is then forwarded from memory with a Content-Length.
+    let mut held_body = None;
+    let ri = match pl.routes[ri].cfg.body.is_some() {
+        false => ri,
+        // Bounded in time as the exchange is: a body trickled in never holds the
+        // connection past the request timeout (408).
+        true => match monoio::time::timeout_at(
+            started + pl.routes[ri].cfg.timeout.unwrap_or(limits.request_timeout),
+            super::body::choose(&pl, c, head, ri),
+        )
+        .await
+        .unwrap_or_else(|_| Err(super::body::timed_out()))
+        {
+            Ok((ri, body)) => {
+                c.cx.observed.bytes_in += body.len() as u64;
+                meta.body = BodyFraming::Empty;
+                held_body = Some(body);
+                ri
+            }
+            Err(r) => {
+                if r.body_read {
+                    meta.body = BodyFraming::Empty;
+                }
+                return reject(w, c, &meta, head, r.status, &r.message, None).await;
+            }
+        },
+    };
+    let cx = &mut c.cx;
     let entry = pl.routes[ri].clone();
     cx.route = Some(entry.clone());
     cx.observed.route = w.metrics.route_slot(&pl, ri);
@@ -227,6 +260,42 @@ pub async fn handle(
         Flow::Served => return serve_answer(w, c, &meta, head, route, keep_if_answered).await,
     }
 
+    if let Some(body) = &mut held_body {
+        if let Some(rules) = &route.body {
+            let buf = &c.rbuf;
+            let raw = head.path(buf);
+            let identity = c.cx.identity.as_deref();
+            let tcx = crate::http::template::TemplateCx {
+                path: match crate::http::path::needs_normalizing(raw) {
+                    true => &c.cx.path,
+                    false => raw,
+                },
+                path_template: match &route.path {
+                    crate::config::PathMatch::Template(t) => Some(t),
+                    _ => None,
+                },
+                request_id: &c.cx.request_id,
+                client_ip: Some(c.peer.addr),
+                now_ms: SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64),
+                user: identity.map(|i| i.user.as_str()),
+                tenant: identity.map(|i| i.tenant.as_str()),
+                plan: identity
+                    .and_then(|i| i.plan.as_deref())
+                    .or(route.plan.as_deref()),
+                ..crate::http::template::TemplateCx::new(head, buf)
+            };
+            match super::body::transform(rules, entry.schema.as_ref(), body, &tcx) {
+                Ok(None) => {}
+                Ok(Some(new)) => *body = new,
+                Err((status, message)) => {
+                    return reject(w, c, &meta, head, status, &message, Some(route)).await
+                }
+            }
+        }
+        head.body = BodyFraming::Length(body.len() as u64);
+    }
     let max_body = route.max_body_bytes.unwrap_or(limits.max_body_bytes);
     if let BodyFraming::Length(n) = meta.body {
         if n > max_body {
@@ -315,6 +384,9 @@ pub async fn handle(
     c.rbuf.drain(..head.head_len);
 
     let mut body_buffered = meta.body == BodyFraming::Empty;
+    if let Some(body) = &held_body {
+        c.ubuf.extend_from_slice(body);
+    }
     if let BodyFraming::Length(n) = meta.body {
         if n <= INLINE_BODY && c.rbuf.len() as u64 >= n {
             c.ubuf.extend_from_slice(&c.rbuf[..n as usize]);
@@ -345,6 +417,19 @@ pub async fn handle(
     let outcome = match monoio::time::timeout_at(deadline, ex.run(c, resp, &mut p)).await {
         Ok(r) => r,
         Err(_) => Err(ProxyError::RequestTimeout),
+    };
+    // An upstream too slow to answer is a failed upstream on routes that say so (the
+    // IoT device retries on 502).
+    let outcome = match outcome {
+        Err(ProxyError::ResponseTimeout)
+            if route
+                .body
+                .as_ref()
+                .is_some_and(|b| b.upstream_error_is_502()) =>
+        {
+            Err(ProxyError::UpstreamServerError(504))
+        }
+        other => other,
     };
     let outcome_ok = outcome.is_ok();
     if let Err(e) = outcome {
@@ -570,7 +655,9 @@ fn consume_request(c: &mut Downstream, meta: &ReqMeta, head: &RequestHead) -> Op
             c.rbuf.drain(..head.head_len);
             Some(0)
         }
-        BodyFraming::Length(n) if (c.rbuf.len() - head.head_len) as u64 >= n => {
+        // `saturating_sub`: a body read cut short by the request timeout
+        // (`super::body`) may have lost the buffer along with its read.
+        BodyFraming::Length(n) if c.rbuf.len().saturating_sub(head.head_len) as u64 >= n => {
             c.rbuf.drain(..head.head_len + n as usize);
             Some(n)
         }
@@ -657,7 +744,7 @@ impl Exchange<'_> {
                 }
                 Err(e) => {
                     metrics.attempt_failed(metrics.server_slot(self.pl, self.ui, si), &e);
-                    if e.is_upstream_failure() {
+                    if e.is_upstream_failure() || matches!(e, ProxyError::UpstreamServerError(_)) {
                         up.record(si, false, Instant::now());
                         crate::telemetry::inc(&self.w.counters.upstream_errors);
                     }
@@ -1051,6 +1138,15 @@ impl Exchange<'_> {
         p: &mut Progress,
     ) -> Result<bool, ProxyError> {
         p.upstream_status = resp.status;
+        if resp.status >= 500
+            && self
+                .route
+                .body
+                .as_ref()
+                .is_some_and(|b| b.upstream_error_is_502())
+        {
+            return Err(ProxyError::UpstreamServerError(resp.status));
+        }
         // A stage may answer in the upstream's place (the cache: a 304 to its
         // revalidation, or a stale entry standing in for a 5xx).
         let keep = self.meta.keep_alive && !self.w.shutdown.is_set() && !p.body_cut;

@@ -63,6 +63,18 @@ impl Router {
             .find(|&i| route_matches(&self.routes[i], req))
     }
 
+    /// The first route after route `after` (in file order) that matches the request:
+    /// where a body-matching route (`json_match`) did not take it.
+    pub fn find_after(&self, req: &MatchInput<'_>, after: usize) -> Option<usize> {
+        let seg = first_segment(req.path);
+        let candidates = self.buckets.get(seg).unwrap_or(&self.fallback);
+        candidates
+            .iter()
+            .map(|&i| i as usize)
+            .filter(|&i| i > after)
+            .find(|&i| route_matches(&self.routes[i], req))
+    }
+
     /// After [`Router::find`] found nothing: the methods of the routes that match the
     /// request in everything but its method, for a 405's `Allow`, or an empty list
     /// (a 404). In file order of first mention, without duplicates. A route without a

@@ -383,6 +383,8 @@ pub struct Route {
     pub target: Target,
     /// Its own rate limit, else the plan it forces, if any.
     pub plan: Option<PlanId>,
+    /// Its `validate` schema, compiled by this worker (`super::body`).
+    pub schema: Option<jsonschema::Validator>,
 }
 
 /// A route's upstream, or its weighted split between upstreams; each with its index
@@ -490,6 +492,12 @@ impl Pipeline {
                         },
                     },
                     plan: limits.plan_of_route(r),
+                    // Checked when the configuration was loaded: it compiles.
+                    schema: r
+                        .body
+                        .as_ref()
+                        .and_then(|b| b.validate.as_ref())
+                        .and_then(|v| crate::config::body::compile(&v.schema).ok()),
                     cfg: r.clone(),
                 })
             })

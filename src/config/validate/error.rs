@@ -207,6 +207,9 @@ pub enum ConfigError {
     RateLimit { site: Box<Site>, reason: String },
     #[error("{site}: cannot write the access log there: {reason}{}", .site.excerpt())]
     AccessLogPath { site: Box<Site>, reason: String },
+    /// `json_match`, `validate` or `json_body` of a route.
+    #[error("{site}: {reason}{}", .site.excerpt())]
+    BadBody { site: Box<Site>, reason: String },
     /// A template value (`${...}`) that does not parse, names an unset `${env:...}`
     /// or a `${path:...}` the route's path_template lacks. The reason names the
     /// variable, never an `${env:...}` value.
@@ -290,6 +293,7 @@ impl ConfigError {
             | E::AuthKey { site, .. }
             | E::RateLimit { site, .. }
             | E::AccessLogPath { site, .. }
+            | E::BadBody { site, .. }
             | E::BadTemplate { site, .. }
             | E::BadRewrite { site, .. }
             | E::BadRouteValue { site, .. } => Some(&**site),

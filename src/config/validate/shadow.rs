@@ -24,7 +24,10 @@ pub fn shadowed_routes(routes: &[RouteConfig]) -> Vec<(usize, usize)> {
 
 /// Does `a` match every request `b` matches?
 fn covers(a: &RouteConfig, b: &RouteConfig) -> bool {
-    path_covers(&a.path, &b.path)
+    // A route that matches on the body leaves the requests it does not take to later
+    // routes.
+    a.body.as_ref().is_none_or(|r| r.json_match.is_none())
+        && path_covers(&a.path, &b.path)
         && host_covers(a.host.as_ref(), b.host.as_ref())
         && match (&a.methods, &b.methods) {
             (None, _) => true,

@@ -184,7 +184,8 @@ pub fn upstream_error_index(e: &crate::pipeline::error::ProxyError) -> Option<us
         | E::ClientBadChunk(_)
         | E::BodyTooLarge(_)
         | E::NoServer
-        | E::Exhausted(_) => return None,
+        | E::Exhausted(_)
+        | E::UpstreamServerError(_) => return None,
     })
 }
 
