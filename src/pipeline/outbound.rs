@@ -59,6 +59,22 @@ pub struct Facts<'a> {
     pub default_plan: &'a str,
 }
 
+/// `${plan}` as the rate limiter picks it: the route's forced plan, else the caller's,
+/// else the default one. Anonymous callers have none.
+pub fn template_plan<'a>(
+    route: &'a crate::config::RouteConfig,
+    identity: Option<&'a Identity>,
+    default_plan: &'a str,
+) -> Option<&'a str> {
+    identity.map(|i| {
+        route
+            .plan
+            .as_deref()
+            .or(i.plan.as_deref())
+            .unwrap_or(default_plan)
+    })
+}
+
 /// The upstream's `request_headers`, rendered as header lines appended to `out`.
 pub fn upstream_headers(fields: &[(String, Template)], f: &Facts<'_>, out: &mut Vec<u8>) {
     if fields.is_empty() {
@@ -84,13 +100,7 @@ pub fn upstream_headers(fields: &[(String, Template)], f: &Facts<'_>, out: &mut 
         tenant: f.identity.map(|i| i.tenant.as_str()),
         // As the rate limiter picks it: the route's forced plan, else the caller's,
         // else the default one. Anonymous callers have none.
-        plan: f.identity.map(|i| {
-            f.route
-                .plan
-                .as_deref()
-                .or(i.plan.as_deref())
-                .unwrap_or(f.default_plan)
-        }),
+        plan: template_plan(f.route, f.identity, f.default_plan),
         ..TemplateCx::new(f.head, f.buf)
     };
     for (name, t) in fields {

@@ -281,9 +281,11 @@ pub async fn handle(
                     .map_or(0, |d| d.as_millis() as u64),
                 user: identity.map(|i| i.user.as_str()),
                 tenant: identity.map(|i| i.tenant.as_str()),
-                plan: identity
-                    .and_then(|i| i.plan.as_deref())
-                    .or(route.plan.as_deref()),
+                plan: super::outbound::template_plan(
+                    route,
+                    identity,
+                    pl.cfg.rate_limit.default_plan.get_ref(),
+                ),
                 ..crate::http::template::TemplateCx::new(head, buf)
             };
             match super::body::transform(rules, entry.schema.as_ref(), body, &tcx) {
