@@ -239,6 +239,14 @@ async fn worker_main(parts: Parts, ready: Sender<Result<usize, String>>) {
             monoio::time::sleep(Duration::from_millis(1)).await;
         }
     }
+    // A connection that just ended has only queued its socket's close (io_uring: a
+    // close entry, or first the cancel of a read still in flight, whose completion
+    // then queues the close). They reach the kernel when the worker next waits, and
+    // a runtime dropped before that never submits them: the client would wait for a
+    // close that never comes. A few short waits let those chains finish.
+    for _ in 0..3 {
+        monoio::time::sleep(Duration::from_millis(1)).await;
+    }
     w.local.flush_log();
 }
 
