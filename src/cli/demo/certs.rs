@@ -6,7 +6,8 @@
 //!
 //! [`DemoCerts::generate`] writes them into a fresh directory of their own (mode 0700,
 //! `ringgate-demo-<pid>` under the temporary directory): `ca.pem`, `localhost.crt` and
-//! `localhost.key` (mode 0600). The CA's key is never written: once the certificate is
+//! `localhost.key` (mode 0600), and beside them `sensor.json`, the IoT route's JSON
+//! Schema (config/schemas/sensor.json, built in). The CA's key is never written: once the certificate is
 //! signed it is dropped, so nothing else can be signed with it. Dropping [`DemoCerts`]
 //! removes the directory, which the demo does when it stops. The key is read from its
 //! file by the gateway only; nothing prints it.
@@ -24,6 +25,8 @@ use ringgate::tls::pki::{CertSpec, PkiError, TestCa};
 pub const SERVER_NAME: &str = "localhost";
 /// How long the server certificate is valid (from a day ago): far longer than a demo
 /// runs, far shorter than a forgotten copy of its key would matter for.
+/// config/schemas/sensor.json, written with the certificate for the demo's IoT route.
+const SENSOR_SCHEMA: &str = include_str!("../../../config/schemas/sensor.json");
 const VALID_FOR: Duration = Duration::from_secs(30 * 86_400);
 
 /// The demo's certificate files, in a directory removed on drop.
@@ -71,6 +74,7 @@ impl DemoCerts {
         write_new(&certs.ca_file(), made.ca_pem.as_bytes(), 0o644)?;
         write_new(&certs.cert_file(), made.cert_pem.as_bytes(), 0o644)?;
         write_new(&certs.key_file(), made.key_pem.as_bytes(), 0o600)?;
+        write_new(&certs.schema_file(), SENSOR_SCHEMA.as_bytes(), 0o644)?;
         Ok(certs)
     }
 
@@ -92,6 +96,12 @@ impl DemoCerts {
     /// Its private key (`key_file`), mode 0600.
     pub fn key_file(&self) -> PathBuf {
         self.dir.join(format!("{SERVER_NAME}.key"))
+    }
+
+    /// The IoT route's JSON Schema, config/schemas/sensor.json as built in: the demo
+    /// runs from any directory, so its `validate.schema_file` names this copy.
+    pub fn schema_file(&self) -> PathBuf {
+        self.dir.join("sensor.json")
     }
 
     /// The IP addresses the certificate names.

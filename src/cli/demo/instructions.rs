@@ -114,6 +114,79 @@ pub fn instructions(
             format!("curl -i {}", url(&gw, "/nope")),
         ),
     ];
+    let post = |headers: &str, body: &str, path: &str| {
+        format!(
+            "curl -i -H 'Content-Type: application/json'{headers} -d '{body}' {}",
+            url(&gw, path)
+        )
+    };
+    let edge: Vec<(&str, String)> = vec![
+        (
+            "A call event goes to the voice service: 200, body unchanged (\"call.hangup\"); \
+             what it received: X-Service: voice",
+            post(
+                "",
+                r#"{"data":{"event_type":"call.hangup","call_id":"c-17"}}"#,
+                "/webhooks/telecom",
+            ),
+        ),
+        (
+            "An SMS event, same URL, to the SMS service: 200; what it received: X-Service: sms",
+            post(
+                "",
+                r#"{"data":{"event_type":"message.received","from":"+15550100"}}"#,
+                "/webhooks/telecom",
+            ),
+        ),
+        (
+            "A fax event to the fax service: 200; what it received: X-Service: fax",
+            post(
+                "",
+                r#"{"data":{"event_type":"fax.sent","pages":3}}"#,
+                "/webhooks/telecom",
+            ),
+        ),
+        (
+            "An event no service handles: 200 and OK, answered by the gateway itself",
+            post(
+                "",
+                r#"{"data":{"event_type":"call.recording.saved"}}"#,
+                "/webhooks/telecom",
+            ),
+        ),
+        (
+            "Not JSON at all: 400 \"bad_request\", saying the body is not valid JSON",
+            post("", "event_type=call.hangup", "/webhooks/telecom"),
+        ),
+        (
+            "A valid IoT reading: 200 from the data lake, which received it enriched and \
+             wrapped: \"reading\", \"edge_pop\", \"received_at\", \"device_id\" (from \
+             X-Device-ID: \"thermo-7\")",
+            post(
+                " -H 'X-Device-ID: thermo-7'",
+                r#"{"sensor_type":"temperature","value":21.5,"timestamp":1765000000000}"#,
+                "/iot/readings",
+            ),
+        ),
+        (
+            "A reading whose value is not a number: 400 at the edge, its message naming the \
+             field and why (at /value: not of type number)",
+            post(
+                " -H 'X-Device-ID: thermo-7'",
+                r#"{"sensor_type":"temperature","value":"warm","timestamp":1765000000000}"#,
+                "/iot/readings",
+            ),
+        ),
+        (
+            "A v1 call, rewritten for the legacy backend: 200; it received the path \
+             \"/echo/api/contacts?src=demo\" and msisdn renamed \"phone\", debug removed",
+            post(
+                "",
+                r#"{"msisdn":"+15550100","debug":true}"#,
+                "/v1/contacts?src=demo",
+            ),
+        ),
+    ];
     let over_https: Vec<(&str, String)> = vec![
         (
             "No credential over HTTPS: the same 401",
@@ -218,6 +291,14 @@ pub fn instructions(
         creds.admin_token
     );
     for (what, line) in tries {
+        text.push_str(&format!("# {what}\n{line}\n\n"));
+    }
+    text.push_str(
+        "Edge workloads: telecom webhooks routed by a field of their JSON body, IoT \
+         readings validated and enriched, a v1 API rewritten for its old backend (the \
+         services answer with what they received):\n\n",
+    );
+    for (what, line) in edge {
         text.push_str(&format!("# {what}\n{line}\n\n"));
     }
     text.push_str(

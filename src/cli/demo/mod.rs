@@ -149,6 +149,17 @@ impl DemoArgs {
                 admin.insert("listen".into(), toml::Value::from(listen.to_string()));
             }
             doc.insert("admin".into(), toml::Value::Table(admin));
+            // The IoT route's schema: the copy written beside the certificate.
+            let schema = certs.schema_file().to_string_lossy().into_owned();
+            let routes = doc.get_mut("routes").and_then(toml::Value::as_array_mut);
+            for route in routes.into_iter().flatten() {
+                let validate = route
+                    .get_mut("validate")
+                    .and_then(toml::Value::as_table_mut);
+                if let Some(v) = validate {
+                    v.insert("schema_file".into(), toml::Value::from(schema.clone()));
+                }
+            }
         });
         let cfg = Config::parse_with_env(&text, "config/demo.toml", &env)?;
         Ok(cfg)
@@ -225,12 +236,16 @@ fn toml_string(s: &str) -> String {
     out
 }
 
-/// Points the upstreams named users, orders and products at where the services listen.
+/// Points the upstreams at where the services listen: those demo.toml gives port 19001
+/// (users, and the edge workloads' voice, sms, fax, lake and legacy), 19002 (orders)
+/// and 19003 (products).
 pub fn point_upstreams(cfg: &mut Config, addrs: DemoAddrs) {
-    let at = |name: &str| match name {
-        "users" => Some(addrs.users),
-        "orders" => Some(addrs.orders),
-        "products" => Some(addrs.products),
+    // By the port demo.toml gives: the edge workloads' upstreams (voice, lake, ...) are
+    // the users service too.
+    let at = |port: u16| match port {
+        19001 => Some(addrs.users),
+        19002 => Some(addrs.orders),
+        19003 => Some(addrs.products),
         _ => None,
     };
     // In the text too, which the admin API validates again for each change.
@@ -238,8 +253,14 @@ pub fn point_upstreams(cfg: &mut Config, addrs: DemoAddrs) {
         let edited = edit_text(text, |doc| {
             let ups = doc.get_mut("upstreams").and_then(toml::Value::as_array_mut);
             for u in ups.into_iter().flatten() {
-                let name = u.get("name").and_then(toml::Value::as_str).unwrap_or("");
-                if let (Some(addr), Some(t)) = (at(name), u.as_table_mut()) {
+                let port = u
+                    .get("servers")
+                    .and_then(toml::Value::as_array)
+                    .and_then(|s| s.first())
+                    .and_then(toml::Value::as_str)
+                    .and_then(|s| s.parse::<SocketAddr>().ok())
+                    .map_or(0, |a| a.port());
+                if let (Some(addr), Some(t)) = (at(port), u.as_table_mut()) {
                     t.insert("servers".into(), toml::Value::from(vec![addr.to_string()]));
                 }
             }
@@ -247,15 +268,11 @@ pub fn point_upstreams(cfg: &mut Config, addrs: DemoAddrs) {
         cfg.text = Some(edited.into());
     }
     for upstream in &mut cfg.upstreams {
-        let addr = match upstream.name.as_str() {
-            "users" => addrs.users,
-            "orders" => addrs.orders,
-            "products" => addrs.products,
-            _ => continue,
-        };
         for server in &mut upstream.servers {
-            server.addr = addr;
-            server.label = addr.to_string();
+            if let Some(addr) = at(server.addr.port()) {
+                server.addr = addr;
+                server.label = addr.to_string();
+            }
         }
     }
 }
@@ -373,6 +390,12 @@ mod tests {
                 ("users", addr(1), "127.0.0.1:1"),
                 ("orders", addr(2), "127.0.0.1:2"),
                 ("products", addr(3), "127.0.0.1:3"),
+                // The edge workloads' upstreams are the users service.
+                ("voice", addr(1), "127.0.0.1:1"),
+                ("sms", addr(1), "127.0.0.1:1"),
+                ("fax", addr(1), "127.0.0.1:1"),
+                ("lake", addr(1), "127.0.0.1:1"),
+                ("legacy", addr(1), "127.0.0.1:1"),
             ]
         );
     }

@@ -130,6 +130,34 @@ struct Echo<'a> {
     /// `[name, value]` pairs in arrival order, names as sent.
     headers: Vec<(&'a str, Cow<'a, str>)>,
     body_bytes: usize,
+    /// The body as received: inline when it is JSON (byte for byte, so that a body the
+    /// gateway rewrote shows exactly as rewritten), else as a string when it is UTF-8
+    /// text; absent when empty, binary or over [`ECHO_BODY_MAX`] bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body: Option<EchoBody<'a>>,
+}
+
+/// [`Echo::body`].
+#[derive(Serialize)]
+#[serde(untagged)]
+enum EchoBody<'a> {
+    Json(&'a serde_json::value::RawValue),
+    Text(&'a str),
+}
+
+/// The largest body `/echo` shows (its size is always shown).
+const ECHO_BODY_MAX: usize = 64 * 1024;
+
+impl<'a> EchoBody<'a> {
+    fn of(body: &'a [u8]) -> Option<EchoBody<'a>> {
+        if body.is_empty() || body.len() > ECHO_BODY_MAX {
+            return None;
+        }
+        if let Ok(raw) = serde_json::from_slice(body) {
+            return Some(EchoBody::Json(raw));
+        }
+        std::str::from_utf8(body).ok().map(EchoBody::Text)
+    }
 }
 
 fn echo(service: Service, req: &Request) -> Response {
@@ -145,6 +173,7 @@ fn echo(service: Service, req: &Request) -> Response {
             .map(|(name, value)| (name.as_str(), String::from_utf8_lossy(value)))
             .collect(),
         body_bytes: req.body.len(),
+        body: EchoBody::of(&req.body),
     };
     Response::json(200, to_json(&echo))
 }
@@ -490,13 +519,32 @@ mod tests {
             r#"{"service":"users","method":"PUT","path":"/echo/deep?x=1&y=%20","version":"HTTP/1.1","peer":"127.0.0.1:"#
         ));
         assert!(body.ends_with(
-            r#""headers":[["Host","demo"],["X-Request-ID","abc-1"],["X-Forwarded-For","10.0.0.1"],["X-Quote","say \"hi\""],["Content-Length","5"]],"body_bytes":5}"#
+            r#""headers":[["Host","demo"],["X-Request-ID","abc-1"],["X-Forwarded-For","10.0.0.1"],["X-Quote","say \"hi\""],["Content-Length","5"]],"body_bytes":5,"body":"hello"}"#
         ));
+        // A JSON body appears inline, byte for byte (key order, spacing); none, no field.
+        let json = r#"{"b": 1,"a":[true]}"#;
+        let reply = request(
+            demo.addrs().users,
+            &format!(
+                "POST /echo HTTP/1.1\r\nHost: d\r\nContent-Length: {}\r\n\r\n{json}",
+                json.len()
+            ),
+        );
+        assert!(
+            reply.body.ends_with(&format!(",\"body\":{json}}}")),
+            "{}",
+            reply.body
+        );
         let orders_echo = request(
             demo.addrs().orders,
             "OPTIONS /echo HTTP/1.1\r\nHost: d\r\n\r\n",
         );
         assert!(orders_echo.body.contains("\"method\":\"OPTIONS\""));
+        assert!(
+            !orders_echo.body.contains("\"body\""),
+            "{}",
+            orders_echo.body
+        );
         demo.stop();
     }
 
