@@ -196,6 +196,27 @@ auth = "none"
 EOF
 }
 
+# lt_results NAME: a fresh run directory out/NAME-<time> in OUT (linked as out/latest)
+# and an empty RESULTS file in it.
+lt_results() {
+    OUT=$LT_DIR/out/$1-$(date +%Y%m%d-%H%M%S)
+    mkdir -p "$OUT"
+    ln -sfn "$(basename "$OUT")" "$LT_DIR/out/latest"
+    RESULTS=$OUT/results.jsonl
+    : >"$RESULTS"
+}
+
+# start_origin PORT CPU: the nginx origin (nginx-origin.conf.in, with its 128-byte
+# body) on PORT, pinned to CPU and answering; sets ORIGIN_PID.
+start_origin() {
+    nginx_prefix origin nginx-origin.conf.in "$1"
+    "${LT_PY[@]}" body128 "$LT_TMP/origin/www/body.json"
+    chmod -R a+rX "$LT_TMP/origin"
+    start_nginx origin "$2"
+    ORIGIN_PID=$LT_LAST_PID
+    wait_http "origin nginx" "$ORIGIN_PID" "http://127.0.0.1:$1/" "$LT_TMP/origin/error.log"
+}
+
 # io_uring_note: say why an io_uring run may fail before it does.
 io_uring_note() {
     local v

@@ -59,21 +59,12 @@ LOAD_CPU=${LOAD_CPU:-1}
 ensure_tools wrk=wrk nginx=nginx curl=curl taskset=util-linux python3=python3
 resolve_ringgate
 lt_init
-OUT=$LT_DIR/out/metrics-$(date +%Y%m%d-%H%M%S)
-mkdir -p "$OUT"
-ln -sfn "$(basename "$OUT")" "$LT_DIR/out/latest"
-RESULTS=$OUT/results.jsonl
-: >"$RESULTS"
+lt_results metrics
 REQ_HEADER=()
 
 read -r ORIGIN_PORT RG_PORT RG_ADMIN < <("${LT_PY[@]}" ports 3)
 
-nginx_prefix origin nginx-origin.conf.in "$ORIGIN_PORT"
-"${LT_PY[@]}" body128 "$LT_TMP/origin/www/body.json"
-chmod -R a+rX "$LT_TMP/origin"
-start_nginx origin "$LOAD_CPU"
-ORIGIN_PID=$LT_LAST_PID
-wait_http "origin nginx" "$ORIGIN_PID" "http://127.0.0.1:$ORIGIN_PORT/" "$LT_TMP/origin/error.log"
+start_origin "$ORIGIN_PORT" "$LOAD_CPU"
 
 # config NAME EXTRA_TOML [ROUTES]: write $OUT/NAME.toml (one worker, io_uring, the
 # catch-all route; with ROUTES more routes before it, each to the origin).
