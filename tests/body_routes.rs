@@ -281,6 +281,17 @@ json_body = { rename = { a = \"b\" }, remove = [\"b\"], set = { b = \"set\" }, w
         assert_eq!(send("/wrap", r#"{"x":[1]}"#), json!({"data":{"x":[1]}}));
         // rename, then remove (the renamed key), then set, then wrap.
         assert_eq!(send("/all", r#"{"a":1,"c":2}"#), json!({"w":{"b":"set","c":2},"k":"v"}));
+        // Keys keep their order: a renamed key stays in place, removing one leaves the
+        // others where they were, set and wrap keys come after.
+        let mut raw = |path: &str, body: &str| -> String {
+            let resp = c.request(&Req::post(path, body.to_owned()).header("X-Who", "me"));
+            assert_eq!(resp.status, 200, "{path}: {}", resp.text());
+            String::from_utf8(origin.last_request().body.to_vec()).unwrap()
+        };
+        assert_eq!(raw("/rename", r#"{"z":0,"msisdn":"+1","a":1}"#), r#"{"z":0,"phone":"+1","a":1}"#);
+        assert_eq!(raw("/remove", r#"{"z":0,"debug":1,"a":1}"#), r#"{"z":0,"a":1}"#);
+        assert_eq!(raw("/set", r#"{"z":0,"v":1}"#), r#"{"z":0,"v":"2","who":"me","gone":null}"#);
+        assert_eq!(raw("/all", r#"{"z":0,"a":1,"c":2}"#), r#"{"w":{"z":0,"c":2,"b":"set"},"k":"v"}"#);
         let resp = c.request(&Req::post("/wrap", "[1]"));
         resp.assert_json_error(400);
     }

@@ -225,13 +225,23 @@ pub fn apply(edit: &JsonBody, doc: &mut Value, cx: &TemplateCx) -> Result<(), &'
     let Value::Object(map) = doc else {
         return Err("this route rewrites JSON objects; the request body is not one");
     };
+    // Keys keep their order (serde_json's `preserve_order`): a renamed key stays where
+    // it was, a removed one leaves the others in place, set and wrap keys come last.
     for (from, to) in &edit.rename {
-        if let Some(v) = map.remove(from) {
-            map.insert(to.clone(), v);
+        if from == to || !map.contains_key(from) {
+            continue;
+        }
+        // The renamed key replaces one already named `to`, at `from`'s place.
+        for (k, v) in std::mem::take(map) {
+            if k == *from {
+                map.insert(to.clone(), v);
+            } else if k != *to {
+                map.insert(k, v);
+            }
         }
     }
     for key in &edit.remove {
-        map.remove(key);
+        map.shift_remove(key);
     }
     let mut scratch = Vec::new();
     for (key, v) in &edit.set {
