@@ -274,23 +274,15 @@ fn copy_head(
         Err(_) => return false,
     };
     // The stages' fields (as the primary gets them), then the mirror upstream's own
-    // request_headers.
-    scratch.clear();
-    scratch.extend_from_slice(&cx.upstream_fields);
-    outbound::upstream_headers(
-        &up.cfg.request_headers,
-        &outbound::Facts {
-            head: f.head,
-            buf: f.buf,
-            path,
-            route,
-            request_id: &cx.request_id,
-            client_ip: f.peer.addr,
-            identity: cx.identity.as_deref(),
-            default_plan: f.pl.cfg.rate_limit.default_plan.get_ref(),
-        },
-        scratch,
-    );
+    // request_headers (rendered into `scratch` only when it has some).
+    let fields: &[u8] = if up.cfg.request_headers.is_empty() {
+        &cx.upstream_fields
+    } else {
+        scratch.clear();
+        scratch.extend_from_slice(&cx.upstream_fields);
+        render_fields(f, route, up, cx, path, scratch);
+        scratch
+    };
     forward::upstream_request(
         out,
         f.head,
@@ -305,13 +297,38 @@ fn copy_head(
                 .auth
                 .checks_credentials()
                 .then(|| f.pl.auth.api_key_header()),
-            extra_fields: scratch,
+            extra_fields: fields,
             traceparent: cx.traceparent(),
             target: rewrote.then_some(&target[..]),
             replaced: &up.cfg.request_headers,
         },
     );
     true
+}
+
+/// The mirror upstream's `request_headers`, rendered for this request into `out`.
+fn render_fields(
+    f: &Forwarding<'_>,
+    route: &crate::config::RouteConfig,
+    up: &UpstreamState,
+    cx: &RequestCtx,
+    path: &[u8],
+    out: &mut Vec<u8>,
+) {
+    outbound::upstream_headers(
+        &up.cfg.request_headers,
+        &outbound::Facts {
+            head: f.head,
+            buf: f.buf,
+            path,
+            route,
+            request_id: &cx.request_id,
+            client_ip: f.peer.addr,
+            identity: cx.identity.as_deref(),
+            default_plan: f.pl.cfg.rate_limit.default_plan.get_ref(),
+        },
+        out,
+    );
 }
 
 /// **Phase 2b**: the streamed body is (re)started: a connection replaced before any

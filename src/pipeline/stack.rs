@@ -7,6 +7,7 @@
 //!                 (http::request)    (route)   (auth)   (ratelimit)    (respond)    (cache)
 //!         ──► upstream pick & exchange ──► response head rewrite ──► client
 //!                (proxy, upstream)           (forward)
+//!             └─► a copy to each mirror, in a task of its own (mirror)
 //! ```
 //!
 //! Why this order: limits and parsing come first so nothing malformed reaches any
@@ -17,6 +18,8 @@
 //! is protected like any route, and before the cache, which has nothing to keep for
 //! it. Metrics is first in the list so that its done phase, which runs
 //! in reverse order, is the very last: it records what every other stage decided.
+//! Mirroring is last: only a request every other stage let through is copied, with
+//! the fields they added for the upstream.
 //!
 //! # Phases
 //!
