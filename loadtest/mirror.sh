@@ -33,6 +33,9 @@ environment (defaults in brackets):
   REQUEST       get: GET / (128-byte answer); post: the 306-byte IoT reading POSTed
                 to /ingest (iot-reading.lua), so the body is mirrored too [get]
   MAX_RATIO     the verdict's bound on CPU per request rg-mirror/rg-plain [1.5]
+  MIRROR_MAX_IN_FLIGHT  ringgate's server.mirror_max_in_flight [1024]: high enough
+                that no copy is dropped, so that every request is copied, as nginx
+                does (dropped copies are reported)
   TARGETS       subset of: rg-plain rg-mirror nginx-plain nginx-mirror [all four]
   RINGGATE_BIN  use this binary instead of running cargo build --release
   PROXY_CPU     core for the proxy [0];  LOAD_CPU  core for origin and wrk [1]
@@ -52,6 +55,7 @@ REPEAT=${REPEAT:-5}
 CONNS=${CONNS:-64}
 REQUEST=${REQUEST:-get}
 MAX_RATIO=${MAX_RATIO:-1.5}
+MIRROR_MAX_IN_FLIGHT=${MIRROR_MAX_IN_FLIGHT:-1024}
 TARGETS=${TARGETS:-rg-plain rg-mirror nginx-plain nginx-mirror}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
@@ -84,7 +88,8 @@ log "origin (and mirror): nginx pid $ORIGIN_PID on 127.0.0.1:$ORIGIN_PORT, core 
 PLAIN=$OUT/rg-plain.toml
 ringgate_config "$PLAIN" "$RG_PORT" "$RG_ADMIN" "$ORIGIN_PORT" io_uring ""
 MIRROR=$OUT/rg-mirror.toml
-ringgate_config "$MIRROR" "$RG_PORT" "$RG_ADMIN" "$ORIGIN_PORT" io_uring ""
+ringgate_config "$MIRROR" "$RG_PORT" "$RG_ADMIN" "$ORIGIN_PORT" io_uring \
+    "mirror_max_in_flight = $MIRROR_MAX_IN_FLIGHT"
 # The shadow upstream (the same origin) and the catch-all route mirrored to it.
 cat >>"$MIRROR" <<EOF
 mirror = ["shadow"]

@@ -37,14 +37,27 @@
 //!   and a worker at most `mirror_max_in_flight` x that per mirrored upstream.
 //! - A streamed body whose copy cannot be completed (the client left, the primary
 //!   answered before the body was all sent) is dropped and counted.
-//! - Each copy runs within the route's timeout (`timeout_ms`, else
-//!   `request_timeout_ms`), its head within the mirror upstream's
-//!   `response_timeout_ms`; the answer's body is read and discarded up to
-//!   [`DISCARD_LIMIT`] (beyond it the connection is closed instead of pooled).
+//! - Each batch of copies runs within the longest of their routes' timeouts
+//!   (`timeout_ms`, else `request_timeout_ms`); an answer's body is read and
+//!   discarded up to [`DISCARD_LIMIT`] (beyond it the connection is closed instead of
+//!   pooled).
+//!
+//! # How copies travel
+//!
+//! A copy is queued for its mirror; up to [`LANES`] tasks per worker and mirror (each
+//! on one connection at a time) send the queue, a batch at a time: the copies queued
+//! together (at most 32, 64 KiB) go in one write, pipelined (RFC 9112 9.3.2: answers
+//! come in order), and their answers are read one after the other, each within the
+//! mirror's `response_timeout_ms` of the one before. Under load this makes a copy
+//! cheaper than a request (one write and often one read for many copies); under light
+//! load a batch is one copy. A mirror thus gets at most [`LANES`] connections from a
+//! worker, and a stalled one holds them, never more.
 //!
 //! Copies use the one upstream client (`crate::upstream::client`), so the mirror
 //! upstream's pool, connect timeout, balancer and circuit breaker apply as for any
-//! request to it. They are detached tasks: the worker's drain at shutdown waits for
+//! request to it. A pooled connection that fails before any answer byte is replaced
+//! once; copies left unanswered when a connection fails or closes are counted as
+//! failed. The lanes are detached tasks: the worker's drain at shutdown waits for
 //! client connections only, and copies still under way when the worker stops are
 //! dropped with its runtime.
 //!
@@ -88,6 +101,12 @@ pub struct MirrorSlot {
     pub upstream: Arc<str>,
     in_flight: Cell<usize>,
     counts: [Cell<u64>; 3],
+    /// Copies ready to go, for the lanes (at most `mirror_max_in_flight`).
+    queue: RefCell<std::collections::VecDeque<Outgoing>>,
+    /// Lane tasks running, and whether one was started and has not taken the queue
+    /// yet.
+    lanes: Cell<usize>,
+    starting: Cell<bool>,
 }
 
 impl MirrorSlot {
@@ -118,6 +137,9 @@ impl Mirrors {
             upstream: Arc::from(name),
             in_flight: Cell::new(0),
             counts: Default::default(),
+            queue: RefCell::new(std::collections::VecDeque::new()),
+            lanes: Cell::new(0),
+            starting: Cell::new(false),
         });
         slots.push(s.clone());
         s
@@ -130,6 +152,15 @@ impl Mirrors {
             .iter()
             .map(|s| (s.upstream.clone(), s.counts.each_ref().map(Cell::get)))
             .collect()
+    }
+}
+
+impl Drop for Mirrors {
+    fn drop(&mut self) {
+        // A queued copy holds its slot (its place under the bound): let go of them.
+        for s in self.slots.borrow().iter() {
+            s.queue.borrow_mut().clear();
+        }
     }
 }
 
@@ -400,45 +431,100 @@ struct Outgoing {
     timeout: std::time::Duration,
 }
 
-/// Send a copy in a task of its own and count how it ended.
-fn spawn(w: &Rc<Local>, mut copy: Outgoing) {
-    let w = w.clone();
-    monoio::spawn(async move {
-        let limits = HeadLimits::from(&w.cfg.server.limits);
-        let sent = monoio::time::timeout(
-            copy.timeout,
-            Contained::new(exchange(
-                &copy.up,
-                &mut copy.bytes,
-                limits,
-                copy.head_request,
-            )),
-        )
-        .await;
-        let outcome = match sent {
-            Ok(Some(Ok(status))) if status < 500 => Outcome::Ok,
-            Ok(None) => {
-                crate::telemetry::inc(&w.counters.task_panics);
-                Outcome::Failed
-            }
-            _ => Outcome::Failed,
-        };
-        copy.place.0.count(outcome);
-        if matches!(outcome, Outcome::Failed) && w.cfg.log.level >= crate::config::LogLevel::Debug {
-            eprintln!("ringgate: mirror copy to {} failed", copy.up.cfg.name);
-        }
-    });
+/// Connections (lanes) a worker uses at once for one mirrored upstream.
+pub const LANES: usize = 8;
+/// Copies a lane sends together, pipelined in one write, at most (and at most
+/// [`BATCH_BYTES`], unless a single copy is larger).
+const BATCH: usize = 32;
+const BATCH_BYTES: usize = 64 * 1024;
+
+/// Queue a copy for its mirror's lanes, starting a lane if none is about to take
+/// the queue and fewer than [`LANES`] run. The queue is bounded by the in-flight
+/// bound: a copy holds its place from the moment it is made.
+fn spawn(w: &Rc<Local>, copy: Outgoing) {
+    let slot = copy.place.0.clone();
+    slot.queue.borrow_mut().push_back(copy);
+    if !slot.starting.get() && slot.lanes.get() < LANES {
+        slot.starting.set(true);
+        slot.lanes.set(slot.lanes.get() + 1);
+        monoio::spawn(lane(w.clone(), slot));
+    }
 }
 
-/// One copy to a server of `up`: sent, its answer's head read, its body discarded.
-/// Returns the answer's status. A pooled connection that fails before any answer
-/// byte is replaced once by a new one (the client's guarantee, as in `fetch`).
+/// The copies at the front of `slot`'s queue that can go together: the same upstream
+/// state (a reload may queue copies for two), within the batch bounds.
+fn take_batch(slot: &MirrorSlot, out: &mut Vec<Outgoing>) {
+    let mut queue = slot.queue.borrow_mut();
+    let mut bytes = 0;
+    while let Some(next) = queue.front() {
+        let fits = out.is_empty()
+            || (out.len() < BATCH
+                && bytes + next.bytes.len() <= BATCH_BYTES
+                && Rc::ptr_eq(&out[0].up, &next.up));
+        if !fits {
+            break;
+        }
+        bytes += next.bytes.len();
+        out.extend(queue.pop_front());
+    }
+}
+
+/// One lane: a task that sends the queued copies, a batch at a time, each batch on
+/// one connection (pipelined: HTTP/1.1 answers come in order, RFC 9112 9.3.2), until
+/// the queue is empty. Under load, copies made in the same turn of the worker go in
+/// one write and their answers often come in one read; under light load a batch is
+/// one copy.
+async fn lane(w: Rc<Local>, slot: Rc<MirrorSlot>) {
+    // This lane takes the queue now: a copy queued from here on may start another.
+    slot.starting.set(false);
+    let limits = HeadLimits::from(&w.cfg.server.limits);
+    let mut batch = Vec::new();
+    let mut status = Vec::new();
+    loop {
+        take_batch(&slot, &mut batch);
+        let Some(first) = batch.first() else {
+            slot.lanes.set(slot.lanes.get() - 1);
+            return;
+        };
+        let up = first.up.clone();
+        let timeout = batch.iter().map(|c| c.timeout).max().unwrap_or_default();
+        status.clear();
+        let sent = monoio::time::timeout(
+            timeout,
+            Contained::new(exchange(&up, &mut batch, limits, &mut status)),
+        )
+        .await;
+        if matches!(sent, Ok(None)) {
+            crate::telemetry::inc(&w.counters.task_panics);
+        }
+        let mut failed = 0;
+        for (i, copy) in batch.drain(..).enumerate() {
+            // Its place under the bound is given back as the copy is dropped here.
+            match status.get(i) {
+                Some(&s) if s < 500 => copy.place.0.count(Outcome::Ok),
+                _ => {
+                    failed += 1;
+                    copy.place.0.count(Outcome::Failed)
+                }
+            }
+        }
+        if failed > 0 && w.cfg.log.level >= crate::config::LogLevel::Debug {
+            eprintln!("ringgate: {failed} mirror copies to {} failed", up.cfg.name);
+        }
+    }
+}
+
+/// A batch of copies to a server of `up` on one connection: sent in one write, each
+/// answer's head read (its status pushed to `status`, in order) and its body
+/// discarded. A pooled connection that fails before any answer byte is replaced once
+/// by a new one (the client's guarantee, as in `fetch`); copies left unanswered
+/// otherwise have no status.
 async fn exchange(
     up: &UpstreamState,
-    bytes: &mut Vec<u8>,
+    batch: &mut [Outgoing],
     limits: HeadLimits,
-    head_request: bool,
-) -> Result<u16, UpstreamError> {
+    status: &mut Vec<u16>,
+) -> Result<(), UpstreamError> {
     let now = Instant::now();
     let si = up
         .balancer
@@ -451,6 +537,17 @@ async fn exchange(
             "no server of the mirror is available",
         ))?;
     let _load = crate::telemetry::Held::new(&up.servers[si].in_flight);
+    let mut bytes = match batch {
+        [one] => std::mem::take(&mut one.bytes),
+        _ => {
+            let mut joined = Vec::with_capacity(batch.iter().map(|c| c.bytes.len()).sum());
+            for c in batch.iter() {
+                joined.extend_from_slice(&c.bytes);
+            }
+            joined
+        }
+    };
+    let batch = &*batch;
     let mut fresh = false;
     let mut resp = ResponseHead::default();
     loop {
@@ -462,23 +559,36 @@ async fn exchange(
             }
         };
         let got = async {
-            client::send(&mut conn, bytes).await?;
-            let deadline = Instant::now() + up.cfg.response_timeout;
-            client::read_final_head(&mut conn, &mut resp, limits, head_request, deadline).await?;
-            client::discard(&mut conn, &resp, DISCARD_LIMIT, deadline).await
+            client::send(&mut conn, &mut bytes).await?;
+            let mut open = true;
+            for copy in batch.iter() {
+                if !open {
+                    // The mirror closes after an earlier answer: the rest go unanswered.
+                    return Err(UpstreamError::Closed);
+                }
+                // Each answer within the response timeout of the one before it: a
+                // server answers pipelined requests one after the other.
+                let deadline = Instant::now() + up.cfg.response_timeout;
+                client::read_final_head(&mut conn, &mut resp, limits, copy.head_request, deadline)
+                    .await?;
+                status.push(resp.status);
+                open = client::discard(&mut conn, &resp, DISCARD_LIMIT, deadline).await?;
+            }
+            Ok(open && conn.buf.is_empty())
         }
         .await;
         match got {
             Ok(reusable) => {
                 let done = Instant::now();
-                up.record(si, resp.status < 500, done);
+                for &s in status.iter() {
+                    up.record(si, s < 500, done);
+                }
                 if reusable {
-                    conn.buf.clear();
                     up.put_idle(si, conn, done);
                 }
-                return Ok(resp.status);
+                return Ok(());
             }
-            Err(e) if !fresh && e.is_stale(&conn) => fresh = true,
+            Err(e) if !fresh && status.is_empty() && e.is_stale(&conn) => fresh = true,
             Err(e) => {
                 up.record(si, false, Instant::now());
                 return Err(e);

@@ -268,11 +268,12 @@ pub async fn read_whole(
     }
 }
 
-/// Read and drop the body of the response whose head `resp` is at the front of
-/// `conn.buf` (mirroring: the answer is not wanted, only the connection). Returns
-/// whether the connection may be pooled again: not when the body is close-delimited
-/// or longer than `limit` (reading it would cost more than a new connection; it is
-/// closed instead), nor when more than the body arrived.
+/// Read and drop the response whose head `resp` is at the front of `conn.buf`, head
+/// and body (mirroring: the answer is not wanted, only the connection). Bytes after
+/// it (the next answer on a pipelined connection) stay at the front of `conn.buf`.
+/// Returns whether the connection can carry another exchange: not when the body is
+/// close-delimited, or longer than `limit` (reading it would cost more than a new
+/// connection; the connection is given up instead), or the upstream said close.
 pub async fn discard(
     conn: &mut UpConn,
     resp: &ResponseHead,
@@ -280,16 +281,24 @@ pub async fn discard(
     deadline: Instant,
 ) -> Result<bool, UpstreamError> {
     match resp.body {
-        BodyFraming::Empty => Ok(resp.keep_alive && conn.buf.len() == resp.head_len),
+        BodyFraming::Empty => {
+            conn.buf.drain(..resp.head_len);
+            Ok(resp.keep_alive)
+        }
         BodyFraming::Length(n) if n > limit => Ok(false),
         BodyFraming::Length(n) => {
-            let mut have = (conn.buf.len() - resp.head_len) as u64;
-            while have < n {
+            let (mut left, mut at) = (n, resp.head_len);
+            loop {
+                let have = (conn.buf.len() - at) as u64;
+                if have >= left {
+                    conn.buf.drain(..at + left as usize);
+                    return Ok(resp.keep_alive);
+                }
+                left -= have;
                 conn.buf.clear();
+                at = 0;
                 read_more(conn, deadline).await?;
-                have += conn.buf.len() as u64;
             }
-            Ok(resp.keep_alive && have == n)
         }
         BodyFraming::Chunked => {
             let mut dec = ChunkedDecoder::new();
@@ -301,7 +310,8 @@ pub async fn discard(
                         .map_err(|_| UpstreamError::BadResponse("invalid chunked body"))?;
                     pos += used;
                     if let ChunkEvent::Done = ev {
-                        return Ok(resp.keep_alive && pos == conn.buf.len());
+                        conn.buf.drain(..pos);
+                        return Ok(resp.keep_alive);
                     }
                 }
                 if dec.body_bytes > limit {
