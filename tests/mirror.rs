@@ -198,6 +198,43 @@ both_drivers! {
         assert_eq!(mirrored(&gw, "failed") + mirrored(&gw, "dropped"), 0.0);
     }
 
+    fn a_reload_changes_the_mirrors(driver) {
+        let (app, one, two) = (Origin::echo(), Origin::echo(), Origin::echo());
+        let config = |mirror: &str| {
+            let text = fill(
+                &format!(
+                    "[[upstreams]]\nname = \"app\"\nservers = [\"{{app}}\"]\n\
+                     [[upstreams]]\nname = \"one\"\nservers = [\"{{one}}\"]\n\
+                     [[upstreams]]\nname = \"two\"\nservers = [\"{{two}}\"]\n\
+                     [[routes]]\nid = \"m\"\npath_prefix = \"/\"\nupstream = \"app\"\n{mirror}\n"
+                ),
+                &[("app", app.addr()), ("one", one.addr()), ("two", two.addr())],
+            );
+            text
+        };
+        let gw = Gw::start(driver, &config("mirror = [\"one\"]"));
+        let reload = |text: &str| {
+            let text = without_auth(&render_config(text, driver, 1));
+            let cfg = Config::parse(&text, "reload.toml").unwrap();
+            gw.gateway().reload(cfg).expect("reload applied");
+        };
+        gw.send(&Req::get("/first"));
+        assert_eq!(one.wait_requests(1)[0].target, "/first");
+        reload(&config("mirror = [\"two\", \"app\"]"));
+        gw.send(&Req::get("/second"));
+        assert_eq!(two.wait_requests(1)[0].target, "/second");
+        // The route's own upstream as a mirror: it gets the request twice.
+        let got = app.wait_requests(3);
+        assert_eq!(got.iter().filter(|r| r.target == "/second").count(), 2);
+        reload(&config(""));
+        gw.send(&Req::get("/third"));
+        gw.send(&Req::get("/marker"));
+        app.wait_requests(5);
+        assert_eq!(one.requests().len(), 1);
+        assert_eq!(two.requests().len(), 1);
+        assert_eq!(app.requests().iter().filter(|r| r.target == "/third").count(), 1);
+    }
+
     fn a_dead_mirror_changes_nothing_for_the_client(driver) {
         let app = Origin::echo();
         let gw = gateway(driver, app.addr(), dead_addr(), "");

@@ -230,6 +230,9 @@ pub struct Forwarding<'a> {
 /// sent at once; returns whether copies wait for the streamed body (the driver then
 /// passes its bytes to [`body`] and [`body_end`]).
 pub fn forwarding(f: &Forwarding<'_>, route: &Route, cx: &mut RequestCtx) -> bool {
+    // Left by a request that ended without its done phase (none should): never sent
+    // with this request's body.
+    cx.mirror.drop_pending();
     let server = &f.w.cfg.server;
     let declared = match (f.body, f.head.body) {
         (Some(b), _) => Some(b.len() as u64),
