@@ -1,6 +1,7 @@
 //! Request mirroring (`mirror = ["analytics"]` on a route): every request the route
-//! forwards upstream is also sent, head and body, to each mirrored upstream, in a task
-//! of its own on the worker; the mirror's answer is read and thrown away. The copy
+//! forwards upstream is also sent, head and body, to each mirrored upstream, by tasks
+//! of the worker apart from the client's (its lanes, `lane.rs`); the mirror's answer
+//! is read and thrown away. The copy
 //! never changes the client's response, its latency or its connection: nothing of the
 //! client's exchange waits for it, and whatever happens to it (a dead, slow or broken
 //! mirror) is only counted.
@@ -78,7 +79,7 @@ use crate::http::{BodyFraming, Method, RequestHead};
 use crate::upstream::UpstreamState;
 
 mod lane;
-use lane::spawn;
+use lane::queue;
 pub use lane::LANES;
 
 /// Bytes of a mirror's answer body read (and dropped) so that its connection can be
@@ -270,7 +271,7 @@ pub fn forwarding(f: &Forwarding<'_>, route: &Route, cx: &mut RequestCtx) -> boo
             Some(b) => {
                 let mut copy = copy;
                 copy.bytes.extend_from_slice(b);
-                spawn(f.w, copy);
+                queue(f.w, copy);
             }
             None => cx.mirror.pending.push(Pending {
                 up: copy.up,
@@ -405,7 +406,7 @@ pub fn body_end(w: &Rc<Local>, cx: &mut RequestCtx) {
         } else {
             bytes.extend_from_slice(&body);
         }
-        spawn(
+        queue(
             w,
             Outgoing {
                 up: p.up,

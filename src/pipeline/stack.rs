@@ -7,7 +7,7 @@
 //!                 (http::request)    (route)   (auth)   (ratelimit)    (respond)    (cache)
 //!         ──► upstream pick & exchange ──► response head rewrite ──► client
 //!                (proxy, upstream)           (forward)
-//!             └─► a copy to each mirror, in a task of its own (mirror)
+//!             └─► a copy to each mirror, sent apart from the client's task (mirror)
 //! ```
 //!
 //! Why this order: limits and parsing come first so nothing malformed reaches any
@@ -101,7 +101,7 @@ pub enum Stage {
     /// bytes and the other stages' outcomes (`metrics.enabled`).
     Metrics,
     /// [`super::mirror`]: sends a copy of a forwarded request to each of the route's
-    /// `mirror` upstreams, in tasks of their own.
+    /// `mirror` upstreams, from tasks apart from the client's.
     Mirror,
 }
 

@@ -24,7 +24,7 @@ const BATCH_BYTES: usize = 64 * 1024;
 /// Queue a copy for its mirror's lanes, starting a lane if none is about to take
 /// the queue and fewer than [`LANES`] run. The queue is bounded by the in-flight
 /// bound: a copy holds its place from the moment it is made.
-pub(super) fn spawn(w: &Rc<Local>, copy: Outgoing) {
+pub(super) fn queue(w: &Rc<Local>, copy: Outgoing) {
     let slot = copy.place.0.clone();
     slot.queue.borrow_mut().push_back(copy);
     if !slot.starting.get() && slot.lanes.get() < LANES {
