@@ -116,6 +116,11 @@ pub struct FileServer {
     /// gateway with `takeover = true` (or `ringgate --takeover`), then SIGTERM the
     /// old one. Without it, an address already served refuses the start.
     pub takeover: bool,
+    /// Added key: copies of requests (`mirror`) under way at once, per worker and
+    /// mirrored upstream; a copy past it is dropped and counted.
+    pub mirror_max_in_flight: Spanned<usize>,
+    /// Added key: a request whose body is larger is not mirrored (dropped, counted).
+    pub mirror_max_body_bytes: u64,
     pub limits: FileLimits,
     pub tls: Option<FileTls>,
 }
@@ -133,6 +138,8 @@ impl Default for FileServer {
             trusted_proxies: Vec::new(),
             splice_min_bytes: 0,
             takeover: false,
+            mirror_max_in_flight: default_spanned(64),
+            mirror_max_body_bytes: 1024 * 1024,
             limits: FileLimits::default(),
             tls: None,
         }
@@ -582,6 +589,9 @@ pub struct FileRoute {
     pub validate: Option<super::body::FileValidate>,
     #[serde(default)]
     pub json_body: Option<Spanned<super::body::FileJsonBody>>,
+    /// `mirror = ["analytics"]`: upstreams that get a copy of each forwarded request.
+    #[serde(default)]
+    pub mirror: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 fn default_strip_prefix() -> Spanned<String> {

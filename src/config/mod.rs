@@ -77,6 +77,11 @@ pub struct ServerConfig {
     /// Share listen addresses already served by another process (SO_REUSEPORT), for
     /// a deliberate zero-downtime takeover; false: such an address refuses the start.
     pub takeover: bool,
+    /// Copies of requests (`mirror`) under way at once per worker and mirrored
+    /// upstream; past it a copy is dropped (see `crate::pipeline::mirror`).
+    pub mirror_max_in_flight: usize,
+    /// A request whose body is larger than this is not mirrored.
+    pub mirror_max_body_bytes: u64,
     /// The port of the first TLS listener as bound (set at start, not read from the
     /// file): where `redirect_http` sends plain requests.
     pub https_port: Option<u16>,
@@ -252,6 +257,9 @@ pub struct RouteConfig {
     pub compress: Option<RouteCompress>,
     /// `json_match`, `validate`, `json_body`: the route reads the body whole.
     pub body: Option<Arc<body::BodyRules>>,
+    /// `mirror`: indices into `Config::upstreams` of the upstreams that get a copy of
+    /// each request forwarded on this route (`crate::pipeline::mirror`).
+    pub mirror: Vec<usize>,
 }
 
 /// A route's own rate limit: on this route it replaces the plan's, in buckets of the
@@ -295,6 +303,7 @@ impl RouteConfig {
             cors: None,
             compress: None,
             body: None,
+            mirror: Vec::new(),
         }
     }
 }

@@ -28,6 +28,7 @@ mod browser;
 mod deferred;
 mod edge;
 mod error;
+mod mirror;
 mod rules;
 mod shadow;
 mod summary;
@@ -443,6 +444,9 @@ fn server(
         uring_entries,
         splice_min_bytes: s.splice_min_bytes,
         takeover: s.takeover,
+        mirror_max_in_flight: cx
+            .positive("server.mirror_max_in_flight", &s.mirror_max_in_flight)?,
+        mirror_max_body_bytes: s.mirror_max_body_bytes,
         https_port: None,
         max_connections: cx.positive("server.max_connections", &s.max_connections)?,
         graceful_shutdown: cx.secs("server.graceful_shutdown_s", &s.graceful_shutdown_s, true)?,
@@ -777,6 +781,7 @@ fn route(
         cors,
         compress: browser::compress(cx, key, &r.compress)?,
         body,
+        mirror: mirror::upstreams(cx, key, r, upstreams)?,
     })
 }
 

@@ -52,6 +52,8 @@ pub struct RequestCtx {
     pub rewritten: Vec<u8>,
     /// The coding the response gets if it is compressible (the compress stage).
     pub compress: Option<crate::config::Coding>,
+    /// Copies of the request waiting for its streamed body (the mirror stage).
+    pub mirror: super::mirror::MirrorCtx,
 }
 
 impl Default for RequestCtx {
@@ -73,6 +75,7 @@ impl Default for RequestCtx {
             observed: Observed::default(),
             rewritten: Vec::new(),
             compress: None,
+            mirror: Default::default(),
         }
     }
 }

@@ -59,6 +59,8 @@ pub struct Local {
     pub blocking_sockets: bool,
     /// Coarse timers for waiting connections, fired by the tick.
     pub deadlines: crate::task::deadline::Deadlines,
+    /// Mirrored upstreams: copies under way (the bound) and their outcomes.
+    pub mirrors: super::mirror::Mirrors,
 }
 
 fn unix_seconds() -> u64 {
@@ -106,6 +108,7 @@ impl Local {
             ),
             blocking_sockets: false,
             deadlines: crate::task::deadline::Deadlines::new(TICK),
+            mirrors: Default::default(),
             id,
             cfg,
             shutdown: LocalSignal::new(),

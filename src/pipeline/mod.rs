@@ -2,7 +2,7 @@
 //! of stages is written down, with the phases they take part in, and
 //! [`stack::Pipeline`] what a worker serves with (built from one configuration,
 //! swapped whole on reload); the stages are [`trace`], [`https`], [`cors`], [`auth`],
-//! [`ratelimit`], [`cache`], [`compress`] and [`metrics`],
+//! [`ratelimit`], [`cache`], [`compress`], [`mirror`] and [`metrics`],
 //! each working on the request's [`context::RequestCtx`]. [`conn`] runs a client
 //! connection (read head, handle, keep alive, linger); [`route`] matches routes;
 //! [`proxy`] is the I/O driver that moves bytes for the phases; [`forward`] composes
@@ -22,6 +22,7 @@ pub mod forward;
 pub mod https;
 pub mod local;
 pub mod metrics;
+pub mod mirror;
 pub mod outbound;
 pub mod proxy;
 pub mod ratelimit;

@@ -343,7 +343,26 @@ pub async fn handle(
         .and_then(|h| head.header(&c.rbuf, h))
         .map(<[u8]>::to_vec);
     c.ubuf.clear();
-    stack::upstream_request(&mut c.cx, head, &c.rbuf);
+    // The whole body, when it is in memory now (as the inline test below decides).
+    let in_memory = match (&held_body, meta.body) {
+        (Some(b), _) => Some(&b[..]),
+        (None, BodyFraming::Empty) => Some(&[][..]),
+        (None, BodyFraming::Length(n))
+            if n <= INLINE_BODY && (c.rbuf.len() - head.head_len) as u64 >= n =>
+        {
+            Some(&c.rbuf[head.head_len..head.head_len + n as usize])
+        }
+        _ => None,
+    };
+    let forwarding = super::mirror::Forwarding {
+        w,
+        pl: &pl,
+        peer: &c.peer,
+        head,
+        buf: &c.rbuf,
+        body: in_memory,
+    };
+    let tee_body = stack::upstream_request(&forwarding, &mut c.cx);
     // The edge's own changes (`outbound`): the route's rewrite, the upstream's
     // request_headers.
     let path = outbound::matched_path(head, &c.rbuf, &c.cx.path);
@@ -415,6 +434,7 @@ pub async fn handle(
         replayable,
         max_body,
         hash_key: hash_key.as_deref(),
+        tee_body,
     };
     let outcome = match monoio::time::timeout_at(deadline, ex.run(c, resp, &mut p)).await {
         Ok(r) => r,
@@ -679,6 +699,9 @@ struct Exchange<'a> {
     replayable: bool,
     max_body: u64,
     hash_key: Option<&'a [u8]>,
+    /// A stage wants the streamed request body's bytes (phases 2b-2d): it is read
+    /// through user space, never spliced.
+    tee_body: bool,
 }
 
 /// Servers already tried for this request.
@@ -958,12 +981,19 @@ impl Exchange<'_> {
                 .await
                 .map_err(ProxyError::ClientIo)?;
         }
+        if self.tee_body {
+            stack::request_body_start(&mut c.cx);
+        }
         match self.meta.body {
             BodyFraming::Length(n) => {
                 let mut remaining = n;
                 let splice_min = self.w.cfg.server.splice_min_bytes;
                 loop {
-                    if splice_min > 0 && c.rbuf.is_empty() && remaining >= splice_min {
+                    if splice_min > 0
+                        && !self.tee_body
+                        && c.rbuf.is_empty()
+                        && remaining >= splice_min
+                    {
                         if let (Some(tcp), Some(client)) = (up.tcp_mut(), c.stream.tcp_mut()) {
                             p.body_touched = true;
                             self.splice_body(client, tcp, remaining, false).await?;
@@ -977,11 +1007,17 @@ impl Exchange<'_> {
                             .await
                             .map_err(ProxyError::UpstreamIo)?;
                         p.body_touched = true;
+                        if self.tee_body {
+                            stack::request_body(&mut c.cx, &c.rbuf[..k]);
+                        }
                         c.rbuf.drain(..k);
                         remaining -= k as u64;
                     }
                     if remaining == 0 {
                         p.body_done = true;
+                        if self.tee_body {
+                            stack::request_body_end(self.w, &mut c.cx);
+                        }
                         return Ok(());
                     }
                     match read_append(&mut c.stream, &mut c.rbuf, READ_BUF).await {
@@ -1008,7 +1044,11 @@ impl Exchange<'_> {
                                 if dec.body_bytes > self.max_body {
                                     return Err(ProxyError::BodyTooLarge(self.max_body));
                                 }
-                                encode_chunk(&mut c.ubuf, &c.rbuf[base + r.start..base + r.end]);
+                                let data = &c.rbuf[base + r.start..base + r.end];
+                                encode_chunk(&mut c.ubuf, data);
+                                if self.tee_body {
+                                    stack::request_body(&mut c.cx, data);
+                                }
                             }
                             ChunkEvent::LastChunk => c.ubuf.extend_from_slice(b"0\r\n"),
                             // Request trailers are not forwarded (RFC 9110 6.5.1
@@ -1038,6 +1078,9 @@ impl Exchange<'_> {
                     }
                     if done {
                         p.body_done = true;
+                        if self.tee_body {
+                            stack::request_body_end(self.w, &mut c.cx);
+                        }
                         return Ok(());
                     }
                     match read_append(&mut c.stream, &mut c.rbuf, READ_BUF).await {

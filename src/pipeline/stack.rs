@@ -7,6 +7,7 @@
 //!                 (http::request)    (route)   (auth)   (ratelimit)    (respond)    (cache)
 //!         ──► upstream pick & exchange ──► response head rewrite ──► client
 //!                (proxy, upstream)           (forward)
+//!             └─► a copy to each mirror, sent apart from the client's task (mirror)
 //! ```
 //!
 //! Why this order: limits and parsing come first so nothing malformed reaches any
@@ -17,6 +18,8 @@
 //! is protected like any route, and before the cache, which has nothing to keep for
 //! it. Metrics is first in the list so that its done phase, which runs
 //! in reverse order, is the very last: it records what every other stage decided.
+//! Mirroring is last: only a request every other stage let through is copied, with
+//! the fields they added for the upstream.
 //!
 //! # Phases
 //!
@@ -34,7 +37,9 @@
 //!    The compress stage reads `Accept-Encoding` here, while the head is whole.
 //! 1. [`request`]: the head is routed; a stage may answer (an error, a cached
 //!    response) and end the request there.
-//! 2. [`upstream_request`]: fields for the request sent upstream.
+//! 2. [`upstream_request`]: fields for the request sent upstream; copies of it
+//!    (mirroring). 2b-2d. [`request_body_start`], [`request_body`],
+//!    [`request_body_end`]: a streamed request body as sent, for a stage that asked.
 //! 3. [`response_head`] / [`upstream_failed`]: the upstream's head, or its failure; a
 //!    stage may answer in its place.
 //! 4. [`body_start`], 5. [`body`], 6. [`body_end`]: the response body as relayed.
@@ -95,12 +100,15 @@ pub enum Stage {
     /// [`super::metrics`]: records the request's route, method, status, duration,
     /// bytes and the other stages' outcomes (`metrics.enabled`).
     Metrics,
+    /// [`super::mirror`]: sends a copy of a forwarded request to each of the route's
+    /// `mirror` upstreams, from tasks apart from the client's.
+    Mirror,
 }
 
 /// The stages, in the order they run. Why this order is the module's first paragraph.
 /// A new stage is a module with its phase functions, a variant above and a place
 /// here.
-pub const STACK: [Stage; 9] = [
+pub const STACK: [Stage; 10] = [
     Stage::Metrics,
     Stage::Trace,
     Stage::Https,
@@ -112,6 +120,9 @@ pub const STACK: [Stage; 9] = [
     Stage::RateLimit,
     Stage::Respond,
     Stage::Cache,
+    // Last: only a request every stage let through is copied, and it is copied as it
+    // goes upstream (with the cache's fields, phase 2).
+    Stage::Mirror,
 ];
 
 /// What a request phase decided.
@@ -237,10 +248,14 @@ pub async fn request(r: &RequestIn<'_>, cx: &mut RequestCtx, out: &mut Vec<u8>) 
             },
             Stage::Respond => super::respond::request(r, cx, out),
             Stage::Cache => super::cache::request(r, cx, out).await,
-            // Their work is done on arrival, once routed, or at the end.
-            Stage::Https | Stage::Trace | Stage::Metrics | Stage::Cors | Stage::Compress => {
-                Flow::Next
-            }
+            // Their work is done on arrival, once routed, on the way upstream, or at
+            // the end.
+            Stage::Https
+            | Stage::Trace
+            | Stage::Metrics
+            | Stage::Cors
+            | Stage::Compress
+            | Stage::Mirror => Flow::Next,
         };
         if !matches!(flow, Flow::Next) {
             return flow;
@@ -249,12 +264,55 @@ pub async fn request(r: &RequestIn<'_>, cx: &mut RequestCtx, out: &mut Vec<u8>) 
     Flow::Next
 }
 
-/// **Phase 2, upstream request**: the request is going upstream; stages add header
-/// lines to `cx.upstream_fields` (the cache: its validators for a stale entry).
-pub fn upstream_request(cx: &mut RequestCtx, head: &RequestHead, buf: &[u8]) {
+/// **Phase 2, upstream request**: the request is going upstream (`f.head`, not yet
+/// sent; `f.body` the whole body when it is in memory); stages add header lines to
+/// `cx.upstream_fields` (the cache: its validators for a stale entry); the mirror
+/// stage copies the request. Returns whether a stage wants the streamed request
+/// body's bytes (phases 2b-2d).
+pub fn upstream_request(f: &super::mirror::Forwarding<'_>, cx: &mut RequestCtx) -> bool {
+    let mut wants = false;
     for stage in STACK {
         if stage == Stage::Cache && cx.cache.stale.is_some() {
-            super::cache::validators(&mut cx.cache, head, buf, &mut cx.upstream_fields);
+            super::cache::validators(&mut cx.cache, f.head, f.buf, &mut cx.upstream_fields);
+        }
+        if stage == Stage::Mirror {
+            if let Some(route) = cx.route.as_ref().filter(|r| !r.cfg.mirror.is_empty()) {
+                let route = route.clone();
+                wants |= super::mirror::forwarding(f, &route, cx);
+            }
+        }
+    }
+    wants
+}
+
+/// **Phase 2b, request body starts**: the streamed request body is about to be sent
+/// (again, when a dead pooled connection was replaced before any of it was taken).
+/// Only when phase 2 asked for the body.
+pub fn request_body_start(cx: &mut RequestCtx) {
+    for stage in STACK {
+        if stage == Stage::Mirror {
+            super::mirror::body_start(cx);
+        }
+    }
+}
+
+/// **Phase 2c, request body**: a piece of the streamed request body as sent upstream
+/// (de-chunked). Only when phase 2 asked for the body.
+#[inline]
+pub fn request_body(cx: &mut RequestCtx, data: &[u8]) {
+    for stage in STACK {
+        if stage == Stage::Mirror {
+            super::mirror::body(cx, data);
+        }
+    }
+}
+
+/// **Phase 2d, request body ends**: all of the streamed request body was sent. Only
+/// when phase 2 asked for the body.
+pub fn request_body_end(w: &Rc<Local>, cx: &mut RequestCtx) {
+    for stage in STACK {
+        if stage == Stage::Mirror {
+            super::mirror::body_end(w, cx);
         }
     }
 }
@@ -370,6 +428,7 @@ pub fn done(w: &Local, cx: &mut RequestCtx, status: u16, ok: bool) {
     for stage in STACK.iter().rev() {
         match stage {
             Stage::Cache => super::cache::done(w, cx, status, ok),
+            Stage::Mirror => super::mirror::done(cx),
             Stage::Metrics if w.metrics.enabled() => super::metrics::done(w, cx, status),
             _ => {}
         }

@@ -8,6 +8,8 @@
 //! - [`read_head`]: the next response head, interim (1xx) ones reported one by one so
 //!   that the proxy can relay them and the others step over them.
 //! - [`read_whole`]: a whole body, bounded, for callers that keep it (refresh).
+//! - [`discard`]: a body read and dropped, for callers that want only the connection
+//!   back (mirroring).
 //! - [`fetch`]: all of the above for a request whose bytes are all in memory, with the
 //!   pool's guarantee: a reused connection that fails before any answer byte is
 //!   replaced once by a new one.
@@ -263,6 +265,64 @@ pub async fn read_whole(
         BodyFraming::UntilClose => Err(UpstreamError::BadResponse(
             "close-delimited body cannot be kept",
         )),
+    }
+}
+
+/// Read and drop the response whose head `resp` is at the front of `conn.buf`, head
+/// and body (mirroring: the answer is not wanted, only the connection). Bytes after
+/// it (the next answer on a pipelined connection) stay at the front of `conn.buf`.
+/// Returns whether the connection can carry another exchange: not when the body is
+/// close-delimited, or longer than `limit` (reading it would cost more than a new
+/// connection; the connection is given up instead), or the upstream said close.
+pub async fn discard(
+    conn: &mut UpConn,
+    resp: &ResponseHead,
+    limit: u64,
+    deadline: Instant,
+) -> Result<bool, UpstreamError> {
+    match resp.body {
+        BodyFraming::Empty => {
+            conn.buf.drain(..resp.head_len);
+            Ok(resp.keep_alive)
+        }
+        BodyFraming::Length(n) if n > limit => Ok(false),
+        BodyFraming::Length(n) => {
+            let (mut left, mut at) = (n, resp.head_len);
+            loop {
+                let have = (conn.buf.len() - at) as u64;
+                if have >= left {
+                    conn.buf.drain(..at + left as usize);
+                    return Ok(resp.keep_alive);
+                }
+                left -= have;
+                conn.buf.clear();
+                at = 0;
+                read_more(conn, deadline).await?;
+            }
+        }
+        BodyFraming::Chunked => {
+            let mut dec = ChunkedDecoder::new();
+            let mut pos = resp.head_len;
+            loop {
+                while pos < conn.buf.len() {
+                    let (used, ev) = dec
+                        .step(&conn.buf[pos..])
+                        .map_err(|_| UpstreamError::BadResponse("invalid chunked body"))?;
+                    pos += used;
+                    if let ChunkEvent::Done = ev {
+                        conn.buf.drain(..pos);
+                        return Ok(resp.keep_alive);
+                    }
+                }
+                if dec.body_bytes > limit {
+                    return Ok(false);
+                }
+                conn.buf.clear();
+                pos = 0;
+                read_more(conn, deadline).await?;
+            }
+        }
+        BodyFraming::UntilClose => Ok(false),
     }
 }
 

@@ -403,6 +403,13 @@ fn write_route(o: &mut String, r: &RouteConfig, cfg: &Config) -> std::fmt::Resul
         write!(o, ", {name}: {value}")?;
     }
     write!(o, "\n      -> {target}")?;
+    if !r.mirror.is_empty() {
+        write!(
+            o,
+            ", mirrored to {}",
+            join(r.mirror.iter().map(|&i| name(i)))
+        )?;
+    }
     if !r.strip_prefix.is_empty() {
         write!(o, ", strip {}", r.strip_prefix)?;
     }

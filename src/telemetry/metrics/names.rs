@@ -41,6 +41,9 @@ pub const UPSTREAM_HEALTHY: &str = "ringgate_upstream_healthy";
 pub const UPSTREAM_CIRCUIT: &str = "ringgate_upstream_circuit_state";
 /// Counter: retries to another server.
 pub const UPSTREAM_RETRIES: &str = "ringgate_upstream_retries";
+/// Counter: copies of requests for mirrored upstreams (`mirror`), by `upstream`,
+/// `result` ([`MIRROR_RESULTS`]).
+pub const MIRROR_REQUESTS: &str = "ringgate_mirror_requests";
 
 // --- connections ------------------------------------------------------------------
 /// Gauge: client connections open now, by `transport` (`plain`, `tls`).
@@ -188,6 +191,11 @@ pub fn upstream_error_index(e: &crate::pipeline::error::ProxyError) -> Option<us
         | E::UpstreamServerError(_) => return None,
     })
 }
+
+/// `result` values of [`MIRROR_REQUESTS`]: `ok` (the mirror answered below 500),
+/// `failed` (a 5xx, no answer, a timeout), `dropped` (never sent: over
+/// `mirror_max_in_flight` or `mirror_max_body_bytes`, or its body never completed).
+pub const MIRROR_RESULTS: [&str; 3] = crate::pipeline::mirror::RESULTS;
 
 /// `state` values of [`UPSTREAM_CIRCUIT`].
 pub const CIRCUIT_STATES: [&str; 3] = ["closed", "open", "half_open"];

@@ -49,6 +49,8 @@ struct Merged {
     /// (upstream, server, worker) -> (healthy, circuit state index).
     states: BTreeMap<ServerOfWorker, (bool, usize)>,
     counters: CounterValues,
+    /// upstream -> counts by `names::MIRROR_RESULTS`.
+    mirrors: BTreeMap<Arc<str>, [u64; 3]>,
     cache_bytes: u64,
     cache_entries: u64,
     cache_evictions: u64,
@@ -89,6 +91,12 @@ pub fn render_prometheus(snaps: &[WorkerSnapshot], info: &ProcessInfo) -> String
             );
         }
         add_counters(&mut m.counters, &s.counters);
+        for (up, counts) in &s.mirrors {
+            let e = m.mirrors.entry(up.clone()).or_default();
+            for (a, b) in e.iter_mut().zip(counts) {
+                *a += b;
+            }
+        }
         m.cache_bytes += s.cache.bytes as u64;
         m.cache_entries += s.cache.entries as u64;
         m.cache_evictions += s.cache.evictions;
@@ -313,6 +321,18 @@ impl Merged {
                     ("state", name),
                 ];
                 gauge(&mut e, &l, u64::from(i == *state))?;
+            }
+        }
+        let mut e = d.encode_descriptor(
+            n::MIRROR_REQUESTS,
+            "Copies of requests for mirrored upstreams: ok (answered below 500), failed, dropped (never sent).",
+            None,
+            Counter,
+        )?;
+        for (up, counts) in &self.mirrors {
+            for (i, &v) in counts.iter().enumerate() {
+                let l = [("upstream", &**up), ("result", n::MIRROR_RESULTS[i])];
+                counter(&mut e, &l, v)?;
             }
         }
         single(

@@ -54,6 +54,7 @@ fn worker(i: usize, routes: Vec<RouteSnapshot>) -> WorkerSnapshot {
             evictions: 1,
             ..Default::default()
         },
+        mirrors: vec![(Arc::from("shadow"), [5, 1, 2])],
     }
 }
 
@@ -123,6 +124,10 @@ fn workers_are_summed_and_the_text_parses() {
     assert_eq!(value(&s, "ringgate_upstream_circuit_state", &open), 1.0);
     let closed = [srv[0], srv[1], ("worker", "1"), ("state", "closed")];
     assert_eq!(value(&s, "ringgate_upstream_circuit_state", &closed), 0.0);
+    for (result, n) in [("ok", 10.0), ("failed", 2.0), ("dropped", 4.0)] {
+        let l = [("upstream", "shadow"), ("result", result)];
+        assert_eq!(value(&s, "ringgate_mirror_requests_total", &l), n);
+    }
 
     // The duration histogram: cumulative buckets, sum in seconds, count.
     let h = s

@@ -73,6 +73,8 @@ pub struct WorkerSnapshot {
     /// The servers of the current pipeline's upstreams.
     pub servers: Vec<ServerSnapshot>,
     pub cache: crate::cache::Stats,
+    /// Mirrored upstreams: counts by `names::MIRROR_RESULTS`.
+    pub mirrors: Vec<(Arc<str>, [u64; 3])>,
 }
 
 impl WorkerMetrics {
@@ -134,6 +136,7 @@ impl WorkerMetrics {
             routes,
             servers,
             cache: local.cache.borrow().stats(),
+            mirrors: local.mirrors.values(),
         }
     }
 }
