@@ -5,6 +5,8 @@
 //! ```text
 //!  client ──► head parse & limits ──► route ──► auth ──► rate limit ──► respond ──► cache
 //!                 (http::request)    (route)   (auth)   (ratelimit)    (respond)    (cache)
+//!         ──► compose (parts in parallel) ──► client
+//!              (compose, upstream client)
 //!         ──► upstream pick & exchange ──► response head rewrite ──► client
 //!                (proxy, upstream)           (forward)
 //! ```
@@ -15,8 +17,11 @@
 //! comes after both so a cached answer is never served to a caller who would have been
 //! refused or limited. A route's `respond` answers after auth and rate limiting, so it
 //! is protected like any route, and before the cache, which has nothing to keep for
-//! it. Metrics is first in the list so that its done phase, which runs
-//! in reverse order, is the very last: it records what every other stage decided.
+//! it. A route's `compose` answers after the cache: a stored composed answer is served
+//! without fetching any part, and a new one goes through the response phases
+//! (`body_start`) as an upstream's would, so the cache stores it. Metrics is first in
+//! the list so that its done phase, which runs in reverse order, is the very last: it
+//! records what every other stage decided.
 //!
 //! # Phases
 //!
@@ -92,6 +97,9 @@ pub enum Stage {
     /// [`super::cache`]: answers from a stored response, coalesces misses,
     /// revalidates, stores.
     Cache,
+    /// [`super::compose`]: answers a `compose` route with one JSON object from its
+    /// parts, fetched in parallel.
+    Compose,
     /// [`super::metrics`]: records the request's route, method, status, duration,
     /// bytes and the other stages' outcomes (`metrics.enabled`).
     Metrics,
@@ -100,7 +108,7 @@ pub enum Stage {
 /// The stages, in the order they run. Why this order is the module's first paragraph.
 /// A new stage is a module with its phase functions, a variant above and a place
 /// here.
-pub const STACK: [Stage; 9] = [
+pub const STACK: [Stage; 10] = [
     Stage::Metrics,
     Stage::Trace,
     Stage::Https,
@@ -112,6 +120,8 @@ pub const STACK: [Stage; 9] = [
     Stage::RateLimit,
     Stage::Respond,
     Stage::Cache,
+    // After the cache, so a stored composed answer is served without fetching a part.
+    Stage::Compose,
 ];
 
 /// What a request phase decided.
@@ -237,6 +247,7 @@ pub async fn request(r: &RequestIn<'_>, cx: &mut RequestCtx, out: &mut Vec<u8>) 
             },
             Stage::Respond => super::respond::request(r, cx, out),
             Stage::Cache => super::cache::request(r, cx, out).await,
+            Stage::Compose => super::compose::request(r, cx, out).await,
             // Their work is done on arrival, once routed, or at the end.
             Stage::Https | Stage::Trace | Stage::Metrics | Stage::Cors | Stage::Compress => {
                 Flow::Next
@@ -481,7 +492,8 @@ impl Pipeline {
             .map(|r| {
                 Rc::new(Route {
                     target: match &r.target {
-                        RouteTarget::Respond(_) => Target::None,
+                        // Its stage fetches the parts from `upstreams` itself.
+                        RouteTarget::Respond(_) | RouteTarget::Compose(_) => Target::None,
                         RouteTarget::Single(i) => Target::Single(*i, upstreams[*i].clone()),
                         RouteTarget::Split(parts) => Target::Split {
                             parts: parts
