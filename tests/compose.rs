@@ -104,8 +104,14 @@ compose = [
     )
 }
 
+const KEY: &str = "compose-test-key";
+
 fn config(users: SocketAddr, orders: SocketAddr, prefs: SocketAddr) -> String {
-    let mut text = String::new();
+    let mut text = format!(
+        "[auth.api_keys]\nheader = \"X-API-Key\"\n[[auth.api_keys.keys]]\nid = \"k1\"\n\
+         sha256 = \"{}\"\nuser = \"svc-profile\"\ntenant = \"acme\"\n\n",
+        common::tokens::api_key_digest(KEY)
+    );
     for (name, addr) in [("users", users), ("orders", orders), ("prefs", prefs)] {
         text.push_str(&format!(
             "[[upstreams]]\nname = \"{name}\"\nservers = [\"{addr}\"]\n\n"
@@ -114,6 +120,7 @@ fn config(users: SocketAddr, orders: SocketAddr, prefs: SocketAddr) -> String {
     text.push_str(&route("profile", "api", "timeout_ms = 3000"));
     text.push_str(&route("fast", "fast", "timeout_ms = 400"));
     text.push_str(&route("cached", "cached", "cache = { ttl_s = 60 }"));
+    text.push_str(&route("secure", "secure", "auth = \"required\""));
     text
 }
 
@@ -132,13 +139,18 @@ fn five_orders(user: &str) -> String {
 }
 
 const PREFS: &str = r#"{"theme":"dark"}"#;
+const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 
 both_drivers! {
     fn composes_three_parts_in_order_with_pick_and_limit(driver) {
         let s = services();
         let gw = gateway(driver, &s);
         let mut c = gw.client();
-        let resp = c.request(&Req::get("/api/profile/u-7").header("X-Request-ID", "rid-compose-1"));
+        let resp = c.request(
+            &Req::get("/api/profile/u-7")
+                .header("X-Request-ID", "rid-compose-1")
+                .header("traceparent", TRACEPARENT),
+        );
         assert_eq!(resp.status, 200, "{}", resp.head);
         assert_eq!(resp.header("content-type"), Some("application/json"));
         assert_eq!(resp.header("x-request-id"), Some("rid-compose-1"));
@@ -169,6 +181,9 @@ both_drivers! {
             assert_eq!(r.header("host"), Some(HOST));
             assert_eq!(r.header("accept"), Some("application/json"));
             assert_eq!(r.header("x-forwarded-for"), Some("127.0.0.1"));
+            // The caller's trace, continued with the gateway's span.
+            let tp = r.header("traceparent").unwrap_or_default();
+            assert!(tp.starts_with(&TRACEPARENT[..36]) && tp != TRACEPARENT, "{tp}");
             assert!(r.body.is_empty() && !r.has("content-length"), "{r:?}");
         }
         // A value that needs its encoding keeps it, and stays one segment.
@@ -301,6 +316,22 @@ both_drivers! {
             took >= Duration::from_millis(300) && took < Duration::from_millis(700),
             "three 300 ms parts took {took:?}"
         );
+    }
+
+    fn composed_routes_are_protected_and_carry_the_identity(driver) {
+        let s = services();
+        let gw = gateway(driver, &s);
+        let mut c = gw.client();
+        c.request(&Req::get("/secure/profile/u-1")).assert_json_error(401);
+        assert!(s.users.requests().is_empty(), "no part fetched for a refused caller");
+        let resp = c.request(&Req::get("/secure/profile/u-1").header("X-API-Key", KEY));
+        assert_eq!(resp.status, 200, "{}", resp.head);
+        for origin in [&s.users, &s.orders, &s.prefs] {
+            let r = origin.only_request();
+            assert_eq!(r.header("x-user-id"), Some("svc-profile"));
+            assert_eq!(r.header("x-tenant-id"), Some("acme"));
+            assert!(!r.has("x-api-key"), "the credential stays at the gateway");
+        }
     }
 
     fn composed_answers_are_cached(driver) {
