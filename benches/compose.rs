@@ -67,22 +67,25 @@ fn compose(c: &mut Criterion) {
             black_box(out.len())
         })
     });
-    c.bench_function("compose/answer: serde_json Value, pick, truncate, to_vec", |b| {
-        b.iter(|| {
-            let mut answer = serde_json::Map::new();
-            for (p, body) in parts.iter().zip(&bodies) {
-                let mut v: serde_json::Value = serde_json::from_slice(black_box(body)).unwrap();
-                if p.pick.is_some() {
-                    v = v["items"].take();
+    c.bench_function(
+        "compose/answer: serde_json Value, pick, truncate, to_vec",
+        |b| {
+            b.iter(|| {
+                let mut answer = serde_json::Map::new();
+                for (p, body) in parts.iter().zip(&bodies) {
+                    let mut v: serde_json::Value = serde_json::from_slice(black_box(body)).unwrap();
+                    if p.pick.is_some() {
+                        v = v["items"].take();
+                    }
+                    if let (Some(limit), Some(a)) = (p.limit, v.as_array_mut()) {
+                        a.truncate(limit);
+                    }
+                    answer.insert(p.name.clone(), v);
                 }
-                if let (Some(limit), Some(a)) = (p.limit, v.as_array_mut()) {
-                    a.truncate(limit);
-                }
-                answer.insert(p.name.clone(), v);
-            }
-            black_box(serde_json::to_vec(&answer).unwrap().len())
-        })
-    });
+                black_box(serde_json::to_vec(&answer).unwrap().len())
+            })
+        },
+    );
 }
 
 criterion_group!(benches, compose);

@@ -121,6 +121,11 @@ fn config(users: SocketAddr, orders: SocketAddr, prefs: SocketAddr) -> String {
     text.push_str(&route("fast", "fast", "timeout_ms = 400"));
     text.push_str(&route("cached", "cached", "cache = { ttl_s = 60 }"));
     text.push_str(&route("secure", "secure", "auth = \"required\""));
+    text.push_str(&route(
+        "zipped",
+        "zipped",
+        "compress = { types = [\"application/json\"], min_bytes = 64 }",
+    ));
     text
 }
 
@@ -332,6 +337,24 @@ both_drivers! {
             assert_eq!(r.header("x-tenant-id"), Some("acme"));
             assert!(!r.has("x-api-key"), "the credential stays at the gateway");
         }
+    }
+
+    fn composed_answers_are_compressed_on_routes_that_say_so(driver) {
+        use std::io::Read as _;
+        let s = services();
+        let gw = gateway(driver, &s);
+        let mut c = gw.client();
+        let plain = c.request(&Req::get("/zipped/profile/u-1"));
+        assert_eq!(plain.status, 200, "{}", plain.head);
+        assert!(!plain.has("content-encoding"));
+        assert_eq!(plain.header("vary"), Some("Accept-Encoding"));
+        let zipped = c.request(&Req::get("/zipped/profile/u-1").header("Accept-Encoding", "gzip"));
+        assert_eq!(zipped.header("content-encoding"), Some("gzip"), "{}", zipped.head);
+        let mut body = Vec::new();
+        flate2::read::GzDecoder::new(&zipped.body[..])
+            .read_to_end(&mut body)
+            .unwrap();
+        assert_eq!(body, plain.body);
     }
 
     fn composed_answers_are_cached(driver) {

@@ -223,6 +223,12 @@ pub async fn request(r: &RequestIn<'_>, cx: &mut RequestCtx, out: &mut Vec<u8>) 
     );
     if !head_only {
         out.extend_from_slice(&resp_buf[head_len..]);
+        // The driver compresses the answers the cache stage gives (`proxy::
+        // serve_answer`), a composed one on a cached route among them; on a route
+        // without cache this stage does, as the relay would an upstream's.
+        if let (Some(cfg), None) = (&route.compress, cx.cache.outcome) {
+            super::compress::compress_answer(cfg, cx.compress, out, None);
+        }
     }
     Flow::Served
 }
