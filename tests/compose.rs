@@ -357,6 +357,28 @@ both_drivers! {
         assert_eq!(body, plain.body);
     }
 
+    fn a_trusted_proxys_forwarding_fields_reach_every_part(driver) {
+        let s = services();
+        let text = format!(
+            "[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n\n{}",
+            config(s.users.addr(), s.orders.addr(), s.prefs.addr())
+        );
+        let gw = Gw::start(driver, &text);
+        let resp = gw.client().request(
+            &Req::get("/api/profile/u-1")
+                .header("X-Forwarded-For", "203.0.113.9")
+                .header("X-Forwarded-Proto", "https")
+                .header("X-Forwarded-Host", "api.example.com"),
+        );
+        assert_eq!(resp.status, 200, "{}", resp.head);
+        for origin in [&s.users, &s.orders, &s.prefs] {
+            let r = origin.only_request();
+            assert_eq!(r.header("x-forwarded-for"), Some("203.0.113.9, 127.0.0.1"));
+            assert_eq!(r.all("x-forwarded-proto"), ["https"]);
+            assert_eq!(r.all("x-forwarded-host"), ["api.example.com"]);
+        }
+    }
+
     fn composed_answers_are_cached(driver) {
         let s = services();
         let gw = gateway(driver, &s);

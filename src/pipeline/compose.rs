@@ -25,15 +25,16 @@
 //! `default`; a failed required part ends the request at once: the parts still
 //! running are dropped (their connections closed, never pooled half-read) and the
 //! client gets 502 naming the part, or 504 when the part timed out (as nginx and
-//! Envoy answer an upstream timeout), unless the cache has a stale answer within
-//! `stale-if-error` to give instead.
+//! Envoy answer an upstream timeout). The cache's `upstream_failed` phase is asked
+//! first, as for a proxied failure (a composed answer carries no `stale-if-error` of
+//! its own, so in practice it has none to give).
 //!
 //! The answer is `200` with `Content-Type: application/json`, the parts in their
 //! configured order (`answer::assemble`, no JSON tree built). It goes through the
 //! response phases as an upstream's would (`stack::body_start`: the cache stores it
 //! for the route's `cache.ttl_s`, the answer having no Cache-Control of its own), and
-//! to the client with the route's `response_headers` edits. A HEAD is answered the
-//! same, without the body. Other methods are refused with 405 and `Allow: GET, HEAD`.
+//! to the client with the route's `response_headers` edits, compressed on a route
+//! with `compress`. A HEAD is answered the same, without the body. Other methods are refused with 405 and `Allow: GET, HEAD`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -52,7 +53,7 @@ use super::stack::{self, Flow, Pipeline, RequestIn};
 use crate::config::compose::{ComposePart, PART_MAX_BYTES};
 use crate::config::{PathMatch, RouteTarget};
 use crate::http::template::TemplateCx;
-use crate::http::{Method, ResponseHead};
+use crate::http::{HeaderKind, Method, ResponseHead};
 use crate::pipeline::local::Local;
 use crate::upstream::client::{self, HeadLimits, UpstreamError};
 
@@ -283,6 +284,21 @@ fn part_request(
     };
     if !replaced("accept") {
         out.extend_from_slice(b"Accept: application/json\r\n");
+    }
+    // A trusted proxy's X-Forwarded-Proto/-Host go on, as the proxy copies them
+    // (`gateway_fields` then adds none of its own).
+    if r.peer.trusted {
+        for h in &r.head.headers {
+            if matches!(
+                h.kind,
+                HeaderKind::XForwardedProto | HeaderKind::XForwardedHost
+            ) {
+                out.extend_from_slice(h.name.get(r.buf));
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(h.value.get(r.buf));
+                out.extend_from_slice(b"\r\n");
+            }
+        }
     }
     let mut fields = Vec::new();
     outbound::upstream_headers(
