@@ -19,10 +19,12 @@ use serde::Deserialize;
 use toml::Spanned;
 
 mod browser;
+mod compose;
 mod edge;
 mod route_limit;
 mod tls;
 pub use browser::{FileRouteCompress, FileRouteCors};
+pub use compose::FileComposePart;
 pub use edge::{FileRespond, FileRewrite};
 pub use route_limit::FileRouteRateLimit;
 pub use tls::{FileTls, FileTlsCertificate, FileUpstreamTls};
@@ -592,6 +594,9 @@ pub struct FileRoute {
     /// `mirror = ["analytics"]`: upstreams that get a copy of each forwarded request.
     #[serde(default)]
     pub mirror: Option<Spanned<Vec<Spanned<String>>>>,
+    /// API composition: instead of upstream / split / respond (`file/compose.rs`).
+    #[serde(default)]
+    pub compose: Option<Spanned<Vec<FileComposePart>>>,
 }
 
 fn default_strip_prefix() -> Spanned<String> {

@@ -5,6 +5,7 @@
 //! and the line of the file.
 
 pub mod body;
+pub mod compose;
 mod edge;
 pub mod file;
 pub mod validate;
@@ -333,6 +334,8 @@ pub enum RouteTarget {
     Split(Vec<(usize, u32)>),
     /// `respond = { .. }`: answered at the edge, no upstream.
     Respond(Respond),
+    /// `compose = [ .. ]`: one JSON answer from several upstreams, fetched in parallel.
+    Compose(Arc<compose::Compose>),
 }
 
 /// A route's answer at the edge (`respond = { status, body, content_type }`).

@@ -25,6 +25,7 @@
 
 mod body;
 mod browser;
+mod compose;
 mod deferred;
 mod edge;
 mod error;
@@ -708,7 +709,10 @@ fn route(
         let hkey = format!("{key}.headers.{:?}", name.get_ref());
         headers.push((cx.header_name(&hkey, name)?, cx.header_value(&hkey, value)?));
     }
-    let target = target(cx, key, r, upstreams)?;
+    let target = target(cx, key, r, upstreams, &path)?;
+    if matches!(target, RouteTarget::Compose(_)) {
+        compose::methods(cx, key, r, methods.as_ref())?;
+    }
     let auth = match r.auth.get_ref().as_str() {
         "required" => AuthMode::Required,
         "optional" => AuthMode::Optional,
@@ -790,7 +794,11 @@ fn target(
     key: &str,
     r: &FileRoute,
     upstreams: &[UpstreamConfig],
+    path: &PathMatch,
 ) -> Result<RouteTarget, ConfigError> {
+    if let Some(parts) = &r.compose {
+        return compose::target(cx, key, r, parts, upstreams, path);
+    }
     let index = |k: String, name: &Spanned<String>| {
         upstreams
             .iter()

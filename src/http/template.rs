@@ -287,6 +287,33 @@ impl Template {
         }
     }
 
+    /// Rendering into a request target (a compose part's `path`): the text as written
+    /// is copied as it is (checked at load to be a valid target, see
+    /// [`Template::literals`]); each value, `${env:...}` included, goes through
+    /// `escape` whole (percent-encoding, see `pipeline::compose`).
+    pub fn render_target(
+        &self,
+        cx: &TemplateCx,
+        out: &mut Vec<u8>,
+        escape: fn(&mut Vec<u8>, &[u8]),
+    ) {
+        for p in &self.parts {
+            match p {
+                Part::Literal(l) => out.extend_from_slice(l),
+                Part::Env { value, .. } => escape(out, value),
+                Part::Var(v) => write_value(&value(v, cx), out, escape),
+            }
+        }
+    }
+
+    /// The text as written between the variables (`$$` already made `$`).
+    pub fn literals(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Literal(l) => Some(&**l),
+            _ => None,
+        })
+    }
+
     /// JSON rendering: appends one JSON value to `out` (see the module doc).
     pub fn render_json(&self, cx: &TemplateCx, out: &mut Vec<u8>) {
         if let [Part::Var(v)] = &self.parts[..] {

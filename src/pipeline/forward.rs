@@ -91,7 +91,7 @@ pub struct Outbound<'a> {
 
 /// The request head for the upstream, appended to `out`.
 pub fn upstream_request(out: &mut Vec<u8>, req: &RequestHead, buf: &[u8], o: &Outbound<'_>) {
-    let (route, peer, request_id, upstream_host) = (o.route, o.peer, o.request_id, o.upstream_host);
+    let (route, peer, upstream_host) = (o.route, o.peer, o.upstream_host);
     out.extend_from_slice(req.method_span.get(buf));
     out.push(b' ');
     let mut target = o.target.unwrap_or(req.target.get(buf));
@@ -153,6 +153,39 @@ pub fn upstream_request(out: &mut Vec<u8>, req: &RequestHead, buf: &[u8], o: &Ou
         }
         header_line(out, name, h.value.get(buf));
     }
+    gateway_fields(out, req, buf, o);
+    match req.body {
+        BodyFraming::Empty => {
+            // Methods whose requests normally carry a body get an explicit length, as
+            // RFC 9110 8.6 recommends; others get none.
+            if matches!(
+                req.method,
+                crate::http::Method::Post | crate::http::Method::Put | crate::http::Method::Patch
+            ) {
+                out.extend_from_slice(b"Content-Length: 0\r\n");
+            }
+        }
+        BodyFraming::Length(n) => {
+            out.extend_from_slice(b"Content-Length: ");
+            out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        BodyFraming::Chunked | BodyFraming::UntilClose => {
+            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n")
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The fields the gateway writes on every request it sends upstream for a client,
+/// appended to `out`: the caller's identity, `o.extra_fields`, X-Forwarded-For (the
+/// trusted chain extended, anyone else's replaced), X-Forwarded-Proto/-Host unless a
+/// trusted proxy sent them, the client certificate, X-Request-ID, `traceparent` and
+/// the route's `request_headers.add`. Shared by the proxied request and the parts of
+/// a composed answer (`super::compose`).
+pub fn gateway_fields(out: &mut Vec<u8>, req: &RequestHead, buf: &[u8], o: &Outbound<'_>) {
+    let (route, peer, request_id) = (o.route, o.peer, o.request_id);
+    let host = req.host.get(buf);
     if let Some(id) = o.identity {
         // Claim values come from the token: control bytes are dropped so a claim can
         // never end the header line and inject another.
@@ -216,27 +249,6 @@ pub fn upstream_request(out: &mut Vec<u8>, req: &RequestHead, buf: &[u8], o: &Ou
     for (name, value) in &route.request_headers.add {
         header_line(out, name.as_bytes(), value.as_bytes());
     }
-    match req.body {
-        BodyFraming::Empty => {
-            // Methods whose requests normally carry a body get an explicit length, as
-            // RFC 9110 8.6 recommends; others get none.
-            if matches!(
-                req.method,
-                crate::http::Method::Post | crate::http::Method::Put | crate::http::Method::Patch
-            ) {
-                out.extend_from_slice(b"Content-Length: 0\r\n");
-            }
-        }
-        BodyFraming::Length(n) => {
-            out.extend_from_slice(b"Content-Length: ");
-            out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
-        BodyFraming::Chunked | BodyFraming::UntilClose => {
-            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n")
-        }
-    }
-    out.extend_from_slice(b"\r\n");
 }
 
 /// How the client receives the response body.

@@ -2,8 +2,8 @@
 //! of stages is written down, with the phases they take part in, and
 //! [`stack::Pipeline`] what a worker serves with (built from one configuration,
 //! swapped whole on reload); the stages are [`trace`], [`https`], [`cors`], [`auth`],
-//! [`ratelimit`], [`cache`], [`compress`], [`mirror`] and [`metrics`],
-//! each working on the request's [`context::RequestCtx`]. [`conn`] runs a client
+//! [`ratelimit`], [`respond`], [`cache`], [`compose`], [`compress`], [`mirror`] and
+//! [`metrics`], each working on the request's [`context::RequestCtx`]. [`conn`] runs a client
 //! connection (read head, handle, keep alive, linger); [`route`] matches routes;
 //! [`proxy`] is the I/O driver that moves bytes for the phases; [`forward`] composes
 //! the heads sent upstream and back; [`error`] maps every failure to a status and a
@@ -13,6 +13,7 @@
 pub mod auth;
 pub mod body;
 pub mod cache;
+pub mod compose;
 pub mod compress;
 pub mod conn;
 pub mod context;

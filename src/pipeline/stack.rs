@@ -5,6 +5,8 @@
 //! ```text
 //!  client ──► head parse & limits ──► route ──► auth ──► rate limit ──► respond ──► cache
 //!                 (http::request)    (route)   (auth)   (ratelimit)    (respond)    (cache)
+//!         ──► compose (parts in parallel) ──► client
+//!              (compose, upstream client)
 //!         ──► upstream pick & exchange ──► response head rewrite ──► client
 //!                (proxy, upstream)           (forward)
 //!             └─► a copy to each mirror, sent apart from the client's task (mirror)
@@ -16,10 +18,12 @@
 //! comes after both so a cached answer is never served to a caller who would have been
 //! refused or limited. A route's `respond` answers after auth and rate limiting, so it
 //! is protected like any route, and before the cache, which has nothing to keep for
-//! it. Metrics is first in the list so that its done phase, which runs
-//! in reverse order, is the very last: it records what every other stage decided.
-//! Mirroring is last: only a request every other stage let through is copied, with
-//! the fields they added for the upstream.
+//! it. A route's `compose` answers after the cache: a stored composed answer is served
+//! without fetching any part, and a new one goes through the response phases
+//! (`body_start`) as an upstream's would, so the cache stores it. Metrics is first in
+//! the list so that its done phase, which runs in reverse order, is the very last: it
+//! records what every other stage decided. Mirroring is last: only a request every
+//! other stage let through is copied, with the fields they added for the upstream.
 //!
 //! # Phases
 //!
@@ -97,6 +101,9 @@ pub enum Stage {
     /// [`super::cache`]: answers from a stored response, coalesces misses,
     /// revalidates, stores.
     Cache,
+    /// [`super::compose`]: answers a `compose` route with one JSON object from its
+    /// parts, fetched in parallel.
+    Compose,
     /// [`super::metrics`]: records the request's route, method, status, duration,
     /// bytes and the other stages' outcomes (`metrics.enabled`).
     Metrics,
@@ -108,7 +115,7 @@ pub enum Stage {
 /// The stages, in the order they run. Why this order is the module's first paragraph.
 /// A new stage is a module with its phase functions, a variant above and a place
 /// here.
-pub const STACK: [Stage; 10] = [
+pub const STACK: [Stage; 11] = [
     Stage::Metrics,
     Stage::Trace,
     Stage::Https,
@@ -120,6 +127,8 @@ pub const STACK: [Stage; 10] = [
     Stage::RateLimit,
     Stage::Respond,
     Stage::Cache,
+    // After the cache, so a stored composed answer is served without fetching a part.
+    Stage::Compose,
     // Last: only a request every stage let through is copied, and it is copied as it
     // goes upstream (with the cache's fields, phase 2).
     Stage::Mirror,
@@ -248,6 +257,7 @@ pub async fn request(r: &RequestIn<'_>, cx: &mut RequestCtx, out: &mut Vec<u8>) 
             },
             Stage::Respond => super::respond::request(r, cx, out),
             Stage::Cache => super::cache::request(r, cx, out).await,
+            Stage::Compose => super::compose::request(r, cx, out).await,
             // Their work is done on arrival, once routed, on the way upstream, or at
             // the end.
             Stage::Https
@@ -540,7 +550,8 @@ impl Pipeline {
             .map(|r| {
                 Rc::new(Route {
                     target: match &r.target {
-                        RouteTarget::Respond(_) => Target::None,
+                        // Its stage fetches the parts from `upstreams` itself.
+                        RouteTarget::Respond(_) | RouteTarget::Compose(_) => Target::None,
                         RouteTarget::Single(i) => Target::Single(*i, upstreams[*i].clone()),
                         RouteTarget::Split(parts) => Target::Split {
                             parts: parts

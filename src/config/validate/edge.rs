@@ -209,6 +209,8 @@ pub(super) fn path_vars(
             RouteTarget::Single(i) => vec![*i],
             RouteTarget::Split(parts) => parts.iter().map(|p| p.0).collect(),
             RouteTarget::Respond(_) => Vec::new(),
+            // A part's upstream renders its request_headers with this route's values.
+            RouteTarget::Compose(c) => c.parts.iter().map(|p| p.upstream).collect(),
         };
         for ui in targets {
             let u = &upstreams[ui];

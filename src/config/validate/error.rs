@@ -91,9 +91,9 @@ pub enum ConfigError {
     DuplicateRoute { site: Box<Site>, first_line: usize },
     #[error("{site}: no upstream has this name (upstreams: {known}){}", .site.excerpt())]
     UnknownUpstream { site: Box<Site>, known: String },
-    #[error("{site}: a route has one of `upstream`, `split`, `respond`; not both of these{}", .site.excerpt())]
+    #[error("{site}: a route has one of `upstream`, `split`, `respond`, `compose`; not both of these{}", .site.excerpt())]
     TargetConflict { site: Box<Site> },
-    #[error("{site}: the route has neither `upstream` nor `split` (nor `respond`){}", .site.excerpt())]
+    #[error("{site}: the route has neither `upstream` nor `split` (nor `respond`, nor `compose`){}", .site.excerpt())]
     NoTarget { site: Box<Site> },
     #[error("{site}: a split needs at least one {{ upstream, weight }} entry{}", .site.excerpt())]
     EmptySplit { site: Box<Site> },
@@ -225,6 +225,9 @@ pub enum ConfigError {
     /// A route's `cors` or `compress` table (`validate/edge.rs`).
     #[error("{site}: {reason}{}", .site.excerpt())]
     EdgePolicy { site: Box<Site>, reason: String },
+    /// A route's `compose` parts (`validate/compose.rs`).
+    #[error("{site}: {reason}{}", .site.excerpt())]
+    BadCompose { site: Box<Site>, reason: String },
 }
 
 impl ConfigError {
@@ -298,6 +301,7 @@ impl ConfigError {
             | E::BadRewrite { site, .. }
             | E::BadRouteValue { site, .. } => Some(&**site),
             E::EdgePolicy { site, .. } => Some(&**site),
+            E::BadCompose { site, .. } => Some(&**site),
         }
     }
 

@@ -391,6 +391,13 @@ fn write_route(o: &mut String, r: &RouteConfig, cfg: &Config) -> std::fmt::Resul
         RouteTarget::Single(i) => name(*i).to_owned(),
         RouteTarget::Split(v) => join(v.iter().map(|(i, w)| format!("{} w{w}", name(*i)))),
         RouteTarget::Respond(r) => format!("respond {} at the edge", r.status),
+        RouteTarget::Compose(c) => format!(
+            "compose {}",
+            join(c.parts.iter().map(|p| {
+                let req = if p.required { " (required)" } else { "" };
+                format!("{} from {}{req}", p.name, name(p.upstream))
+            }))
+        ),
     };
     write!(o, "  {}: {path}, methods {methods}", r.id)?;
     if let Some(h) = &r.host {
