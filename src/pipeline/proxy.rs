@@ -259,6 +259,10 @@ pub async fn handle(
         }
         Flow::Served => return serve_answer(w, c, &meta, head, route, keep_if_answered).await,
     }
+    // A fan-out route: the body is streamed to all its upstreams (`super::fanout`).
+    if matches!(entry.target, stack::Target::Fanout(_)) {
+        return super::fanout::serve(w, &pl, c, head, &entry).await;
+    }
 
     if let Some(body) = &mut held_body {
         if let Some(rules) = &route.body {
@@ -580,7 +584,14 @@ fn check_first_chunks(bytes: &[u8], max_body: u64) -> Option<(u16, &'static str)
     None
 }
 
-fn log(w: &Local, c: &Downstream, status: u16, route: &str, upstream: &str, bytes_out: u64) {
+pub(super) fn log(
+    w: &Local,
+    c: &Downstream,
+    status: u16,
+    route: &str,
+    upstream: &str,
+    bytes_out: u64,
+) {
     if !w.log_sink.enabled() {
         return;
     }

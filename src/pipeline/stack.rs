@@ -396,6 +396,8 @@ pub enum Target {
         parts: Vec<(usize, Rc<UpstreamState>, u32)>,
         total: u32,
     },
+    /// `fanout`: every one of them gets the request (`super::fanout`).
+    Fanout(Vec<(usize, Rc<UpstreamState>)>),
 }
 
 impl Target {
@@ -406,7 +408,7 @@ impl Target {
         rng: &std::cell::RefCell<fastrand::Rng>,
     ) -> Option<(usize, &Rc<UpstreamState>)> {
         Some(match self {
-            Target::None => return None,
+            Target::None | Target::Fanout(_) => return None,
             Target::Single(i, up) => (*i, up),
             Target::Split { parts, total } => {
                 let mut r = rng.borrow_mut().u32(..(*total).max(1));
@@ -483,6 +485,12 @@ impl Pipeline {
                     target: match &r.target {
                         RouteTarget::Respond(_) => Target::None,
                         RouteTarget::Single(i) => Target::Single(*i, upstreams[*i].clone()),
+                        RouteTarget::Fanout(f) => Target::Fanout(
+                            f.upstreams
+                                .iter()
+                                .map(|&i| (i, upstreams[i].clone()))
+                                .collect(),
+                        ),
                         RouteTarget::Split(parts) => Target::Split {
                             parts: parts
                                 .iter()

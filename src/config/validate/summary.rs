@@ -391,6 +391,11 @@ fn write_route(o: &mut String, r: &RouteConfig, cfg: &Config) -> std::fmt::Resul
         RouteTarget::Single(i) => name(*i).to_owned(),
         RouteTarget::Split(v) => join(v.iter().map(|(i, w)| format!("{} w{w}", name(*i)))),
         RouteTarget::Respond(r) => format!("respond {} at the edge", r.status),
+        RouteTarget::Fanout(f) => format!(
+            "fan-out to {} (require {})",
+            join(f.upstreams.iter().map(|i| name(*i).to_owned())),
+            f.require
+        ),
     };
     write!(o, "  {}: {path}, methods {methods}", r.id)?;
     if let Some(h) = &r.host {
