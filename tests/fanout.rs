@@ -31,6 +31,8 @@ enum Mode {
     Fail,
     /// Answer 413 at once, without reading the body, then close.
     Early413,
+    /// Answer 201 at once (keep-alive), then read and hash the body.
+    Early201,
 }
 
 /// A test origin: one thread per connection, keep-alive.
@@ -41,6 +43,8 @@ struct HashOrigin {
     /// Request heads received (lower-cased).
     heads: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
+    /// Connections accepted.
+    conns: Arc<AtomicU64>,
 }
 
 impl HashOrigin {
@@ -50,13 +54,15 @@ impl HashOrigin {
         let got = Arc::new(Mutex::new(Vec::new()));
         let heads = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (g, h, s) = (got.clone(), heads.clone(), stop.clone());
+        let conns = Arc::new(AtomicU64::new(0));
+        let (g, h, s, n) = (got.clone(), heads.clone(), stop.clone(), conns.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if s.load(Ordering::Relaxed) {
                     return;
                 }
                 let Ok(conn) = conn else { continue };
+                n.fetch_add(1, Ordering::Relaxed);
                 let (g, h) = (g.clone(), h.clone());
                 std::thread::spawn(move || {
                     let _ = serve(conn, mode, &g, &h);
@@ -68,6 +74,7 @@ impl HashOrigin {
             got,
             heads,
             stop,
+            conns,
         }
     }
 
@@ -121,6 +128,9 @@ fn serve(
             .find_map(|l| l.strip_prefix("content-length: "))
             .map(|v| v.trim().parse::<u64>().unwrap());
         let chunked = head.contains("transfer-encoding: chunked");
+        if let Mode::Early201 = mode {
+            out.write_all(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok")?;
+        }
         let mut body = Reader {
             ctx: Context::new(&SHA256),
             n: 0,
@@ -150,6 +160,7 @@ fn serve(
         got.lock().unwrap().push((sum.clone(), body.n));
         let (status, reason) = match mode {
             Mode::Fail => (500, "Internal Server Error"),
+            Mode::Early201 => continue,
             _ => (201, "Created"),
         };
         let reply = format!("{{\"sha256\":\"{sum}\",\"bytes\":{}}}", body.n);
@@ -600,6 +611,25 @@ both_drivers! {
         assert_eq!(status_of(&a, "livekit"), Some(413), "{:?}", a.body);
         assert!(a.body["destinations"]["livekit"]["bytes_sent"].as_u64().unwrap() < total);
         assert_eq!(a1.bodies().last().unwrap(), &(sum, total));
+    }
+
+    /// An early 201 that keeps the connection is not a refusal: that origin gets the
+    /// rest of the body, and the connection is used again.
+    fn early_success_takes_the_rest(driver) {
+        let (a1, early) = (HashOrigin::start(Mode::Hash), HashOrigin::start(Mode::Early201));
+        let gw = Gw::start(driver, &config(&[("archive", a1.addr), ("cdn", early.addr)], "\"all\"", 10_000));
+        for n in 1..=2 {
+            let total = 24 * MIB;
+            let (sum, _, a) = upload(gw.addr, "/ingest/x", total, true);
+            assert_eq!(a.status, 200, "{:?}", a.body);
+            assert_eq!(status_of(&a, "cdn"), Some(201), "{:?}", a.body);
+            assert_eq!(a.body["destinations"]["cdn"]["bytes_sent"].as_u64(), Some(total));
+            // Its answer came first: it may still be hashing the last bytes.
+            wait_until("the early origin's whole body", || early.bodies().len() == n);
+            assert_eq!(early.bodies().last().unwrap(), &(sum, total));
+        }
+        assert_eq!(early.bodies().len(), 2);
+        assert_eq!(early.conns.load(Ordering::Relaxed), 1, "the pooled connection was not reused");
     }
 
     /// A malformed chunked body is refused (400), not handed on; a declared length

@@ -40,7 +40,8 @@
 //! A destination whose write fails, or that answers before the body is done (an early
 //! 413 is seen through a second handle on its socket, as `proxy` watches a streamed
 //! upload), is dropped from the stream with its answer (status) or error as its
-//! result; the others go on. When those still live (or already answered 2xx) can no
+//! result; the others go on. An early 2xx that keeps the connection open is not a
+//! refusal: that destination is sent the rest, and its answer stands. When those still live (or already answered 2xx) can no
 //! longer meet `require`, the fan-out stops: 502 with the summary, and the client
 //! connection closes with a lingering close since its body was not read to its end.
 //! After the body, each destination's final head is read within its upstream's
@@ -113,6 +114,9 @@ struct Dest<'a> {
     resp: ResponseHead,
     /// Body bytes (payload, not chunk framing) it took.
     sent: u64,
+    /// It answered 2xx, keeping the connection, before the body was done: it takes
+    /// the rest, and its answer (in `conn.buf`) is read by `finish`.
+    early_ok: bool,
     /// `None` while it is live.
     outcome: Option<Outcome>,
     started: Instant,
@@ -180,21 +184,45 @@ impl Dest<'_> {
             return;
         };
         let UpConn { stream, buf, .. } = conn;
-        let written = match &self.watcher {
-            Some(watcher) => {
-                let write = std::pin::pin!(stream.write_all(piece.slice(start..)));
-                let answer = std::pin::pin!(wait_final_head(watcher, buf, &mut self.resp, x));
-                monoio::select! {
-                    // The piece first: when both are ready, it went through.
-                    biased;
-                    r = write => Ok(r.0),
-                    r = answer => Err(r),
+        // The write (which borrows the connection) ends with this block.
+        let written = {
+            let mut write = std::pin::pin!(stream.write_all(piece.slice(start..)));
+            let watcher = match self.early_ok {
+                true => None,
+                false => self.watcher.as_ref(),
+            };
+            match watcher {
+                Some(watcher) => {
+                    let first = {
+                        let answer =
+                            std::pin::pin!(wait_final_head(watcher, buf, &mut self.resp, x));
+                        monoio::select! {
+                            // The piece first: when both are ready, it went through.
+                            biased;
+                            r = &mut write => Ok(r.0),
+                            r = answer => Err(r),
+                        }
+                    };
+                    match first {
+                        // A 2xx that keeps the connection open does not refuse the rest
+                        // (a client stops sending for an error or an answer that
+                        // closes, RFC 9112): the origin goes on reading it, so the body
+                        // goes on, and the answer waits in `conn.buf` for `finish`.
+                        Err(Ok(()))
+                            if (200..300).contains(&self.resp.status) && self.resp.keep_alive =>
+                        {
+                            self.early_ok = true;
+                            Ok(write.await.0)
+                        }
+                        other => other,
+                    }
                 }
+                None => Ok(write.await.0),
             }
-            None => Ok(stream.write_all(piece.slice(start..)).await.0),
         };
         match written {
             Ok(Ok(_)) => self.sent += payload,
+            Ok(Err(e)) if self.early_ok => self.fail(ProxyError::UpstreamIo(e)),
             // It stopped taking the body, perhaps because it answered and closed:
             // what it sent before that is its answer.
             Ok(Err(e)) => {
@@ -225,10 +253,12 @@ impl Dest<'_> {
         // The watcher's descriptor goes first: the connection may be pooled.
         self.watcher = None;
         let deadline = Instant::now() + self.up.cfg.response_timeout;
-        if let Err(e) =
-            client::read_final_head(conn, &mut self.resp, x.limits, x.head_only, deadline).await
-        {
-            return self.fail(e.into());
+        if !self.early_ok {
+            if let Err(e) =
+                client::read_final_head(conn, &mut self.resp, x.limits, x.head_only, deadline).await
+            {
+                return self.fail(e.into());
+            }
         }
         self.outcome = Some(Outcome::Status(self.resp.status));
         let reusable = matches!(
@@ -598,6 +628,7 @@ pub async fn serve(
             watcher: None,
             resp: ResponseHead::default(),
             sent: 0,
+            early_ok: false,
             outcome: None,
             started,
             _in_flight: None,
