@@ -22,11 +22,12 @@
 //! is being written, and no further: the client is not read while any live destination
 //! has not taken the piece before. So a fan-out holds at most two pieces (2 x
 //! [`CHUNK`] = 256 KiB) in user space, plus the client connection's read buffer
-//! (chunked bodies are decoded from it), whatever the body's size and however slow one
-//! destination is; beyond that only the kernel's socket buffers hold bytes. The price
-//! is that the whole fan-out moves at the pace of its slowest live destination: a
-//! faster one cannot run ahead by more than a piece without memory growing with the
-//! lag.
+//! (chunked bodies are decoded from it: one read of up to [`CHUNK`], so at most about
+//! 2 x [`CHUNK`] of capacity, given back at the end), whatever the body's size and
+//! however slow one destination is; beyond that only the kernel's socket buffers hold
+//! bytes. The price is that the whole fan-out moves at the pace of its slowest live
+//! destination: a faster one cannot run ahead by more than a piece without memory
+//! growing with the lag.
 //!
 //! Framing: a Content-Length body goes to every destination with the same
 //! Content-Length, byte for byte. A chunked body is decoded (and so validated: a
@@ -70,6 +71,7 @@ use super::local::Local;
 use super::outbound;
 use super::stack::{self, Pipeline, Route, Target};
 use crate::config::{Respond, RouteTarget};
+use crate::http::buffers::LARGE;
 use crate::http::generated::write_error;
 use crate::http::io::{read_append, write_all};
 use crate::http::sock;
@@ -669,6 +671,11 @@ pub async fn serve(
             Ok(Err(_)) => ProxyError::UpstreamBadResponse("the client's body ended early"),
             _ => ProxyError::ResponseTimeout,
         });
+    }
+    // A chunked body grew the read buffer (to at most about 2 x CHUNK): back to its
+    // usual size, so that the connection's pool can take it again.
+    if c.rbuf.capacity() > LARGE && c.rbuf.len() <= LARGE {
+        c.rbuf.shrink_to(LARGE);
     }
     record(w, pl, &dests);
     c.cx.observed.bytes_in += body.read;
