@@ -632,6 +632,41 @@ both_drivers! {
         assert_eq!(early.conns.load(Ordering::Relaxed), 1, "the pooled connection was not reused");
     }
 
+    /// Each destination's result is in the access log's `upstream` field and in
+    /// `ringgate_fanout_destinations_total`.
+    fn results_in_access_log_and_metrics(driver) {
+        let (a1, fail) = (HashOrigin::start(Mode::Hash), HashOrigin::start(Mode::Fail));
+        let log_path = std::env::temp_dir().join(format!("ringgate-fanout-log-{}-{driver:?}.jsonl", std::process::id()));
+        let _ = std::fs::remove_file(&log_path);
+        let text = without_auth(&render_config(
+            &config(&[("archive", a1.addr), ("cdn", fail.addr)], "1", 10_000),
+            driver,
+            1,
+        ))
+        .replace("access_log = \"off\"", &format!("access_log = \"{}\"", log_path.display()));
+        let gw = Gateway::start(Config::parse(&text, "t.toml").unwrap()).unwrap();
+        let (_, _, a) = upload(gw.addrs()[0], "/ingest/x", MIB, true);
+        assert_eq!(a.status, 200, "{:?}", a.body);
+        wait_until("the access log line", || {
+            std::fs::read_to_string(&log_path).is_ok_and(|l| l.contains("\"upstream\":\"archive:201 cdn:500\""))
+        });
+        let admin = gw.admin_addr().unwrap();
+        let sample = |up: &str, result: &str| {
+            let text = Client::connect(admin).request(&Req::get("/metrics")).text();
+            let want = format!("ringgate_fanout_destinations_total{{upstream=\"{up}\",server=");
+            text.lines()
+                .filter(|l| l.starts_with(&want) && l.contains(&format!("result=\"{result}\"")))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>()
+        };
+        wait_until("the fan-out metrics", || sample("archive", "ok") == 1.0 && sample("cdn", "failed") == 1.0);
+        assert_eq!(sample("archive", "failed"), 0.0);
+        assert_eq!(sample("cdn", "ok"), 0.0);
+        gw.shutdown();
+        gw.join();
+        let _ = std::fs::remove_file(&log_path);
+    }
+
     /// A malformed chunked body is refused (400), not handed on; a declared length
     /// over max_body_bytes is refused before anything is sent.
     fn bad_bodies_are_refused(driver) {

@@ -50,9 +50,10 @@
 //! goes back to the pool only when the response was read whole. `timeout_ms` bounds
 //! the whole fan-out: a destination that has not answered by then is a timeout in the
 //! summary. Each destination's result is recorded in its server's circuit breaker and
-//! metrics (the per-server metrics of a proxied attempt, by upstream and server: an
-//! answer's duration, a failure's kind) and in the access log (the `upstream` field
-//! lists `name:status` or `name:error` for each destination).
+//! metrics (`ringgate_fanout_destinations_total{upstream,server,result}`, and the
+//! per-server metrics of a proxied attempt: an answer's duration, a failure's kind)
+//! and in the access log (the `upstream` field lists `name:status` or `name:error`
+//! for each destination).
 
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
@@ -736,6 +737,10 @@ fn record(w: &Local, pl: &Rc<Pipeline>, dests: &[Dest<'_>]) {
             continue;
         };
         let slot = w.metrics.server_slot(pl, d.ui, si);
+        w.metrics.fanout_result(
+            slot,
+            matches!(d.outcome, Some(Outcome::Status(s)) if (200..300).contains(&s)),
+        );
         match &d.outcome {
             Some(Outcome::Status(s)) => {
                 d.up.record(si, *s < 500, now);
