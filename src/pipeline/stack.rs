@@ -17,6 +17,9 @@
 //! is protected like any route, and before the cache, which has nothing to keep for
 //! it. Metrics is first in the list so that its done phase, which runs
 //! in reverse order, is the very last: it records what every other stage decided.
+//! A `fanout` route takes the place of the upstream exchange: once the request phase
+//! let it through, the driver hands it to [`super::fanout`], which streams the body
+//! to all of its upstreams and answers with their results.
 //!
 //! # Phases
 //!
