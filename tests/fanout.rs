@@ -686,7 +686,16 @@ both_drivers! {
         s.write_all(b"POST /ingest/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n").unwrap();
         let a = read_answer(&s);
         assert_eq!(a.status, 400, "{}", a.head);
+        // Broken in a later read: the destinations were sent the start, then cut.
+        let mut s = TcpStream::connect(gw.addr).unwrap();
+        s.write_all(b"POST /ingest/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n").unwrap();
+        wait_until("both destinations' heads", || a1.heads().len() == 1 && a2.heads().len() == 1);
+        s.write_all(b"zz\r\n").unwrap();
+        let a = read_answer(&s);
+        assert_eq!(a.status, 400, "{}", a.head);
         assert!(a1.bodies().is_empty() && a2.bodies().is_empty());
+        // The first malformed body never reached them.
+        assert_eq!(a1.heads().len(), 1);
     }
 }
 

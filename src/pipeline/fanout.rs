@@ -571,6 +571,16 @@ pub async fn serve(
             return answer_error(w, c, route, 413, "request body too large", "", head_only).await;
         }
     }
+    // A chunked body whose first bytes came with the head and are already broken is
+    // refused before any destination is contacted.
+    if head.body == BodyFraming::Chunked {
+        if let Some((status, message)) =
+            super::proxy::check_first_chunks(&c.rbuf[head.head_len..], max)
+        {
+            c.rbuf.drain(..head.head_len);
+            return answer_error(w, c, route, status, message, "", head_only).await;
+        }
+    }
     // Each destination's head: as the proxy would send it to that upstream.
     let path = outbound::matched_path(head, &c.rbuf, &c.cx.path);
     let rewritten = match outbound::rewrite(route, head, &c.rbuf, path, &mut c.cx.rewritten) {

@@ -568,7 +568,7 @@ async fn serve_answer(
 /// A chunked body's first bytes, received with the head: `Some` (status, message) if
 /// their framing is already broken (400) or their data already exceeds `max_body`
 /// (413).
-fn check_first_chunks(bytes: &[u8], max_body: u64) -> Option<(u16, &'static str)> {
+pub(super) fn check_first_chunks(bytes: &[u8], max_body: u64) -> Option<(u16, &'static str)> {
     let mut dec = ChunkedDecoder::new();
     let mut at = 0;
     while at < bytes.len() {
