@@ -55,13 +55,16 @@
 //! and in the access log (the `upstream` field lists `name:status` or `name:error`
 //! for each destination).
 
+mod body;
+mod report;
+
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::Poll;
 
-use monoio::buf::{IoBuf, IoBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::buf::IoBuf;
+use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 use monoio::time::Instant;
 
@@ -74,20 +77,19 @@ use super::stack::{self, Pipeline, Route, Target};
 use crate::config::{Respond, RouteTarget};
 use crate::http::buffers::LARGE;
 use crate::http::generated::write_error;
-use crate::http::io::{read_append, write_all};
+use crate::http::io::write_all;
 use crate::http::sock;
-use crate::http::{BodyFraming, ChunkEvent, ChunkedDecoder, Method, RequestHead, ResponseHead};
+use crate::http::{BodyFraming, ChunkedDecoder, Method, RequestHead, ResponseHead};
 use crate::telemetry::Held;
 use crate::upstream::client::{self, HeadLimits};
 use crate::upstream::pool::{UpConn, UP_BUF};
 use crate::upstream::UpstreamState;
+use body::{BodyError, BodyIn, SIZE_LINE};
+use report::{log_summary, record, summary_json};
 
 /// The most body bytes read from the client at once, and so the size of each piece
 /// written to the destinations. Two pieces exist at a time (see the module docs).
 pub const CHUNK: usize = 128 * 1024;
-/// Room before a piece's data for its chunk-size line when re-chunking (16 hex digits
-/// and CRLF fit).
-const SIZE_LINE: usize = 18;
 /// A destination's response body is drained up to this much (the summary keeps only
 /// its status); a larger one costs its connection, not memory.
 pub const DRAIN_LIMIT: usize = 64 * 1024;
@@ -318,125 +320,6 @@ async fn wait_final_head(
             Ok(Some(0)) => return Err(ProxyError::UpstreamClosed),
             Ok(_) => {}
             Err(e) => return Err(ProxyError::UpstreamIo(e)),
-        }
-    }
-}
-
-/// The client's body as it is read.
-struct BodyIn {
-    framing: BodyFraming,
-    /// Content-Length bytes still to read.
-    remaining: u64,
-    dec: ChunkedDecoder,
-    max: u64,
-    /// Read to its end.
-    done: bool,
-    /// Payload bytes read.
-    read: u64,
-}
-
-/// Why the client's body could not be read.
-struct BodyError {
-    /// `None`: the client left; nobody to answer.
-    status: Option<u16>,
-    message: &'static str,
-}
-
-impl BodyIn {
-    /// The next piece for the destinations, in `piece` (reused): its bytes from
-    /// `start`, and how many of them are payload.
-    async fn next(
-        &mut self,
-        c: &mut Downstream,
-        mut piece: Vec<u8>,
-    ) -> Result<(Vec<u8>, usize, u64), BodyError> {
-        let gone = |_| BodyError {
-            status: None,
-            message: "client connection failed",
-        };
-        piece.clear();
-        match self.framing {
-            BodyFraming::Length(_) => {
-                let want = self.remaining.min(CHUNK as u64) as usize;
-                if !c.rbuf.is_empty() {
-                    let k = want.min(c.rbuf.len());
-                    piece.extend_from_slice(&c.rbuf[..k]);
-                    c.rbuf.drain(..k);
-                } else {
-                    piece.reserve(want);
-                    let (res, slice) = c.stream.read(piece.slice_mut(0..want)).await;
-                    piece = slice.into_inner();
-                    match res {
-                        Ok(0) => return Err(gone(())),
-                        Ok(_) => {}
-                        Err(_) => return Err(gone(())),
-                    }
-                }
-                let k = piece.len() as u64;
-                self.remaining -= k;
-                self.read += k;
-                self.done = self.remaining == 0;
-                Ok((piece, 0, k))
-            }
-            BodyFraming::Chunked => loop {
-                piece.resize(SIZE_LINE, 0);
-                let mut at = 0;
-                while at < c.rbuf.len() && !self.done {
-                    let (used, ev) = self.dec.step(&c.rbuf[at..]).map_err(|_| BodyError {
-                        status: Some(400),
-                        message: "invalid chunked request body",
-                    })?;
-                    let base = at;
-                    at += used;
-                    match ev {
-                        ChunkEvent::Data(r) => {
-                            if self.dec.body_bytes > self.max {
-                                return Err(BodyError {
-                                    status: Some(413),
-                                    message: "request body too large",
-                                });
-                            }
-                            piece.extend_from_slice(&c.rbuf[base + r.start..base + r.end]);
-                        }
-                        ChunkEvent::Done => self.done = true,
-                        // Trailers are not forwarded (see `proxy`).
-                        _ => {}
-                    }
-                }
-                c.rbuf.drain(..at);
-                let data = piece.len() - SIZE_LINE;
-                let mut start = SIZE_LINE;
-                if data > 0 {
-                    let mut line = [0u8; SIZE_LINE];
-                    let mut i = SIZE_LINE - 2;
-                    line[i..].copy_from_slice(b"\r\n");
-                    let mut n = data;
-                    while n > 0 {
-                        i -= 1;
-                        line[i] = b"0123456789abcdef"[n & 0xf];
-                        n >>= 4;
-                    }
-                    piece[i..SIZE_LINE].copy_from_slice(&line[i..]);
-                    start = i;
-                    piece.extend_from_slice(b"\r\n");
-                }
-                if self.done {
-                    piece.extend_from_slice(b"0\r\n\r\n");
-                }
-                self.read += data as u64;
-                if data > 0 || self.done {
-                    return Ok((piece, start, data as u64));
-                }
-                match read_append(&mut c.stream, &mut c.rbuf, CHUNK).await {
-                    Ok(0) => return Err(gone(())),
-                    Ok(_) => {}
-                    Err(_) => return Err(gone(())),
-                }
-            },
-            BodyFraming::Empty | BodyFraming::UntilClose => {
-                self.done = true;
-                Ok((piece, 0, 0))
-            }
         }
     }
 }
@@ -737,88 +620,6 @@ pub async fn serve(
             keep && written
         }
     }
-}
-
-/// Each destination's result in its server's circuit breaker and metrics.
-fn record(w: &Local, pl: &Rc<Pipeline>, dests: &[Dest<'_>]) {
-    let now = Instant::now();
-    for d in dests {
-        let Some(si) = d.si else {
-            continue;
-        };
-        let slot = w.metrics.server_slot(pl, d.ui, si);
-        w.metrics.fanout_result(
-            slot,
-            matches!(d.outcome, Some(Outcome::Status(s)) if (200..300).contains(&s)),
-        );
-        match &d.outcome {
-            Some(Outcome::Status(s)) => {
-                d.up.record(si, *s < 500, now);
-                let us = now.saturating_duration_since(d.started).as_micros() as u64;
-                w.metrics.attempt_done(slot, us);
-            }
-            Some(Outcome::Failed(e)) => {
-                w.metrics.attempt_failed(slot, e);
-                if e.is_upstream_failure() {
-                    d.up.record(si, false, now);
-                    crate::telemetry::inc(&w.counters.upstream_errors);
-                }
-            }
-            None => {}
-        }
-    }
-}
-
-/// The access log's `upstream` field: `name:status` or `name:error`, space-separated.
-fn log_summary(dests: &[Dest<'_>]) -> String {
-    let mut s = String::new();
-    for d in dests {
-        if !s.is_empty() {
-            s.push(' ');
-        }
-        s.push_str(d.name);
-        s.push(':');
-        match &d.outcome {
-            Some(Outcome::Status(st)) => s.push_str(itoa::Buffer::new().format(*st)),
-            _ => s.push_str("error"),
-        }
-    }
-    s
-}
-
-/// `{"destinations": {"archive": {"status": 201, "bytes_sent": N}, "cdn": {"error":
-/// "...", "bytes_sent": N}}, "succeeded": 1, "required": 2}`, destinations in the
-/// route's order.
-fn summary_json(dests: &[Dest<'_>], ok: usize, require: usize) -> String {
-    let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
-    let mut out = String::from("{\"destinations\":{");
-    for (i, d) in dests.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(&q(d.name));
-        out.push_str(":{");
-        match &d.outcome {
-            Some(Outcome::Status(s)) => {
-                out.push_str("\"status\":");
-                out.push_str(itoa::Buffer::new().format(*s));
-            }
-            Some(Outcome::Failed(e)) => {
-                out.push_str("\"error\":");
-                out.push_str(&q(&e.to_string()));
-            }
-            None => out.push_str("\"error\":\"unknown\""),
-        }
-        out.push_str(",\"bytes_sent\":");
-        out.push_str(itoa::Buffer::new().format(d.sent));
-        out.push('}');
-    }
-    out.push_str("},\"succeeded\":");
-    out.push_str(itoa::Buffer::new().format(ok));
-    out.push_str(",\"required\":");
-    out.push_str(itoa::Buffer::new().format(require));
-    out.push('}');
-    out
 }
 
 /// A JSON error for the client; the connection closes (lingering when the body was
