@@ -408,6 +408,19 @@ fn mirror_keys_are_checked_at_load() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("mirror") && err.contains("respond"), "{err}");
+    // Routes that send their own requests: compose's GETs, fanout's destinations.
+    let err = load(
+        "id = \"r\"\npath_prefix = \"/\"\ncompose = [{ name = \"a\", upstream = \"app\", path = \"/a\" }]\nmirror = [\"shadow\"]\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("mirror") && err.contains("compose"), "{err}");
+    let err = load(
+        "id = \"r\"\npath_prefix = \"/\"\nfanout = { upstreams = [\"app\", \"shadow\"] }\nmirror = [\"shadow\"]\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("mirror") && err.contains("fanout"), "{err}");
     let err = Config::parse(
         &format!("[server]\nmirror_max_in_flight = 0\n{base}"),
         "m.toml",

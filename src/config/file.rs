@@ -21,11 +21,13 @@ use toml::Spanned;
 mod browser;
 mod compose;
 mod edge;
+mod fanout;
 mod route_limit;
 mod tls;
 pub use browser::{FileRouteCompress, FileRouteCors};
 pub use compose::FileComposePart;
 pub use edge::{FileRespond, FileRewrite};
+pub use fanout::{FileFanout, FileRequire};
 pub use route_limit::FileRouteRateLimit;
 pub use tls::{FileTls, FileTlsCertificate, FileUpstreamTls};
 
@@ -578,6 +580,9 @@ pub struct FileRoute {
     /// Answer at the edge: instead of upstream / split.
     #[serde(default)]
     pub respond: Option<Spanned<FileRespond>>,
+    /// Stream the body to several upstreams at once: instead of upstream / split.
+    #[serde(default)]
+    pub fanout: Option<Spanned<FileFanout>>,
     /// Absent = no CORS handling (requests and responses pass untouched).
     #[serde(default)]
     pub cors: Option<Spanned<FileRouteCors>>,

@@ -336,6 +336,21 @@ pub enum RouteTarget {
     Respond(Respond),
     /// `compose = [ .. ]`: one JSON answer from several upstreams, fetched in parallel.
     Compose(Arc<compose::Compose>),
+    /// `fanout = { .. }`: the body streamed to several upstreams at once.
+    Fanout(Fanout),
+}
+
+/// A route's fan-out (`fanout = { upstreams, require, timeout_ms }`, see
+/// `crate::pipeline::fanout`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fanout {
+    /// Indexes into `Config::upstreams`: at least two, distinct, in the order written.
+    pub upstreams: Vec<usize>,
+    /// How many destinations must answer 2xx for the client to get 200 (`"all"` is
+    /// their number, `"any"` 1).
+    pub require: usize,
+    /// The whole fan-out, from the request head to the last destination's answer.
+    pub timeout: Duration,
 }
 
 /// A route's answer at the edge (`respond = { status, body, content_type }`).

@@ -29,6 +29,7 @@ mod compose;
 mod deferred;
 mod edge;
 mod error;
+mod fanout;
 mod mirror;
 mod rules;
 mod shadow;
@@ -808,6 +809,14 @@ fn target(
                 known: rules::list(upstreams.iter().map(|u| u.name.as_str())),
             })
     };
+    if let Some(f) = &r.fanout {
+        if r.upstream.is_some() || r.split.is_some() || r.respond.is_some() {
+            return Err(ConfigError::TargetConflict {
+                site: cx.site(format!("{key}.fanout"), f.span(), String::new()),
+            });
+        }
+        return fanout::fanout(cx, key, r, f, upstreams);
+    }
     if let Some(respond) = &r.respond {
         if r.upstream.is_some() || r.split.is_some() {
             return Err(ConfigError::TargetConflict {

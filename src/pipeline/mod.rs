@@ -19,6 +19,7 @@ pub mod conn;
 pub mod context;
 pub mod cors;
 pub mod error;
+pub mod fanout;
 pub mod forward;
 pub mod https;
 pub mod local;

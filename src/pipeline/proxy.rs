@@ -259,6 +259,10 @@ pub async fn handle(
         }
         Flow::Served => return serve_answer(w, c, &meta, head, route, keep_if_answered).await,
     }
+    // A fan-out route: the body is streamed to all its upstreams (`super::fanout`).
+    if matches!(entry.target, stack::Target::Fanout(_)) {
+        return super::fanout::serve(w, &pl, c, head, &entry).await;
+    }
 
     if let Some(body) = &mut held_body {
         if let Some(rules) = &route.body {
@@ -584,7 +588,7 @@ async fn serve_answer(
 /// A chunked body's first bytes, received with the head: `Some` (status, message) if
 /// their framing is already broken (400) or their data already exceeds `max_body`
 /// (413).
-fn check_first_chunks(bytes: &[u8], max_body: u64) -> Option<(u16, &'static str)> {
+pub(super) fn check_first_chunks(bytes: &[u8], max_body: u64) -> Option<(u16, &'static str)> {
     let mut dec = ChunkedDecoder::new();
     let mut at = 0;
     while at < bytes.len() {
@@ -600,7 +604,14 @@ fn check_first_chunks(bytes: &[u8], max_body: u64) -> Option<(u16, &'static str)
     None
 }
 
-fn log(w: &Local, c: &Downstream, status: u16, route: &str, upstream: &str, bytes_out: u64) {
+pub(super) fn log(
+    w: &Local,
+    c: &Downstream,
+    status: u16,
+    route: &str,
+    upstream: &str,
+    bytes_out: u64,
+) {
     if !w.log_sink.enabled() {
         return;
     }

@@ -24,6 +24,9 @@
 //! the list so that its done phase, which runs in reverse order, is the very last: it
 //! records what every other stage decided. Mirroring is last: only a request every
 //! other stage let through is copied, with the fields they added for the upstream.
+//! A `fanout` route takes the place of the upstream exchange: once the request phase
+//! let it through, the driver hands it to [`super::fanout`], which streams the body
+//! to all of its upstreams and answers with their results.
 //!
 //! # Phases
 //!
@@ -465,6 +468,8 @@ pub enum Target {
         parts: Vec<(usize, Rc<UpstreamState>, u32)>,
         total: u32,
     },
+    /// `fanout`: every one of them gets the request (`super::fanout`).
+    Fanout(Vec<(usize, Rc<UpstreamState>)>),
 }
 
 impl Target {
@@ -475,7 +480,7 @@ impl Target {
         rng: &std::cell::RefCell<fastrand::Rng>,
     ) -> Option<(usize, &Rc<UpstreamState>)> {
         Some(match self {
-            Target::None => return None,
+            Target::None | Target::Fanout(_) => return None,
             Target::Single(i, up) => (*i, up),
             Target::Split { parts, total } => {
                 let mut r = rng.borrow_mut().u32(..(*total).max(1));
@@ -553,6 +558,12 @@ impl Pipeline {
                         // Its stage fetches the parts from `upstreams` itself.
                         RouteTarget::Respond(_) | RouteTarget::Compose(_) => Target::None,
                         RouteTarget::Single(i) => Target::Single(*i, upstreams[*i].clone()),
+                        RouteTarget::Fanout(f) => Target::Fanout(
+                            f.upstreams
+                                .iter()
+                                .map(|&i| (i, upstreams[i].clone()))
+                                .collect(),
+                        ),
                         RouteTarget::Split(parts) => Target::Split {
                             parts: parts
                                 .iter()

@@ -35,7 +35,7 @@ pub(super) fn target(
             reason,
         }
     };
-    if r.upstream.is_some() || r.split.is_some() || r.respond.is_some() {
+    if r.upstream.is_some() || r.split.is_some() || r.respond.is_some() || r.fanout.is_some() {
         return Err(ConfigError::TargetConflict {
             site: cx.site(key, parts.span(), String::new()),
         });

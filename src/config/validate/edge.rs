@@ -208,6 +208,7 @@ pub(super) fn path_vars(
         let targets: Vec<usize> = match &r.target {
             RouteTarget::Single(i) => vec![*i],
             RouteTarget::Split(parts) => parts.iter().map(|p| p.0).collect(),
+            RouteTarget::Fanout(f) => f.upstreams.clone(),
             RouteTarget::Respond(_) => Vec::new(),
             // A part's upstream renders its request_headers with this route's values.
             RouteTarget::Compose(c) => c.parts.iter().map(|p| p.upstream).collect(),

@@ -91,9 +91,9 @@ pub enum ConfigError {
     DuplicateRoute { site: Box<Site>, first_line: usize },
     #[error("{site}: no upstream has this name (upstreams: {known}){}", .site.excerpt())]
     UnknownUpstream { site: Box<Site>, known: String },
-    #[error("{site}: a route has one of `upstream`, `split`, `respond`, `compose`; not both of these{}", .site.excerpt())]
+    #[error("{site}: a route has one of `upstream`, `split`, `respond`, `compose`, `fanout`; not both of these{}", .site.excerpt())]
     TargetConflict { site: Box<Site> },
-    #[error("{site}: the route has neither `upstream` nor `split` (nor `respond`, nor `compose`){}", .site.excerpt())]
+    #[error("{site}: the route has neither `upstream` nor `split` (nor `respond`, `compose`, `fanout`){}", .site.excerpt())]
     NoTarget { site: Box<Site> },
     #[error("{site}: a split needs at least one {{ upstream, weight }} entry{}", .site.excerpt())]
     EmptySplit { site: Box<Site> },

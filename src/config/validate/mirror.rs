@@ -1,8 +1,9 @@
 //! A route's `mirror = ["analytics", ...]`: the upstreams that get a copy of each
 //! request the route forwards (`crate::pipeline::mirror`). Each must be a declared
 //! upstream, named once. The route's own upstream may be one of them, as nginx lets a
-//! `mirror` location point anywhere. A `respond` route forwards nothing, so it has
-//! nothing to mirror and the key is refused there rather than silently ignored.
+//! `mirror` location point anywhere. A `respond` route forwards nothing, and
+//! `compose` and `fanout` routes send requests of their own, so the key is refused
+//! there rather than silently ignored.
 
 use super::super::file::FileRoute;
 use super::super::UpstreamConfig;
@@ -18,11 +19,19 @@ pub(super) fn upstreams(
     let Some(list) = &r.mirror else {
         return Ok(Vec::new());
     };
-    if r.respond.is_some() && !list.get_ref().is_empty() {
+    let elsewhere = if r.respond.is_some() {
+        Some("a `respond` route answers at the edge and forwards nothing to mirror")
+    } else if r.compose.is_some() {
+        Some("a `compose` route sends its own GETs to its parts, nothing to mirror")
+    } else if r.fanout.is_some() {
+        Some("a `fanout` route already sends the request to several upstreams: list the mirror there")
+    } else {
+        None
+    };
+    if let (Some(reason), false) = (elsewhere, list.get_ref().is_empty()) {
         return Err(ConfigError::BadRouteValue {
             site: cx.at(format!("{key}.mirror"), list),
-            reason: "a `respond` route answers at the edge and forwards nothing to mirror"
-                .to_owned(),
+            reason: reason.to_owned(),
         });
     }
     let mut out = Vec::with_capacity(list.get_ref().len());

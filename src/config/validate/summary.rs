@@ -398,6 +398,11 @@ fn write_route(o: &mut String, r: &RouteConfig, cfg: &Config) -> std::fmt::Resul
                 format!("{} from {}{req}", p.name, name(p.upstream))
             }))
         ),
+        RouteTarget::Fanout(f) => format!(
+            "fan-out to {} (require {})",
+            join(f.upstreams.iter().map(|i| name(*i).to_owned())),
+            f.require
+        ),
     };
     write!(o, "  {}: {path}, methods {methods}", r.id)?;
     if let Some(h) = &r.host {

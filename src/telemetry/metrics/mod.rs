@@ -193,6 +193,8 @@ pub struct ServerCounts {
     pub duration: Buckets,
     /// By [`names::UPSTREAM_ERROR_KINDS`].
     pub errors: [u64; names::UPSTREAM_ERROR_KINDS.len()],
+    /// Fan-out destinations served by this server: [succeeded (2xx), failed].
+    pub fanout: [u64; 2],
 }
 
 struct ServerStats {
@@ -378,6 +380,16 @@ impl WorkerMetrics {
         };
         if let Some(s) = self.tables.borrow_mut().servers.get_mut(slot as usize) {
             s.counts.errors[kind] += 1;
+        }
+    }
+
+    /// A fan-out destination's result at server `slot` (`ok`: it answered 2xx).
+    pub fn fanout_result(&self, slot: u32, ok: bool) {
+        if !self.enabled {
+            return;
+        }
+        if let Some(s) = self.tables.borrow_mut().servers.get_mut(slot as usize) {
+            s.counts.fanout[usize::from(!ok)] += 1;
         }
     }
 

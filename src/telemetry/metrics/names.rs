@@ -39,6 +39,9 @@ pub const UPSTREAM_HEALTHY: &str = "ringgate_upstream_healthy";
 /// Gauge: 1 for the circuit breaker's current `state` (one series per state), by
 /// `upstream`, `server`, `worker`, `state`.
 pub const UPSTREAM_CIRCUIT: &str = "ringgate_upstream_circuit_state";
+/// Counter: fan-out destinations (`fanout` routes) by `upstream`, `server`, `result`
+/// (`ok`: answered 2xx; `failed`: any other answer, or none).
+pub const FANOUT_DESTINATIONS: &str = "ringgate_fanout_destinations";
 /// Counter: retries to another server.
 pub const UPSTREAM_RETRIES: &str = "ringgate_upstream_retries";
 /// Counter: copies of requests for mirrored upstreams (`mirror`), by `upstream`,

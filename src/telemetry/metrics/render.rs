@@ -85,6 +85,9 @@ pub fn render_prometheus(snaps: &[WorkerSnapshot], info: &ProcessInfo) -> String
             for (a, b) in e.errors.iter_mut().zip(v.counts.errors) {
                 *a += b;
             }
+            for (a, b) in e.fanout.iter_mut().zip(v.counts.fanout) {
+                *a += b;
+            }
             m.states.insert(
                 (v.upstream.clone(), v.server.clone(), s.worker),
                 (v.healthy, v.circuit.index()),
@@ -290,6 +293,25 @@ impl Merged {
                     ("upstream", &**up),
                     ("server", &**server),
                     ("kind", n::UPSTREAM_ERROR_KINDS[i]),
+                ];
+                counter(&mut e, &l, v)?;
+            }
+        }
+        let mut e = d.encode_descriptor(
+            n::FANOUT_DESTINATIONS,
+            "Fan-out destinations served by a server, by result (ok: answered 2xx).",
+            None,
+            Counter,
+        )?;
+        for ((up, server), s) in &self.servers {
+            if s.fanout == [0, 0] {
+                continue;
+            }
+            for (result, v) in ["ok", "failed"].into_iter().zip(s.fanout) {
+                let l = [
+                    ("upstream", &**up),
+                    ("server", &**server),
+                    ("result", result),
                 ];
                 counter(&mut e, &l, v)?;
             }
