@@ -582,6 +582,10 @@ pub struct FileRoute {
     pub validate: Option<super::body::FileValidate>,
     #[serde(default)]
     pub json_body: Option<Spanned<super::body::FileJsonBody>>,
+    /// `websocket = true`: an `Upgrade: websocket` request is relayed (101, then bytes
+    /// both ways; `pipeline/upgrade.rs`).
+    #[serde(default)]
+    pub websocket: Option<Spanned<bool>>,
 }
 
 fn default_strip_prefix() -> Spanned<String> {

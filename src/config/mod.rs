@@ -252,6 +252,8 @@ pub struct RouteConfig {
     pub compress: Option<RouteCompress>,
     /// `json_match`, `validate`, `json_body`: the route reads the body whole.
     pub body: Option<Arc<body::BodyRules>>,
+    /// `websocket = true`: `Upgrade: websocket` is relayed (`crate::pipeline::upgrade`).
+    pub websocket: bool,
 }
 
 /// A route's own rate limit: on this route it replaces the plan's, in buckets of the
@@ -295,6 +297,7 @@ impl RouteConfig {
             cors: None,
             compress: None,
             body: None,
+            websocket: false,
         }
     }
 }

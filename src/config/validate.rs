@@ -35,6 +35,7 @@ mod templates;
 #[cfg(test)]
 mod tests;
 mod tls;
+mod websocket;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -776,6 +777,7 @@ fn route(
         rewrite: edge::rewrite(cx, key, r)?,
         cors,
         compress: browser::compress(cx, key, &r.compress)?,
+        websocket: websocket::websocket(cx, key, r)?,
         body,
     })
 }

@@ -31,3 +31,4 @@ pub mod route;
 pub mod stack;
 pub mod tls;
 pub mod trace;
+pub mod upgrade;

@@ -1,0 +1,480 @@
+//! WebSocket relaying (`websocket = true`), end to end on both drivers, with a real
+//! WebSocket implementation on both ends (tungstenite: a client, and an echo origin on
+//! a std thread): text and binary echoes (one frame > 64 KiB) through the gateway,
+//! frames the client sent with its handshake, a close from each side, the handshake
+//! refused by auth without reaching the origin, the upgrade not performed on a route
+//! without `websocket`, a 101 nobody asked for, a handshake with a body, the relay
+//! counted in `/metrics` while open, and a quiet relay closed at the end of the
+//! graceful-shutdown drain.
+
+// tungstenite's error and handshake types are its own, and large.
+#![allow(clippy::result_large_err)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::time::{Duration, Instant};
+
+use common::tokens::api_key_digest;
+use common::*;
+use tungstenite::handshake::client::Request;
+use tungstenite::handshake::server::{Request as ServerRequest, Response as ServerResponse};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::CloseFrame;
+use tungstenite::{Message, WebSocket};
+
+const KEY: &str = "websocket-test-key";
+const WAIT: Duration = Duration::from_secs(10);
+
+/// What the WebSocket origin saw.
+#[derive(Debug)]
+enum Seen {
+    /// A handshake: its target and header fields (lower-cased names).
+    Handshake(String, Vec<(String, String)>),
+    /// A message it received (and echoed, on `/ws/echo`).
+    Message(Message),
+    /// The client's close frame.
+    ClientClosed(Option<CloseFrame>),
+    /// The connection ended (after a close handshake or not).
+    Ended,
+}
+
+/// A WebSocket origin: every connection is accepted with tungstenite. On `/ws/echo`
+/// messages are echoed; on `/ws/bye` the origin answers the first message with a
+/// close of its own; on `/ws/quiet` it only waits. Offers "chat" when asked.
+struct WsOrigin {
+    addr: SocketAddr,
+    seen: Receiver<Seen>,
+}
+
+impl WsOrigin {
+    fn start() -> WsOrigin {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, seen) = channel();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let tx = tx.clone();
+                std::thread::spawn(move || serve_ws(stream, tx));
+            }
+        });
+        WsOrigin { addr, seen }
+    }
+
+    fn next(&self) -> Seen {
+        self.seen
+            .recv_timeout(WAIT)
+            .expect("the WebSocket origin saw nothing")
+    }
+
+    /// Nothing more arrives within a short while (for "the origin saw nothing").
+    fn nothing_more(&self) {
+        if let Ok(s) = self.seen.recv_timeout(Duration::from_millis(200)) {
+            panic!("the origin saw {s:?}");
+        }
+    }
+}
+
+fn serve_ws(stream: TcpStream, tx: Sender<Seen>) {
+    let mut target = String::new();
+    let callback = |req: &ServerRequest, mut resp: ServerResponse| {
+        target = req.uri().to_string();
+        let fields = req
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+            .collect();
+        let _ = tx.send(Seen::Handshake(target.clone(), fields));
+        if req.headers().get("sec-websocket-protocol").is_some() {
+            resp.headers_mut()
+                .insert("Sec-WebSocket-Protocol", "chat".parse().unwrap());
+        }
+        resp.headers_mut()
+            .insert("X-Origin", "ws-origin".parse().unwrap());
+        Ok(resp)
+    };
+    let Ok(mut ws) = tungstenite::accept_hdr(stream, callback) else {
+        let _ = tx.send(Seen::Ended);
+        return;
+    };
+    loop {
+        match ws.read() {
+            Ok(Message::Close(frame)) => {
+                let _ = tx.send(Seen::ClientClosed(frame));
+                // tungstenite queued the reply; flush it, then the client closes.
+                while ws.read().is_ok() {}
+                break;
+            }
+            Ok(m) if m.is_text() || m.is_binary() => {
+                let _ = tx.send(Seen::Message(m.clone()));
+                if target == "/ws/bye" {
+                    let _ = ws.close(Some(CloseFrame {
+                        code: CloseCode::Away,
+                        reason: "origin done".into(),
+                    }));
+                } else if target != "/ws/quiet" && ws.send(m).is_err() {
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    let _ = tx.send(Seen::Ended);
+}
+
+fn config(ws: &WsOrigin, plain: &Origin, top: &str) -> String {
+    let text = format!(
+        r#"{top}
+[auth.api_keys]
+header = "X-API-Key"
+[[auth.api_keys.keys]]
+id = "k1"
+sha256 = "{digest}"
+user = "svc-ws"
+tenant = "acme"
+
+[[upstreams]]
+name = "ws"
+servers = ["{{ws}}"]
+
+[[upstreams]]
+name = "plain"
+servers = ["{{plain}}"]
+
+[[routes]]
+id = "ws"
+path_prefix = "/ws"
+upstream = "ws"
+websocket = true
+auth = "none"
+
+[[routes]]
+id = "secure"
+path_prefix = "/secure"
+upstream = "ws"
+websocket = true
+auth = "required"
+
+[[routes]]
+id = "plain"
+path_prefix = "/"
+upstream = "plain"
+auth = "none"
+"#,
+        digest = api_key_digest(KEY),
+    );
+    fill(&text, &[("ws", ws.addr), ("plain", plain.addr())])
+}
+
+struct World {
+    ws: WsOrigin,
+    plain: Origin,
+    gw: Gw,
+}
+
+fn world(driver: IoDriver, top: &str) -> World {
+    let ws = WsOrigin::start();
+    let plain = Origin::start(|r| match r.target.as_str() {
+        "/switch" => Reply::raw(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        ),
+        _ => Reply::ok("plain answer"),
+    });
+    let gw = Gw::start(driver, &config(&ws, &plain, top));
+    World { ws, plain, gw }
+}
+
+type Ws = WebSocket<TcpStream>;
+
+/// A WebSocket handshake through the gateway to `path`, with extra request fields.
+fn connect(
+    gw: &Gw,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> Result<(Ws, tungstenite::handshake::client::Response), tungstenite::Error> {
+    let stream = TcpStream::connect(gw.addr).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let mut b = Request::builder()
+        .uri(format!("ws://{}{path}", gw.addr))
+        .header("Host", gw.addr.to_string())
+        .header("Connection", "Upgrade")
+        .header("Upgrade", "websocket")
+        .header("Sec-WebSocket-Version", "13")
+        .header(
+            "Sec-WebSocket-Key",
+            tungstenite::handshake::client::generate_key(),
+        );
+    for (n, v) in fields {
+        b = b.header(*n, *v);
+    }
+    match tungstenite::client(b.body(()).unwrap(), stream) {
+        Ok(ok) => Ok(ok),
+        Err(tungstenite::HandshakeError::Failure(e)) => Err(e),
+        Err(e) => panic!("handshake interrupted: {e}"),
+    }
+}
+
+/// The response of a handshake that was not switched.
+fn refused(r: Result<(Ws, impl std::fmt::Debug), tungstenite::Error>) -> (u16, String) {
+    match r {
+        Err(tungstenite::Error::Http(resp)) => (
+            resp.status().as_u16(),
+            String::from_utf8_lossy(resp.body().as_deref().unwrap_or(b"")).into_owned(),
+        ),
+        Ok((_, resp)) => panic!("the handshake was switched: {resp:?}"),
+        Err(e) => panic!("unexpected handshake error: {e}"),
+    }
+}
+
+fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+fn handshake_seen(ws: &WsOrigin) -> (String, Vec<(String, String)>) {
+    match ws.next() {
+        Seen::Handshake(target, fields) => (target, fields),
+        other => panic!("expected a handshake, got {other:?}"),
+    }
+}
+
+fn scrape_value(gw: &Gw, metric: &str) -> Option<f64> {
+    let admin = gw.gateway().admin_addr().expect("an admin listener");
+    let r = Client::connect(admin).request(&Req::get("/metrics"));
+    assert_eq!(r.status, 200);
+    r.text().lines().find_map(|l| {
+        let (name, v) = l.split_once(' ')?;
+        (name == metric).then(|| v.trim().parse().unwrap())
+    })
+}
+
+both_drivers! {
+    /// Text and binary messages (one of 200 KiB, several frames' worth of reads each
+    /// way) echo through the gateway; the origin got the handshake with the upgrade
+    /// fields and the client's Sec-WebSocket-* untouched; the client got the 101 with
+    /// the origin's fields; then the client closes and the origin sees its close.
+    fn echo_and_client_close(driver) {
+        let w = world(driver, "");
+        let (mut c, resp) = connect(&w.gw, "/ws/echo", &[("Sec-WebSocket-Protocol", "chat")])
+            .expect("the handshake is switched");
+        assert_eq!(resp.status().as_u16(), 101);
+        assert_eq!(resp.headers()["sec-websocket-protocol"], "chat");
+        assert_eq!(resp.headers()["x-origin"], "ws-origin");
+        assert!(resp.headers().contains_key("x-request-id"));
+        let (target, fields) = handshake_seen(&w.ws);
+        assert_eq!(target, "/ws/echo");
+        assert_eq!(field(&fields, "upgrade"), Some("websocket"));
+        assert_eq!(field(&fields, "connection"), Some("Upgrade"));
+        assert_eq!(field(&fields, "sec-websocket-version"), Some("13"));
+        assert_eq!(field(&fields, "sec-websocket-protocol"), Some("chat"));
+        assert!(field(&fields, "sec-websocket-key").is_some());
+        assert!(field(&fields, "x-request-id").is_some());
+
+        let big = pattern(200 * 1024, 7);
+        let messages = [
+            Message::text("hello"),
+            Message::binary(vec![0u8, 1, 2, 255]),
+            Message::binary(big.clone()),
+            Message::text("x".repeat(70 * 1024)),
+            Message::text("last"),
+        ];
+        for m in &messages {
+            c.send(m.clone()).unwrap();
+            let back = c.read().unwrap();
+            assert_eq!(&back, m, "echoed as sent");
+            match w.ws.next() {
+                Seen::Message(got) => assert_eq!(&got, m),
+                other => panic!("expected the message at the origin, got {other:?}"),
+            }
+        }
+
+        c.close(Some(CloseFrame { code: CloseCode::Normal, reason: "client done".into() }))
+            .unwrap();
+        match w.ws.next() {
+            Seen::ClientClosed(Some(f)) => {
+                assert_eq!(f.code, CloseCode::Normal);
+                assert_eq!(f.reason.as_str(), "client done");
+            }
+            other => panic!("expected the client's close at the origin, got {other:?}"),
+        }
+        // The origin's reply to the close reaches the client, then both ends close.
+        loop {
+            match c.read() {
+                Ok(Message::Close(_)) | Ok(_) => {}
+                Err(tungstenite::Error::ConnectionClosed) => break,
+                Err(e) => panic!("the close handshake did not complete: {e}"),
+            }
+        }
+        assert!(matches!(w.ws.next(), Seen::Ended));
+        assert!(w.plain.requests().is_empty());
+    }
+
+    /// The origin closes: the client gets its close frame (code and reason), and the
+    /// relay ends once both sides have closed; the relay was counted while it was open.
+    fn origin_close_and_metrics(driver) {
+        let w = world(driver, "");
+        let (mut c, _) = connect(&w.gw, "/ws/bye", &[]).expect("switched");
+        handshake_seen(&w.ws);
+        wait_until("the relay counted as open", || {
+            scrape_value(&w.gw, "ringgate_websockets_open") == Some(1.0)
+        });
+        assert_eq!(scrape_value(&w.gw, "ringgate_websockets_total"), Some(1.0));
+        c.send(Message::text("bye?")).unwrap();
+        match c.read() {
+            Ok(Message::Close(Some(f))) => {
+                assert_eq!(f.code, CloseCode::Away);
+                assert_eq!(f.reason.as_str(), "origin done");
+            }
+            other => panic!("expected the origin's close, got {other:?}"),
+        }
+        loop {
+            match c.read() {
+                Ok(_) => {}
+                Err(tungstenite::Error::ConnectionClosed) => break,
+                Err(e) => panic!("the close handshake did not complete: {e}"),
+            }
+        }
+        // The origin has closed its end; the relay ends when the client closes its own.
+        assert_eq!(scrape_value(&w.gw, "ringgate_websockets_open"), Some(1.0));
+        drop(c);
+        wait_until("the relay no longer counted", || {
+            scrape_value(&w.gw, "ringgate_websockets_open") == Some(0.0)
+        });
+    }
+
+    /// A route with `auth = "required"`: a handshake without credentials gets the
+    /// gateway's 401 JSON, and the origin never hears of it; with the key it is relayed.
+    fn auth_refused(driver) {
+        let w = world(driver, "");
+        let (status, body) = refused(connect(&w.gw, "/secure/chat", &[]));
+        assert_eq!(status, 401);
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(json["error"].is_string() && json["request_id"].is_string(), "{body}");
+        w.ws.nothing_more();
+
+        let (mut c, _) = connect(&w.gw, "/secure/chat", &[("X-API-Key", KEY)]).expect("switched");
+        let (_, fields) = handshake_seen(&w.ws);
+        assert_eq!(field(&fields, "x-user-id"), Some("svc-ws"));
+        assert_eq!(field(&fields, "x-api-key"), None, "the credential stays at the edge");
+        c.send(Message::text("authorized")).unwrap();
+        assert_eq!(c.read().unwrap(), Message::text("authorized"));
+    }
+
+    /// A route without `websocket`: the upgrade is not performed. The origin gets a
+    /// plain GET (no Upgrade, no upgrade in Connection) and the client its 200.
+    fn no_upgrade_elsewhere(driver) {
+        let w = world(driver, "");
+        let (status, body) = refused(connect(&w.gw, "/chat", &[]));
+        assert_eq!(status, 200);
+        assert_eq!(body, "plain answer");
+        let r = w.plain.only_request();
+        assert!(!r.has("upgrade"), "{:?}", r.headers);
+        assert!(
+            r.all("connection").iter().all(|v| !v.to_ascii_lowercase().contains("upgrade")),
+            "{:?}",
+            r.headers
+        );
+        assert!(r.has("sec-websocket-key"), "end-to-end fields are forwarded");
+    }
+
+    /// An origin that answers 101 to a request that asked for no upgrade: 502.
+    fn unasked_101_is_502(driver) {
+        let w = world(driver, "");
+        let r = w.gw.send(&Req::get("/switch"));
+        r.assert_json_error(502);
+    }
+
+    /// A handshake with a body is refused (400) before anything goes upstream.
+    fn handshake_with_body(driver) {
+        let w = world(driver, "");
+        let req = Req::new("GET", "/ws/echo")
+            .header("Connection", "Upgrade")
+            .header("Upgrade", "websocket")
+            .header("Sec-WebSocket-Version", "13")
+            .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .body("x");
+        let r = w.gw.send(&req);
+        r.assert_json_error(400);
+        w.ws.nothing_more();
+    }
+
+    /// Frames the client sent in the same write as its handshake (before the 101) are
+    /// relayed after it, not lost; a client's half-close reaches the origin.
+    fn early_frames_and_half_close(driver) {
+        let w = world(driver, "");
+        let mut s = TcpStream::connect(w.gw.addr).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        let mut bytes =
+            b"GET /ws/echo HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade\r\n\
+             Upgrade: WebSocket\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        .to_vec();
+        // A masked text frame "early" (mask 0, so the payload reads as is).
+        bytes.extend_from_slice(&[0x81, 0x85, 0, 0, 0, 0]);
+        bytes.extend_from_slice(b"early");
+        s.write_all(&bytes).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        let end = |g: &[u8]| g.windows(4).position(|x| x == b"\r\n\r\n");
+        while end(&got).is_none() || got.len() < end(&got).unwrap() + 4 + 7 {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+        let head_end = end(&got).unwrap() + 4;
+        let head = String::from_utf8_lossy(&got[..head_end]).to_string();
+        assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+        // RFC 6455 §1.3's example key and its accept value, computed by the origin.
+        let lower = head.to_ascii_lowercase();
+        assert!(lower.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=\r\n"), "{head}");
+        assert!(lower.contains("upgrade: websocket\r\n"), "{head}");
+        assert!(lower.contains("connection: upgrade\r\n"), "{head}");
+        assert_eq!(&got[head_end..head_end + 7], b"\x81\x05early");
+        assert!(matches!(handshake_seen(&w.ws), (t, _) if t == "/ws/echo"));
+        assert!(matches!(w.ws.next(), Seen::Message(m) if m == Message::text("early")));
+        // A FIN without a close frame: the origin's read ends, and so does the relay.
+        s.shutdown(Shutdown::Write).unwrap();
+        assert!(matches!(w.ws.next(), Seen::Ended));
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+    }
+
+    /// No traffic either way for the server's `idle_timeout`: the relay is closed.
+    fn idle_timeout_closes(driver) {
+        let w = world(driver, "[server.limits]\nidle_timeout_ms = 300\n");
+        let (mut c, _) = connect(&w.gw, "/ws/quiet", &[]).expect("switched");
+        handshake_seen(&w.ws);
+        let t = Instant::now();
+        assert!(matches!(w.ws.next(), Seen::Ended));
+        assert!(t.elapsed() >= Duration::from_millis(250), "{:?}", t.elapsed());
+        assert!(c.read().is_err(), "the client's side is closed too");
+    }
+
+    /// Shutdown with a quiet relay open: the drain waits for it until
+    /// `graceful_shutdown_s`, then closes it; both ends see the connection end.
+    fn shutdown_closes_a_quiet_relay(driver) {
+        let mut w = world(driver, "[server]\ngraceful_shutdown_s = 1\n");
+        let (mut c, _) = connect(&w.gw, "/ws/quiet", &[]).expect("switched");
+        handshake_seen(&w.ws);
+        c.send(Message::text("still here")).unwrap();
+        assert!(matches!(w.ws.next(), Seen::Message(_)));
+        let t = Instant::now();
+        let took = w.gw.stop();
+        assert!(took >= Duration::from_millis(900), "the drain waited: {took:?}");
+        assert!(took < Duration::from_secs(5), "and no longer: {took:?}");
+        assert!(matches!(w.ws.next(), Seen::Ended));
+        match c.read() {
+            Err(tungstenite::Error::Io(_))
+            | Err(tungstenite::Error::ConnectionClosed)
+            | Err(tungstenite::Error::Protocol(_)) => {}
+            other => panic!("the client's connection should be closed, got {other:?}"),
+        }
+        assert!(t.elapsed() < WAIT);
+    }
+}
