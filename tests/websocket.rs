@@ -4,8 +4,9 @@
 //! frames the client sent with its handshake, a close from each side, the handshake
 //! refused by auth without reaching the origin, the upgrade not performed on a route
 //! without `websocket`, a 101 nobody asked for, a handshake with a body, the relay
-//! counted in `/metrics` while open, and a quiet relay closed at the end of the
-//! graceful-shutdown drain.
+//! counted in `/metrics` while open, a quiet relay closed by the idle timeout and at
+//! the end of the graceful-shutdown drain, and TLS on either side (a wss client, an
+//! https:// origin).
 
 // tungstenite's error and handshake types are its own, and large.
 #![allow(clippy::result_large_err)]
@@ -15,8 +16,10 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::tls::{client_config, Ca, TempDir};
 use common::tokens::api_key_digest;
 use common::*;
 use tungstenite::handshake::client::Request;
@@ -51,14 +54,25 @@ struct WsOrigin {
 
 impl WsOrigin {
     fn start() -> WsOrigin {
+        WsOrigin::serving(None)
+    }
+
+    /// With `tls`, connections are served over TLS with this configuration.
+    fn serving(tls: Option<Arc<rustls::ServerConfig>>) -> WsOrigin {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, seen) = channel();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { return };
-                let tx = tx.clone();
-                std::thread::spawn(move || serve_ws(stream, tx));
+                let (tx, tls) = (tx.clone(), tls.clone());
+                std::thread::spawn(move || match tls {
+                    None => serve_ws(Retry(stream), tx),
+                    Some(cfg) => {
+                        let conn = rustls::ServerConnection::new(cfg).unwrap();
+                        serve_ws(Retry(rustls::StreamOwned::new(conn, stream)), tx)
+                    }
+                });
             }
         });
         WsOrigin { addr, seen }
@@ -78,7 +92,7 @@ impl WsOrigin {
     }
 }
 
-fn serve_ws(stream: TcpStream, tx: Sender<Seen>) {
+fn serve_ws(stream: impl Read + Write, tx: Sender<Seen>) {
     let mut target = String::new();
     let callback = |req: &ServerRequest, mut resp: ServerResponse| {
         target = req.uri().to_string();
@@ -110,12 +124,12 @@ fn serve_ws(stream: TcpStream, tx: Sender<Seen>) {
             }
             Ok(m) if m.is_text() || m.is_binary() => {
                 let _ = tx.send(Seen::Message(m.clone()));
-                if target == "/ws/bye" {
+                if target.ends_with("/bye") {
                     let _ = ws.close(Some(CloseFrame {
                         code: CloseCode::Away,
                         reason: "origin done".into(),
                     }));
-                } else if target != "/ws/quiet" && ws.send(m).is_err() {
+                } else if !target.ends_with("/quiet") && ws.send(m).is_err() {
                     break;
                 }
             }
@@ -188,7 +202,37 @@ fn world(driver: IoDriver, top: &str) -> World {
     World { ws, plain, gw }
 }
 
-type Ws = WebSocket<TcpStream>;
+type Ws = WebSocket<Retry<TcpStream>>;
+
+/// A stream whose reads and writes are tried again when a signal interrupts them
+/// (the gateway runs in this process), as `std::io::Read::read_exact` would.
+struct Retry<S>(S);
+
+impl<S: Read> Read for Retry<S> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            match self.0.read(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                r => return r,
+            }
+        }
+    }
+}
+
+impl<S: Write> Write for Retry<S> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        loop {
+            match self.0.write(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                r => return r,
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
 
 /// A WebSocket handshake through the gateway to `path`, with extra request fields.
 fn connect(
@@ -198,9 +242,19 @@ fn connect(
 ) -> Result<(Ws, tungstenite::handshake::client::Response), tungstenite::Error> {
     let stream = TcpStream::connect(gw.addr).unwrap();
     stream.set_read_timeout(Some(WAIT)).unwrap();
+    handshake(Retry(stream), &format!("ws://{}{path}", gw.addr), fields)
+}
+
+/// A WebSocket handshake on `stream` (plain or TLS) for `url`.
+fn handshake<S: Read + Write>(
+    stream: S,
+    url: &str,
+    fields: &[(&str, &str)],
+) -> Result<(WebSocket<S>, tungstenite::handshake::client::Response), tungstenite::Error> {
+    let host = url.split('/').nth(2).unwrap().to_owned();
     let mut b = Request::builder()
-        .uri(format!("ws://{}{path}", gw.addr))
-        .header("Host", gw.addr.to_string())
+        .uri(url)
+        .header("Host", host)
         .header("Connection", "Upgrade")
         .header("Upgrade", "websocket")
         .header("Sec-WebSocket-Version", "13")
@@ -216,6 +270,52 @@ fn connect(
         Err(tungstenite::HandshakeError::Failure(e)) => Err(e),
         Err(e) => panic!("handshake interrupted: {e}"),
     }
+}
+
+/// Messages of every kind and size (one of 200 KiB, several reads each way) echo
+/// through `c`, and the origin saw each.
+fn echo_all<S: Read + Write>(c: &mut WebSocket<S>, ws: &WsOrigin) {
+    let messages = [
+        Message::text("hello"),
+        Message::binary(vec![0u8, 1, 2, 255]),
+        Message::binary(pattern(200 * 1024, 7)),
+        Message::text("x".repeat(70 * 1024)),
+        Message::text("last"),
+    ];
+    for m in &messages {
+        c.send(m.clone()).unwrap();
+        let back = c.read().unwrap();
+        assert_eq!(&back, m, "echoed as sent");
+        match ws.next() {
+            Seen::Message(got) => assert_eq!(&got, m),
+            other => panic!("expected the message at the origin, got {other:?}"),
+        }
+    }
+}
+
+/// The client closes: the origin sees its close frame, the close handshake
+/// completes, and both ends close.
+fn client_close<S: Read + Write>(mut c: WebSocket<S>, ws: &WsOrigin) {
+    c.close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "client done".into(),
+    }))
+    .unwrap();
+    match ws.next() {
+        Seen::ClientClosed(Some(f)) => {
+            assert_eq!(f.code, CloseCode::Normal);
+            assert_eq!(f.reason.as_str(), "client done");
+        }
+        other => panic!("expected the client's close at the origin, got {other:?}"),
+    }
+    loop {
+        match c.read() {
+            Ok(_) => {}
+            Err(tungstenite::Error::ConnectionClosed) => break,
+            Err(e) => panic!("the close handshake did not complete: {e}"),
+        }
+    }
+    assert!(matches!(ws.next(), Seen::Ended));
 }
 
 /// The response of a handshake that was not switched.
@@ -276,42 +376,8 @@ both_drivers! {
         assert!(field(&fields, "sec-websocket-key").is_some());
         assert!(field(&fields, "x-request-id").is_some());
 
-        let big = pattern(200 * 1024, 7);
-        let messages = [
-            Message::text("hello"),
-            Message::binary(vec![0u8, 1, 2, 255]),
-            Message::binary(big.clone()),
-            Message::text("x".repeat(70 * 1024)),
-            Message::text("last"),
-        ];
-        for m in &messages {
-            c.send(m.clone()).unwrap();
-            let back = c.read().unwrap();
-            assert_eq!(&back, m, "echoed as sent");
-            match w.ws.next() {
-                Seen::Message(got) => assert_eq!(&got, m),
-                other => panic!("expected the message at the origin, got {other:?}"),
-            }
-        }
-
-        c.close(Some(CloseFrame { code: CloseCode::Normal, reason: "client done".into() }))
-            .unwrap();
-        match w.ws.next() {
-            Seen::ClientClosed(Some(f)) => {
-                assert_eq!(f.code, CloseCode::Normal);
-                assert_eq!(f.reason.as_str(), "client done");
-            }
-            other => panic!("expected the client's close at the origin, got {other:?}"),
-        }
-        // The origin's reply to the close reaches the client, then both ends close.
-        loop {
-            match c.read() {
-                Ok(Message::Close(_)) | Ok(_) => {}
-                Err(tungstenite::Error::ConnectionClosed) => break,
-                Err(e) => panic!("the close handshake did not complete: {e}"),
-            }
-        }
-        assert!(matches!(w.ws.next(), Seen::Ended));
+        echo_all(&mut c, &w.ws);
+        client_close(c, &w.ws);
         assert!(w.plain.requests().is_empty());
     }
 
@@ -408,8 +474,8 @@ both_drivers! {
     /// relayed after it, not lost; a client's half-close reaches the origin.
     fn early_frames_and_half_close(driver) {
         let w = world(driver, "");
-        let mut s = TcpStream::connect(w.gw.addr).unwrap();
-        s.set_read_timeout(Some(WAIT)).unwrap();
+        let mut s = Retry(TcpStream::connect(w.gw.addr).unwrap());
+        s.0.set_read_timeout(Some(WAIT)).unwrap();
         let mut bytes =
             b"GET /ws/echo HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade\r\n\
              Upgrade: WebSocket\r\nSec-WebSocket-Version: 13\r\n\
@@ -439,7 +505,7 @@ both_drivers! {
         assert!(matches!(handshake_seen(&w.ws), (t, _) if t == "/ws/echo"));
         assert!(matches!(w.ws.next(), Seen::Message(m) if m == Message::text("early")));
         // A FIN without a close frame: the origin's read ends, and so does the relay.
-        s.shutdown(Shutdown::Write).unwrap();
+        s.0.shutdown(Shutdown::Write).unwrap();
         assert!(matches!(w.ws.next(), Seen::Ended));
         let mut rest = Vec::new();
         let _ = s.read_to_end(&mut rest);
@@ -476,5 +542,80 @@ both_drivers! {
             other => panic!("the client's connection should be closed, got {other:?}"),
         }
         assert!(t.elapsed() < WAIT);
+    }
+
+    /// A wss client (TLS to the gateway) to a plain origin, and a plain client to an
+    /// https:// origin: the same echoes and close, through a TLS session on one side.
+    fn over_tls(driver) {
+        let ca = Ca::new("ws test CA");
+        let dir = TempDir::new("ws-tls");
+        let (cert, key) = ca.server(&["gw.test"]).write(&dir.0, "gw");
+        let origin_leaf = ca.server(&["origin.test"]);
+        let mut origin_cfg = rustls::ServerConfig::builder_with_provider(ringgate::tls::provider())
+            .with_protocol_versions(rustls::ALL_VERSIONS)
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![origin_leaf.cert_der.clone()], origin_leaf.key())
+            .unwrap();
+        origin_cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let plain_ws = WsOrigin::start();
+        let tls_ws = WsOrigin::serving(Some(Arc::new(origin_cfg)));
+        let ca_file = ca.write(&dir.0, "ca.pem");
+        let text = format!(
+            "[server]\n\n[server.tls]\nlisten = [\"127.0.0.1:0\"]\n\
+             [[server.tls.certificates]]\nserver_names = [\"gw.test\"]\n\
+             cert_file = \"{}\"\nkey_file = \"{}\"\n\n\
+             [[upstreams]]\nname = \"plain\"\nservers = [\"{}\"]\n\n\
+             [[upstreams]]\nname = \"secure\"\nservers = [\"https://{}\"]\n\
+             [upstreams.tls]\nserver_name = \"origin.test\"\nca_file = \"{}\"\n\n\
+             [[routes]]\nid = \"to-tls\"\npath_prefix = \"/ws/tls\"\nupstream = \"secure\"\n\
+             websocket = true\nauth = \"none\"\n\n\
+             [[routes]]\nid = \"ws\"\npath_prefix = \"/ws\"\nupstream = \"plain\"\n\
+             websocket = true\nauth = \"none\"\n",
+            cert.display(),
+            key.display(),
+            plain_ws.addr,
+            tls_ws.addr,
+            ca_file.display(),
+        );
+        let gw = Gw::start(driver, &text);
+
+        // wss:// to the gateway, plain to the origin.
+        let addr = gw.gateway().tls_addrs()[0];
+        let tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(WAIT)).unwrap();
+        let conn = rustls::ClientConnection::new(
+            client_config(&ca, &["http/1.1"], &[], None),
+            common::tls::name("gw.test"),
+        )
+        .unwrap();
+        let (mut c, resp) = handshake(
+            Retry(rustls::StreamOwned::new(conn, tcp)),
+            "wss://gw.test/ws/echo",
+            &[],
+        )
+        .expect("switched over TLS");
+        assert_eq!(resp.status().as_u16(), 101);
+        let (target, fields) = handshake_seen(&plain_ws);
+        assert_eq!(target, "/ws/echo");
+        assert_eq!(field(&fields, "x-forwarded-proto"), Some("https"));
+        echo_all(&mut c, &plain_ws);
+        client_close(c, &plain_ws);
+
+        // Plain to the gateway, https:// to the origin.
+        let (mut c, _) = connect(&gw, "/ws/tls/echo", &[]).expect("switched to a TLS origin");
+        assert!(matches!(handshake_seen(&tls_ws), (t, _) if t == "/ws/tls/echo"));
+        echo_all(&mut c, &tls_ws);
+        client_close(c, &tls_ws);
+
+        // The origin closes, over TLS.
+        let (mut c, _) = connect(&gw, "/ws/tls/bye", &[]).expect("switched");
+        handshake_seen(&tls_ws);
+        c.send(Message::text("bye?")).unwrap();
+        assert!(matches!(tls_ws.next(), Seen::Message(_)));
+        match c.read() {
+            Ok(Message::Close(Some(f))) => assert_eq!(f.reason.as_str(), "origin done"),
+            other => panic!("expected the origin's close, got {other:?}"),
+        }
     }
 }

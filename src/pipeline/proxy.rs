@@ -344,9 +344,7 @@ pub async fn handle(
     // route its Upgrade is hop-by-hop and dropped like any such field.
     let upgrade = route.websocket && super::upgrade::requested(head, &c.rbuf);
     if upgrade {
-        if let Some((status, message)) =
-            super::upgrade::unsupported(head, c.stream.tls().is_some(), &up.cfg)
-        {
+        if let Some((status, message)) = super::upgrade::unsupported(head) {
             return reject(w, c, &meta, head, status, message, Some(route)).await;
         }
     }
@@ -498,7 +496,11 @@ pub async fn handle(
     // The upstream switched protocols: bytes both ways until either side is done,
     // outside the request timeout (the relay has its idle timeout).
     if let Some(mut conn) = p.upgraded.take() {
+        let relay_start = Instant::now();
         let r = super::upgrade::relay(w, c, &mut conn).await;
+        // The request's latency (metrics, access log) is the handshake's: a session
+        // of hours is not a slow request.
+        c.cx.started += relay_start.elapsed();
         p.bytes_out += r.to_client;
         c.cx.observed.bytes_in += r.to_upstream;
         if w.cfg.log.level >= crate::config::LogLevel::Debug {

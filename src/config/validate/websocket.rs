@@ -35,3 +35,52 @@ pub(super) fn websocket(cx: &Cx, key: &str, r: &FileRoute) -> Result<bool, Confi
         None => Ok(true),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    const BASE: &str = "[server]\nlisten = [\"127.0.0.1:8080\"]\n[[upstreams]]\nname = \"a\"\n\
+                        servers = [\"127.0.0.1:9001\"]\n[[routes]]\nid = \"r\"\n\
+                        path_prefix = \"/ws\"\nauth = \"none\"\n";
+
+    #[test]
+    fn websocket_defaults_off_and_turns_on() {
+        let off = Config::parse(&format!("{BASE}upstream = \"a\"\n"), "t.toml").unwrap();
+        assert!(!off.routes[0].websocket);
+        let on = Config::parse(
+            &format!("{BASE}upstream = \"a\"\nwebsocket = true\n"),
+            "t.toml",
+        )
+        .unwrap();
+        assert!(on.routes[0].websocket);
+        let no = Config::parse(
+            &format!("{BASE}upstream = \"a\"\nwebsocket = false\ncache = {{ ttl_s = 5 }}\n"),
+            "t.toml",
+        )
+        .unwrap();
+        assert!(!no.routes[0].websocket);
+    }
+
+    #[test]
+    fn websocket_refuses_what_would_answer_for_the_upstream() {
+        for (extra, other) in [
+            ("upstream = \"a\"\ncache = { ttl_s = 5 }\n", "cache"),
+            ("respond = { status = 200, body = \"hi\" }\n", "respond"),
+        ] {
+            let e = Config::parse(&format!("{BASE}{extra}websocket = true\n"), "t.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("routes.\"r\".websocket"), "{e}");
+            assert!(e.contains(&format!("`{other}`")), "{e}");
+            assert!(e.contains("t.toml:"), "names the line: {e}");
+        }
+        let e = Config::parse(
+            &format!("{BASE}upstream = \"a\"\nwebsocket = \"yes\"\n"),
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("websocket"), "{e}");
+    }
+}
