@@ -102,6 +102,11 @@ fn serve_ws(stream: impl Read + Write, tx: Sender<Seen>) {
             .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
             .collect();
         let _ = tx.send(Seen::Handshake(target.clone(), fields));
+        if target.ends_with("/deny") {
+            let mut no = tungstenite::handshake::server::ErrorResponse::new(Some("denied".into()));
+            *no.status_mut() = tungstenite::http::StatusCode::FORBIDDEN;
+            return Err(no);
+        }
         if req.headers().get("sec-websocket-protocol").is_some() {
             resp.headers_mut()
                 .insert("Sec-WebSocket-Protocol", "chat".parse().unwrap());
@@ -121,6 +126,12 @@ fn serve_ws(stream: impl Read + Write, tx: Sender<Seen>) {
                 // tungstenite queued the reply; flush it, then the client closes.
                 while ws.read().is_ok() {}
                 break;
+            }
+            // Measuring: echoed, not reported.
+            Ok(m) if target.ends_with("/bench") => {
+                if ws.send(m).is_err() {
+                    break;
+                }
             }
             Ok(m) if m.is_text() || m.is_binary() => {
                 let _ = tx.send(Seen::Message(m.clone()));
@@ -432,6 +443,18 @@ both_drivers! {
         assert_eq!(c.read().unwrap(), Message::text("authorized"));
     }
 
+    /// An origin that declines the upgrade: its answer is relayed as a response.
+    fn declined_upgrade(driver) {
+        let w = world(driver, "");
+        let (status, body) = refused(connect(&w.gw, "/ws/deny", &[]));
+        assert_eq!(status, 403);
+        // The origin's body ends with its connection: the gateway sends it chunked,
+        // and tungstenite's client hands over the body as it came.
+        assert!(body.contains("\r\ndenied\r\n"), "{body:?}");
+        assert!(matches!(handshake_seen(&w.ws), (t, _) if t == "/ws/deny"));
+        assert_eq!(scrape_value(&w.gw, "ringgate_websockets_total"), Some(0.0));
+    }
+
     /// A route without `websocket`: the upgrade is not performed. The origin gets a
     /// plain GET (no Upgrade, no upgrade in Connection) and the client its 200.
     fn no_upgrade_elsewhere(driver) {
@@ -616,6 +639,38 @@ both_drivers! {
         match c.read() {
             Ok(Message::Close(Some(f))) => assert_eq!(f.reason.as_str(), "origin done"),
             other => panic!("expected the origin's close, got {other:?}"),
+        }
+    }
+
+    /// Not a check: what the relay costs. Round trips of a 32-byte message, and
+    /// 64 MiB echoed in 1 MiB messages, straight to the origin and through the
+    /// gateway (one worker). Run with
+    /// `cargo test --release --test websocket -- --ignored --nocapture measure`.
+    #[ignore = "a measurement; run it on a quiet machine"]
+    fn measure(driver) {
+        let w = world(driver, "");
+        let direct = |path: &str| {
+            let s = TcpStream::connect(w.ws.addr).unwrap();
+            handshake(Retry(s), &format!("ws://{}{path}", w.ws.addr), &[]).unwrap().0
+        };
+        let via = |path: &str| connect(&w.gw, path, &[]).unwrap().0;
+        for (name, mut c) in [("direct", direct("/ws/bench")), ("gateway", via("/ws/bench"))] {
+            let small = Message::text("x".repeat(32));
+            let n = 20_000;
+            let t = Instant::now();
+            for _ in 0..n {
+                c.send(small.clone()).unwrap();
+                c.read().unwrap();
+            }
+            let rtt = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+            let big = Message::binary(pattern(1 << 20, 3));
+            let t = Instant::now();
+            for _ in 0..64 {
+                c.send(big.clone()).unwrap();
+                c.read().unwrap();
+            }
+            let mbps = 64.0 * 2.0 / t.elapsed().as_secs_f64();
+            println!("{driver:?} {name}: {rtt:.1} us per 32-byte round trip, {mbps:.0} MiB/s echoed (both ways)");
         }
     }
 }

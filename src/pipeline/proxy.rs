@@ -841,7 +841,8 @@ impl Exchange<'_> {
             p.upgraded = Some(conn);
             return Ok(());
         }
-        if reusable && !p.body_cut {
+        // A handshake's connection is never pooled, even when the upgrade was declined.
+        if reusable && !p.body_cut && !self.upgrade {
             conn.buf.clear();
             self.up.put_idle(si, conn, done);
         }
