@@ -2,11 +2,12 @@
 //! WebSocket implementation on both ends (tungstenite: a client, and an echo origin on
 //! a std thread): text and binary echoes (one frame > 64 KiB) through the gateway,
 //! frames the client sent with its handshake, a close from each side, the handshake
-//! refused by auth without reaching the origin, the upgrade not performed on a route
-//! without `websocket`, a 101 nobody asked for, a handshake with a body, the relay
-//! counted in `/metrics` while open, a quiet relay closed by the idle timeout and at
-//! the end of the graceful-shutdown drain, and TLS on either side (a wss client, an
-//! https:// origin).
+//! refused by auth or the route's rate limit without reaching the origin, an upgrade
+//! the origin declines, the upgrade not performed on a route without `websocket`, a
+//! 101 nobody asked for, a handshake with a body, the relay counted in `/metrics` and
+//! in `max_connections` while open, its access-log line, a quiet relay closed by the
+//! idle timeout and at the end of the graceful-shutdown drain, and TLS on either side
+//! (a wss client, an https:// origin).
 
 // tungstenite's error and handshake types are its own, and large.
 #![allow(clippy::result_large_err)]
@@ -183,6 +184,14 @@ path_prefix = "/secure"
 upstream = "ws"
 websocket = true
 auth = "required"
+
+[[routes]]
+id = "limited"
+path_prefix = "/limited"
+upstream = "ws"
+websocket = true
+auth = "none"
+rate_limit = {{ requests_per_minute = 1, burst = 1, key_by = "ip" }}
 
 [[routes]]
 id = "plain"
@@ -441,6 +450,77 @@ both_drivers! {
         assert_eq!(field(&fields, "x-api-key"), None, "the credential stays at the edge");
         c.send(Message::text("authorized")).unwrap();
         assert_eq!(c.read().unwrap(), Message::text("authorized"));
+    }
+
+    /// A route's rate limit charges handshakes like requests: the second within the
+    /// minute gets 429 JSON and never reaches the origin; the first relay goes on.
+    fn rate_limited(driver) {
+        let w = world(driver, "");
+        let (mut c, _) = connect(&w.gw, "/limited/echo", &[]).expect("the first is switched");
+        handshake_seen(&w.ws);
+        let (status, body) = refused(connect(&w.gw, "/limited/echo", &[]));
+        assert_eq!(status, 429, "{body}");
+        assert!(body.contains("\"error\""), "{body}");
+        w.ws.nothing_more();
+        c.send(Message::text("still relayed")).unwrap();
+        assert_eq!(c.read().unwrap(), Message::text("still relayed"));
+    }
+
+    /// A relay is the client connection it came on: with `max_connections = 1` an open
+    /// relay keeps a second connection out, and once it ends one is admitted again.
+    fn counted_in_max_connections(driver) {
+        let w = world(driver, "[server]\nmax_connections = 1\n");
+        let (mut c, _) = connect(&w.gw, "/ws/echo", &[]).expect("switched");
+        handshake_seen(&w.ws);
+        let mut other = Client::connect(w.gw.addr);
+        other.try_send(Req::get("/plain").bytes());
+        assert!(other.time_until_closed() < Duration::from_secs(2), "refused at once");
+        assert_eq!(w.gw.gateway().refused_connections(), 1);
+        assert!(w.plain.requests().is_empty());
+        c.send(Message::text("unaffected")).unwrap();
+        assert_eq!(c.read().unwrap(), Message::text("unaffected"));
+        drop(c);
+        wait_until("a slot to free up", || {
+            let mut c = Client::connect(w.gw.addr);
+            c.try_send(Req::get("/later").bytes())
+                && c.try_read_response("GET").is_ok_and(|r| r.status == 200)
+        });
+    }
+
+    /// The access log has one line for a relay, written when it ends: status 101, the
+    /// route, and the bytes the client received (the 101 and every echoed frame).
+    fn access_log_line(driver) {
+        let ws = WsOrigin::start();
+        let plain = Origin::echo();
+        let dir = TempDir::new("ws-log");
+        let log = dir.path("access.log");
+        let text = without_auth(&render_config(&config(&ws, &plain, ""), driver, 1))
+            .replace("access_log = \"off\"", &format!("access_log = \"{}\"", log.display()));
+        let cfg = ringgate::Config::parse(&text, "test.toml").unwrap();
+        let gw = ringgate::Gateway::start(cfg).unwrap();
+        let addr = gw.addrs()[0];
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        let (mut c, _) = handshake(Retry(s), &format!("ws://{addr}/ws/echo"), &[]).unwrap();
+        handshake_seen(&ws);
+        let payload = 100_000;
+        c.send(Message::binary(vec![7u8; payload])).unwrap();
+        c.read().unwrap();
+        assert!(matches!(ws.next(), Seen::Message(_)));
+        client_close(c, &ws);
+        gw.shutdown();
+        gw.join();
+        let text = std::fs::read_to_string(&log).unwrap();
+        let lines: Vec<serde_json::Value> =
+            text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        let line = &lines[0];
+        assert_eq!(line["status"], 101, "{line}");
+        assert_eq!(line["route"], "ws", "{line}");
+        assert_eq!(line["path"], "/ws/echo", "{line}");
+        let out = line["bytes_out"].as_u64().unwrap();
+        // The 101 head, the echoed frame (payload + 4-byte header), the close frame.
+        assert!(out > payload as u64 + 4 && out < payload as u64 + 1024, "{line}");
     }
 
     /// An origin that declines the upgrade: its answer is relayed as a response.
