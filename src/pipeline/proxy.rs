@@ -344,7 +344,7 @@ pub async fn handle(
     // route its Upgrade is hop-by-hop and dropped like any such field.
     let upgrade = route.websocket && super::upgrade::requested(head, &c.rbuf);
     if upgrade {
-        if let Some((status, message)) = super::upgrade::unsupported(head) {
+        if let Some((status, message)) = super::upgrade::refused(head) {
             return reject(w, c, &meta, head, status, message, Some(route)).await;
         }
     }

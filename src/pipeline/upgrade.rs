@@ -93,7 +93,7 @@ pub fn requested(head: &RequestHead, buf: &[u8]) -> bool {
 
 /// Why a handshake on a websocket route cannot be relayed, if it cannot: (status,
 /// message) for the client, before anything goes upstream.
-pub fn unsupported(head: &RequestHead) -> Option<(u16, &'static str)> {
+pub fn refused(head: &RequestHead) -> Option<(u16, &'static str)> {
     // A handshake carries no body (RFC 6455 §4.1): bytes after its head belong to
     // the new protocol, and a body would be read as frames.
     (head.body != BodyFraming::Empty)
