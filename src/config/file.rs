@@ -602,6 +602,10 @@ pub struct FileRoute {
     /// API composition: instead of upstream / split / respond (`file/compose.rs`).
     #[serde(default)]
     pub compose: Option<Spanned<Vec<FileComposePart>>>,
+    /// `websocket = true`: an `Upgrade: websocket` request is relayed (101, then bytes
+    /// both ways; `pipeline/upgrade.rs`).
+    #[serde(default)]
+    pub websocket: Option<Spanned<bool>>,
 }
 
 fn default_strip_prefix() -> Spanned<String> {

@@ -261,6 +261,8 @@ pub struct RouteConfig {
     /// `mirror`: indices into `Config::upstreams` of the upstreams that get a copy of
     /// each request forwarded on this route (`crate::pipeline::mirror`).
     pub mirror: Vec<usize>,
+    /// `websocket = true`: `Upgrade: websocket` is relayed (`crate::pipeline::upgrade`).
+    pub websocket: bool,
 }
 
 /// A route's own rate limit: on this route it replaces the plan's, in buckets of the
@@ -305,6 +307,7 @@ impl RouteConfig {
             compress: None,
             body: None,
             mirror: Vec::new(),
+            websocket: false,
         }
     }
 }

@@ -38,6 +38,7 @@ mod templates;
 #[cfg(test)]
 mod tests;
 mod tls;
+mod websocket;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -785,6 +786,7 @@ fn route(
         rewrite: edge::rewrite(cx, key, r)?,
         cors,
         compress: browser::compress(cx, key, &r.compress)?,
+        websocket: websocket::websocket(cx, key, r)?,
         body,
         mirror: mirror::upstreams(cx, key, r, upstreams)?,
     })

@@ -25,14 +25,14 @@ fn named_in(tokens: &[Span], buf: &[u8], name: &[u8]) -> bool {
     tokens.iter().any(|t| t.get(buf).eq_ignore_ascii_case(name))
 }
 
-fn removed(edits: &HeaderEdits, name: &[u8]) -> bool {
+pub(super) fn removed(edits: &HeaderEdits, name: &[u8]) -> bool {
     edits
         .remove
         .iter()
         .any(|r| r.as_bytes().eq_ignore_ascii_case(name))
 }
 
-fn header_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+pub(super) fn header_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
@@ -54,7 +54,7 @@ fn claim_line<'a>(out: &mut Vec<u8>, name: &[u8], values: impl Iterator<Item = &
 
 /// Should this header of a received head be dropped when forwarding?
 #[inline]
-fn hop_by_hop(h: &HeaderPos, buf: &[u8], conn_tokens: &[Span]) -> bool {
+pub(super) fn hop_by_hop(h: &HeaderPos, buf: &[u8], conn_tokens: &[Span]) -> bool {
     match h.kind {
         HeaderKind::Connection
         | HeaderKind::HopByHop
@@ -276,7 +276,7 @@ pub fn client_framing(resp: &ResponseHead, client_minor: u8) -> ClientFraming {
     }
 }
 
-fn status_line(out: &mut Vec<u8>, resp: &ResponseHead, buf: &[u8]) {
+pub(super) fn status_line(out: &mut Vec<u8>, resp: &ResponseHead, buf: &[u8]) {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(itoa::Buffer::new().format(resp.status).as_bytes());
     out.push(b' ');

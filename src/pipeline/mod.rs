@@ -34,3 +34,4 @@ pub mod route;
 pub mod stack;
 pub mod tls;
 pub mod trace;
+pub mod upgrade;

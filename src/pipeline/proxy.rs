@@ -94,6 +94,9 @@ struct Progress {
     body_cut: bool,
     /// Bytes of a chunked request body taken from the client, framing included.
     chunked_in: u64,
+    /// A WebSocket handshake's upstream connection, once its 101 reached the client:
+    /// the relay (`super::upgrade`) takes it after the exchange.
+    upgraded: Option<UpConn>,
 }
 
 /// Handle one parsed request. Returns whether the client connection may be reused.
@@ -341,6 +344,14 @@ pub async fn handle(
         .await;
     };
     let up = &**up;
+    // A WebSocket handshake on a websocket route (`super::upgrade`); on any other
+    // route its Upgrade is hop-by-hop and dropped like any such field.
+    let upgrade = route.websocket && super::upgrade::requested(head, &c.rbuf);
+    if upgrade {
+        if let Some((status, message)) = super::upgrade::refused(head) {
+            return reject(w, c, &meta, head, status, message, Some(route)).await;
+        }
+    }
     let hash_key: Option<Vec<u8>> = up
         .balancer
         .hash_header()
@@ -388,6 +399,10 @@ pub async fn handle(
         },
         &mut c.cx.upstream_fields,
     );
+    if upgrade {
+        c.cx.upstream_fields
+            .extend_from_slice(super::upgrade::UPSTREAM_FIELDS);
+    }
     let outbound = forward::Outbound {
         route,
         peer: &c.peer,
@@ -439,6 +454,7 @@ pub async fn handle(
         max_body,
         hash_key: hash_key.as_deref(),
         tee_body,
+        upgrade,
     };
     let outcome = match monoio::time::timeout_at(deadline, ex.run(c, resp, &mut p)).await {
         Ok(r) => r,
@@ -498,6 +514,26 @@ pub async fn handle(
             eprintln!(
                 "ringgate: request {} failed: {e}",
                 String::from_utf8_lossy(&c.cx.request_id)
+            );
+        }
+    }
+    // The upstream switched protocols: bytes both ways until either side is done,
+    // outside the request timeout (the relay has its idle timeout).
+    if let Some(mut conn) = p.upgraded.take() {
+        let relay_start = Instant::now();
+        let r = super::upgrade::relay(w, c, &mut conn).await;
+        // The request's latency (metrics, access log) is the handshake's: a session
+        // of hours is not a slow request.
+        c.cx.started += relay_start.elapsed();
+        p.bytes_out += r.to_client;
+        c.cx.observed.bytes_in += r.to_upstream;
+        if w.cfg.log.level >= crate::config::LogLevel::Debug {
+            eprintln!(
+                "ringgate: websocket {} ended ({:?}): {} bytes up, {} down",
+                String::from_utf8_lossy(&c.cx.request_id),
+                r.end,
+                r.to_upstream,
+                r.to_client
             );
         }
     }
@@ -713,6 +749,8 @@ struct Exchange<'a> {
     /// A stage wants the streamed request body's bytes (phases 2b-2d): it is read
     /// through user space, never spliced.
     tee_body: bool,
+    /// A WebSocket handshake: a new connection, and a 101 is its answer.
+    upgrade: bool,
 }
 
 /// Servers already tried for this request.
@@ -813,7 +851,8 @@ impl Exchange<'_> {
         // This is not a retry of the server: it is neither counted nor charged.
         let mut fresh = false;
         let mut conn = loop {
-            let mut conn = client::checkout(self.up, si, now, fresh).await?;
+            // A handshake's connection becomes the relay's: never a pooled one.
+            let mut conn = client::checkout(self.up, si, now, fresh || self.upgrade).await?;
             match self.send_and_read_head(&mut conn, c, resp, p).await {
                 Ok(()) => break conn,
                 Err(e) => {
@@ -832,7 +871,12 @@ impl Exchange<'_> {
         p.done_at = None;
         let reusable = self.stream_response(&mut conn, c, resp, p).await?;
         let done = *p.done_at.get_or_insert_with(Instant::now);
-        if reusable && !p.body_cut {
+        if p.status == 101 {
+            p.upgraded = Some(conn);
+            return Ok(());
+        }
+        // A handshake's connection is never pooled, even when the upgrade was declined.
+        if reusable && !p.body_cut && !self.upgrade {
             conn.buf.clear();
             self.up.put_idle(si, conn, done);
         }
@@ -854,7 +898,9 @@ impl Exchange<'_> {
         let deadline = Instant::now() + self.up.cfg.response_timeout;
         let limits = HeadLimits::from(&self.w.cfg.server.limits);
         let head_req = self.meta.method == Method::Head;
-        while client::read_head(conn, resp, limits, head_req, deadline).await? == Head::Interim {
+        while client::read_head_as(conn, resp, limits, head_req, deadline, self.upgrade).await?
+            == Head::Interim
+        {
             // Interim responses such as 102 and 103 go on to HTTP/1.1 clients (RFC 9110
             // 15.2; HTTP/1.0 knows none). A 100 is not the client's: the gateway
             // answers Expect itself, and the upstream never saw it.
@@ -1194,6 +1240,27 @@ impl Exchange<'_> {
         p: &mut Progress,
     ) -> Result<bool, ProxyError> {
         p.upstream_status = resp.status;
+        if resp.status == 101 {
+            // Only a WebSocket handshake gets a 101 this far (`client::read_head_as`).
+            if !super::upgrade::accepted(resp, &conn.buf) {
+                return Err(ProxyError::UpstreamBadResponse(
+                    "101 without Upgrade: websocket and Connection: upgrade",
+                ));
+            }
+            c.obuf.clear();
+            let (id, extra) = (&c.cx.request_id, &c.cx.extra);
+            super::upgrade::client_head(&mut c.obuf, resp, &conn.buf, self.route, id, extra);
+            p.status = 101;
+            p.keep_client = false;
+            p.resp_started = true;
+            p.bytes_out = c.obuf.len() as u64;
+            // What followed the 101 is the new protocol's: the relay sends it first.
+            conn.buf.drain(..resp.head_len);
+            write_all(&mut c.stream, &mut c.obuf)
+                .await
+                .map_err(ProxyError::ClientIo)?;
+            return Ok(false);
+        }
         if resp.status >= 500
             && self
                 .route

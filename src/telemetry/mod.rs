@@ -40,6 +40,9 @@ pub struct Counters {
     /// Client connections open now, plain and TLS.
     pub open_plain: Cell<u64>,
     pub open_tls: Cell<u64>,
+    /// WebSocket relays started (101 relayed), and open now.
+    pub websockets: Cell<u64>,
+    pub websockets_open: Cell<u64>,
 }
 
 /// A copy of [`Counters`] that can leave the worker (for `/metrics`).
@@ -63,6 +66,8 @@ pub struct CounterValues {
     pub connections_tls: u64,
     pub open_plain: u64,
     pub open_tls: u64,
+    pub websockets: u64,
+    pub websockets_open: u64,
 }
 
 impl Counters {
@@ -86,6 +91,8 @@ impl Counters {
             connections_tls: self.connections_tls.get(),
             open_plain: self.open_plain.get(),
             open_tls: self.open_tls.get(),
+            websockets: self.websockets.get(),
+            websockets_open: self.websockets_open.get(),
         }
     }
 

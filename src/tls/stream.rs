@@ -535,6 +535,73 @@ impl<S: Session> TlsStream<S> {
         Err(io::Error::other("TLS: no state to write in"))
     }
 
+    // --- Relaying (`crate::pipeline::upgrade`) -------------------------------------
+    // A relay reads and writes the socket itself, through descriptors of its own, so
+    // that its two directions run at once; the session is only used between its
+    // awaits, to decrypt what one direction read and to encrypt what the other writes.
+
+    /// Decrypt `cipher` (bytes read from the socket by the caller; empty: only what
+    /// is already buffered here) and append the plaintext to `plain`. Handshake
+    /// messages or alerts rustls wants sent are kept in `out` and go with the next
+    /// [`Self::seal_into`] (RFC 8446 §4.6.3 lets a KeyUpdate answer wait for the next
+    /// data). `Ok(true)`: the peer ended the session (close_notify).
+    pub fn open_into(&mut self, cipher: &[u8], plain: &mut Vec<u8>) -> io::Result<bool> {
+        if !cipher.is_empty() {
+            if self.start > 0 {
+                self.inb.copy_within(self.start.., 0);
+                self.inb.truncate(self.inb.len() - self.start);
+                self.start = 0;
+            }
+            if self.inb.len() + cipher.len() > MAX_IN {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "TLS record or handshake message too large",
+                ));
+            }
+            self.inb.extend_from_slice(cipher);
+        }
+        // Each pass handles one state; a bounded number of them per read.
+        for _ in 0..1024 {
+            let next = self.advance().map_err(tls_error)?;
+            if self.plain_at < self.plain.len() {
+                plain.extend_from_slice(&self.plain[self.plain_at..]);
+                self.plain.clear();
+                self.plain_at = 0;
+            }
+            match next {
+                Next::Data => {}
+                Next::Read => return Ok(self.eof),
+                Next::Closed => return Ok(true),
+            }
+        }
+        Err(io::Error::other("TLS: too many records in one read"))
+    }
+
+    /// Encrypt `data` and append to `wire` everything to send, in order: what rustls
+    /// queued before (see [`Self::open_into`]), then `data`'s records.
+    pub fn seal_into(&mut self, data: &[u8], wire: &mut Vec<u8>) -> io::Result<()> {
+        for part in data.chunks(MAX_WRITE) {
+            self.encrypt(part)?;
+        }
+        wire.extend_from_slice(&self.out[..self.out_len]);
+        self.out_len = 0;
+        Ok(())
+    }
+
+    /// Queue close_notify and append to `wire` everything left to send.
+    pub fn close_into(&mut self, wire: &mut Vec<u8>) {
+        let _ = self.writing(|w, out, out_len| {
+            let at = *out_len;
+            grow(out, at + RECORD_OVERHEAD);
+            if let Ok(n) = w.queue_close_notify(&mut out[at..]) {
+                *out_len += n;
+            }
+            Ok(())
+        });
+        wire.extend_from_slice(&self.out[..self.out_len]);
+        self.out_len = 0;
+    }
+
     /// Send close_notify, then end the socket's sending side.
     async fn close(&mut self) -> io::Result<()> {
         let _ = self.writing(|w, out, out_len| {

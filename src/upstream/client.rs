@@ -132,13 +132,29 @@ pub enum Head {
 }
 
 /// Read until `conn.buf` starts with a complete response head, parsed into `resp`, or
-/// `deadline` passes. A 101 is refused: upgrades are not supported.
+/// `deadline` passes. A 101 is refused: the request asked for no upgrade (see
+/// [`read_head_as`]).
 pub async fn read_head(
     conn: &mut UpConn,
     resp: &mut ResponseHead,
     limits: HeadLimits,
     head_request: bool,
     deadline: Instant,
+) -> Result<Head, UpstreamError> {
+    read_head_as(conn, resp, limits, head_request, deadline, false).await
+}
+
+/// [`read_head`] for a request that asked for a protocol upgrade when `upgrade` is
+/// set: then a 101 is its final head (the bytes after it belong to the new protocol;
+/// `crate::pipeline::upgrade`). Without it a 101 is a broken answer (502): nothing
+/// was asked for, and nothing after it could be read as HTTP.
+pub async fn read_head_as(
+    conn: &mut UpConn,
+    resp: &mut ResponseHead,
+    limits: HeadLimits,
+    head_request: bool,
+    deadline: Instant,
+    upgrade: bool,
 ) -> Result<Head, UpstreamError> {
     loop {
         if !conn.buf.is_empty() {
@@ -148,9 +164,10 @@ pub async fn read_head(
                 limits.max_headers,
                 head_request,
             ) {
+                Ok(true) if resp.status == 101 && upgrade => return Ok(Head::Final),
                 Ok(true) if resp.status == 101 => {
                     return Err(UpstreamError::BadResponse(
-                        "protocol upgrade is not supported",
+                        "101 Switching Protocols to a request that asked for no upgrade",
                     ))
                 }
                 Ok(true) if (100..200).contains(&resp.status) => return Ok(Head::Interim),

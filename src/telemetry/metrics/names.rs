@@ -55,6 +55,10 @@ pub const CONNECTIONS_OPEN: &str = "ringgate_connections_open";
 pub const CONNECTIONS: &str = "ringgate_connections";
 /// Gauge: client connections busy with a request now (the others idle).
 pub const CONNECTIONS_BUSY: &str = "ringgate_connections_busy";
+/// Gauge: WebSocket relays open now (`websocket = true` routes).
+pub const WEBSOCKETS_OPEN: &str = "ringgate_websockets_open";
+/// Counter: WebSocket relays started.
+pub const WEBSOCKETS: &str = "ringgate_websockets";
 /// Counter: connections refused at `server.max_connections`.
 pub const CONNECTIONS_REFUSED: &str = "ringgate_connections_refused";
 /// Counter: accepts that failed and made a worker wait.

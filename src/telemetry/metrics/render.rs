@@ -128,6 +128,8 @@ fn add_counters(a: &mut CounterValues, b: &CounterValues) {
     a.connections_tls += b.connections_tls;
     a.open_plain += b.open_plain;
     a.open_tls += b.open_tls;
+    a.websockets += b.websockets;
+    a.websockets_open += b.websockets_open;
 }
 
 type Fmt = Result<(), std::fmt::Error>;
@@ -408,6 +410,18 @@ impl Merged {
                 "Client connections busy with a request now.",
                 Gauge,
                 c.connections_busy,
+            ),
+            (
+                n::WEBSOCKETS_OPEN,
+                "WebSocket relays open now (each also a busy client connection).",
+                Gauge,
+                c.websockets_open,
+            ),
+            (
+                n::WEBSOCKETS,
+                "WebSocket relays started (the upstream's 101 relayed to the client).",
+                Counter,
+                c.websockets,
             ),
             (
                 n::CONNECTIONS_REFUSED,
