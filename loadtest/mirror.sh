@@ -38,6 +38,9 @@ environment (defaults in brackets):
                 does (dropped copies are reported)
   TARGETS       subset of: rg-plain rg-mirror nginx-plain nginx-mirror [all four]
   RINGGATE_BIN  use this binary instead of running cargo build --release
+  PACE_MS       when > 0, each wrk connection waits this long between requests
+                (wrk's delay()): a fixed offered rate below saturation, at which
+                every copy can be delivered; 0 = as fast as possible [0]
   PROXY_CPU     core for the proxy [0];  LOAD_CPU  core for origin and wrk [1]
 EOF
 }
@@ -59,6 +62,7 @@ MIRROR_MAX_IN_FLIGHT=${MIRROR_MAX_IN_FLIGHT:-1024}
 TARGETS=${TARGETS:-rg-plain rg-mirror nginx-plain nginx-mirror}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
+PACE_MS=${PACE_MS:-0}
 
 SCRIPT_ARGS=()
 case $REQUEST in
@@ -77,6 +81,15 @@ esac
 ensure_tools wrk=wrk nginx=nginx curl=curl taskset=util-linux python3=python3
 if [[ $TARGETS == *rg-* ]]; then resolve_ringgate; fi
 lt_init
+if ((PACE_MS > 0)); then
+    # The request script (if any) with a pause between a connection's requests.
+    PACE=$LT_TMP/pace.lua
+    {
+        if [[ $REQUEST == post ]]; then echo "dofile(\"$LT_DIR/iot-reading.lua\")"; fi
+        echo "function delay() return $PACE_MS end"
+    } >"$PACE"
+    SCRIPT_ARGS=(-s "$PACE")
+fi
 lt_results mirror
 io_uring_note
 
