@@ -112,24 +112,12 @@ check() {
     if [[ $1 == fanout3 && $out != *'"succeeded":3'* ]]; then die "fanout3: not all three: $out"; fi
 }
 
-# measure TARGET ROUND: warm-up, then the measured wrk run with both processes' CPU
-# time sampled around it; one line in results.jsonl. Every answer must be a 200.
+# measure TARGET ROUND: wrk_measured on /upload, one line in results.jsonl.
 measure() {
-    local target=$1 round=$2 url=http://127.0.0.1:$PORT/upload raw cb ca ob oa
-    raw=$OUT/wrk-$target-r$round.txt
-    taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${WARMUP}s" -s "$SCRIPT" "$url" >/dev/null 2>&1 ||
-        die "$target: warm-up wrk run failed"
-    cb=$("${LT_PY[@]}" cpu "$GW_PID")
-    ob=$("${LT_PY[@]}" cpu "$ORIGIN_PID")
-    timeout $((DURATION + 30)) taskset -c "$LOAD_CPU" \
-        wrk -t1 -c"$CONNS" -d"${DURATION}s" -s "$SCRIPT" --latency "$url" >"$raw" 2>&1 ||
-        die "$target: wrk failed; output in $raw"
-    ca=$("${LT_PY[@]}" cpu "$GW_PID")
-    oa=$("${LT_PY[@]}" cpu "$ORIGIN_PID")
-    if grep -q "Non-2xx" "$raw"; then die "$target: answers other than 2xx, see $raw"; fi
-    "${LT_PY[@]}" record "$RESULTS" "$target" "$BODY_BYTES" "$raw" "wrk -c$CONNS POST 1 MiB" \
-        "$cb" "$ca" "$ob" "$oa" "round=$round"
-    log "  $target round $round: $("${LT_PY[@]}" last "$RESULTS")"
+    wrk_measured "$1" "$2" "http://127.0.0.1:$PORT/upload" "$GW_PID" -s "$SCRIPT"
+    "${LT_PY[@]}" record "$RESULTS" "$1" "$BODY_BYTES" "$WRK_RAW" "wrk -c$CONNS POST 1 MiB" \
+        "${WRK_CPU[@]}" "round=$2"
+    log "  $1 round $2: $("${LT_PY[@]}" last "$RESULTS")"
 }
 
 for ((round = 1; round <= REPEAT; round++)); do

@@ -106,24 +106,12 @@ check() {
     if [[ $1 == iot && $code != 400 ]]; then die "iot: an invalid reading got $code, not 400"; fi
 }
 
-# measure TARGET ROUND: warm-up, then the measured wrk run with both processes' CPU
-# time sampled around it; one line in results.jsonl. Every answer must be a 200.
+# measure TARGET ROUND: wrk_measured on /ingest, one line in results.jsonl.
 measure() {
-    local target=$1 round=$2 url=http://127.0.0.1:$RG_PORT/ingest raw cb ca ob oa
-    raw=$OUT/wrk-$target-r$round.txt
-    taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${WARMUP}s" -s "$SCRIPT" "$url" >/dev/null 2>&1 ||
-        die "$target: warm-up wrk run failed"
-    cb=$("${LT_PY[@]}" cpu "$GW_PID")
-    ob=$("${LT_PY[@]}" cpu "$ORIGIN_PID")
-    timeout $((DURATION + 30)) taskset -c "$LOAD_CPU" \
-        wrk -t1 -c"$CONNS" -d"${DURATION}s" -s "$SCRIPT" --latency "$url" >"$raw" 2>&1 ||
-        die "$target: wrk failed; output in $raw"
-    ca=$("${LT_PY[@]}" cpu "$GW_PID")
-    oa=$("${LT_PY[@]}" cpu "$ORIGIN_PID")
-    if grep -q "Non-2xx" "$raw"; then die "$target: answers other than 2xx, see $raw"; fi
-    "${LT_PY[@]}" record "$RESULTS" "$target" "$BODY_BYTES" "$raw" "wrk -c$CONNS POST" \
-        "$cb" "$ca" "$ob" "$oa" "round=$round"
-    log "  $target round $round: $("${LT_PY[@]}" last "$RESULTS")"
+    wrk_measured "$1" "$2" "http://127.0.0.1:$RG_PORT/ingest" "$GW_PID" -s "$SCRIPT"
+    "${LT_PY[@]}" record "$RESULTS" "$1" "$BODY_BYTES" "$WRK_RAW" "wrk -c$CONNS POST" \
+        "${WRK_CPU[@]}" "round=$2"
+    log "  $1 round $2: $("${LT_PY[@]}" last "$RESULTS")"
 }
 
 for ((round = 1; round <= REPEAT; round++)); do

@@ -217,6 +217,29 @@ start_origin() {
     wait_http "origin nginx" "$ORIGIN_PID" "http://127.0.0.1:$1/" "$LT_TMP/origin/error.log"
 }
 
+# wrk_measured TARGET ROUND URL PID [WRK_ARGS...]: the unmeasured warm-up wrk run (1
+# thread, CONNS connections, WARMUP s), then the measured one (DURATION s, pinned to
+# LOAD_CPU) with PID's and the origin's CPU time sampled around it. Sets WRK_RAW (wrk's
+# output) and WRK_CPU (PID before, after, origin before, after: `lt.py record`'s
+# order). Calls the function named in WRK_BEFORE, if any, with TARGET between the two
+# runs. Dies if wrk fails or any answer was not a 2xx.
+wrk_measured() {
+    local target=$1 round=$2 url=$3 pid=$4 cb ob
+    shift 4
+    WRK_RAW=$OUT/wrk-$target-r$round.txt
+    taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${WARMUP}s" "$@" "$url" >/dev/null 2>&1 ||
+        die "$target: warm-up wrk run failed"
+    if [[ -n ${WRK_BEFORE:-} ]]; then "$WRK_BEFORE" "$target"; fi
+    cb=$("${LT_PY[@]}" cpu "$pid")
+    ob=$("${LT_PY[@]}" cpu "$ORIGIN_PID")
+    timeout $((DURATION + 30)) taskset -c "$LOAD_CPU" \
+        wrk -t1 -c"$CONNS" -d"${DURATION}s" "$@" --latency "$url" >"$WRK_RAW" 2>&1 ||
+        die "$target: wrk failed; output in $WRK_RAW"
+    # shellcheck disable=SC2034 # read by the scripts that source this file
+    WRK_CPU=("$cb" "$("${LT_PY[@]}" cpu "$pid")" "$ob" "$("${LT_PY[@]}" cpu "$ORIGIN_PID")")
+    if grep -q "Non-2xx" "$WRK_RAW"; then die "$target: answers other than 2xx, see $WRK_RAW"; fi
+}
+
 # io_uring_note: say why an io_uring run may fail before it does.
 io_uring_note() {
     local v

@@ -158,33 +158,28 @@ check() {
     [[ $code == 200 ]] || die "$1: a request got $code, not 200"
 }
 
-# measure TARGET ROUND: warm-up, then the measured wrk run with the proxy's and the
-# origin's CPU time sampled around it; one line in results.jsonl. Every answer must be
-# a 2xx. For rg-mirror the copies' outcomes are recorded with it.
+# mirror_before TARGET: the copies' counts before the measured run (rg-mirror only).
+mirror_before() {
+    MIRROR_BEFORE=(0 0 0)
+    if [[ $1 == rg-mirror ]]; then read -r -a MIRROR_BEFORE < <(mirror_counts); fi
+}
+WRK_BEFORE=mirror_before
+
+# measure TARGET ROUND: wrk_measured, one line in results.jsonl; for rg-mirror the
+# copies' outcomes during the run are recorded with it.
 measure() {
-    local target=$1 round=$2 url=http://127.0.0.1:$PORT$PATH_ raw cb ca ob oa extra=()
-    raw=$OUT/wrk-$target-r$round.txt
-    taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${WARMUP}s" "${SCRIPT_ARGS[@]}" "$url" \
-        >/dev/null 2>&1 || die "$target: warm-up wrk run failed"
-    local before=(0 0 0) after
-    if [[ $target == rg-mirror ]]; then read -r -a before < <(mirror_counts); fi
-    cb=$("${LT_PY[@]}" cpu "$PID")
-    ob=$("${LT_PY[@]}" cpu "$ORIGIN_PID")
-    timeout $((DURATION + 30)) taskset -c "$LOAD_CPU" \
-        wrk -t1 -c"$CONNS" -d"${DURATION}s" "${SCRIPT_ARGS[@]}" --latency "$url" >"$raw" 2>&1 ||
-        die "$target: wrk failed; output in $raw"
-    ca=$("${LT_PY[@]}" cpu "$PID")
-    oa=$("${LT_PY[@]}" cpu "$ORIGIN_PID")
-    if grep -q "Non-2xx" "$raw"; then die "$target: answers other than 2xx, see $raw"; fi
+    local target=$1 round=$2 extra=() after
+    wrk_measured "$target" "$round" "http://127.0.0.1:$PORT$PATH_" "$PID" "${SCRIPT_ARGS[@]}"
     if [[ $target == rg-mirror ]]; then
         # Copies still under way when wrk stopped finish within a moment.
         sleep 0.5
         read -r -a after < <(mirror_counts)
-        extra=("mirror_ok=$((after[0] - before[0]))" "mirror_failed=$((after[1] - before[1]))"
-            "mirror_dropped=$((after[2] - before[2]))")
+        extra=("mirror_ok=$((after[0] - MIRROR_BEFORE[0]))"
+            "mirror_failed=$((after[1] - MIRROR_BEFORE[1]))"
+            "mirror_dropped=$((after[2] - MIRROR_BEFORE[2]))")
     fi
-    "${LT_PY[@]}" record "$RESULTS" "$target" "$BODY_BYTES" "$raw" "wrk -c$CONNS $REQUEST" \
-        "$cb" "$ca" "$ob" "$oa" "round=$round" "${extra[@]}"
+    "${LT_PY[@]}" record "$RESULTS" "$target" "$BODY_BYTES" "$WRK_RAW" "wrk -c$CONNS $REQUEST" \
+        "${WRK_CPU[@]}" "round=$round" "${extra[@]}"
     log "  $target round $round: $("${LT_PY[@]}" last "$RESULTS") ${extra[*]}"
 }
 
