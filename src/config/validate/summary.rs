@@ -422,6 +422,9 @@ fn write_route(o: &mut String, r: &RouteConfig, cfg: &Config) -> std::fmt::Resul
             join(r.mirror.iter().map(|&i| name(i)))
         )?;
     }
+    if r.websocket {
+        write!(o, ", WebSocket relayed")?;
+    }
     if !r.strip_prefix.is_empty() {
         write!(o, ", strip {}", r.strip_prefix)?;
     }

@@ -72,6 +72,20 @@ mod tests {
     }
 
     #[test]
+    fn check_says_a_route_relays_websockets() {
+        let on = Config::parse(
+            &format!("{BASE}upstream = \"a\"\nwebsocket = true\n"),
+            "t.toml",
+        )
+        .unwrap();
+        let shown = crate::config::validate::summary::summary(&on);
+        assert!(shown.contains("-> a, WebSocket relayed"), "{shown}");
+        let off = Config::parse(&format!("{BASE}upstream = \"a\"\n"), "t.toml").unwrap();
+        let shown = crate::config::validate::summary::summary(&off);
+        assert!(!shown.contains("WebSocket"), "{shown}");
+    }
+
+    #[test]
     fn websocket_refuses_what_would_answer_for_the_upstream() {
         for (extra, other) in [
             ("upstream = \"a\"\ncache = { ttl_s = 5 }\n", "cache"),
