@@ -84,7 +84,7 @@ pub fn run(
         std::time::Instant::now(),
         crate::ratelimit::quota::unix_now(),
     );
-    let over_quota = quotas.exceeded().filter(|_| decision.retry_after.is_none());
+    let over_quota = quotas.exceeded().filter(|_| quotas.refused);
     if !decision.allowed || over_quota.is_some() {
         let mut headers = Vec::with_capacity(256);
         // Retry-After is always sent on a 429; the other headers as configured.

@@ -153,7 +153,8 @@ impl Limiter {
 
     /// [`Limiter::check`] with the plan's quotas at `unix_secs` ([`super::quota`]): a
     /// key over quota is refused without taking a token (the returned decision is the
-    /// bucket's [`Limiter::peek`], and the state's [`QuotaState::exceeded`] says why);
+    /// bucket's [`Limiter::peek`], not allowed and without a `retry_after`, and the
+    /// state is `refused`, its [`QuotaState::exceeded`] saying which quota);
     /// otherwise the bucket decides, and only an admitted request is counted.
     pub fn check_quota<'p>(
         &mut self,
@@ -169,7 +170,17 @@ impl Limiter {
         let fp = self.quotas.key(fp, plan.name_hash, unix_secs);
         let before = self.quotas.state(fp, plan, unix_secs, 0);
         if before.exceeded().is_some() {
-            return (self.peek(key, plan, now), before);
+            let mut d = self.peek(key, plan, now);
+            // Refused for quota: the wait is the quota's, not the bucket's.
+            d.allowed = false;
+            d.retry_after = None;
+            return (
+                d,
+                QuotaState {
+                    refused: true,
+                    ..before
+                },
+            );
         }
         let d = self.check(key, plan, now);
         if !d.allowed {

@@ -164,6 +164,8 @@ pub struct QuotaItem {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QuotaState {
     pub items: [Option<QuotaItem>; 2],
+    /// The request was refused for quota (an admitted request may leave a quota at 0).
+    pub refused: bool,
 }
 
 impl QuotaState {
@@ -513,9 +515,10 @@ mod tests {
         // Worker 1 has heard of 3: two more, then refused until midnight.
         for left in [1, 0] {
             let (d, q) = ls[1].check_quota(b"k", plan, now, t);
-            assert!(d.allowed && q.items[0].unwrap().remaining == left);
+            assert!(d.allowed && !q.refused && q.items[0].unwrap().remaining == left);
         }
         let (d, q) = ls[1].check_quota(b"k", plan, now, t);
+        assert!(q.refused && !d.allowed && d.retry_after.is_none());
         let over = q.exceeded().expect("over quota");
         assert_eq!(over.reset_secs, Period::Day.secs_left(t));
         // Refused by quota: no token taken (the decision is the bucket as it stands).
