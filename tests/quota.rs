@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -269,7 +269,8 @@ both_drivers! {
     }
 }
 
-/// 16 connections (spread over both workers by SO_REUSEPORT) send round after round
+/// 16 connections (spread over both workers by SO_REUSEPORT, which the access log
+/// confirms) send round after round
 /// until the first refusal for quota, then until every connection is refused for quota
 /// (every worker has heard of the others). Admitted: at least the quota (no worker
 /// refuses before its count, a subset of the total, reaches it) and at most
@@ -277,11 +278,27 @@ both_drivers! {
 /// `L` = 2 × sync plus a margin for late timers, as in `tests/ratelimit.rs`.
 fn daily_across_workers(driver: IoDriver) {
     const Q: u64 = 20;
-    let (origin, gw) = start(driver, 2);
+    let origin = Origin::start(|_| Reply::ok("ok"));
+    let dir = common::tls::TempDir::new("quota-xworker");
+    let log_path = dir.path("access.log").to_string_lossy().into_owned();
+    // Gw forces `access_log = "off"`; the log says which worker answered.
+    let text = without_auth(&render_config(
+        &fill(&template(), &[("origin", origin.addr())]),
+        driver,
+        2,
+    ))
+    .replace(
+        "access_log = \"off\"",
+        &format!("access_log = \"{log_path}\""),
+    );
+    assert!(text.contains(&log_path), "{text}");
+    let cfg = Config::parse(&text, "quota.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let gw = Gateway::start(cfg).unwrap_or_else(|e| panic!("gateway did not start: {e}"));
+    let addr = gw.addrs()[0];
     let latency = Duration::from_millis(2 * SYNC_MS + 60);
     let t = Duration::from_millis(10);
     let bound = Q + (latency.as_nanos() / t.as_nanos()) as u64 + 5;
-    let mut clients: Vec<Client> = (0..16).map(|_| gw.client()).collect();
+    let mut clients: Vec<Client> = (0..16).map(|_| Client::connect(addr)).collect();
     let mut admitted = 0u64;
     let mut over: BTreeSet<usize> = BTreeSet::new();
     let mut last_refusal = None;
@@ -310,7 +327,30 @@ fn daily_across_workers(driver: IoDriver) {
         // Pacing so the bucket (one per 10 ms) is not what refuses.
         std::thread::sleep(Duration::from_millis(5));
     }
-    eprintln!("daily quota {Q} on 2 workers ({driver:?}): {admitted} admitted, bound {bound}");
+    drop(clients);
+    gw.shutdown();
+    gw.join();
+    // Both workers must have admitted some (else this tests one worker's count).
+    let log = std::fs::read_to_string(&log_path).expect("access log written");
+    let mut per_worker: BTreeMap<u64, u64> = BTreeMap::new();
+    for line in log.lines() {
+        let entry: serde_json::Value = serde_json::from_str(line).expect("JSON log line");
+        if entry["status"] == 200 {
+            *per_worker
+                .entry(entry["worker"].as_u64().expect("worker"))
+                .or_default() += 1;
+        }
+    }
+    eprintln!(
+        "daily quota {Q} on 2 workers ({driver:?}): {admitted} admitted {per_worker:?}, \
+         bound {bound}"
+    );
+    assert_eq!(per_worker.values().sum::<u64>(), admitted, "{per_worker:?}");
+    assert_eq!(
+        per_worker.len(),
+        2,
+        "one worker admitted all: {per_worker:?}"
+    );
     assert!(
         (Q..=bound).contains(&admitted),
         "{admitted} admitted, bound {bound}"
