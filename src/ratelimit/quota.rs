@@ -17,8 +17,8 @@
 //! # Keys and periods
 //!
 //! A count is keyed like the bucket (the plan's name and the caller's key, as a keyed
-//! 64-bit fingerprint) with a tag for the period, and stored in a [`Table`] (16 bytes
-//! an entry) as `period_end_day << 40 | count`: the UTC day on which the period ends
+//! 64-bit fingerprint) with a tag for the period, and stored in a table of the
+//! buckets' kind (`table.rs`: 16 bytes an entry, 16 shards) as `period_end_day << 40 | count`: the UTC day on which the period ends
 //! (the day after for a daily count, the first of the next month for a monthly one).
 //! A count whose end is past is zero, and the sweep (one shard per 50 ms tick, the
 //! same as the buckets') drops it. Counts are at most [`MAX_QUOTA`] (40 bits).
@@ -49,7 +49,17 @@
 //! `max_keys_per_worker` per worker (the buckets' cap). When the table is full of
 //! live counts, one shard is swept for room, and if none is freed the new key is
 //! counted in one shared overflow entry per plan and period (like the buckets'
-//! overflow: a flood of new keys is limited as a whole).
+//! overflow: a flood of new keys is limited as a whole). While the *bucket* table is
+//! full, a new key's admissions are gossiped under the buckets' overflow key, so other
+//! workers charge them to the plan's shared quota entry rather than the caller's: the
+//! cross-worker bound above, like the buckets', assumes the tables are not full.
+//!
+//! # Reloads
+//!
+//! Counts are named by plan name and key, like the buckets: a reload that changes a
+//! plan's quota keeps what each caller has used today and this month, and judges it
+//! against the new quota; a plan whose quotas become 0 stops counting (its entries
+//! expire with their period).
 //!
 //! # Cluster
 //!
