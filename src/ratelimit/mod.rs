@@ -114,7 +114,9 @@
 //! `X-RateLimit-Remaining`, `X-RateLimit-Reset` and, on a 429, `Retry-After`. The
 //! policy states the sustained rate (`q` = requests_per_minute per `w` = 60 s); the
 //! available quota `r` is what may be sent right now, at most `burst + 1`. See
-//! [`Decision`] for what each number means.
+//! [`Decision`] for what each number means. A plan's daily and monthly quotas
+//! ([`quota`]) add their items to the policy ([`write_headers_with`]), and `RateLimit`
+//! shows whichever of the bucket and the quotas leaves the fewest requests.
 
 mod gcra;
 mod gossip;
