@@ -342,6 +342,16 @@ pub struct FilePlan {
     /// Bucket size above the sustained rate.
     #[serde(default)]
     pub burst: u32,
+    /// Requests per caller per UTC day; 0 = none ([`crate::ratelimit::quota`]).
+    #[serde(default = "zero_spanned")]
+    pub daily_quota: Spanned<u64>,
+    /// Requests per caller per UTC calendar month; 0 = none.
+    #[serde(default = "zero_spanned")]
+    pub monthly_quota: Spanned<u64>,
+}
+
+fn zero_spanned() -> Spanned<u64> {
+    default_spanned(0)
 }
 
 impl FilePlan {
@@ -349,6 +359,8 @@ impl FilePlan {
         FilePlan {
             requests_per_minute: default_spanned(requests_per_minute),
             burst,
+            daily_quota: zero_spanned(),
+            monthly_quota: zero_spanned(),
         }
     }
 }

@@ -10,6 +10,10 @@
 //! anonymous callers are keyed by IP. The pipeline resolved which of the two applies
 //! (`Route::plan`, from [`crate::ratelimit::RateLimitConfig::plan_of_route`]).
 //!
+//! A plan's `daily_quota` / `monthly_quota` is checked here too (see
+//! [`crate::ratelimit::quota`]): over quota, 429 with `Retry-After` until the UTC day
+//! (month) rolls over, and the quotas listed in `RateLimit-Policy`.
+//!
 //! A refused request gets 429 with `Retry-After`; with `headers = true` every limited
 //! response carries `RateLimit-Policy`, `RateLimit` and the `X-RateLimit-*` trio (the
 //! policy of a route's own limit is named `route:ID`).
@@ -18,7 +22,7 @@ use crate::auth::Identity;
 use crate::config::{AuthMode, RouteConfig};
 use crate::http::RequestHead;
 use crate::pipeline::local::Local;
-use crate::ratelimit::{bucket_key, write_headers, Caller, KeyKind, PlanId};
+use crate::ratelimit::{bucket_key, write_headers_with, Caller, KeyKind, PlanId};
 
 use super::stack::Pipeline;
 
@@ -72,20 +76,28 @@ pub fn run(
         peer
     };
     let key = bucket_key(kind, caller.as_ref(), ip, header_value);
-    let decision = w
-        .limiter
-        .borrow_mut()
-        .check(&key, plan, std::time::Instant::now());
-    if !decision.allowed {
+    // Quota first (a caller over quota costs no token), then the bucket (a request it
+    // refuses costs no quota): `Limiter::check_quota`.
+    let (decision, quotas) = w.limiter.borrow_mut().check_quota(
+        &key,
+        plan,
+        std::time::Instant::now(),
+        crate::ratelimit::quota::unix_now(),
+    );
+    let over_quota = quotas.exceeded().filter(|_| quotas.refused);
+    if !decision.allowed || over_quota.is_some() {
         let mut headers = Vec::with_capacity(256);
         // Retry-After is always sent on a 429; the other headers as configured.
-        write_headers(&mut headers, &decision, true);
+        write_headers_with(&mut headers, &decision, &quotas, true);
         if !limits.headers {
             headers.clear();
-            let secs = decision
-                .retry_after
-                .map_or(1, |d| d.as_secs() + u64::from(d.subsec_nanos() > 0))
-                .max(1);
+            let secs = match over_quota {
+                Some(q) => q.reset_secs,
+                None => decision
+                    .retry_after
+                    .map_or(1, |d| d.as_secs() + u64::from(d.subsec_nanos() > 0)),
+            }
+            .max(1);
             headers.extend_from_slice(b"Retry-After: ");
             headers.extend_from_slice(itoa::Buffer::new().format(secs).as_bytes());
             headers.extend_from_slice(b"\r\n");
@@ -93,9 +105,12 @@ pub fn run(
         return Err((
             Answer {
                 status: 429,
-                message: match plan.key {
-                    Some(_) => format!("rate limit of route {:?} exceeded", route.id),
-                    None => format!("rate limit of plan \"{}\" exceeded", decision.policy),
+                message: match (over_quota, &plan.key) {
+                    (Some(q), _) => {
+                        format!("{} quota of {} requests exceeded", q.period.name(), q.limit)
+                    }
+                    (None, Some(_)) => format!("rate limit of route {:?} exceeded", route.id),
+                    (None, None) => format!("rate limit of plan \"{}\" exceeded", decision.policy),
                 },
                 headers,
             },
@@ -103,7 +118,7 @@ pub fn run(
         ));
     }
     if limits.headers {
-        write_headers(out, &decision, false);
+        write_headers_with(out, &decision, &quotas, false);
     }
     Ok(())
 }

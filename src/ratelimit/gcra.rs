@@ -9,6 +9,7 @@ use hashbrown::HashMap;
 
 use super::gossip::{Batch, BatchEntry};
 use super::key::{BuildFingerprint, KeySecret};
+use super::quota::{unix_now, QuotaState, Quotas};
 use super::table::{Table, SHARDS};
 use super::{Plan, PlanId, RateLimitConfig, WINDOW};
 
@@ -105,6 +106,8 @@ pub struct Limiter {
     /// When a full table last forced a sweep.
     last_forced_ns: Option<u64>,
     stats: LimiterStats,
+    /// The plans' daily and monthly counts ([`super::quota`]).
+    quotas: Quotas,
 }
 
 impl Limiter {
@@ -117,6 +120,7 @@ impl Limiter {
             workers,
             epoch: Instant::now(),
             plans: plan_params(workers, cfg, &secret),
+            quotas: Quotas::new(cfg, secret.clone()),
             secret,
             buckets: Table::new(),
             pending: HashMap::default(),
@@ -139,6 +143,51 @@ impl Limiter {
     pub fn reconfigure(&mut self, cfg: &RateLimitConfig) {
         self.plans = plan_params(self.workers, cfg, &self.secret);
         self.max_keys = cfg.max_keys_per_worker.max(1);
+        self.quotas.reconfigure(cfg);
+    }
+
+    /// The quota counts (for a cluster sync, and for tests).
+    pub fn quotas(&mut self) -> &mut Quotas {
+        &mut self.quotas
+    }
+
+    /// [`Limiter::check`] with the plan's quotas at `unix_secs` ([`super::quota`]): a
+    /// key over quota is refused without taking a token (the returned decision is the
+    /// bucket's [`Limiter::peek`], not allowed and without a `retry_after`, and the
+    /// state is `refused`, its [`QuotaState::exceeded`] saying which quota);
+    /// otherwise the bucket decides, and only an admitted request is counted.
+    pub fn check_quota<'p>(
+        &mut self,
+        key: &[u8],
+        plan: &'p Plan,
+        now: Instant,
+        unix_secs: u64,
+    ) -> (Decision<'p>, QuotaState) {
+        if plan.daily_quota == 0 && plan.monthly_quota == 0 {
+            return (self.check(key, plan, now), QuotaState::default());
+        }
+        let fp = self.secret.fingerprint(plan.name_hash, key);
+        let fp = self.quotas.key(fp, plan.name_hash, unix_secs);
+        let before = self.quotas.state(fp, plan, unix_secs, 0);
+        if before.exceeded().is_some() {
+            let mut d = self.peek(key, plan, now);
+            // Refused for quota: the wait is the quota's, not the bucket's.
+            d.allowed = false;
+            d.retry_after = None;
+            return (
+                d,
+                QuotaState {
+                    refused: true,
+                    ..before
+                },
+            );
+        }
+        let d = self.check(key, plan, now);
+        if !d.allowed {
+            return (d, before);
+        }
+        self.quotas.admit(fp, plan, 1, unix_secs);
+        (d, self.quotas.state(fp, plan, unix_secs, 0))
     }
 
     pub fn worker(&self) -> usize {
@@ -270,7 +319,10 @@ impl Limiter {
     /// a plan this limiter does not know are ignored.
     pub fn apply_remote(&mut self, batch: &Batch, now: Instant) {
         let now_ns = self.ns(now);
+        let unix_secs = unix_now();
         for e in &batch.entries {
+            self.quotas
+                .add_remote(e.fingerprint, e.plan_hash, u64::from(e.count), unix_secs);
             let p = match self.plans.get(e.plan.index()) {
                 Some(p) if p.name_hash == e.plan_hash => *p,
                 _ => match self.plans.iter().find(|p| p.name_hash == e.plan_hash) {
@@ -315,6 +367,7 @@ impl Limiter {
     pub fn evict_idle_step(&mut self, now: Instant) -> usize {
         let evicted = self.buckets.sweep_next(self.ns(now));
         self.stats.evicted += evicted as u64;
+        self.quotas.sweep_step(unix_now());
         evicted
     }
 

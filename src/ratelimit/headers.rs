@@ -17,13 +17,28 @@
 
 use std::time::Duration;
 
-use super::Decision;
+use super::{Decision, QuotaState};
 
 /// Append the header lines for `d`, each `Name: value\r\n`. `include_retry_after` adds
 /// `Retry-After` when the request was refused (a 429); it is never written for an
 /// admitted request. To pass the block to `http::generated::write_error` as one extra
 /// line, drop its final CRLF.
 pub fn write_headers(out: &mut Vec<u8>, d: &Decision<'_>, include_retry_after: bool) {
+    write_headers_with(out, d, &QuotaState::default(), include_retry_after);
+}
+
+/// [`write_headers`] with the plan's quotas ([`super::quota`]): `RateLimit-Policy`
+/// lists the plan's item then one per quota (`"daily";q=10000;w=86400`, `"monthly";
+/// q=..;w=<seconds in this month>`); `RateLimit` and the `X-RateLimit-*` trio show the
+/// most restrictive of them (fewest requests left; on a tie, the one that resets
+/// last). `Retry-After` is the bucket's wait when the bucket refused, else the
+/// exhausted quota's rollover.
+pub fn write_headers_with(
+    out: &mut Vec<u8>,
+    d: &Decision<'_>,
+    quotas: &QuotaState,
+    include_retry_after: bool,
+) {
     let mut num = itoa::Buffer::new();
     let reset = ceil_secs(d.reset_after);
 
@@ -33,26 +48,48 @@ pub fn write_headers(out: &mut Vec<u8>, d: &Decision<'_>, include_retry_after: b
     out.extend_from_slice(num.format(d.limit).as_bytes());
     out.extend_from_slice(b";w=");
     out.extend_from_slice(num.format(ceil_secs(d.window).max(1)).as_bytes());
+    for q in quotas.items() {
+        out.extend_from_slice(b", ");
+        sf_string(out, q.period.name());
+        out.extend_from_slice(b";q=");
+        out.extend_from_slice(num.format(q.limit).as_bytes());
+        out.extend_from_slice(b";w=");
+        out.extend_from_slice(num.format(q.window_secs).as_bytes());
+    }
+
+    // (name, limit, remaining, reset): the plan's, unless a quota is tighter.
+    let mut shown = (d.policy, u64::from(d.limit), u64::from(d.remaining), reset);
+    for q in quotas.items() {
+        if (q.remaining, u64::MAX - q.reset_secs) < (shown.2, u64::MAX - shown.3) {
+            shown = (q.period.name(), q.limit, q.remaining, q.reset_secs);
+        }
+    }
+    let (name, limit, remaining, reset) = shown;
 
     out.extend_from_slice(b"\r\nRateLimit: ");
-    sf_string(out, d.policy);
+    sf_string(out, name);
     out.extend_from_slice(b";r=");
-    out.extend_from_slice(num.format(d.remaining).as_bytes());
+    out.extend_from_slice(num.format(remaining).as_bytes());
     out.extend_from_slice(b";t=");
     out.extend_from_slice(num.format(reset).as_bytes());
 
     out.extend_from_slice(b"\r\nX-RateLimit-Limit: ");
-    out.extend_from_slice(num.format(d.limit).as_bytes());
+    out.extend_from_slice(num.format(limit).as_bytes());
     out.extend_from_slice(b"\r\nX-RateLimit-Remaining: ");
-    out.extend_from_slice(num.format(d.remaining).as_bytes());
+    out.extend_from_slice(num.format(remaining).as_bytes());
     out.extend_from_slice(b"\r\nX-RateLimit-Reset: ");
     out.extend_from_slice(num.format(reset).as_bytes());
     out.extend_from_slice(b"\r\n");
 
     if include_retry_after {
-        if let Some(wait) = d.retry_after {
+        let wait = match (d.retry_after, quotas.exceeded()) {
+            (Some(wait), _) => Some(ceil_secs(wait)),
+            (None, Some(q)) => Some(q.reset_secs),
+            (None, None) => None,
+        };
+        if let Some(wait) = wait {
             out.extend_from_slice(b"Retry-After: ");
-            out.extend_from_slice(num.format(ceil_secs(wait).max(1)).as_bytes());
+            out.extend_from_slice(num.format(wait.max(1)).as_bytes());
             out.extend_from_slice(b"\r\n");
         }
     }
@@ -156,6 +193,60 @@ mod tests {
         assert_eq!(retry(6_571_428_572), 7);
         assert_eq!(retry(0), 1);
         assert!(text(&d(6_571_428_572), true).contains("RateLimit: \"slow\";r=0;t=7\r\n"));
+    }
+
+    #[test]
+    fn quotas_join_the_policy_and_show_when_tighter() {
+        use super::super::{Period, QuotaItem};
+        let d = Decision {
+            allowed: true,
+            limit: 60,
+            remaining: 10,
+            reset_after: Duration::from_secs(1),
+            retry_after: None,
+            policy: "free",
+            window: WINDOW,
+        };
+        let item = |period, limit, remaining, reset_secs, window_secs| QuotaItem {
+            period,
+            limit,
+            remaining,
+            reset_secs,
+            window_secs,
+        };
+        let mut q = QuotaState::default();
+        q.items[0] = Some(item(Period::Day, 10000, 9000, 500, 86400));
+        q.items[1] = Some(item(Period::Month, 200000, 100000, 9000, 2678400));
+        let mut out = Vec::new();
+        write_headers_with(&mut out, &d, &q, true);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "RateLimit-Policy: \"free\";q=60;w=60, \"daily\";q=10000;w=86400, \
+             \"monthly\";q=200000;w=2678400\r\n\
+             RateLimit: \"free\";r=10;t=1\r\n\
+             X-RateLimit-Limit: 60\r\n\
+             X-RateLimit-Remaining: 10\r\n\
+             X-RateLimit-Reset: 1\r\n"
+        );
+        // The daily quota nearly spent: it is shown.
+        q.items[0] = Some(item(Period::Day, 10000, 3, 500, 86400));
+        let mut out = Vec::new();
+        write_headers_with(&mut out, &d, &q, true);
+        let t = String::from_utf8(out).unwrap();
+        assert!(t.contains("RateLimit: \"daily\";r=3;t=500\r\n"), "{t}");
+        assert!(t.contains("X-RateLimit-Limit: 10000\r\n"), "{t}");
+        // Both exhausted: the monthly one resets last and decides Retry-After.
+        q.items[0] = Some(item(Period::Day, 10000, 0, 500, 86400));
+        q.items[1] = Some(item(Period::Month, 200000, 0, 9000, 2678400));
+        let refused = Decision {
+            allowed: false,
+            ..d
+        };
+        let mut out = Vec::new();
+        write_headers_with(&mut out, &refused, &q, true);
+        let t = String::from_utf8(out).unwrap();
+        assert!(t.contains("RateLimit: \"monthly\";r=0;t=9000\r\n"), "{t}");
+        assert!(t.ends_with("Retry-After: 9000\r\n"), "{t}");
     }
 
     #[test]

@@ -114,12 +114,15 @@
 //! `X-RateLimit-Remaining`, `X-RateLimit-Reset` and, on a 429, `Retry-After`. The
 //! policy states the sustained rate (`q` = requests_per_minute per `w` = 60 s); the
 //! available quota `r` is what may be sent right now, at most `burst + 1`. See
-//! [`Decision`] for what each number means.
+//! [`Decision`] for what each number means. A plan's daily and monthly quotas
+//! ([`quota`]) add their items to the policy ([`write_headers_with`]), and `RateLimit`
+//! shows whichever of the bucket and the quotas leaves the fewest requests.
 
 mod gcra;
 mod gossip;
 mod headers;
 mod key;
+pub mod quota;
 pub mod route;
 mod table;
 #[cfg(test)]
@@ -131,8 +134,9 @@ use thiserror::Error;
 
 pub use gcra::{admitted_bound, Decision, Limiter, LimiterStats};
 pub use gossip::{Batch, BatchEntry, Endpoint, ExchangeStats, Mesh};
-pub use headers::write_headers;
+pub use headers::{write_headers, write_headers_with};
 pub use key::{bucket_key, Caller, KeyBytes, KeyKind, KeySecret};
+pub use quota::{Period, QuotaItem, QuotaState};
 pub use route::{default_route_burst, max_route_burst, ROUTE_MAX_RPM};
 
 /// The window the plans are expressed in (`requests_per_minute`): `w` of
@@ -201,6 +205,9 @@ pub struct Plan {
     /// What a bucket is per: `None` for a plan (`[rate_limit] key`), the route's
     /// `key_by` for a route's own limit.
     pub key: Option<KeyKind>,
+    /// Requests per caller per UTC day and month; 0 = none ([`quota`]).
+    pub daily_quota: u64,
+    pub monthly_quota: u64,
 }
 
 impl Plan {
@@ -235,6 +242,8 @@ impl Plan {
             emission_ns,
             tolerance_ns: emission_ns.saturating_mul(u64::from(burst)),
             key: None,
+            daily_quota: 0,
+            monthly_quota: 0,
         }
     }
 
@@ -319,17 +328,21 @@ impl RateLimitConfig {
     ) -> Result<RateLimitConfig, RateLimitError> {
         let key = KeyKind::parse(rl.key.get_ref())
             .ok_or_else(|| RateLimitError::BadKey(rl.key.get_ref().clone()))?;
-        let plans: Vec<(&str, u32, u32)> = plans
+        let triples: Vec<(&str, u32, u32)> = plans
             .iter()
             .map(|(name, p)| (name.as_str(), *p.requests_per_minute.get_ref(), p.burst))
             .collect();
         let mut out = RateLimitConfig::new(
-            &plans,
+            &triples,
             rl.default_plan.get_ref(),
             key,
             Duration::from_millis(*rl.sync_interval_ms.get_ref()),
         )?;
         out.headers = rl.headers;
+        for (plan, (_, file)) in out.plans.iter_mut().zip(plans) {
+            plan.daily_quota = *file.daily_quota.get_ref();
+            plan.monthly_quota = *file.monthly_quota.get_ref();
+        }
         Ok(out)
     }
 

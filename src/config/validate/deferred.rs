@@ -39,6 +39,17 @@ pub(super) fn plans(
             &format!("plans.{}.requests_per_minute", name.get_ref()),
             &plan.requests_per_minute,
         )?;
+        for (what, v) in [
+            ("daily_quota", &plan.daily_quota),
+            ("monthly_quota", &plan.monthly_quota),
+        ] {
+            cx.at_most(
+                &format!("plans.{}.{what}", name.get_ref()),
+                v,
+                crate::ratelimit::quota::MAX_QUOTA,
+                "requests (0 = no quota)",
+            )?;
+        }
     }
     Ok(plans
         .into_iter()
