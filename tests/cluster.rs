@@ -116,7 +116,7 @@ fn config(origin: &Origin, redis: &Redis, name: &str, node: &str) -> String {
              sync_interval_ms = 50\n\n\
              [[upstreams]]\nname = \"app\"\nservers = [\"{{origin}}\"]\n\n\
              [[routes]]\nid = \"all\"\npath_prefix = \"/\"\nupstream = \"app\"\n\
-             auth = \"none\"\nplan = \"free\"\n",
+             auth = \"none\"\nplan = \"free\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n",
             redis.url()
         ),
         &[("origin", origin.addr())],
@@ -124,6 +124,14 @@ fn config(origin: &Origin, redis: &Redis, name: &str, node: &str) -> String {
 }
 
 const BUCKET: usize = 10;
+
+/// `GET /health` on the gateway's admin listener.
+fn health(gw: &Gw) -> serde_json::Value {
+    let admin = gw.gateway().admin_addr().expect("an admin listener");
+    let r = Client::connect(admin).request(&Req::get("/health"));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    serde_json::from_slice(&r.body).unwrap()
+}
 
 both_drivers! {
     fn a_key_spent_on_one_node_is_refused_on_the_other(driver) {
@@ -173,12 +181,15 @@ both_drivers! {
         let name = format!("t{}", redis.port);
         let a = Gw::start(driver, &config(&origin, &redis, &name, "a"));
         let b = Gw::start(driver, &config(&origin, &redis, &name, "b"));
-        // Both nodes beat; then a beats once more, so it has counted both.
+        // Both nodes beat, and a has counted both.
         wait_until("both heartbeats", || redis.nodes(&name).len() == 2);
-        let seen = redis.nodes(&name).iter().find(|n| n.0 == "a").unwrap().1;
-        wait_until("a's next heartbeat", || {
-            redis.nodes(&name).iter().any(|n| n.0 == "a" && n.1 > seen)
+        wait_until("a to count two live nodes", || {
+            health(&a)["cluster"]["live_nodes"] == 2
         });
+        assert_eq!(
+            health(&a)["cluster"],
+            serde_json::json!({"redis": "up", "limits": "shared", "live_nodes": 2, "failed_rounds": 0})
+        );
         redis.kill();
         // Paced at 20 ms for 1 s: every request is answered at once, 200 or 429.
         // Alone a node would admit its whole bucket (10); with its share of two nodes,
@@ -201,6 +212,12 @@ both_drivers! {
             (1..=7).contains(&admitted),
             "a admitted {admitted} of a bucket of {BUCKET} with Redis down (its share: about 5)"
         );
+        let h = health(&a);
+        assert_eq!(h["status"], "ok", "{h}");
+        assert_eq!(h["cluster"]["redis"], "down", "{h}");
+        assert_eq!(h["cluster"]["limits"], "local", "{h}");
+        assert_eq!(h["cluster"]["live_nodes"], 2, "{h}");
+        assert!(h["cluster"]["failed_rounds"].as_u64().unwrap() >= 1, "{h}");
         // The other node still answers too.
         let r = b.send(&Req::get("/y"));
         assert!(r.status == 200 || r.status == 429, "b answered {}", r.status);

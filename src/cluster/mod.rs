@@ -8,26 +8,34 @@
 //! channel, `try_send` only; a batch that does not fit is merged into the next). Every
 //! `sync_interval_ms` the thread sends one pipelined batch:
 //!
-//! * `INCRBY ringgate:{NAME}:rl:PLAN:KEY n` + `PEXPIRE` ([`KEY_TTL`]) for every key this
-//!   node admitted `n` requests on since its last successful push;
-//! * `GET` of the other keys it has seen recently (so it hears of others' use of a key
-//!   it has stopped using for a while);
-//! * its heartbeat: `ZADD ringgate:{NAME}:nodes NOW NODE_ID`, expired members removed,
-//!   `ZCARD` = the live-node count.
+//! * `INCRBY ringgate:{NAME}:rl:PLAN:KEY:WINDOW n` + `PEXPIRE` (3 windows) for every
+//!   key this node admitted `n` requests on since its last successful push;
+//! * `GET` of the other keys it follows (seen in the last two windows), so it hears of
+//!   others' use of a key it is not using right now;
+//! * its heartbeat: `ZADD ringgate:{NAME}:nodes NOW NODE_ID`, members older than the
+//!   heartbeat expiry (`max(1 s, 5 intervals)`) removed, `ZCARD` = the live nodes.
 //!
-//! A key's value is the cluster's cumulative count of admissions on that key since it
-//! was created (it expires [`KEY_TTL`] after its last push). The node remembers the
-//! value it last read: what the others admitted since then is `total − last − own`
-//! (`own` = what this push added), and that is sent to every worker of the node as a
-//! gossip batch, which charges it to its buckets exactly as counts from another core.
-//! The first time a node reads a key it only records the value (it cannot tell how old
-//! those admissions are); a key that expired and was created again (total below what
-//! was expected) counts from zero.
+//! A counter is the cluster's consumption of one key in one window of
+//! `max(1 s, 10 × sync_interval)` (`WINDOW` = Unix time / that length, so every node
+//! with a synchronized clock writes to the same counter). The node remembers, per key,
+//! the window and the value it last read: what the others admitted since then is
+//! `total − last − own` (`own` = what this push added), and that is sent to every
+//! worker of the node as a gossip batch, which charges it to its buckets exactly as
+//! counts from another core. When the window changes, the ended window is read once
+//! more (what others added after this node's last read) and the key is followed in the
+//! new window from 0. A key this node has not followed yet is charged everything the
+//! others added in the current window: at most one window old, which can only make
+//! the bucket stricter.
 //!
 //! Keys are the buckets' 64-bit fingerprints, under a secret every node derives from
 //! the cluster's name and `redis_url` (the same on every node; see
 //! [`ClusterConfig::key_seed`]). `{NAME}` is a Redis Cluster hash tag: all of a
 //! cluster's keys live in one slot.
+//!
+//! Bounds: the sync thread follows at most [`MAX_TRACKED`] keys and holds at most as
+//! many unpushed counts; each worker's channel to it and back holds 64 batches (a full
+//! channel's batch is merged into the next, never dropped). One round's pipeline has
+//! one or two commands per followed key.
 //!
 //! # When Redis fails (`on_redis_error = "local"`)
 //!
