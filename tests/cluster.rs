@@ -27,6 +27,11 @@ impl Redis {
             let l = TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
+        Redis::on(port)
+    }
+
+    /// A fresh (empty) Redis on `port`.
+    fn on(port: u16) -> Redis {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
@@ -108,10 +113,21 @@ impl Drop for Redis {
 /// Plan `free`: a bucket of 10 that refills one request every 10 s (nothing refills
 /// while a test runs), keyed by IP, so every request of the test is one key.
 fn config(origin: &Origin, redis: &Redis, name: &str, node: &str) -> String {
+    config_with(origin, redis, name, node, 6, 9)
+}
+
+fn config_with(
+    origin: &Origin,
+    redis: &Redis,
+    name: &str,
+    node: &str,
+    rpm: u32,
+    burst: u32,
+) -> String {
     fill(
         &format!(
             "[rate_limit]\ndefault_plan = \"free\"\nkey = \"ip\"\nsync_interval_ms = 20\n\n\
-             [plans.free]\nrequests_per_minute = 6\nburst = 9\n\n\
+             [plans.free]\nrequests_per_minute = {rpm}\nburst = {burst}\n\n\
              [cluster]\nredis_url = \"{}\"\nnode_id = \"{node}\"\nname = \"{name}\"\n\
              sync_interval_ms = 50\n\n\
              [[upstreams]]\nname = \"app\"\nservers = [\"{{origin}}\"]\n\n\
@@ -134,6 +150,47 @@ fn health(gw: &Gw) -> serde_json::Value {
 }
 
 both_drivers! {
+    fn one_key_hammered_through_two_nodes_gets_one_allowance(driver) {
+        // 600/min, burst 0: one request every T = 100 ms, a bucket of 1.
+        let redis = Redis::start();
+        let origin = Origin::echo();
+        let name = format!("t{}", redis.port);
+        let a = Gw::start(driver, &config_with(&origin, &redis, &name, "a", 600, 0));
+        let b = Gw::start(driver, &config_with(&origin, &redis, &name, "b", 600, 0));
+        let run = Duration::from_secs(3);
+        let hammer = |addr: std::net::SocketAddr| {
+            std::thread::spawn(move || {
+                let mut admitted = 0u64;
+                let t0 = Instant::now();
+                while t0.elapsed() < run {
+                    match Client::connect(addr).request(&Req::get("/h")).status {
+                        200 => admitted += 1,
+                        429 => {}
+                        s => panic!("unexpected status {s}"),
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                (admitted, t0.elapsed())
+            })
+        };
+        let (ta, tb) = (hammer(a.addr), hammer(b.addr));
+        let (na, da) = ta.join().unwrap();
+        let (nb, db) = tb.join().unwrap();
+        let d = da.max(db).as_millis() as u64;
+        // The bound for N x W = 2 buckets, floor(D/T) + 1 + 1 x (floor(L/T) + 1), with
+        // L = 2 x 20 ms + 2 x 50 ms + Redis round trips, taken as 300 ms (timers fire
+        // late on a loaded machine): 30 + 1 + 4 = 35 over 3 s. Each node alone would
+        // admit 31, 62 together.
+        let bound = d / 100 + 1 + (300 / 100 + 1);
+        let total = na + nb;
+        eprintln!("admitted {na} + {nb} = {total} in {d} ms (bound {bound})");
+        assert!(total <= bound, "admitted {na} + {nb} = {total} in {d} ms: bound {bound}");
+        // And the shared limit is the limit, not much less: one node alone admits
+        // floor(D/T) + 1; sharing may only be stricter by L of refill.
+        assert!(total >= d / 100 - 3, "admitted {na} + {nb} = {total} in {d} ms");
+        assert!(na > 0 && nb > 0, "both nodes admitted: {na} {nb}");
+    }
+
     fn a_key_spent_on_one_node_is_refused_on_the_other(driver) {
         let redis = Redis::start();
         let origin = Origin::echo();
@@ -221,6 +278,17 @@ both_drivers! {
         // The other node still answers too.
         let r = b.send(&Req::get("/y"));
         assert!(r.status == 200 || r.status == 429, "b answered {}", r.status);
+        let admitted_b = usize::from(r.status == 200);
+        // Redis comes back (empty): both nodes reconnect and push what they admitted
+        // meanwhile, so the cluster's counts catch up.
+        let port = redis.port;
+        drop(redis);
+        let redis = Redis::on(port);
+        wait_until("a to reach Redis again", || health(&a)["cluster"]["redis"] == "up");
+        wait_until("the outage's admissions in Redis", || {
+            redis.admitted(&name) == (admitted + admitted_b) as i64
+        });
+        assert_eq!(health(&a)["cluster"]["limits"], "shared");
     }
 }
 

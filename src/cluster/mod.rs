@@ -196,14 +196,28 @@ pub struct Status {
     pub dropped: AtomicU64,
 }
 
+/// Nodes the workers' debt floor allows for (`Limiter::set_remote`): charges from up
+/// to this many nodes are never cut.
+pub const MAX_NODES: usize = 64;
+
 /// A worker's side of the link to the node's sync thread.
 pub struct Link {
     tx: Sender<Batch>,
     held: Option<Batch>,
     rx: Receiver<Arc<Batch>>,
+    /// The node's cluster sync interval and Redis timeout.
+    interval: Duration,
+    timeout: Duration,
 }
 
 impl Link {
+    /// (nodes, latency) for the workers' debt floor: [`MAX_NODES`], and the latency
+    /// from an admission on one node to its charge on another, `2 S + 2 C + 2 R`
+    /// (`S` the workers' gossip interval, `C` the cluster's, `R` the Redis timeout).
+    pub fn debt_hint(&self, gossip: Duration) -> (usize, Duration) {
+        (MAX_NODES, (gossip + self.interval + self.timeout) * 2)
+    }
+
     /// Hand this round's admitted counts to the sync thread; never blocks (a full
     /// channel keeps them, merged, for the next round).
     pub fn push(&mut self, own: &Batch) {
@@ -248,6 +262,8 @@ pub fn start(cfg: Arc<ClusterConfig>, workers: usize) -> std::io::Result<(Vec<Li
             tx,
             held: None,
             rx: orx,
+            interval: cfg.sync_interval,
+            timeout: cfg.timeout(),
         });
         inputs.push(rx);
         outputs.push(Out {

@@ -188,7 +188,12 @@ impl Endpoint {
 
     /// A limiter for this worker that fingerprints keys as its peers do.
     pub fn limiter(&self, cfg: &RateLimitConfig) -> Limiter {
-        Limiter::new(self.worker, self.workers, cfg, self.secret.clone())
+        let mut l = Limiter::new(self.worker, self.workers, cfg, self.secret.clone());
+        if let Some(link) = &self.cluster {
+            let (nodes, latency) = link.debt_hint(cfg.sync_interval);
+            l.set_remote(cfg, self.workers.saturating_mul(nodes), latency);
+        }
+        l
     }
 
     /// One gossip round: send what `limiter` admitted since the last round to every

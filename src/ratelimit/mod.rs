@@ -113,8 +113,9 @@
 //! `floor(D/T) + (burst+1) + (N×W − 1) × (floor(L_c/T) + burst + 1)`.
 //! Two things the proof needs of the cluster: the nodes' clocks agree to well within a
 //! counter's window (`max(1 s, 10 C)`), or a push into a window another node has
-//! finished reading is never charged there; and the debt floor, sized for one node's
-//! `W`, is not reached (a bucket that deep refuses for `W × (L + (burst+1)·T)` anyway).
+//! finished reading is never charged there; and the debt floor does not cut charges:
+//! with `[cluster]` it is `64 × W × (L_c + (burst+1)·T)` (`Limiter::set_remote`), so
+//! the bound holds for up to 64 nodes.
 //! A node that starts following a key is charged the others' whole current window,
 //! which can only make it stricter. While Redis is down each node charges itself
 //! `(N − 1) × n` for its own `n`, holding it to about `1/N` of the limit, plus what it
