@@ -141,6 +141,14 @@ fn config_with(
 
 const BUCKET: usize = 10;
 
+/// `GET /metrics` on the gateway's admin listener.
+fn metrics(gw: &Gw) -> String {
+    let admin = gw.gateway().admin_addr().expect("an admin listener");
+    let r = Client::connect(admin).request(&Req::get("/metrics"));
+    assert_eq!(r.status, 200);
+    String::from_utf8(r.body).unwrap()
+}
+
 /// `GET /health` on the gateway's admin listener.
 fn health(gw: &Gw) -> serde_json::Value {
     let admin = gw.gateway().admin_addr().expect("an admin listener");
@@ -275,6 +283,10 @@ both_drivers! {
         assert_eq!(h["cluster"]["limits"], "local", "{h}");
         assert_eq!(h["cluster"]["live_nodes"], 2, "{h}");
         assert!(h["cluster"]["failed_rounds"].as_u64().unwrap() >= 1, "{h}");
+        let m = metrics(&a);
+        assert!(m.lines().any(|l| l == "ringgate_cluster_redis_up 0"), "{m}");
+        assert!(m.lines().any(|l| l == "ringgate_cluster_live_nodes 2"), "{m}");
+        assert!(!m.contains("ringgate_cluster_sync_failures_total 0\n"), "{m}");
         // The other node still answers too.
         let r = b.send(&Req::get("/y"));
         assert!(r.status == 200 || r.status == 429, "b answered {}", r.status);
@@ -289,6 +301,7 @@ both_drivers! {
             redis.admitted(&name) == (admitted + admitted_b) as i64
         });
         assert_eq!(health(&a)["cluster"]["limits"], "shared");
+        assert!(metrics(&a).lines().any(|l| l == "ringgate_cluster_redis_up 1"));
     }
 }
 
