@@ -1,7 +1,8 @@
 //! `[cluster]` end to end: two gateways in this process, on their own ports, share one
 //! real Redis (started by the test on a free port). A key spent on one node is refused
 //! on the other once the counts have gone through Redis; with Redis killed, requests are
-//! answered at once and each node limits with its share (1/live nodes).
+//! answered at once and each node limits with its share (1/live nodes), then catches up
+//! when Redis returns; a stopped node stops being counted after its heartbeat expires.
 //!
 //! Needs `redis-server` on PATH (Debian/Ubuntu: `apt-get install redis-server`;
 //! `.ci/run` installs it).
@@ -302,6 +303,31 @@ both_drivers! {
         });
         assert_eq!(health(&a)["cluster"]["limits"], "shared");
         assert!(metrics(&a).lines().any(|l| l == "ringgate_cluster_redis_up 1"));
+    }
+
+    fn a_stopped_node_stops_counting_after_its_heartbeat_expires(driver) {
+        let redis = Redis::start();
+        let origin = Origin::echo();
+        let name = format!("t{}", redis.port);
+        let a = Gw::start(driver, &config(&origin, &redis, &name, "a"));
+        let mut b = Gw::start(driver, &config(&origin, &redis, &name, "b"));
+        wait_until("a to count two live nodes", || {
+            health(&a)["cluster"]["live_nodes"] == 2
+        });
+        // b stops: its sync thread ends with its workers and beats no more; after the
+        // heartbeat expiry (max(1 s, 5 intervals) = 1 s) a counts itself alone, so a
+        // Redis outage would leave it its whole limit.
+        let stopped = Instant::now();
+        b.stop();
+        wait_until("a to count one live node", || {
+            health(&a)["cluster"]["live_nodes"] == 1
+        });
+        assert!(
+            stopped.elapsed() >= Duration::from_millis(900),
+            "b was dropped before its heartbeat expired: {:?}",
+            stopped.elapsed()
+        );
+        assert_eq!(redis.nodes(&name).len(), 1);
     }
 }
 
