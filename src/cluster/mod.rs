@@ -574,3 +574,6 @@ mod tests {
         assert_eq!(c.prefix(), "ringgate:{default}:");
     }
 }
+
+#[cfg(test)]
+mod sim_tests;
