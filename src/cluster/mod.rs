@@ -250,7 +250,11 @@ impl Link {
 
 /// Start the node's sync thread: one [`Link`] per worker. The thread ends when every
 /// link is dropped (the workers have stopped).
-pub fn start(cfg: Arc<ClusterConfig>, workers: usize) -> std::io::Result<(Vec<Link>, Arc<Status>)> {
+pub fn start(
+    cfg: Arc<ClusterConfig>,
+    workers: usize,
+    warn: bool,
+) -> std::io::Result<(Vec<Link>, Arc<Status>)> {
     let status = Arc::new(Status::default());
     let mut links = Vec::with_capacity(workers);
     let mut inputs = Vec::with_capacity(workers);
@@ -280,6 +284,7 @@ pub fn start(cfg: Arc<ClusterConfig>, workers: usize) -> std::io::Result<(Vec<Li
         pending: HashMap::new(),
         live: 0,
         down_since_log: None,
+        warn,
     };
     std::thread::Builder::new()
         .name("ringgate-cluster".into())
@@ -315,6 +320,8 @@ struct Sync {
     live: u64,
     /// When Redis was last reported down (`None`: up).
     down_since_log: Option<Instant>,
+    /// `log.level` is `warn` or more verbose: Redis going and coming back is logged.
+    warn: bool,
 }
 
 impl Sync {
@@ -361,7 +368,7 @@ impl Sync {
             }
             let foreign = match self.round() {
                 Ok(batch) => {
-                    if self.down_since_log.take().is_some() {
+                    if self.down_since_log.take().is_some() && self.warn {
                         eprintln!(
                             "ringgate: cluster: Redis is reachable again; {} live node(s), limits shared again",
                             self.live
@@ -381,6 +388,8 @@ impl Sync {
                     };
                     if log {
                         self.down_since_log = Some(Instant::now());
+                    }
+                    if log && self.warn {
                         // The error's category only: its text could quote the URL.
                         eprintln!(
                             "ringgate: cluster: Redis unavailable ({:?}{}); limiting with this node's share (1/{})",

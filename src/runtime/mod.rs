@@ -209,11 +209,15 @@ impl Gateway {
             // every node, so they name the same counters in Redis.
             Some(c) => {
                 mesh = mesh.with_secret(crate::ratelimit::KeySecret::keyed(c.key_seed()));
-                let (links, status) =
-                    crate::cluster::start(c.clone(), workers).map_err(|e| StartError::Worker {
-                        worker: 0,
-                        message: format!("cluster sync thread: {e}"),
-                    })?;
+                let (links, status) = crate::cluster::start(
+                    c.clone(),
+                    workers,
+                    cfg.log.level >= crate::config::LogLevel::Warn,
+                )
+                .map_err(|e| StartError::Worker {
+                    worker: 0,
+                    message: format!("cluster sync thread: {e}"),
+                })?;
                 cluster_status = Some(status);
                 let mut eps = mesh.into_endpoints();
                 for (ep, link) in eps.iter_mut().zip(links) {
