@@ -146,6 +146,7 @@ fn bench(c: &mut Criterion) {
         workers: 2,
         version: "bench".into(),
         driver: "io_uring".into(),
+        cluster: None,
     };
     let text = render_prometheus(&snaps, &info);
     eprintln!(

@@ -40,6 +40,7 @@
 pub mod admin;
 pub mod auth;
 pub mod cache;
+pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod pipeline;

@@ -180,13 +180,30 @@ fn health(admin: &Admin, req: &Request) -> Response {
     }
     let serving = any_available || !any_upstream;
     let draining = admin.control.shared.stop.load(Ordering::Relaxed);
-    let body = json!({
+    let mut body = json!({
         "status": if serving { "ok" } else { "unavailable" },
         "draining": draining,
         "workers": workers,
         "upstreams": upstreams,
     });
+    // `[cluster]`: Redis down is not unhealthy (the node limits with its share), but
+    // it is said here.
+    if let Some(c) = &admin.control.shared.cluster {
+        body["cluster"] = cluster_health(c);
+    }
     Response::json(if serving { 200 } else { 503 }, &body)
+}
+
+/// The cluster sync thread's state: `redis` up or down, `limits` shared or local
+/// (this node's share), the live nodes last counted, failed rounds.
+fn cluster_health(c: &crate::cluster::Status) -> Value {
+    let ok = c.redis_ok.load(Ordering::Relaxed);
+    json!({
+        "redis": if ok { "up" } else { "down" },
+        "limits": if ok { "shared" } else { "local" },
+        "live_nodes": c.live_nodes.load(Ordering::Relaxed),
+        "failed_rounds": c.errors.load(Ordering::Relaxed),
+    })
 }
 
 fn ready(admin: &Admin, _req: &Request) -> Response {

@@ -43,6 +43,14 @@ pub fn prometheus(admin: &Admin, req: &Request) -> Response {
         workers: admin.control.workers(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         driver: admin.control.driver.to_string(),
+        cluster: admin.control.shared.cluster.as_ref().map(|c| {
+            use std::sync::atomic::Ordering::Relaxed;
+            (
+                c.redis_ok.load(Relaxed),
+                c.live_nodes.load(Relaxed),
+                c.errors.load(Relaxed),
+            )
+        }),
     };
     let Some(text) = render_low_priority(&snaps, &info) else {
         return Response::error(500, "rendering the metrics failed", &req.request_id);

@@ -50,6 +50,9 @@ pub struct FileConfig {
     pub log: FileLog,
     pub auth: FileAuth,
     pub rate_limit: FileRateLimit,
+    /// `[cluster]`: limits shared with other nodes through Redis (`crate::cluster`).
+    /// `None` (no section): limits are this node's alone.
+    pub cluster: Option<FileCluster>,
     /// `[plans.NAME]` tables. `None` (no `plans` key at all) means the three plans of
     /// the reference file; `Some` replaces them entirely. The keys carry their span, so
     /// sorting by it restores file order (the map itself is sorted by name).
@@ -59,6 +62,44 @@ pub struct FileConfig {
     pub metrics: FileMetrics,
     pub upstreams: Vec<FileUpstream>,
     pub routes: Vec<FileRoute>,
+}
+
+/// `[cluster]` as written. `redis_url` may carry a password: it is never printed
+/// (`Debug` shows only whether it is set).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileCluster {
+    pub redis_url: Spanned<String>,
+    pub node_id: Spanned<String>,
+    pub sync_interval_ms: Spanned<u64>,
+    pub on_redis_error: Spanned<String>,
+    /// Names the cluster in Redis keys (`ringgate:{name}:...`), so several clusters
+    /// can share one Redis.
+    pub name: Spanned<String>,
+}
+
+impl Default for FileCluster {
+    fn default() -> Self {
+        FileCluster {
+            redis_url: spanned_str("redis://127.0.0.1:6379/0"),
+            node_id: spanned_str(""),
+            sync_interval_ms: default_spanned(100),
+            on_redis_error: spanned_str("local"),
+            name: spanned_str("default"),
+        }
+    }
+}
+
+impl std::fmt::Debug for FileCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileCluster")
+            .field("redis_url", &"<redacted>")
+            .field("node_id", self.node_id.get_ref())
+            .field("sync_interval_ms", self.sync_interval_ms.get_ref())
+            .field("on_redis_error", self.on_redis_error.get_ref())
+            .field("name", self.name.get_ref())
+            .finish()
+    }
 }
 
 /// `[tracing]`: W3C Trace Context.

@@ -43,6 +43,8 @@ pub struct Config {
     /// read and checked): built once by validation, so a key that would stop the start
     /// stops `ringgate check` too.
     pub auth_keys: Arc<crate::auth::AuthSettings>,
+    /// `[cluster]` typed (`None`: no section, limits are this node's alone).
+    pub cluster: Option<Arc<crate::cluster::ClusterConfig>>,
     /// `[rate_limit]` and `[plans.*]` typed, built once by validation.
     pub limits: Arc<crate::ratelimit::RateLimitConfig>,
     /// `[server.tls]` with every certificate, key and CA file read and checked: built

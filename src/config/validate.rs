@@ -330,7 +330,12 @@ fn build(cx: &Cx, file: FileConfig) -> Result<Config, ConfigError> {
     // (a missing secret, an unreadable key file) stops `ringgate check` too.
     let limits = Arc::new(deferred::limits(cx, &file.rate_limit, &plans)?).with_routes(&routes);
     let auth_keys = deferred::load_keys(cx, &file.auth)?;
+    let cluster = match &file.cluster {
+        Some(c) => Some(Arc::new(cluster(cx, c)?)),
+        None => None,
+    };
     Ok(Config {
+        cluster,
         auth_keys: Arc::new(auth_keys),
         limits,
         tls: tls.map(Arc::new),
@@ -348,6 +353,58 @@ fn build(cx: &Cx, file: FileConfig) -> Result<Config, ConfigError> {
         source: None,
         text: Some(Arc::from(cx.text)),
     })
+}
+
+/// `[cluster]`: the Redis URL (with `${env:NAME}` expanded; never shown in an error,
+/// nor the line it is on), the node's id, the interval and the error policy.
+fn cluster(
+    cx: &Cx,
+    c: &super::file::FileCluster,
+) -> Result<crate::cluster::ClusterConfig, ConfigError> {
+    let secret_err = |message: String| {
+        let mut site = cx.site("cluster.redis_url", c.redis_url.span(), String::new());
+        site.source_line = String::new();
+        ConfigError::Parse { site, message }
+    };
+    let url =
+        crate::cluster::expand_env(c.redis_url.get_ref(), &|n| (cx.env)(n)).map_err(secret_err)?;
+    if redis::Client::open(url.as_str()).is_err() {
+        return Err(secret_err(
+            "not a usable Redis URL (expected redis://[:password@]host:port/db)".to_owned(),
+        ));
+    }
+    let interval = cx.millis("cluster.sync_interval_ms", &c.sync_interval_ms)?;
+    let on_error = match c.on_redis_error.get_ref().as_str() {
+        "local" => crate::cluster::OnRedisError::Local,
+        _ => {
+            return Err(ConfigError::Parse {
+                site: cx.at("cluster.on_redis_error", &c.on_redis_error),
+                message: "expected \"local\"".to_owned(),
+            })
+        }
+    };
+    let name = c.name.get_ref();
+    if name.is_empty()
+        || name.len() > 64
+        || name.contains(['{', '}', ':'])
+        || name.contains(char::is_whitespace)
+    {
+        return Err(ConfigError::Parse {
+            site: cx.at("cluster.name", &c.name),
+            message: "expected 1 to 64 characters, no braces, colons or spaces".to_owned(),
+        });
+    }
+    let node_id = match c.node_id.get_ref().as_str() {
+        "" => crate::cluster::default_node_id(),
+        id => id.to_owned(),
+    };
+    Ok(crate::cluster::ClusterConfig::new(
+        url,
+        node_id,
+        name.clone(),
+        interval,
+        on_error,
+    ))
 }
 
 /// `[metrics]`: the window must hold the shortest period (1m) and need not exceed

@@ -75,8 +75,18 @@ struct PlanParams {
     overflow: u64,
 }
 
-fn plan_params(workers: usize, cfg: &RateLimitConfig, secret: &KeySecret) -> Vec<PlanParams> {
-    let latency_ns = nanos(cfg.sync_interval).saturating_mul(2);
+fn plan_params(
+    workers: usize,
+    cfg: &RateLimitConfig,
+    secret: &KeySecret,
+    remote: Option<(usize, Duration)>,
+) -> Vec<PlanParams> {
+    let mut latency_ns = nanos(cfg.sync_interval).saturating_mul(2);
+    let mut workers = workers;
+    if let Some((buckets, latency)) = remote {
+        workers = buckets;
+        latency_ns = latency_ns.max(nanos(latency));
+    }
     cfg.plans
         .iter()
         .chain(&cfg.route_limits)
@@ -108,6 +118,9 @@ pub struct Limiter {
     stats: LimiterStats,
     /// The plans' daily and monthly counts ([`super::quota`]).
     quotas: Quotas,
+    /// `[cluster]`: the buckets kept in step (all nodes' workers) and their latency,
+    /// for the debt floor (see [`Limiter::set_remote`]).
+    remote: Option<(usize, Duration)>,
 }
 
 impl Limiter {
@@ -119,7 +132,7 @@ impl Limiter {
             worker,
             workers,
             epoch: Instant::now(),
-            plans: plan_params(workers, cfg, &secret),
+            plans: plan_params(workers, cfg, &secret, None),
             quotas: Quotas::new(cfg, secret.clone()),
             secret,
             buckets: Table::new(),
@@ -127,7 +140,16 @@ impl Limiter {
             max_keys: cfg.max_keys_per_worker.max(1),
             last_forced_ns: None,
             stats: LimiterStats::default(),
+            remote: None,
         }
+    }
+
+    /// `[cluster]`: charges also come from other nodes, `buckets` buckets in all kept
+    /// in step with latency up to `latency`; the debt floor becomes
+    /// `buckets × (latency + (burst+1)·T)`, so that it does not cut their counts.
+    pub fn set_remote(&mut self, cfg: &RateLimitConfig, buckets: usize, latency: Duration) {
+        self.remote = Some((buckets.max(self.workers), latency));
+        self.plans = plan_params(self.workers, cfg, &self.secret, self.remote);
     }
 
     /// Take a reloaded configuration: new plan parameters, the buckets kept. A bucket
@@ -141,7 +163,7 @@ impl Limiter {
     /// are numbered after the plans, so adding or removing a limited route renumbers
     /// the ones after it, with the same one-interval caveat.
     pub fn reconfigure(&mut self, cfg: &RateLimitConfig) {
-        self.plans = plan_params(self.workers, cfg, &self.secret);
+        self.plans = plan_params(self.workers, cfg, &self.secret, self.remote);
         self.max_keys = cfg.max_keys_per_worker.max(1);
         self.quotas.reconfigure(cfg);
     }

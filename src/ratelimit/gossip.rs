@@ -100,6 +100,13 @@ impl Mesh {
         }
     }
 
+    /// Fingerprint keys under `secret` instead of a random one (`[cluster]`: the same
+    /// on every node).
+    pub fn with_secret(mut self, secret: KeySecret) -> Mesh {
+        self.secret = secret;
+        self
+    }
+
     /// One endpoint per worker, in worker order.
     pub fn into_endpoints(self) -> Vec<Endpoint> {
         let workers = self.senders.len();
@@ -118,6 +125,7 @@ impl Mesh {
                     .collect(),
                 inbox,
                 secret: self.secret.clone(),
+                cluster: None,
             })
             .collect()
     }
@@ -136,6 +144,8 @@ pub struct Endpoint {
     peers: Vec<Peer>,
     inbox: Receiver<Message>,
     secret: KeySecret,
+    /// `[cluster]`: the link to the node's sync thread (`crate::cluster`).
+    cluster: Option<crate::cluster::Link>,
 }
 
 /// What one [`Endpoint::exchange`] did.
@@ -160,6 +170,17 @@ impl Endpoint {
         self.workers
     }
 
+    /// Also send this worker's counts to the node's cluster sync thread each round,
+    /// and charge what it reports of other nodes.
+    pub fn attach_cluster(&mut self, link: crate::cluster::Link) {
+        self.cluster = Some(link);
+    }
+
+    /// Whether rounds are needed at all: other workers, or other nodes.
+    pub fn has_peers(&self) -> bool {
+        self.workers > 1 || self.cluster.is_some()
+    }
+
     /// The fingerprint secret all workers of this mesh share.
     pub fn secret(&self) -> &KeySecret {
         &self.secret
@@ -167,7 +188,12 @@ impl Endpoint {
 
     /// A limiter for this worker that fingerprints keys as its peers do.
     pub fn limiter(&self, cfg: &RateLimitConfig) -> Limiter {
-        Limiter::new(self.worker, self.workers, cfg, self.secret.clone())
+        let mut l = Limiter::new(self.worker, self.workers, cfg, self.secret.clone());
+        if let Some(link) = &self.cluster {
+            let (nodes, latency) = link.debt_hint(cfg.sync_interval);
+            l.set_remote(cfg, self.workers.saturating_mul(nodes), latency);
+        }
+        l
     }
 
     /// One gossip round: send what `limiter` admitted since the last round to every
@@ -178,6 +204,10 @@ impl Endpoint {
             keys: own.len(),
             ..ExchangeStats::default()
         };
+        if let Some(link) = &mut self.cluster {
+            link.push(&own);
+            stats.received += link.charge(limiter, now);
+        }
         let own = (!own.is_empty()).then(|| Arc::new(own));
         for peer in &mut self.peers {
             let msg = match (peer.held.take(), &own) {

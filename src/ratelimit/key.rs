@@ -181,11 +181,31 @@ fn ip_key(ip: IpAddr) -> KeyBytes {
 /// key). Every worker of one process must use the same secret, since gossip names keys
 /// by fingerprint: create it once ([`super::Mesh::new`] does) and clone it.
 #[derive(Clone, Debug)]
-pub struct KeySecret(RandomState);
+pub struct KeySecret(Secret);
+
+#[derive(Clone)]
+enum Secret {
+    Random(RandomState),
+    /// `[cluster]`: a secret every node derives alike (`ClusterConfig::key_seed`), so
+    /// the nodes name a key by the same fingerprint in Redis; SipHash-1-3 over the
+    /// secret then the key.
+    Keyed([u8; 16]),
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
 
 impl KeySecret {
     pub fn random() -> KeySecret {
-        KeySecret(RandomState::new())
+        KeySecret(Secret::Random(RandomState::new()))
+    }
+
+    /// A secret shared by every process given the same `seed`.
+    pub fn keyed(seed: [u8; 16]) -> KeySecret {
+        KeySecret(Secret::Keyed(seed))
     }
 
     /// The 64-bit fingerprint of `key` under the plan whose name hashes to `plan`
@@ -195,7 +215,14 @@ impl KeySecret {
     /// removes or reorders plans.
     #[inline]
     pub fn fingerprint(&self, plan: u64, key: &[u8]) -> u64 {
-        let mut h = self.0.build_hasher();
+        let mut h = match &self.0 {
+            Secret::Random(s) => s.build_hasher(),
+            Secret::Keyed(k) => {
+                let mut h = std::hash::DefaultHasher::new();
+                h.write(k);
+                h
+            }
+        };
         h.write_u64(plan);
         h.write(key);
         h.finish()

@@ -94,6 +94,33 @@
 //! within `L`, so the floor never weakens the bound; it only caps the lockout if gossip
 //! is late.
 //!
+//! # Across nodes (`[cluster]`)
+//!
+//! With `[cluster]` (`crate::cluster`) each node's sync thread pushes its workers'
+//! counts to Redis every `C = cluster.sync_interval` and sends every worker what the
+//! other nodes added. To the limiter that is gossip from `N × W − 1` other buckets
+//! (`N` nodes of `W` workers), each charged with the latency
+//!
+//! ```text
+//!     L_c < S (worker -> its sync thread) + C (until that thread's round) + R
+//!           + C (until the other node's round reads it) + R + S (until its workers charge it)
+//! ```
+//!
+//! (`R` a Redis round trip, at most the timeout `max(C, 50 ms)` or the round fails).
+//! The proof above does not use where a charge comes from, only that every admission
+//! elsewhere is charged within `L`, so with `L = L_c` (which exceeds the in-node `2S`)
+//! and `W` read as `N × W`:
+//! `floor(D/T) + (burst+1) + (N×W − 1) × (floor(L_c/T) + burst + 1)`.
+//! Two things the proof needs of the cluster: the nodes' clocks agree to well within a
+//! counter's window (`max(1 s, 10 C)`), or a push into a window another node has
+//! finished reading is never charged there; and the debt floor does not cut charges:
+//! with `[cluster]` it is `64 × W × (L_c + (burst+1)·T)` (`Limiter::set_remote`), so
+//! the bound holds for up to 64 nodes.
+//! A node that starts following a key is charged the others' whole current window,
+//! which can only make it stricter. While Redis is down each node charges itself
+//! `(N − 1) × n` for its own `n`, holding it to about `1/N` of the limit, plus what it
+//! admits in one round (`C`) before the charge.
+//!
 //! # Memory
 //!
 //! An entry is 16 bytes (fingerprint, TAT) plus hashbrown's control byte; at 1 million

@@ -71,6 +71,8 @@ pub struct Shared {
     reload: Mutex<Option<Arc<Reloaded>>>,
     /// Per worker: the generation it runs.
     pub applied: Vec<AtomicU64>,
+    /// `[cluster]`: the sync thread's state (Redis reachable, live nodes).
+    pub cluster: Option<Arc<crate::cluster::Status>>,
 }
 
 impl Shared {
@@ -200,14 +202,40 @@ impl Gateway {
         let auth = cfg.auth_keys.clone();
         // One gossip endpoint per worker: rate-limit counts travel between workers on
         // these channels every sync_interval, never per request.
-        let mut endpoints = crate::ratelimit::Mesh::new(workers)
-            .into_endpoints()
-            .into_iter();
+        let mut cluster_status = None;
+        let mut mesh = crate::ratelimit::Mesh::new(workers);
+        let mut endpoints = match &cfg.cluster {
+            // `[cluster]`: one sync thread for the node; keys fingerprinted alike on
+            // every node, so they name the same counters in Redis.
+            Some(c) => {
+                mesh = mesh.with_secret(crate::ratelimit::KeySecret::keyed(c.key_seed()));
+                let (links, status) = crate::cluster::start(
+                    c.clone(),
+                    workers,
+                    cfg.log.level >= crate::config::LogLevel::Warn,
+                )
+                .map_err(|e| StartError::Worker {
+                    worker: 0,
+                    message: format!("cluster sync thread: {e}"),
+                })?;
+                cluster_status = Some(status);
+                let mut eps = mesh.into_endpoints();
+                for (ep, link) in eps.iter_mut().zip(links) {
+                    ep.attach_cluster(link);
+                }
+                eps
+            }
+            None => mesh.into_endpoints(),
+        }
+        .into_iter();
         // Redirects to HTTPS name the port actually bound (a configured 0 is the OS's
         // choice).
         cfg.server.https_port = tls_addrs.first().map(|a| a.port());
         let cfg = Arc::new(cfg);
-        let shared = Arc::new(Shared::new(workers));
+        let shared = Arc::new(Shared {
+            cluster: cluster_status,
+            ..Shared::new(workers)
+        });
         let cores = if cfg.server.pin_workers {
             core_affinity::get_core_ids().unwrap_or_default()
         } else {

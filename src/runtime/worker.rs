@@ -285,7 +285,7 @@ async fn tick_loop(w: Rc<Worker>) {
 /// Every `sync_interval_ms`: send this worker's consumed rate-limit counts to the
 /// other workers and charge theirs (see `ratelimit` for the bound this gives).
 async fn gossip_loop(w: Rc<Worker>) {
-    if w.gossip.borrow().workers() < 2 {
+    if !w.gossip.borrow().has_peers() {
         return;
     }
     loop {

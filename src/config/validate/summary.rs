@@ -536,6 +536,17 @@ fn write_inactive(o: &mut String, cfg: &Config) -> std::fmt::Result {
             p.burst
         )))
     )?;
+    // The Redis URL is never printed (it may hold a password).
+    match &cfg.cluster {
+        Some(c) => writeln!(
+            o,
+            "  cluster       {:?} as node {:?}, Redis (URL not shown), sync every {}ms, on Redis error: local share",
+            c.name,
+            c.node_id,
+            c.sync_interval.as_millis()
+        )?,
+        None => writeln!(o, "  cluster       none: limits are this node's alone")?,
+    }
     let c = &cfg.cache;
     let cached = cfg.routes.iter().filter(|r| r.cache.is_some()).count();
     writeln!(

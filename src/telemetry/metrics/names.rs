@@ -63,6 +63,13 @@ pub const WEBSOCKETS: &str = "ringgate_websockets";
 pub const CONNECTIONS_REFUSED: &str = "ringgate_connections_refused";
 /// Counter: accepts that failed and made a worker wait.
 pub const ACCEPT_ERRORS: &str = "ringgate_accept_errors";
+/// Gauge: `[cluster]` only: 1 while the last sync round reached Redis, else 0 (the
+/// node limits with its share).
+pub const CLUSTER_REDIS_UP: &str = "ringgate_cluster_redis_up";
+/// Gauge: `[cluster]` only: live nodes last counted from the heartbeats in Redis.
+pub const CLUSTER_LIVE_NODES: &str = "ringgate_cluster_live_nodes";
+/// Counter: `[cluster]` only: sync rounds that failed (Redis down or slow).
+pub const CLUSTER_SYNC_FAILURES: &str = "ringgate_cluster_sync_failures";
 /// Counter: TLS handshakes by `result` (`full`, `resumed`, `failed`).
 pub const TLS_HANDSHAKES: &str = "ringgate_tls_handshakes";
 

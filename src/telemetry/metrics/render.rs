@@ -34,6 +34,9 @@ pub struct ProcessInfo {
     pub version: String,
     /// The I/O driver the workers run (`io_uring` or `epoll`).
     pub driver: String,
+    /// `[cluster]`: (Redis reachable, live nodes, failed sync rounds); `None`: no
+    /// section, no cluster metrics.
+    pub cluster: Option<(bool, u64, u64)>,
 }
 
 /// (upstream, server, worker): a server as one worker sees it.
@@ -57,6 +60,7 @@ struct Merged {
     workers: usize,
     version: String,
     driver: String,
+    cluster: Option<(bool, u64, u64)>,
 }
 
 /// Merge the workers' snapshots and write them in the Prometheus text format.
@@ -65,6 +69,7 @@ pub fn render_prometheus(snaps: &[WorkerSnapshot], info: &ProcessInfo) -> String
         workers: info.workers,
         version: info.version.clone(),
         driver: info.driver.clone(),
+        cluster: info.cluster,
         ..Merged::default()
     };
     for s in snaps {
@@ -469,6 +474,31 @@ impl Merged {
         ];
         for (name, help, t, v) in singles {
             single(d, name, help, t, v)?;
+        }
+        if let Some((up, live, failures)) = self.cluster {
+            let cluster = [
+                (
+                    n::CLUSTER_REDIS_UP,
+                    "1 while the cluster's last sync round reached Redis; 0: limits are this node's share.",
+                    Gauge,
+                    u64::from(up),
+                ),
+                (
+                    n::CLUSTER_LIVE_NODES,
+                    "Live nodes last counted from the heartbeats in Redis.",
+                    Gauge,
+                    live,
+                ),
+                (
+                    n::CLUSTER_SYNC_FAILURES,
+                    "Cluster sync rounds that failed (Redis down or slow).",
+                    Counter,
+                    failures,
+                ),
+            ];
+            for (name, help, t, v) in cluster {
+                single(d, name, help, t, v)?;
+            }
         }
         let mut e = d.encode_descriptor(
             n::BUILD_INFO,

@@ -6,6 +6,7 @@ fn info() -> ProcessInfo {
         workers: 2,
         version: "0.1.0".into(),
         driver: "io_uring".into(),
+        cluster: None,
     }
 }
 

@@ -175,6 +175,7 @@ fn a_snapshot_renders_and_parses() {
             workers: 1,
             version: "t".into(),
             driver: "epoll".into(),
+            cluster: None,
         },
     );
     assert!(text

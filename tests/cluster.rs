@@ -1,0 +1,384 @@
+//! `[cluster]` end to end: two gateways in this process, on their own ports, share one
+//! real Redis (started by the test on a free port). A key spent on one node is refused
+//! on the other once the counts have gone through Redis; with Redis killed, requests are
+//! answered at once and each node limits with its share (1/live nodes), then catches up
+//! when Redis returns; a stopped node stops being counted after its heartbeat expires.
+//!
+//! Needs `redis-server` on PATH (Debian/Ubuntu: `apt-get install redis-server`;
+//! `.ci/run` installs it).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A redis-server of the test's own, on a port the OS picked, no persistence.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        Redis::on(port)
+    }
+
+    /// A fresh (empty) Redis on `port`.
+    fn on(port: u16) -> Redis {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run redis-server ({e}): these tests need a Redis server on PATH; \
+                     install it with `apt-get install redis-server` (Debian/Ubuntu; .ci/run does)"
+                )
+            });
+        let r = Redis { child, port };
+        wait_until("redis-server to answer PING", || r.ping());
+        r
+    }
+
+    fn ping(&self) -> bool {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut buf = [0u8; 7];
+        s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    fn conn(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+
+    /// Sum of every rate-limit counter of the cluster named `name`.
+    fn admitted(&self, name: &str) -> i64 {
+        let mut c = self.conn();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("ringgate:{{{name}}}:rl:*"))
+            .query(&mut c)
+            .unwrap();
+        keys.iter()
+            .map(|k| {
+                redis::cmd("GET")
+                    .arg(k)
+                    .query::<Option<i64>>(&mut c)
+                    .unwrap()
+                    .unwrap_or(0)
+            })
+            .sum()
+    }
+
+    /// The live nodes' heartbeats: (node id, last beat in ms).
+    fn nodes(&self, name: &str) -> Vec<(String, u64)> {
+        redis::cmd("ZRANGE")
+            .arg(format!("ringgate:{{{name}}}:nodes"))
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query(&mut self.conn())
+            .unwrap()
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Plan `free`: a bucket of 10 that refills one request every 10 s (nothing refills
+/// while a test runs), keyed by IP, so every request of the test is one key.
+fn config(origin: &Origin, redis: &Redis, name: &str, node: &str) -> String {
+    config_with(origin, redis, name, node, 6, 9)
+}
+
+fn config_with(
+    origin: &Origin,
+    redis: &Redis,
+    name: &str,
+    node: &str,
+    rpm: u32,
+    burst: u32,
+) -> String {
+    fill(
+        &format!(
+            "[rate_limit]\ndefault_plan = \"free\"\nkey = \"ip\"\nsync_interval_ms = 20\n\n\
+             [plans.free]\nrequests_per_minute = {rpm}\nburst = {burst}\n\n\
+             [cluster]\nredis_url = \"{}\"\nnode_id = \"{node}\"\nname = \"{name}\"\n\
+             sync_interval_ms = 50\n\n\
+             [[upstreams]]\nname = \"app\"\nservers = [\"{{origin}}\"]\n\n\
+             [[routes]]\nid = \"all\"\npath_prefix = \"/\"\nupstream = \"app\"\n\
+             auth = \"none\"\nplan = \"free\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+            redis.url()
+        ),
+        &[("origin", origin.addr())],
+    )
+}
+
+const BUCKET: usize = 10;
+
+/// `GET /metrics` on the gateway's admin listener.
+fn metrics(gw: &Gw) -> String {
+    let admin = gw.gateway().admin_addr().expect("an admin listener");
+    let r = Client::connect(admin).request(&Req::get("/metrics"));
+    assert_eq!(r.status, 200);
+    String::from_utf8(r.body).unwrap()
+}
+
+/// `GET /health` on the gateway's admin listener.
+fn health(gw: &Gw) -> serde_json::Value {
+    let admin = gw.gateway().admin_addr().expect("an admin listener");
+    let r = Client::connect(admin).request(&Req::get("/health"));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    serde_json::from_slice(&r.body).unwrap()
+}
+
+both_drivers! {
+    fn one_key_hammered_through_two_nodes_gets_one_allowance(driver) {
+        // 600/min, burst 0: one request every T = 100 ms, a bucket of 1.
+        let redis = Redis::start();
+        let origin = Origin::echo();
+        let name = format!("t{}", redis.port);
+        let a = Gw::start(driver, &config_with(&origin, &redis, &name, "a", 600, 0));
+        let b = Gw::start(driver, &config_with(&origin, &redis, &name, "b", 600, 0));
+        let run = Duration::from_secs(3);
+        let hammer = |addr: std::net::SocketAddr| {
+            std::thread::spawn(move || {
+                let mut admitted = 0u64;
+                let t0 = Instant::now();
+                while t0.elapsed() < run {
+                    match Client::connect(addr).request(&Req::get("/h")).status {
+                        200 => admitted += 1,
+                        429 => {}
+                        s => panic!("unexpected status {s}"),
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                (admitted, t0.elapsed())
+            })
+        };
+        let (ta, tb) = (hammer(a.addr), hammer(b.addr));
+        let (na, da) = ta.join().unwrap();
+        let (nb, db) = tb.join().unwrap();
+        let d = da.max(db).as_millis() as u64;
+        // The bound for N x W = 2 buckets, floor(D/T) + 1 + 1 x (floor(L/T) + 1), with
+        // L = 2 x 20 ms + 2 x 50 ms + Redis round trips, taken as 300 ms (timers fire
+        // late on a loaded machine): 30 + 1 + 4 = 35 over 3 s. Each node alone would
+        // admit 31, 62 together.
+        let bound = d / 100 + 1 + (300 / 100 + 1);
+        let total = na + nb;
+        eprintln!("admitted {na} + {nb} = {total} in {d} ms (bound {bound})");
+        assert!(total <= bound, "admitted {na} + {nb} = {total} in {d} ms: bound {bound}");
+        // And the shared limit is the limit, not much less: one node alone admits
+        // floor(D/T) + 1; sharing may only be stricter by L of refill.
+        assert!(total >= d / 100 - 3, "admitted {na} + {nb} = {total} in {d} ms");
+        assert!(na > 0 && nb > 0, "both nodes admitted: {na} {nb}");
+    }
+
+    fn a_key_spent_on_one_node_is_refused_on_the_other(driver) {
+        let redis = Redis::start();
+        let origin = Origin::echo();
+        let name = format!("t{}", redis.port);
+        let a = Gw::start(driver, &config(&origin, &redis, &name, "a"));
+        let b = Gw::start(driver, &config(&origin, &redis, &name, "b"));
+        // Node a spends the whole bucket, then its counts reach Redis.
+        for i in 0..BUCKET {
+            assert_eq!(a.send(&Req::get("/x")).status, 200, "request {i} on a");
+        }
+        assert_eq!(a.send(&Req::get("/x")).status, 429);
+        wait_until("a's counts in Redis", || redis.admitted(&name) >= BUCKET as i64);
+        // Node b has not heard of the key yet: it admits until its counts have gone to
+        // its sync thread (a gossip round, 20 ms), that thread's round has read the
+        // cluster's count (50 ms) and the charge has reached the worker (20 ms), then
+        // refuses. Alone, it would admit a whole bucket (10): paced at 20 ms, that
+        // takes over 200 ms, more than twice that latency.
+        let mut admitted_b = 0;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let r = b.send(&Req::get("/x"));
+            match r.status {
+                200 => admitted_b += 1,
+                429 => break,
+                s => panic!("unexpected status {s} from b"),
+            }
+            assert!(Instant::now() < deadline, "b never refused: counts not shared");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            admitted_b < BUCKET,
+            "b admitted {admitted_b} after a spent the bucket: its own whole bucket"
+        );
+        // And the refusal holds although b has spent less than its own bucket: it was
+        // charged a's 10.
+        for _ in 0..3 {
+            assert_eq!(b.send(&Req::get("/x")).status, 429);
+        }
+        drop(redis);
+    }
+
+    fn redis_down_answers_at_once_and_limits_with_the_nodes_share(driver) {
+        let mut redis = Redis::start();
+        let origin = Origin::echo();
+        let name = format!("t{}", redis.port);
+        let a = Gw::start(driver, &config(&origin, &redis, &name, "a"));
+        let b = Gw::start(driver, &config(&origin, &redis, &name, "b"));
+        // Both nodes beat, and a has counted both.
+        wait_until("both heartbeats", || redis.nodes(&name).len() == 2);
+        wait_until("a to count two live nodes", || {
+            health(&a)["cluster"]["live_nodes"] == 2
+        });
+        assert_eq!(
+            health(&a)["cluster"],
+            serde_json::json!({"redis": "up", "limits": "shared", "live_nodes": 2, "failed_rounds": 0})
+        );
+        redis.kill();
+        // Paced at 20 ms for 1 s: every request is answered at once, 200 or 429.
+        // Alone a node would admit its whole bucket (10); with its share of two nodes,
+        // each count is charged twice, so it admits about half.
+        let mut admitted = 0;
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(1) {
+            let t = Instant::now();
+            let r = a.send(&Req::get("/x"));
+            let took = t.elapsed();
+            assert!(took < Duration::from_millis(200), "a request took {took:?} with Redis down");
+            match r.status {
+                200 => admitted += 1,
+                429 => {}
+                s => panic!("unexpected status {s} with Redis down"),
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            (1..=7).contains(&admitted),
+            "a admitted {admitted} of a bucket of {BUCKET} with Redis down (its share: about 5)"
+        );
+        let h = health(&a);
+        assert_eq!(h["status"], "ok", "{h}");
+        assert_eq!(h["cluster"]["redis"], "down", "{h}");
+        assert_eq!(h["cluster"]["limits"], "local", "{h}");
+        assert_eq!(h["cluster"]["live_nodes"], 2, "{h}");
+        assert!(h["cluster"]["failed_rounds"].as_u64().unwrap() >= 1, "{h}");
+        let m = metrics(&a);
+        assert!(m.lines().any(|l| l == "ringgate_cluster_redis_up 0"), "{m}");
+        assert!(m.lines().any(|l| l == "ringgate_cluster_live_nodes 2"), "{m}");
+        assert!(!m.contains("ringgate_cluster_sync_failures_total 0\n"), "{m}");
+        // The other node still answers too.
+        let r = b.send(&Req::get("/y"));
+        assert!(r.status == 200 || r.status == 429, "b answered {}", r.status);
+        let admitted_b = usize::from(r.status == 200);
+        // Redis comes back (empty): both nodes reconnect and push what they admitted
+        // meanwhile, so the cluster's counts catch up.
+        let port = redis.port;
+        drop(redis);
+        let redis = Redis::on(port);
+        wait_until("a to reach Redis again", || health(&a)["cluster"]["redis"] == "up");
+        wait_until("the outage's admissions in Redis", || {
+            redis.admitted(&name) == (admitted + admitted_b) as i64
+        });
+        assert_eq!(health(&a)["cluster"]["limits"], "shared");
+        assert!(metrics(&a).lines().any(|l| l == "ringgate_cluster_redis_up 1"));
+    }
+
+    fn a_stopped_node_stops_counting_after_its_heartbeat_expires(driver) {
+        let redis = Redis::start();
+        let origin = Origin::echo();
+        let name = format!("t{}", redis.port);
+        let a = Gw::start(driver, &config(&origin, &redis, &name, "a"));
+        let mut b = Gw::start(driver, &config(&origin, &redis, &name, "b"));
+        wait_until("a to count two live nodes", || {
+            health(&a)["cluster"]["live_nodes"] == 2
+        });
+        // b stops: its sync thread ends with its workers and beats no more; after the
+        // heartbeat expiry (max(1 s, 5 intervals) = 1 s) a counts itself alone, so a
+        // Redis outage would leave it its whole limit.
+        let stopped = Instant::now();
+        b.stop();
+        wait_until("a to count one live node", || {
+            health(&a)["cluster"]["live_nodes"] == 1
+        });
+        assert!(
+            stopped.elapsed() >= Duration::from_millis(900),
+            "b was dropped before its heartbeat expired: {:?}",
+            stopped.elapsed()
+        );
+        assert_eq!(redis.nodes(&name).len(), 1);
+    }
+}
+
+/// A `[cluster]` over `rest` with `redis_url = url`, parsed with `env`.
+fn parse_cluster(url: &str, rest: &str) -> Result<ringgate::config::Config, String> {
+    let text = format!(
+        "[cluster]\nredis_url = \"{url}\"\nnode_id = \"n1\"\n{rest}\n\
+         [[upstreams]]\nname = \"app\"\nservers = [\"127.0.0.1:9\"]\n\
+         [[routes]]\nid = \"all\"\npath_prefix = \"/\"\nupstream = \"app\"\nauth = \"none\"\n"
+    );
+    let env = |n: &str| (n == "RG_REDIS_PW").then(|| std::ffi::OsString::from("s3cret-pw"));
+    ringgate::config::Config::parse_with_env(&text, "test.toml", &env).map_err(|e| e.to_string())
+}
+
+#[test]
+fn redis_url_is_expanded_and_never_shown() {
+    let cfg = parse_cluster("redis://:${env:RG_REDIS_PW}@127.0.0.1:6379/0", "").unwrap();
+    let c = cfg.cluster.as_ref().expect("[cluster] typed");
+    assert_eq!(c.node_id, "n1");
+    assert_eq!(c.sync_interval, Duration::from_millis(100));
+    assert_eq!(c.on_redis_error, ringgate::cluster::OnRedisError::Local);
+    assert!(
+        !format!("{cfg:?}").contains("s3cret-pw"),
+        "Debug shows the password"
+    );
+    // A variable that is not set: named, and neither the URL nor its line is shown.
+    let e = parse_cluster("redis://:hunter2@h:6379/${env:RG_NOT_SET}", "").unwrap_err();
+    assert!(
+        e.contains("RG_NOT_SET") && e.contains("cluster.redis_url"),
+        "{e}"
+    );
+    assert!(!e.contains("hunter2"), "the error shows the URL: {e}");
+    let e = parse_cluster("http://:hunter2@h/0", "").unwrap_err();
+    assert!(
+        e.contains("cluster.redis_url") && !e.contains("hunter2"),
+        "{e}"
+    );
+}
+
+#[test]
+fn cluster_keys_are_checked() {
+    let e = parse_cluster("redis://h/0", "on_redis_error = \"fail\"").unwrap_err();
+    assert!(e.contains("cluster.on_redis_error"), "{e}");
+    let e = parse_cluster("redis://h/0", "sync_interval_ms = 0").unwrap_err();
+    assert!(e.contains("cluster.sync_interval_ms"), "{e}");
+    let e = parse_cluster("redis://h/0", "name = \"a:b\"").unwrap_err();
+    assert!(e.contains("cluster.name"), "{e}");
+    let e = parse_cluster("redis://h/0", "redis = 1").unwrap_err();
+    assert!(e.contains("redis"), "{e}");
+    // No section: limits are this node's alone.
+    let text = "[[upstreams]]\nname = \"app\"\nservers = [\"127.0.0.1:9\"]\n";
+    let cfg = ringgate::config::Config::parse(text, "t.toml").unwrap();
+    assert!(cfg.cluster.is_none());
+}
