@@ -215,8 +215,9 @@ both_drivers! {
         // Node b has not heard of the key yet: it admits until its counts have gone to
         // its sync thread (a gossip round, 20 ms), that thread's round has read the
         // cluster's count (50 ms) and the charge has reached the worker (20 ms), then
-        // refuses. Alone, it would admit a whole bucket (10): paced at 20 ms, that
-        // takes over 200 ms, more than twice that latency.
+        // refuses. Alone, it would admit a whole bucket (10): paced at 100 ms, that
+        // takes a second, ten times that latency (at 20 ms a CI run under load once
+        // took longer than the 200 ms of the whole bucket).
         let mut admitted_b = 0;
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
@@ -227,7 +228,7 @@ both_drivers! {
                 s => panic!("unexpected status {s} from b"),
             }
             assert!(Instant::now() < deadline, "b never refused: counts not shared");
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(100));
         }
         assert!(
             admitted_b < BUCKET,
