@@ -492,21 +492,7 @@ pub async fn serve(
             },
             &mut fields,
         );
-        let o = forward::Outbound {
-            route,
-            peer: &c.peer,
-            request_id: &c.cx.request_id,
-            upstream_host: &up.cfg.servers[0].label,
-            identity: c.cx.identity.as_deref(),
-            strip_credentials: route
-                .auth
-                .checks_credentials()
-                .then(|| pl.auth.api_key_header()),
-            extra_fields: &fields,
-            traceparent: c.cx.traceparent(),
-            target: rewritten.then_some(&c.cx.rewritten[..]),
-            replaced: &up.cfg.request_headers,
-        };
+        let o = forward::Outbound::for_request(pl, route, &c.peer, &c.cx, up, &fields, rewritten);
         let mut bytes = Vec::with_capacity(1024);
         forward::upstream_request(&mut bytes, head, buf, &o);
         dests.push(Dest {

@@ -89,6 +89,38 @@ pub struct Outbound<'a> {
     pub replaced: &'a [(String, crate::http::template::Template)],
 }
 
+impl<'a> Outbound<'a> {
+    /// What the proxy and the fan-out send a client's request to `up` with: the
+    /// request's identity, trace and rewritten target (when `rewritten`, in
+    /// `cx.rewritten`), the route's credential stripping, and `extra_fields` (the
+    /// upstream's rendered `request_headers` and what the stages added).
+    pub fn for_request(
+        pl: &'a super::stack::Pipeline,
+        route: &'a RouteConfig,
+        peer: &'a Peer,
+        cx: &'a super::context::RequestCtx,
+        up: &'a crate::upstream::UpstreamState,
+        extra_fields: &'a [u8],
+        rewritten: bool,
+    ) -> Outbound<'a> {
+        Outbound {
+            route,
+            peer,
+            request_id: &cx.request_id,
+            upstream_host: &up.cfg.servers[0].label,
+            identity: cx.identity.as_deref(),
+            strip_credentials: route
+                .auth
+                .checks_credentials()
+                .then(|| pl.auth.api_key_header()),
+            extra_fields,
+            traceparent: cx.traceparent(),
+            target: rewritten.then_some(&cx.rewritten[..]),
+            replaced: &up.cfg.request_headers,
+        }
+    }
+}
+
 /// The request head for the upstream, appended to `out`.
 pub fn upstream_request(out: &mut Vec<u8>, req: &RequestHead, buf: &[u8], o: &Outbound<'_>) {
     let (route, peer, upstream_host) = (o.route, o.peer, o.upstream_host);

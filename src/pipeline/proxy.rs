@@ -403,21 +403,15 @@ pub async fn handle(
         c.cx.upstream_fields
             .extend_from_slice(super::upgrade::UPSTREAM_FIELDS);
     }
-    let outbound = forward::Outbound {
+    let outbound = forward::Outbound::for_request(
+        &pl,
         route,
-        peer: &c.peer,
-        request_id: &c.cx.request_id,
-        upstream_host: &up.cfg.servers[0].label,
-        identity: c.cx.identity.as_deref(),
-        strip_credentials: route
-            .auth
-            .checks_credentials()
-            .then(|| pl.auth.api_key_header()),
-        extra_fields: &c.cx.upstream_fields,
-        traceparent: c.cx.traceparent(),
-        target: rewritten.then_some(&c.cx.rewritten[..]),
-        replaced: &up.cfg.request_headers,
-    };
+        &c.peer,
+        &c.cx,
+        up,
+        &c.cx.upstream_fields,
+        rewritten,
+    );
     forward::upstream_request(&mut c.ubuf, head, &c.rbuf, &outbound);
     // The head is fully used: from here on `head` must not be read (its spans would
     // point at body bytes).
