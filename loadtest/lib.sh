@@ -196,6 +196,28 @@ auth = "none"
 EOF
 }
 
+# lt_rounds REPEAT CONNS "$@": the command line and settings the round-based scripts
+# (iot, fanout, mirror, metrics) share: --quick (DURATION=3 WARMUP=1 REPEAT=1),
+# -h/--help (the script's `usage`); DURATION [6], WARMUP [1], REPEAT and CONNS (their
+# defaults given), PROXY_CPU [0] and LOAD_CPU [1] from the environment.
+lt_rounds() {
+    local repeat=$1 conns=$2 arg
+    shift 2
+    for arg in "$@"; do
+        case $arg in
+        --quick) DURATION=3 WARMUP=1 REPEAT=1 ;;
+        -h | --help) usage; exit 0 ;;
+        *) usage >&2; exit 2 ;;
+        esac
+    done
+    DURATION=${DURATION:-6}
+    WARMUP=${WARMUP:-1}
+    REPEAT=${REPEAT:-$repeat}
+    CONNS=${CONNS:-$conns}
+    PROXY_CPU=${PROXY_CPU:-0}
+    LOAD_CPU=${LOAD_CPU:-1}
+}
+
 # lt_results NAME: a fresh run directory out/NAME-<time> in OUT (linked as out/latest)
 # and an empty RESULTS file in it.
 lt_results() {

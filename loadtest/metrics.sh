@@ -39,22 +39,10 @@ environment (defaults in brackets):
 EOF
 }
 
-for arg in "$@"; do
-    case $arg in
-    --quick) DURATION=3 WARMUP=1 REPEAT=1 ;;
-    -h | --help) usage; exit 0 ;;
-    *) usage >&2; exit 2 ;;
-    esac
-done
-DURATION=${DURATION:-6}
-WARMUP=${WARMUP:-1}
-REPEAT=${REPEAT:-3}
-CONNS=${CONNS:-64}
+lt_rounds 3 64 "$@"
 ROUTES=${ROUTES:-1000}
 SCRAPE_EVERY=${SCRAPE_EVERY:-0.2}
 MAX_RATIO=${MAX_RATIO:-1.02}
-PROXY_CPU=${PROXY_CPU:-0}
-LOAD_CPU=${LOAD_CPU:-1}
 
 ensure_tools wrk=wrk nginx=nginx curl=curl taskset=util-linux python3=python3
 resolve_ringgate

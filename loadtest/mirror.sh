@@ -45,23 +45,11 @@ environment (defaults in brackets):
 EOF
 }
 
-for arg in "$@"; do
-    case $arg in
-    --quick) DURATION=3 WARMUP=1 REPEAT=1 ;;
-    -h | --help) usage; exit 0 ;;
-    *) usage >&2; exit 2 ;;
-    esac
-done
-DURATION=${DURATION:-6}
-WARMUP=${WARMUP:-1}
-REPEAT=${REPEAT:-5}
-CONNS=${CONNS:-64}
+lt_rounds 5 64 "$@"
 REQUEST=${REQUEST:-get}
 MAX_RATIO=${MAX_RATIO:-1.5}
 MIRROR_MAX_IN_FLIGHT=${MIRROR_MAX_IN_FLIGHT:-1024}
 TARGETS=${TARGETS:-rg-plain rg-mirror nginx-plain nginx-mirror}
-PROXY_CPU=${PROXY_CPU:-0}
-LOAD_CPU=${LOAD_CPU:-1}
 PACE_MS=${PACE_MS:-0}
 
 SCRIPT_ARGS=()
