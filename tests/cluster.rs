@@ -9,107 +9,10 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::redis_server::Redis;
 use common::*;
-
-/// A redis-server of the test's own, on a port the OS picked, no persistence.
-struct Redis {
-    child: Child,
-    port: u16,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let port = {
-            let l = TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        Redis::on(port)
-    }
-
-    /// A fresh (empty) Redis on `port`.
-    fn on(port: u16) -> Redis {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot run redis-server ({e}): these tests need a Redis server on PATH; \
-                     install it with `apt-get install redis-server` (Debian/Ubuntu; .ci/run does)"
-                )
-            });
-        let r = Redis { child, port };
-        wait_until("redis-server to answer PING", || r.ping());
-        r
-    }
-
-    fn ping(&self) -> bool {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-        let mut buf = [0u8; 7];
-        s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    fn conn(&self) -> redis::Connection {
-        redis::Client::open(self.url())
-            .unwrap()
-            .get_connection()
-            .unwrap()
-    }
-
-    /// Sum of every rate-limit counter of the cluster named `name`.
-    fn admitted(&self, name: &str) -> i64 {
-        let mut c = self.conn();
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("ringgate:{{{name}}}:rl:*"))
-            .query(&mut c)
-            .unwrap();
-        keys.iter()
-            .map(|k| {
-                redis::cmd("GET")
-                    .arg(k)
-                    .query::<Option<i64>>(&mut c)
-                    .unwrap()
-                    .unwrap_or(0)
-            })
-            .sum()
-    }
-
-    /// The live nodes' heartbeats: (node id, last beat in ms).
-    fn nodes(&self, name: &str) -> Vec<(String, u64)> {
-        redis::cmd("ZRANGE")
-            .arg(format!("ringgate:{{{name}}}:nodes"))
-            .arg(0)
-            .arg(-1)
-            .arg("WITHSCORES")
-            .query(&mut self.conn())
-            .unwrap()
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 /// Plan `free`: a bucket of 10 that refills one request every 10 s (nothing refills
 /// while a test runs), keyed by IP, so every request of the test is one key.
