@@ -235,6 +235,119 @@ both_drivers! {
     }
 }
 
+/// Plan `free` with a daily quota of `quota`, a bucket of 3 that refills every 10 ms
+/// (the bucket never decides here), keyed by IP.
+fn quota_config(origin: &Origin, redis: &Redis, name: &str, node: &str, quota: u64) -> String {
+    config_with(origin, redis, name, node, 6000, 3).replace(
+        "burst = 3\n",
+        &format!("burst = 3\ndaily_quota = {quota}\n"),
+    )
+}
+
+/// The key's count for today in Redis (one quota counter for the cluster `name`).
+fn quota_in_redis(redis: &Redis, name: &str) -> (i64, i64) {
+    let mut c = redis.conn();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("ringgate:{{{name}}}:q:*"))
+        .query(&mut c)
+        .unwrap();
+    assert!(keys.len() <= 1, "one caller, one daily counter: {keys:?}");
+    let Some(k) = keys.first() else {
+        return (0, -2);
+    };
+    let n: i64 = redis::cmd("GET").arg(k).query(&mut c).unwrap();
+    let ttl: i64 = redis::cmd("TTL").arg(k).query(&mut c).unwrap();
+    (n, ttl)
+}
+
+both_drivers! {
+    fn a_daily_quota_continues_on_another_node_and_after_a_restart(driver) {
+        let redis = Redis::start();
+        let origin = Origin::echo();
+        let name = format!("t{}", redis.port);
+        let quota = 8;
+        let mut a = Gw::start(driver, &quota_config(&origin, &redis, &name, "a", quota));
+        // Paced at 20 ms (the bucket refills every 10 ms): only the quota refuses.
+        for i in 0..quota {
+            assert_eq!(a.send(&Req::get("/q")).status, 200, "request {i} on a");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let over = a.send(&Req::get("/q"));
+        assert_eq!(over.status, 429, "{over:#?}");
+        // The count is in Redis, expiring a day after today ends.
+        wait_until("a's quota count in Redis", || quota_in_redis(&redis, &name).0 == quota as i64);
+        let secs_left = 86_400 - std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() % 86_400;
+        let ttl = quota_in_redis(&redis, &name).1 as u64;
+        assert!(ttl.abs_diff(secs_left + 86_400) <= 2, "TTL {ttl}, today ends in {secs_left} s");
+        // a restarts (its memory gone); b is new. Each admits until its first push of
+        // the key comes back with the cluster's count: paced at 150 ms, more than the
+        // latency (20 ms gossip + 50 ms sync + round trip + 20 ms), one request at most.
+        a.stop();
+        drop(a);
+        let a = Gw::start(driver, &quota_config(&origin, &redis, &name, "a", quota));
+        let b = Gw::start(driver, &quota_config(&origin, &redis, &name, "b", quota));
+        for (node, gw) in [("a after its restart", &a), ("b", &b)] {
+            let mut admitted = 0;
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let refused = loop {
+                let r = gw.send(&Req::get("/q"));
+                match r.status {
+                    200 => admitted += 1,
+                    429 => break r,
+                    s => panic!("unexpected status {s} from {node}"),
+                }
+                assert!(Instant::now() < deadline, "{node} never refused: quota not shared");
+                std::thread::sleep(Duration::from_millis(150));
+            };
+            assert!(admitted <= 1, "{node} admitted {admitted} over a spent quota of {quota}");
+            let retry: u64 = refused.header("retry-after").expect("Retry-After").parse().unwrap();
+            let secs_left = 86_400 - std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() % 86_400;
+            assert!(retry.abs_diff(secs_left) <= 1, "Retry-After {retry}, midnight in {secs_left}");
+            let policy = refused.header("ratelimit-policy").expect("RateLimit-Policy");
+            assert!(policy.contains(&format!("\"daily\";q={quota};w=86400")), "{policy}");
+            assert_eq!(refused.json()["message"], format!("daily quota of {quota} requests exceeded"));
+            // And it stays refused.
+            assert_eq!(gw.send(&Req::get("/q")).status, 429, "{node}");
+        }
+    }
+
+    fn a_reload_adds_a_quota_to_redis_and_a_changed_cluster_waits_for_a_restart(driver) {
+        let redis = Redis::start();
+        let origin = Origin::echo();
+        let name = format!("t{}", redis.port);
+        let gw = Gw::start(driver, &config_with(&origin, &redis, &name, "a", 6000, 3));
+        let reload = |template: &str| {
+            let text = without_auth(&render_config(template, driver, 1));
+            let cfg = ringgate::config::Config::parse(&text, "reload.toml")
+                .unwrap_or_else(|e| panic!("config rejected: {e}\n{text}"));
+            gw.gateway().reload(cfg).expect("reload applied")
+        };
+        assert_eq!(gw.send(&Req::get("/r")).status, 200);
+        // No quota yet: nothing counted for one in Redis.
+        wait_until("the bucket's count in Redis", || redis.admitted(&name) == 1);
+        assert_eq!(quota_in_redis(&redis, &name).0, 0);
+        // The plan gets a daily quota: the sync thread counts it from the next push.
+        let with_quota = quota_config(&origin, &redis, &name, "a", 100);
+        assert_eq!(reload(&with_quota), Vec::<&str>::new());
+        for _ in 0..2 {
+            assert_eq!(gw.send(&Req::get("/r")).status, 200);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        wait_until("the quota's count in Redis", || quota_in_redis(&redis, &name).0 == 2);
+        // Another sync interval (or URL, name, node id) needs a restart, said so.
+        let slower = with_quota.replace("sync_interval_ms = 50", "sync_interval_ms = 60");
+        assert_ne!(slower, with_quota);
+        assert_eq!(reload(&slower), vec!["[cluster]"]);
+        assert_eq!(gw.send(&Req::get("/r")).status, 200);
+    }
+}
+
 /// A `[cluster]` over `rest` with `redis_url = url`, parsed with `env`.
 fn parse_cluster(url: &str, rest: &str) -> Result<ringgate::config::Config, String> {
     let text = format!(

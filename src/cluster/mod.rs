@@ -13,7 +13,10 @@
 //! * `GET` of the other keys it follows (seen in the last two windows), so it hears of
 //!   others' use of a key it is not using right now;
 //! * its heartbeat: `ZADD ringgate:{NAME}:nodes NOW NODE_ID`, members older than the
-//!   heartbeat expiry (`max(1 s, 5 intervals)`) removed, `ZCARD` = the live nodes.
+//!   heartbeat expiry (`max(1 s, 5 intervals)`) removed, `ZCARD` = the live nodes;
+//! * for a key whose plan has a quota: `INCRBY ringgate:{NAME}:q:PLAN:KEY:dDAY n` (and
+//!   `...:mDAY` for the month, `DAY` the period's first day since 1970) + `EXPIREAT`
+//!   a day after the period ends (see "Quotas" below).
 //!
 //! A counter is the cluster's consumption of one key in one window of
 //! `max(1 s, 10 × sync_interval)` (`WINDOW` = Unix time / that length, so every node
@@ -26,6 +29,33 @@
 //! new window from 0. A key this node has not followed yet is charged everything the
 //! others added in the current window: at most one window old, which can only make
 //! the bucket stricter.
+//!
+//! # Quotas
+//!
+//! A quota counter is the cluster's count of one key in one UTC day or month, kept in
+//! Redis, so it survives a restart of any node (or of all). The sync thread knows
+//! which plans have quotas ([`Status::set_quota_plans`], at start and every reload);
+//! every `INCRBY` of a quota counter returns the cluster's count, which goes to every
+//! worker in the round's [`Update`] and raises the worker's own count to it
+//! ([`crate::ratelimit::quota::Quotas::raise_to`]: never lowers it). Between those
+//! reads, other nodes' admissions reach a worker as they do for the buckets (every
+//! foreign count charged to a bucket is also counted against its quota), so a
+//! worker's count is at least the cluster's as of `L_c` ago. A node that has not
+//! admitted a key yet in this life (just started, or the key was idle) starts from
+//! its own count, and learns the cluster's with the reply to its first push: it may
+//! admit what its buckets allow in `L_c` (below) over the quota meanwhile. Together:
+//!
+//! ```text
+//!     admitted in one period  <=  Q + (N×W − 1) × (floor(L_c/T) + burst + 1)
+//! ```
+//!
+//! A stopping node's workers make a last gossip round and the thread a last push
+//! before the process exits, so a graceful restart loses no count; a killed node
+//! loses what it admitted in its last round (at most `S + C` of admissions). While
+//! Redis is down the counts wait in `pending` (per key) and are added when it is back;
+//! each node meanwhile enforces the quota on what it knew plus what it admits (the
+//! share charge is for the buckets only, see below), so an outage can let each node
+//! admit up to what is left of the quota.
 //!
 //! Keys are the buckets' 64-bit fingerprints, under a secret every node derives from
 //! the cluster's name and `redis_url` (the same on every node; see
@@ -41,9 +71,11 @@
 //!
 //! A connection or command that fails or takes longer than the timeout
 //! (`max(sync_interval, 50 ms)`) marks Redis down. Requests never wait for Redis:
-//! workers only `try_send`/`try_recv`. While down, each round charges every worker
-//! `(N − 1) × n` for the `n` this node admitted on a key, `N` being the live nodes last
-//! counted: the node admits its share (`1/N`) of every limit. It logs at the change and
+//! workers only `try_send`/`try_recv`. While down, each round charges every worker's
+//! buckets `(N − 1) × n` for the `n` this node admitted on a key, `N` being the live
+//! nodes last counted: the node admits its share (`1/N`) of every rate limit. (Not of
+//! a quota: a share charge is not a count of requests, and a quota count lasts the
+//! whole day or month, long after Redis is back.) It logs at the change and
 //! then at most every 10 s, and reconnects every round; the counts admitted meanwhile
 //! are kept (one entry per key) and pushed when Redis is back, so the totals catch up.
 //! The state is in [`Status`] (`/health` and metrics can read it).
@@ -55,7 +87,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use hashbrown::HashMap;
 
-use crate::ratelimit::{Batch, BatchEntry, Limiter, PlanId};
+use crate::ratelimit::quota::unix_now;
+use crate::ratelimit::{Batch, BatchEntry, Limiter, Period, PlanId, RateLimitConfig};
 
 /// Keys one node tracks in Redis at most (own pending counts and keys it reads back);
 /// beyond it, counts for new keys stay local (counted in [`Status::dropped`]).
@@ -194,6 +227,88 @@ pub struct Status {
     pub syncs: AtomicU64,
     /// Counts kept local because [`MAX_TRACKED`] keys were tracked already.
     pub dropped: AtomicU64,
+    /// The plans with a daily or monthly quota, whose counts the thread also adds to
+    /// Redis's quota counters. Set at start and by every reload
+    /// ([`Status::set_quota_plans`]); read once a round by the sync thread only.
+    quota_plans: std::sync::Mutex<Vec<QuotaPlan>>,
+}
+
+/// A plan whose admissions are counted against quotas in Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct QuotaPlan {
+    name_hash: u64,
+    daily: bool,
+    monthly: bool,
+}
+
+impl Status {
+    /// Take the quotas of `cfg`'s plans (at start and on reload).
+    pub fn set_quota_plans(&self, cfg: &RateLimitConfig) {
+        let plans = cfg
+            .plans
+            .iter()
+            .filter(|p| p.daily_quota > 0 || p.monthly_quota > 0)
+            .map(|p| QuotaPlan {
+                name_hash: p.name_hash,
+                daily: p.daily_quota > 0,
+                monthly: p.monthly_quota > 0,
+            })
+            .collect();
+        *self.quota_plans.lock().unwrap_or_else(|e| e.into_inner()) = plans;
+    }
+
+    fn quota_plans(&self) -> Vec<QuotaPlan> {
+        self.quota_plans
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// What the sync thread sends every worker after a round.
+#[derive(Debug, Clone, Default)]
+pub struct Update {
+    /// Admissions of other nodes (or, Redis down, this node's share charge) to charge
+    /// to the buckets.
+    pub charges: Batch,
+    /// Cluster-wide quota counts read back from Redis.
+    pub quotas: Vec<QuotaTotal>,
+    /// The wall clock (Unix seconds) of the round that read `quotas`: a total is for
+    /// the period that held this time, and is dropped if the worker's is another.
+    pub unix_secs: u64,
+}
+
+/// A key's count in one quota period, over the whole cluster (every node's pushes,
+/// this node's before a restart included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaTotal {
+    pub fingerprint: u64,
+    pub plan_hash: u64,
+    pub period: Period,
+    pub total: u64,
+}
+
+impl Update {
+    fn merge(&mut self, other: &Update) {
+        self.charges.merge(&other.charges);
+        self.quotas.extend_from_slice(&other.quotas);
+        self.unix_secs = self.unix_secs.max(other.unix_secs);
+    }
+
+    /// Charge it to `limiter`: the charges to its buckets (and, unless they are a share
+    /// charge, to its quotas), and every quota raised to at least its cluster total.
+    pub fn apply(&self, limiter: &mut Limiter, now: Instant, unix_secs: u64) {
+        if !self.charges.is_empty() {
+            limiter.apply_remote(&self.charges, now);
+        }
+        for q in &self.quotas {
+            if q.period.bounds(self.unix_secs) == q.period.bounds(unix_secs) {
+                limiter
+                    .quotas()
+                    .raise_to(q.fingerprint, q.plan_hash, q.period, q.total, unix_secs);
+            }
+        }
+    }
 }
 
 /// Nodes the workers' debt floor allows for (`Limiter::set_remote`): charges from up
@@ -204,7 +319,7 @@ pub const MAX_NODES: usize = 64;
 pub struct Link {
     tx: Sender<Batch>,
     held: Option<Batch>,
-    rx: Receiver<Arc<Batch>>,
+    rx: Receiver<Arc<Update>>,
     /// The node's cluster sync interval and Redis timeout.
     interval: Duration,
     timeout: Duration,
@@ -237,24 +352,31 @@ impl Link {
     }
 
     /// Charge what other nodes admitted (or, Redis down, this node's share) to
-    /// `limiter`.
+    /// `limiter`, and raise its quota counts to the cluster's.
     pub fn charge(&mut self, limiter: &mut Limiter, now: std::time::Instant) -> usize {
         let mut n = 0;
-        while let Ok(batch) = self.rx.try_recv() {
-            limiter.apply_remote(&batch, now);
+        let mut unix_secs = None;
+        while let Ok(update) = self.rx.try_recv() {
+            let t = *unix_secs.get_or_insert_with(unix_now);
+            update.apply(limiter, now, t);
             n += 1;
         }
         n
     }
 }
 
-/// Start the node's sync thread: one [`Link`] per worker. The thread ends when every
-/// link is dropped (the workers have stopped).
-pub fn start(
-    cfg: Arc<ClusterConfig>,
-    workers: usize,
-    warn: bool,
-) -> std::io::Result<(Vec<Link>, Arc<Status>)> {
+/// The node's sync thread, as [`start`] returns it.
+pub struct Started {
+    /// One per worker, in worker order.
+    pub links: Vec<Link>,
+    pub status: Arc<Status>,
+    /// Ends after every link is dropped (the workers have stopped) and the counts they
+    /// sent last are pushed (one more round, at most the Redis timeout).
+    pub thread: std::thread::JoinHandle<()>,
+}
+
+/// Start the node's sync thread: one [`Link`] per worker.
+pub fn start(cfg: Arc<ClusterConfig>, workers: usize, warn: bool) -> std::io::Result<Started> {
     let status = Arc::new(Status::default());
     let mut links = Vec::with_capacity(workers);
     let mut inputs = Vec::with_capacity(workers);
@@ -286,15 +408,19 @@ pub fn start(
         down_since_log: None,
         warn,
     };
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("ringgate-cluster".into())
         .spawn(move || sync.run(inputs, outputs))?;
-    Ok((links, status))
+    Ok(Started {
+        links,
+        status,
+        thread,
+    })
 }
 
 struct Out {
-    tx: Sender<Arc<Batch>>,
-    held: Option<Batch>,
+    tx: Sender<Arc<Update>>,
+    held: Option<Update>,
 }
 
 struct Tracked {
@@ -351,9 +477,6 @@ impl Sync {
                     }
                 }
             }
-            if open == 0 {
-                return;
-            }
             for e in &fresh {
                 let full = self.pending.len() >= MAX_TRACKED;
                 match self.pending.get_mut(&e.fingerprint) {
@@ -365,6 +488,14 @@ impl Sync {
                         self.pending.insert(e.fingerprint, *e);
                     }
                 }
+            }
+            if open == 0 {
+                // Every worker has stopped (after a last gossip round): push what they
+                // admitted since the previous round, so a restart continues the count.
+                if !self.pending.is_empty() {
+                    let _ = self.round();
+                }
+                return;
             }
             let foreign = match self.round() {
                 Ok(batch) => {
@@ -401,14 +532,14 @@ impl Sync {
                     self.local_share(&fresh)
                 }
             };
-            if let Some(batch) = foreign {
+            if let Some(update) = foreign {
                 for out in &mut outputs {
                     let b = match out.held.take() {
                         Some(mut held) => {
-                            held.merge(&batch);
+                            held.merge(&update);
                             held
                         }
-                        None => batch.clone(),
+                        None => update.clone(),
                     };
                     match out.tx.try_send(Arc::new(b)) {
                         Ok(()) => {}
@@ -422,28 +553,31 @@ impl Sync {
         }
     }
 
-    /// Redis down: charge `(N − 1) × n` for this round's `n`, so the node admits its
-    /// share of each limit.
-    fn local_share(&self, fresh: &[BatchEntry]) -> Option<Batch> {
+    /// Redis down: charge `(N − 1) × n` for this round's `n` to the buckets (not to
+    /// the quotas), so the node admits its share of each rate limit.
+    fn local_share(&self, fresh: &[BatchEntry]) -> Option<Update> {
         let others = self.live.saturating_sub(1);
         if others == 0 || fresh.is_empty() {
             return None;
         }
         let others = u32::try_from(others).unwrap_or(u32::MAX);
-        Some(Batch {
-            from: usize::MAX,
-            entries: fresh
-                .iter()
-                .map(|e| BatchEntry {
-                    count: e.count.saturating_mul(others),
-                    ..*e
-                })
-                .collect(),
+        Some(Update {
+            charges: Batch {
+                from: crate::ratelimit::SHARE_CHARGE,
+                entries: fresh
+                    .iter()
+                    .map(|e| BatchEntry {
+                        count: e.count.saturating_mul(others),
+                        ..*e
+                    })
+                    .collect(),
+            },
+            ..Update::default()
         })
     }
 
-    /// One pipelined batch; the foreign counts to charge, if any.
-    fn round(&mut self) -> redis::RedisResult<Option<Batch>> {
+    /// One pipelined batch; the foreign counts to charge and the quota totals, if any.
+    fn round(&mut self) -> redis::RedisResult<Option<Update>> {
         if self.conn.is_none() {
             let client = redis::Client::open(self.cfg.url.as_str())?;
             let conn = client.get_connection_with_timeout(self.cfg.timeout())?;
@@ -485,6 +619,42 @@ impl Sync {
         for e in self.pending.values() {
             ask(&mut pipe, e.fingerprint, e.plan, e.plan_hash, cur, e.count);
         }
+        // Quotas: this node's admissions added to the key's count for the day and the
+        // month (kept a day past the period's end, for clocks a little apart); the
+        // reply is the cluster's count, this node's earlier lives included.
+        let unix_secs = now_ms / 1000;
+        let quota_plans = self.status.quota_plans();
+        let mut quotas: Vec<QuotaTotal> = Vec::new();
+        if !quota_plans.is_empty() {
+            for e in self.pending.values() {
+                let Some(q) = quota_plans.iter().find(|q| q.name_hash == e.plan_hash) else {
+                    continue;
+                };
+                for (period, on, tag) in
+                    [(Period::Day, q.daily, 'd'), (Period::Month, q.monthly, 'm')]
+                {
+                    if !on {
+                        continue;
+                    }
+                    let (start, end) = period.bounds(unix_secs);
+                    let k = format!(
+                        "{}q:{:016x}:{:016x}:{tag}{start}",
+                        self.prefix, e.plan_hash, e.fingerprint
+                    );
+                    pipe.cmd("INCRBY").arg(&k).arg(e.count);
+                    pipe.cmd("EXPIREAT")
+                        .arg(&k)
+                        .arg((end + 1) * 86_400)
+                        .ignore();
+                    quotas.push(QuotaTotal {
+                        fingerprint: e.fingerprint,
+                        plan_hash: e.plan_hash,
+                        period,
+                        total: 0,
+                    });
+                }
+            }
+        }
         let nodes = format!("{}nodes", self.prefix);
         pipe.cmd("ZADD")
             .arg(&nodes)
@@ -506,6 +676,10 @@ impl Sync {
             from: usize::MAX,
             entries: Vec::new(),
         };
+        let quota_replies = replies.get(order.len()..).unwrap_or_default();
+        for (q, total) in quotas.iter_mut().zip(quota_replies) {
+            q.total = total.unwrap_or(0).max(0) as u64;
+        }
         for (&(fp, plan, plan_hash, epoch, own), total) in order.iter().zip(&replies) {
             let total = total.unwrap_or(0).max(0);
             let own = i64::from(own);
@@ -543,14 +717,19 @@ impl Sync {
                 });
             }
         }
-        if let Some(Some(live)) = replies.get(order.len()) {
+        if let Some(Some(live)) = replies.get(order.len() + quotas.len()) {
             self.live = (*live).max(1) as u64;
             self.status.live_nodes.store(self.live, Ordering::Relaxed);
         }
         let idle = self.cfg.window() * 2;
         self.tracked
             .retain(|_, t| now.saturating_duration_since(t.active) < idle);
-        Ok((!out.entries.is_empty()).then_some(out))
+        let update = Update {
+            charges: out,
+            quotas,
+            unix_secs,
+        };
+        Ok((!update.charges.is_empty() || !update.quotas.is_empty()).then_some(update))
     }
 }
 
@@ -568,6 +747,93 @@ mod tests {
         let e = expand_env("redis://:${env:NOPE}@h/0", &env).unwrap_err();
         assert!(e.contains("NOPE") && !e.contains("redis"), "{e}");
         assert!(expand_env("redis://${env:PW", &env).is_err());
+    }
+
+    fn quota_cfg() -> RateLimitConfig {
+        let mut cfg = RateLimitConfig::new(
+            &[("q", 6000, 100), ("plain", 60, 10)],
+            "q",
+            crate::ratelimit::KeyKind::User,
+            Duration::from_millis(20),
+        )
+        .unwrap();
+        cfg.plans[0].daily_quota = 10;
+        cfg
+    }
+
+    #[test]
+    fn quota_plans_follow_the_configuration() {
+        let status = Status::default();
+        let mut cfg = quota_cfg();
+        status.set_quota_plans(&cfg);
+        let plans = status.quota_plans();
+        assert_eq!(plans.len(), 1);
+        assert!(plans[0].daily && !plans[0].monthly);
+        assert_eq!(plans[0].name_hash, cfg.plans[0].name_hash);
+        // A reload that gives the other plan a monthly quota.
+        cfg.plans[1].monthly_quota = 5;
+        status.set_quota_plans(&cfg);
+        assert_eq!(status.quota_plans().len(), 2);
+    }
+
+    #[test]
+    fn totals_raise_quotas_of_their_period_only_and_share_charges_skip_quotas() {
+        use crate::ratelimit::{KeySecret, Limiter};
+        let cfg = quota_cfg();
+        let plan = &cfg.plans[0];
+        let secret = KeySecret::random();
+        let mut l = Limiter::new(0, 1, &cfg, secret.clone());
+        let fp = secret.fingerprint(plan.name_hash, b"k");
+        let now = Instant::now();
+        let t = unix_now();
+        let total = |total, unix_secs| Update {
+            quotas: vec![QuotaTotal {
+                fingerprint: fp,
+                plan_hash: plan.name_hash,
+                period: Period::Day,
+                total,
+            }],
+            unix_secs,
+            ..Update::default()
+        };
+        let left = |l: &mut Limiter| {
+            l.check_quota(b"k", plan, now, t).1.items[0]
+                .unwrap()
+                .remaining
+        };
+        // Yesterday's total is not today's count.
+        total(9, t - 86_400).apply(&mut l, now, t);
+        assert_eq!(left(&mut l), 9);
+        // Today's total (which includes this node's 1) raises it; a lower one does not
+        // lower it.
+        total(7, t).apply(&mut l, now, t);
+        assert_eq!(left(&mut l), 2);
+        total(3, t).apply(&mut l, now, t);
+        assert_eq!(left(&mut l), 1);
+        // A share charge (Redis down) is charged to the bucket only.
+        let share = Update {
+            charges: Batch {
+                from: crate::ratelimit::SHARE_CHARGE,
+                entries: vec![BatchEntry {
+                    fingerprint: fp,
+                    plan: plan.id,
+                    plan_hash: plan.name_hash,
+                    count: 50,
+                }],
+            },
+            ..Update::default()
+        };
+        let tokens = l.peek(b"k", plan, now).remaining;
+        share.apply(&mut l, now, t);
+        assert_eq!(l.peek(b"k", plan, now).remaining, tokens - 50);
+        assert_eq!(left(&mut l), 0);
+        // ...whereas other nodes' admissions count against the quota too.
+        let mut l2 = Limiter::new(0, 1, &cfg, secret);
+        let mut foreign = share.clone();
+        foreign.charges.from = usize::MAX;
+        foreign.charges.entries[0].count = 4;
+        foreign.apply(&mut l2, now, t);
+        assert_eq!(left(&mut l2), 5);
     }
 
     #[test]

@@ -338,13 +338,17 @@ impl Limiter {
     /// batch sent just before or after a reload (workers take a new configuration on
     /// their own ticks, and adding a route's limit shifts the positions of the others)
     /// charges the plan it was counted for, at this configuration's rate; entries naming
-    /// a plan this limiter does not know are ignored.
+    /// a plan this limiter does not know are ignored. Counts are also charged to the
+    /// plans' quotas, except a batch from [`super::SHARE_CHARGE`].
     pub fn apply_remote(&mut self, batch: &Batch, now: Instant) {
         let now_ns = self.ns(now);
         let unix_secs = unix_now();
+        let quotas = batch.from != super::SHARE_CHARGE;
         for e in &batch.entries {
-            self.quotas
-                .add_remote(e.fingerprint, e.plan_hash, u64::from(e.count), unix_secs);
+            if quotas {
+                self.quotas
+                    .add_remote(e.fingerprint, e.plan_hash, u64::from(e.count), unix_secs);
+            }
             let p = match self.plans.get(e.plan.index()) {
                 Some(p) if p.name_hash == e.plan_hash => *p,
                 _ => match self.plans.iter().find(|p| p.name_hash == e.plan_hash) {

@@ -27,9 +27,15 @@ const INBOX_ROUNDS: usize = 16;
 
 type Message = Arc<Batch>;
 
+/// `Batch::from` of a charge that stands for other nodes' shares of a limit while
+/// Redis is down (`crate::cluster`): it is charged to buckets, never to quotas (a quota
+/// count is a count of requests, and those requests were not made).
+pub const SHARE_CHARGE: usize = usize::MAX - 1;
+
 /// Counts one worker admitted per key since the previous round, sent to every other.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Batch {
+    /// The sending worker, `usize::MAX` for other nodes' counts, or [`SHARE_CHARGE`].
     pub from: usize,
     pub entries: Vec<BatchEntry>,
 }

@@ -121,6 +121,10 @@
 //! `(N − 1) × n` for its own `n`, holding it to about `1/N` of the limit, plus what it
 //! admits in one round (`C`) before the charge.
 //!
+//! Quotas (`quota`) are counted in Redis too, per key per UTC day and month, so a
+//! restart continues the count; by the same argument a period's admissions are at
+//! most `Q + (N×W − 1) × (floor(L_c/T) + burst + 1)` (`crate::cluster`, "Quotas").
+//!
 //! # Memory
 //!
 //! An entry is 16 bytes (fingerprint, TAT) plus hashbrown's control byte; at 1 million
@@ -160,7 +164,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 pub use gcra::{admitted_bound, Decision, Limiter, LimiterStats};
-pub use gossip::{Batch, BatchEntry, Endpoint, ExchangeStats, Mesh};
+pub use gossip::{Batch, BatchEntry, Endpoint, ExchangeStats, Mesh, SHARE_CHARGE};
 pub use headers::{write_headers, write_headers_with};
 pub use key::{bucket_key, Caller, KeyBytes, KeyKind, KeySecret};
 pub use quota::{Period, QuotaItem, QuotaState};

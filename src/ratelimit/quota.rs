@@ -64,9 +64,11 @@
 //! # Cluster
 //!
 //! Without `[cluster]` the counts are this node's, in memory, and lost on restart.
-//! For a cluster sync: admissions to send are the limiter's drained batch
-//! ([`super::Limiter::drain_consumed`]); totals learned from elsewhere are folded in
-//! with [`Quotas::raise_to`].
+//! With it (`crate::cluster`, "Quotas") the node's sync thread adds its admissions
+//! (the drained batches, [`super::Limiter::drain_consumed`]) to counters in Redis and
+//! hands the cluster's counts back, which [`Quotas::raise_to`] folds in; other nodes'
+//! admissions also arrive as remote counts like another worker's. The bound above
+//! then holds with `N × W` for `W` and the cluster's latency `L_c` for `L`.
 
 use super::key::KeySecret;
 use super::table::Table;
@@ -349,6 +351,13 @@ impl Quotas {
         };
         let current = self.count(fp, period, unix_secs);
         if total > current {
+            if !self.table.contains(tagged(fp, period)) && self.table.len() + 1 > self.max_keys {
+                self.sweep_step(unix_secs);
+                if self.table.len() + 1 > self.max_keys {
+                    self.remote_dropped += 1;
+                    return;
+                }
+            }
             let (d, m) = match period {
                 Period::Day => (p.daily, 0),
                 Period::Month => (0, p.monthly),

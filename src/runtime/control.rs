@@ -215,7 +215,7 @@ impl Control {
     /// tick, and requests in flight finish on the one they started with. Returns once
     /// every worker runs it, with the sections that changed but take effect only at
     /// the next start (listeners, workers, `[server]`, `[log]`, `[admin]`, `[cache]`
-    /// sizes, `[metrics]`).
+    /// sizes, `[metrics]`, `[cluster]`).
     fn apply(&self, mut cfg: Config) -> Result<Vec<&'static str>, ReloadError> {
         // Keys and plans were loaded and typed when `cfg` was validated.
         let limits = cfg.limits.clone();
@@ -242,6 +242,13 @@ impl Control {
         }
         if current.metrics != cfg.metrics {
             restart_needed.push("[metrics]");
+        }
+        // The sync thread, its Redis URL and the keys' secret are made at start.
+        if current.cluster != cfg.cluster {
+            restart_needed.push("[cluster]");
+        }
+        if let Some(status) = &self.shared.cluster {
+            status.set_quota_plans(&limits);
         }
         let generation = self.shared.generation.load(Ordering::Acquire) + 1;
         *self.shared.reload.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(Reloaded {

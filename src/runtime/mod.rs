@@ -109,6 +109,9 @@ pub struct Gateway {
     workers: usize,
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
+    /// `[cluster]`: the sync thread, joined after the workers (it pushes their last
+    /// counts).
+    cluster_thread: Option<JoinHandle<()>>,
     /// The access log's writer thread (none when the log is off).
     log_writer: Option<crate::telemetry::access_log::Writer>,
     /// The configuration in force and every way of changing it.
@@ -203,13 +206,14 @@ impl Gateway {
         // One gossip endpoint per worker: rate-limit counts travel between workers on
         // these channels every sync_interval, never per request.
         let mut cluster_status = None;
+        let mut cluster_thread = None;
         let mut mesh = crate::ratelimit::Mesh::new(workers);
         let mut endpoints = match &cfg.cluster {
             // `[cluster]`: one sync thread for the node; keys fingerprinted alike on
             // every node, so they name the same counters in Redis.
             Some(c) => {
                 mesh = mesh.with_secret(crate::ratelimit::KeySecret::keyed(c.key_seed()));
-                let (links, status) = crate::cluster::start(
+                let started = crate::cluster::start(
                     c.clone(),
                     workers,
                     cfg.log.level >= crate::config::LogLevel::Warn,
@@ -218,9 +222,11 @@ impl Gateway {
                     worker: 0,
                     message: format!("cluster sync thread: {e}"),
                 })?;
-                cluster_status = Some(status);
+                started.status.set_quota_plans(&limits);
+                cluster_status = Some(started.status);
+                cluster_thread = Some(started.thread);
                 let mut eps = mesh.into_endpoints();
-                for (ep, link) in eps.iter_mut().zip(links) {
+                for (ep, link) in eps.iter_mut().zip(started.links) {
                     ep.attach_cluster(link);
                 }
                 eps
@@ -323,6 +329,7 @@ impl Gateway {
             workers,
             shared,
             threads,
+            cluster_thread,
             log_writer,
             control,
             admin,
@@ -396,6 +403,9 @@ impl Gateway {
     /// Wait for every worker to finish.
     pub fn join(self) {
         for t in self.threads {
+            let _ = t.join();
+        }
+        if let Some(t) = self.cluster_thread {
             let _ = t.join();
         }
         // The admin API answers through the drain (`/ready` says 503); then it stops.

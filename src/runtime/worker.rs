@@ -247,6 +247,13 @@ async fn worker_main(parts: Parts, ready: Sender<Result<usize, String>>) {
     for _ in 0..3 {
         monoio::time::sleep(Duration::from_millis(1)).await;
     }
+    // A last gossip round: `[cluster]` pushes this worker's final counts to Redis.
+    if w.gossip.borrow().has_peers() {
+        let mut limiter = w.local.limiter.borrow_mut();
+        w.gossip
+            .borrow_mut()
+            .exchange(&mut limiter, std::time::Instant::now());
+    }
     w.local.flush_log();
 }
 
