@@ -188,6 +188,7 @@ impl Node {
             }
         }
         let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_dir(&dir);
         Node {
             id: id.to_owned(),
             config: config.to_owned(),
@@ -644,7 +645,7 @@ both_drivers! {
         let killed = Instant::now();
         c.kill();
         // The heartbeat expiry: max(1 s, 5 C) = 1 s after c's last beat, which was at
-        // most one round (C) before the kill.
+        // most one round (C) before the kill, and its timer late by up to LATE_MS.
         let expiry = Duration::from_millis((5 * C_MS).max(1000));
         for n in [&a, &b] {
             wait_until(&format!("node {} to count two live nodes", n.id), || {
@@ -654,8 +655,14 @@ both_drivers! {
         let took = killed.elapsed();
         eprintln!("{driver:?}: c killed, counted gone by a and b after {took:?}");
         assert!(
-            took >= expiry - Duration::from_millis(C_MS),
+            took >= expiry - Duration::from_millis(C_MS + LATE_MS),
             "c stopped counting {took:?} after it was killed, before its heartbeat expired"
+        );
+        // And no later than the next round of each after the expiry (C, and a round's
+        // worth of polling and lateness).
+        assert!(
+            took <= expiry + Duration::from_millis(2 * C_MS + LATE_MS),
+            "c was still counted {took:?} after it was killed (expiry {expiry:?})"
         );
         assert_eq!(redis.nodes(&name).len(), 2);
         // Redis down: a and b each limit with half the bucket, not a third.
