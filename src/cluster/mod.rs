@@ -46,8 +46,10 @@
 //! admit what its buckets allow in `L_c` (below) over the quota meanwhile. Together:
 //!
 //! ```text
-//!     admitted in one period  <=  Q + (N×W − 1) × (floor(L_c/T) + burst + 1)
+//!     admitted in one period  <=  Q + (N×W − 1 + W×restarts) × (floor(L_c/T) + burst + 1)
 //! ```
+//!
+//! (`restarts`: nodes started in the period; `src/cluster/sim_tests.rs` checks it.)
 //!
 //! A stopping node's workers make a last gossip round and the thread a last push
 //! before the process exits, so a graceful restart loses no count; a killed node
