@@ -28,6 +28,11 @@ fn config_with(
     rpm: u32,
     burst: u32,
 ) -> String {
+    config_url(origin, &redis.url(), name, node, rpm, burst)
+}
+
+/// [`config_with`] for any Redis URL.
+fn config_url(origin: &Origin, url: &str, name: &str, node: &str, rpm: u32, burst: u32) -> String {
     fill(
         &format!(
             "[rate_limit]\ndefault_plan = \"free\"\nkey = \"ip\"\nsync_interval_ms = 20\n\n\
@@ -37,7 +42,7 @@ fn config_with(
              [[upstreams]]\nname = \"app\"\nservers = [\"{{origin}}\"]\n\n\
              [[routes]]\nid = \"all\"\npath_prefix = \"/\"\nupstream = \"app\"\n\
              auth = \"none\"\nplan = \"free\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n",
-            redis.url()
+            url
         ),
         &[("origin", origin.addr())],
     )
@@ -346,6 +351,152 @@ both_drivers! {
         assert_eq!(reload(&slower), vec!["[cluster]"]);
         assert_eq!(gw.send(&Req::get("/r")).status, 200);
     }
+}
+
+/// A redis-server that speaks only TLS (`--port 0 --tls-port P`), with a certificate
+/// for 127.0.0.1 signed by `ca`; clients need no certificate.
+struct TlsRedis {
+    child: Child,
+    port: u16,
+}
+
+impl TlsRedis {
+    fn start(dir: &common::tls::TempDir, ca: &common::tls::Ca) -> TlsRedis {
+        let (cert, key) = ca
+            .server(&["127.0.0.1", "localhost"])
+            .write(&dir.0, "redis");
+        let ca_file = ca.write(&dir.0, "redis-ca.crt");
+        let port = {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                "0",
+                "--tls-port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .args([
+                "--tls-cert-file",
+                &path(&cert),
+                "--tls-key-file",
+                &path(&key),
+            ])
+            .args([
+                "--tls-ca-cert-file",
+                &path(&ca_file),
+                "--tls-auth-clients",
+                "no",
+            ])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (apt-get install redis-server)");
+        let r = TlsRedis { child, port };
+        let pem = ca.pem.clone().into_bytes();
+        wait_until("redis-server to answer PING over TLS", || {
+            let Ok(client) = redis::Client::build_with_tls(
+                r.url().as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            ) else {
+                return false;
+            };
+            client
+                .get_connection_with_timeout(Duration::from_secs(1))
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+                .is_ok_and(|p| p == "PONG")
+        });
+        r
+    }
+
+    fn url(&self) -> String {
+        format!("rediss://127.0.0.1:{}/0", self.port)
+    }
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+both_drivers! {
+    fn limits_are_shared_over_tls_to_redis_and_a_wrong_ca_is_refused(driver) {
+        let dir = common::tls::TempDir::new("rediss");
+        let ca = common::tls::Ca::new("redis test ca");
+        let redis = TlsRedis::start(&dir, &ca);
+        let origin = Origin::echo();
+        let name = format!("t{}", redis.port);
+        let ca_file = ca.write(&dir.0, "trust.crt");
+        let tls_config = |node: &str, ca_file: &std::path::Path| {
+            config_url(&origin, &redis.url(), &name, node, 6, 9).replace(
+                "[cluster]\n",
+                &format!("[cluster]\nca_file = \"{}\"\n", ca_file.display()),
+            )
+        };
+        let a = Gw::start(driver, &tls_config("a", &ca_file));
+        let b = Gw::start(driver, &tls_config("b", &ca_file));
+        wait_until("a to reach Redis over TLS", || health(&a)["cluster"]["redis"] == "up");
+        for i in 0..BUCKET {
+            assert_eq!(a.send(&Req::get("/t")).status, 200, "request {i} on a");
+        }
+        // b hears of a's bucket through Redis: it refuses before it has spent its own.
+        let mut admitted_b = 0;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while b.send(&Req::get("/t")).status == 200 {
+            admitted_b += 1;
+            assert!(Instant::now() < deadline, "b never refused: counts not shared over TLS");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(admitted_b < BUCKET, "b admitted its whole bucket: {admitted_b}");
+        // A node trusting another CA does not talk to this Redis: it limits alone.
+        let other = common::tls::Ca::new("another ca");
+        let wrong = other.write(&dir.0, "wrong.crt");
+        let c = Gw::start(driver, &tls_config("c", &wrong));
+        wait_until("c to give up on Redis", || {
+            health(&c)["cluster"]["failed_rounds"].as_u64().unwrap_or(0) >= 1
+        });
+        assert_eq!(health(&c)["cluster"]["redis"], "down");
+        assert_eq!(c.send(&Req::get("/t")).status, 200, "c serves with Redis unreachable");
+    }
+}
+
+#[test]
+fn ca_file_is_for_rediss_and_is_checked() {
+    let e = parse_cluster("redis://h:6379/0", "ca_file = \"/etc/hostname\"").unwrap_err();
+    assert!(
+        e.contains("cluster.ca_file") && e.contains("rediss://"),
+        "{e}"
+    );
+    let e = parse_cluster("rediss://h:6379/0", "ca_file = \"/nonexistent/ca.pem\"").unwrap_err();
+    assert!(e.contains("cluster.ca_file"), "{e}");
+    let dir = common::tls::TempDir::new("rediss-cfg");
+    let junk = dir.path("junk.pem");
+    std::fs::write(&junk, "not a certificate").unwrap();
+    let e = parse_cluster(
+        "rediss://h:6379/0",
+        &format!("ca_file = \"{}\"", junk.display()),
+    )
+    .unwrap_err();
+    assert!(e.contains("cluster.ca_file"), "{e}");
+    // With a CA, or with the system's roots (CI installs ca-certificates).
+    let ca = common::tls::Ca::new("cfg ca").write(&dir.0, "ca.pem");
+    let cfg = parse_cluster(
+        "rediss://:${env:RG_REDIS_PW}@h:6379/0",
+        &format!("ca_file = \"{}\"", ca.display()),
+    )
+    .unwrap();
+    assert!(!format!("{cfg:?}").contains("s3cret-pw"));
+    parse_cluster("rediss://h:6379/0", "").unwrap();
 }
 
 /// A `[cluster]` over `rest` with `redis_url = url`, parsed with `env`.

@@ -46,8 +46,10 @@
 //! admit what its buckets allow in `L_c` (below) over the quota meanwhile. Together:
 //!
 //! ```text
-//!     admitted in one period  <=  Q + (N×W − 1) × (floor(L_c/T) + burst + 1)
+//!     admitted in one period  <=  Q + (N×W − 1 + W×restarts) × (floor(L_c/T) + burst + 1)
 //! ```
+//!
+//! (`restarts`: nodes started in the period; `src/cluster/sim_tests.rs` checks it.)
 //!
 //! A stopping node's workers make a last gossip round and the thread a last push
 //! before the process exits, so a graceful restart loses no count; a killed node
@@ -113,6 +115,8 @@ pub struct ClusterConfig {
     pub name: String,
     pub sync_interval: Duration,
     pub on_redis_error: OnRedisError,
+    /// `rediss://` with `ca_file`: the PEM of the CAs to trust (else the system's).
+    ca_pem: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for ClusterConfig {
@@ -123,6 +127,7 @@ impl std::fmt::Debug for ClusterConfig {
             .field("name", &self.name)
             .field("sync_interval", &self.sync_interval)
             .field("on_redis_error", &self.on_redis_error)
+            .field("ca_file", &self.ca_pem.is_some())
             .finish()
     }
 }
@@ -141,6 +146,28 @@ impl ClusterConfig {
             name,
             sync_interval,
             on_redis_error,
+            ca_pem: None,
+        }
+    }
+
+    /// Trust these PEM CAs for a `rediss://` URL instead of the system's roots.
+    pub fn with_ca(mut self, pem: Option<Vec<u8>>) -> ClusterConfig {
+        self.ca_pem = pem;
+        self
+    }
+
+    /// A client for the URL: TLS (`rediss://`, rustls with the ring provider, like
+    /// every TLS of the process) trusting `ca_file` or the system's roots.
+    fn client(&self) -> redis::RedisResult<redis::Client> {
+        match &self.ca_pem {
+            Some(pem) => redis::Client::build_with_tls(
+                self.url.as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            ),
+            None => redis::Client::open(self.url.as_str()),
         }
     }
 
@@ -165,6 +192,16 @@ impl ClusterConfig {
     /// How long a Redis call may take before Redis counts as down.
     pub fn timeout(&self) -> Duration {
         self.sync_interval.max(Duration::from_millis(50))
+    }
+
+    /// How long connecting may take: the timeout, three times over for `rediss://`
+    /// (TCP, then the TLS handshake's round trips and signature checks).
+    pub fn connect_timeout(&self) -> Duration {
+        if self.url.starts_with("rediss://") {
+            self.timeout() * 3
+        } else {
+            self.timeout()
+        }
     }
 
     /// The length of a counter's window: `max(1 s, 10 × sync_interval)`.
@@ -579,8 +616,8 @@ impl Sync {
     /// One pipelined batch; the foreign counts to charge and the quota totals, if any.
     fn round(&mut self) -> redis::RedisResult<Option<Update>> {
         if self.conn.is_none() {
-            let client = redis::Client::open(self.cfg.url.as_str())?;
-            let conn = client.get_connection_with_timeout(self.cfg.timeout())?;
+            let client = self.cfg.client()?;
+            let conn = client.get_connection_with_timeout(self.cfg.connect_timeout())?;
             conn.set_read_timeout(Some(self.cfg.timeout()))?;
             conn.set_write_timeout(Some(self.cfg.timeout()))?;
             self.conn = Some(conn);

@@ -76,6 +76,8 @@ pub struct FileCluster {
     /// Names the cluster in Redis keys (`ringgate:{name}:...`), so several clusters
     /// can share one Redis.
     pub name: Spanned<String>,
+    /// `rediss://` only: PEM CAs to trust for Redis's certificate; "" = the system's.
+    pub ca_file: Spanned<String>,
 }
 
 impl Default for FileCluster {
@@ -86,6 +88,7 @@ impl Default for FileCluster {
             sync_interval_ms: default_spanned(100),
             on_redis_error: spanned_str("local"),
             name: spanned_str("default"),
+            ca_file: spanned_str(""),
         }
     }
 }
@@ -98,6 +101,7 @@ impl std::fmt::Debug for FileCluster {
             .field("sync_interval_ms", self.sync_interval_ms.get_ref())
             .field("on_redis_error", self.on_redis_error.get_ref())
             .field("name", self.name.get_ref())
+            .field("ca_file", self.ca_file.get_ref())
             .finish()
     }
 }

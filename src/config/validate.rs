@@ -370,9 +370,36 @@ fn cluster(
         crate::cluster::expand_env(c.redis_url.get_ref(), &|n| (cx.env)(n)).map_err(secret_err)?;
     if redis::Client::open(url.as_str()).is_err() {
         return Err(secret_err(
-            "not a usable Redis URL (expected redis://[:password@]host:port/db)".to_owned(),
+            "not a usable Redis URL (expected redis:// or rediss://[:password@]host:port/db)"
+                .to_owned(),
         ));
     }
+    // TLS (`rediss://`): trust `ca_file`, else the system's roots, which must exist.
+    let tls = url.starts_with("rediss://");
+    let ca_file = &c.ca_file;
+    let ca_pem = if ca_file.get_ref().trim().is_empty() {
+        if tls {
+            crate::tls::client::system_roots().map_err(|e| ConfigError::Parse {
+                site: cx.at("cluster.ca_file", ca_file),
+                message: format!("redis_url is rediss:// and {e}"),
+            })?;
+        }
+        None
+    } else if !tls {
+        return Err(ConfigError::Parse {
+            site: cx.at("cluster.ca_file", ca_file),
+            message: "ca_file is for a rediss:// redis_url (TLS to Redis)".to_owned(),
+        });
+    } else {
+        let path = std::path::Path::new(ca_file.get_ref());
+        crate::tls::load::read_roots(path)
+            .map_err(|e| tls::file_error(cx, e, ("cluster.ca_file", ca_file)))?;
+        let pem = std::fs::read(path).map_err(|e| ConfigError::Parse {
+            site: cx.at("cluster.ca_file", ca_file),
+            message: format!("cannot read it: {e}"),
+        })?;
+        Some(pem)
+    };
     let interval = cx.millis("cluster.sync_interval_ms", &c.sync_interval_ms)?;
     let on_error = match c.on_redis_error.get_ref().as_str() {
         "local" => crate::cluster::OnRedisError::Local,
@@ -398,13 +425,10 @@ fn cluster(
         "" => crate::cluster::default_node_id(),
         id => id.to_owned(),
     };
-    Ok(crate::cluster::ClusterConfig::new(
-        url,
-        node_id,
-        name.clone(),
-        interval,
-        on_error,
-    ))
+    Ok(
+        crate::cluster::ClusterConfig::new(url, node_id, name.clone(), interval, on_error)
+            .with_ca(ca_pem),
+    )
 }
 
 /// `[metrics]`: the window must hold the shortest period (1m) and need not exceed

@@ -35,7 +35,11 @@ use crate::tls::server::{ClientAuth, ClientCa, ServerCert, ServerTls, TlsSetting
 const MAX_HSTS_S: u64 = (1 << 31) - 1;
 
 /// A file-loading error at the key that names the file (`cert_file`, `key_file`, ...).
-fn file_error(cx: &Cx, e: TlsFileError, (key, v): (&str, &Spanned<String>)) -> ConfigError {
+pub(super) fn file_error(
+    cx: &Cx,
+    e: TlsFileError,
+    (key, v): (&str, &Spanned<String>),
+) -> ConfigError {
     let site = cx.at(key, v);
     let reason = e.to_string();
     match e {
