@@ -9,6 +9,8 @@
 
 mod common;
 
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::redis_server::Redis;
