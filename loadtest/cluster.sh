@@ -38,10 +38,12 @@ environment (defaults in brackets):
   KEY_BY        api_key: one bucket per API key (KEYS buckets);
                 ip: no auth, the route keyed by IP, one bucket for all [api_key]
   PACE_MS       the paced rate: each wrk connection waits this long between
-                requests (wrk's delay()), about a quarter of full speed at 5 [5]
+                requests (wrk's delay()): about a quarter of full speed [4]
   RATES         which rates, in this order: full paced [full paced]
   SYNC_MS       cluster.sync_interval_ms [100]
   MAX_RATIO     the verdict's bound on CPU per request cluster/plain [1.03]
+  SAME          1: an A/A control, "cluster" is the plain configuration too, so the
+                rounds' ratios show the spread when nothing differs [0]
   RINGGATE_BIN  use this binary instead of running cargo build --release
   PROXY_CPU     core for ringgate [0];  LOAD_CPU  core for origin, wrk, Redis [1]
 EOF
@@ -50,9 +52,10 @@ EOF
 lt_rounds 5 64 "$@"
 KEYS=${KEYS:-256}
 KEY_BY=${KEY_BY:-api_key}
-PACE_MS=${PACE_MS:-5}
+PACE_MS=${PACE_MS:-4}
 RATES=${RATES:-full paced}
 SYNC_MS=${SYNC_MS:-100}
+SAME=${SAME:-0}
 MAX_RATIO=${MAX_RATIO:-1.03}
 case $KEY_BY in
 api_key) ROUTE_KEY=api_key ;;
@@ -67,6 +70,8 @@ resolve_ringgate
 lt_init
 lt_results cluster
 io_uring_note
+# The machine may be shared: the load average says how quiet it was.
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 read -r ORIGIN_PORT RG_PORT RG_ADMIN REDIS_PORT < <("${LT_PY[@]}" ports 4)
 
@@ -105,7 +110,10 @@ PY
 fi
 CLUSTER=$OUT/cluster.toml
 cp "$PLAIN" "$CLUSTER"
-cat >>"$CLUSTER" <<EOF
+if [[ $SAME == 1 ]]; then
+    log "SAME=1: an A/A control, the \"cluster\" runs have no [cluster] either"
+else
+    cat >>"$CLUSTER" <<EOF
 
 [cluster]
 redis_url = "redis://127.0.0.1:$REDIS_PORT/0"
@@ -113,6 +121,7 @@ node_id = "loadtest"
 sync_interval_ms = $SYNC_MS
 name = "loadtest"
 EOF
+fi
 
 # One wrk script per rate: the KEYS requests built once, sent in turn; paced adds a
 # pause between a connection's requests.
@@ -156,7 +165,7 @@ check() {
     [[ $h == *" 200 "* ]] || die "$1: a request did not get 200"
     grep -qi '^ratelimit-policy: "route:all"' <<<"$h" ||
         die "$1: the answer lacks RateLimit-Policy \"route:all\": is the route limited?"
-    if [[ $1 == cluster ]]; then
+    if [[ $1 == cluster && $SAME != 1 ]]; then
         for ((i = 0; i < 100; i++)); do
             curl -s "http://127.0.0.1:$RG_ADMIN/health" | grep -q '"redis": *"up"' && return 0
             sleep 0.05
@@ -248,9 +257,11 @@ for ((round = 1; round <= REPEAT; round++)); do
     done
 done
 
-python3 - "$RESULTS" "$MAX_RATIO" "$KEYS" "$KEY_BY" "$SYNC_MS" <<'PY' | tee "$OUT/summary.txt"
+python3 - "$RESULTS" "$MAX_RATIO" "$KEYS" "$KEY_BY" "$SYNC_MS" "$LOAD_BEFORE" \
+    "$(cut -d' ' -f1-3 /proc/loadavg)" <<'PY' | tee "$OUT/summary.txt"
 import json, statistics, sys
 results, max_ratio, keys, key_by, sync_ms = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+print(f"load average (1, 5, 15 min) before: {sys.argv[6]}; after: {sys.argv[7]}")
 rows = [json.loads(l) for l in open(results)]
 med = statistics.median
 def runs(config, rate):
@@ -276,20 +287,24 @@ for rate in ("full", "paced"):
           f"verdict: {'PASS' if ratio <= max_ratio else 'FAIL'} (at most {max_ratio})")
     sync_us_s = [r["sync_cpu_s"] / r["secs"] * 1e6 for r in c]
     sync_us_req = [r["sync_cpu_s"] * 1e6 / r["requests"] for r in c]
+    # The thread's share of a request's CPU, measured directly: less noisy than the
+    # whole process's ratio, whose rounds spread by more than the effect.
+    share = med(sync_us_req) / med(r["proxy_cpu_us_per_req"] for r in p)
     print(f"  sync thread (ringgate-cluster) CPU: {med(sync_us_s):.0f} us/s, "
-          f"{med(sync_us_req):.3f} us/request (rounds {', '.join(f'{x:.3f}' for x in sync_us_req)})")
+          f"{med(sync_us_req):.3f} us/request (rounds {', '.join(f'{x:.3f}' for x in sync_us_req)}): "
+          f"{100 * share:.2f} % of plain's CPU per request")
     cps = [r["redis_cmds_per_s"] for r in c]
     redis_rates[rate] = med(cps)
     per_sync = [r["redis_cmds"] / r["sync_rounds"] for r in c if r["sync_rounds"]]
     print(f"  Redis commands/s during cluster runs: {', '.join(f'{x:.0f}' for x in cps)} "
           f"(median {med(cps):.0f}); sync rounds/s {med(r['sync_rounds'] / r['secs'] for r in c):.2f}; "
-          f"commands per round {med(per_sync):.1f}; counters in Redis after a run "
+          f"commands per round {med(per_sync) if per_sync else 0:.1f}; counters in Redis after a run "
           f"{med(r['redis_keys'] for r in c):.0f}; Redis CPU {med(r['redis_cpu_s'] / r['secs'] * 1e6 for r in c):.0f} us/s")
     cmds = sorted({k for r in c for k in r if k.startswith("cmd_")})
     print("  per command, per run: " + ", ".join(
         f"{k[4:]} {med(r.get(k, 0) for r in c):.0f}" for k in cmds))
     print(f"  Redis commands/s during plain runs: {med(r['redis_cmds_per_s'] for r in p):.1f}")
-if len(redis_rates) == 2:
+if len(redis_rates) == 2 and redis_rates["full"] > 0:
     print(f"Redis commands/s, paced/full: {redis_rates['paced'] / redis_rates['full']:.3f} "
           f"({redis_rates['paced']:.0f} against {redis_rates['full']:.0f}) at request rates "
           f"{med(r['rps'] for r in runs('cluster', 'paced')):.0f} and "
