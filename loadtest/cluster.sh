@@ -42,6 +42,9 @@ environment (defaults in brackets):
   RATES         which rates, in this order: full paced [full paced]
   SYNC_MS       cluster.sync_interval_ms [100]
   MAX_RATIO     the verdict's bound on CPU per request cluster/plain [1.03]
+  IDLE_S        seconds each configuration is measured idle after the rounds (every
+                key used once first): what it costs a second with no requests, for
+                the worker thread and the sync thread; 0 = skip [5]
   SAME          1: an A/A control, "cluster" is the plain configuration too, so the
                 rounds' ratios show the spread when nothing differs [0]
   RINGGATE_BIN  use this binary instead of running cargo build --release
@@ -56,6 +59,7 @@ PACE_MS=${PACE_MS:-4}
 RATES=${RATES:-full paced}
 SYNC_MS=${SYNC_MS:-100}
 SAME=${SAME:-0}
+IDLE_S=${IDLE_S:-5}
 MAX_RATIO=${MAX_RATIO:-1.03}
 case $KEY_BY in
 api_key) ROUTE_KEY=api_key ;;
@@ -257,6 +261,32 @@ for ((round = 1; round <= REPEAT; round++)); do
     done
 done
 
+# Idle: the CPU a second each configuration spends with no requests (after one wrk
+# second has used every key): the per-second costs, without the requests' noise. The
+# worker's gossip round, which with one worker runs only with [cluster], wakes it 50
+# times a second; the sync thread has its rounds.
+if ((IDLE_S > 0)); then
+    log ""
+    log "== idle, $IDLE_S s each"
+    for t in plain cluster; do
+        if [[ $t == plain ]]; then start_gw "$PLAIN"; else start_gw "$CLUSTER"; fi
+        check "$t"
+        taskset -c "$LOAD_CPU" wrk -t1 -c8 -d1s -s "$LT_TMP/full.lua" "http://127.0.0.1:$RG_PORT/" \
+            >/dev/null 2>&1 || die "$t: the idle run's wrk failed"
+        sleep 0.5
+        w0=$("${LT_PY[@]}" tcpu "$GW_PID" ringgate-w0)
+        s0=$("${LT_PY[@]}" tcpu "$GW_PID" ringgate-cluster)
+        read -r p0 _ < <("${LT_PY[@]}" cpu "$GW_PID")
+        sleep "$IDLE_S"
+        w1=$("${LT_PY[@]}" tcpu "$GW_PID" ringgate-w0)
+        s1=$("${LT_PY[@]}" tcpu "$GW_PID" ringgate-cluster)
+        read -r p1 _ < <("${LT_PY[@]}" cpu "$GW_PID")
+        stop_pid "$GW_PID"
+        echo "{\"idle\": \"$t\", \"secs\": $IDLE_S, \"process_ns\": $((p1 - p0)), \"worker_ns\": $((w1 - w0)), \"sync_ns\": $((s1 - s0))}" >>"$OUT/idle.jsonl"
+        log "  $t: process $(((p1 - p0) / 1000 / IDLE_S)) us/s, worker $(((w1 - w0) / 1000 / IDLE_S)) us/s, sync thread $(((s1 - s0) / 1000 / IDLE_S)) us/s"
+    done
+fi
+
 python3 - "$RESULTS" "$MAX_RATIO" "$KEYS" "$KEY_BY" "$SYNC_MS" "$LOAD_BEFORE" \
     "$(cut -d' ' -f1-3 /proc/loadavg)" <<'PY' | tee "$OUT/summary.txt"
 import json, statistics, sys
@@ -309,6 +339,22 @@ if len(redis_rates) == 2 and redis_rates["full"] > 0:
           f"({redis_rates['paced']:.0f} against {redis_rates['full']:.0f}) at request rates "
           f"{med(r['rps'] for r in runs('cluster', 'paced')):.0f} and "
           f"{med(r['rps'] for r in runs('cluster', 'full')):.0f} req/s")
+import os
+idle_file = os.path.join(os.path.dirname(results), "idle.jsonl")
+if os.path.exists(idle_file):
+    idle = {r["idle"]: r for r in map(json.loads, open(idle_file))}
+    if len(idle) == 2:
+        us = lambda r, k: r[k] / 1e3 / r["secs"]
+        pl, cl = idle["plain"], idle["cluster"]
+        extra = us(cl, "process_ns") - us(pl, "process_ns")
+        print(f"idle: plain {us(pl, 'process_ns'):.0f} us/s (worker {us(pl, 'worker_ns'):.0f}); "
+              f"cluster {us(cl, 'process_ns'):.0f} us/s (worker {us(cl, 'worker_ns'):.0f}, "
+              f"sync thread {us(cl, 'sync_ns'):.0f}): [cluster] adds {extra:.0f} us/s with no requests")
+        for rate in ("full", "paced"):
+            p = runs("plain", rate)
+            if p:
+                load = med(r["rps"] for r in p) * med(r["proxy_cpu_us_per_req"] for r in p)
+                print(f"  that is {100 * extra / load:.2f} % of plain's CPU a second at the {rate} rate")
 print(f"verdict (CPU per request): {'PASS' if ok else 'FAIL'}")
 PY
 log "results: $OUT"
