@@ -6,6 +6,8 @@ Subcommands:
   body128 FILE                write the 128-byte JSON body the origin serves
   cpu PID...                  print "<schedstat_ns> <stat_ns>": CPU time of the given
                               processes and all their descendants, all threads
+  tcpu PID NAME               print the schedstat ns of PID's threads named NAME (as
+                              the kernel keeps it: the first 15 bytes)
   record ... [KEY=VALUE...]   parse one wrk --latency output, append a JSON line
                               (with any KEY=VALUE pairs added to it)
   last RESULTS.jsonl          print one line about the last recorded run
@@ -114,6 +116,26 @@ def cmd_cpu(*pids):
         sched += s
         stat += t
     print(sched, stat)
+
+
+def cmd_tcpu(pid, name):
+    """CPU time of one process's threads by name (e.g. ringgate's sync thread)."""
+    comm = name[:15]
+    total = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        tids = []
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                if f.read().strip() != comm:
+                    continue
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    print(total)
 
 
 # ----------------------------------------------------------------------------- wrk
@@ -536,7 +558,7 @@ def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     cmd, args = sys.argv[1], sys.argv[2:]
-    fn = {"ports": cmd_ports, "body128": cmd_body128, "cpu": cmd_cpu,
+    fn = {"ports": cmd_ports, "body128": cmd_body128, "cpu": cmd_cpu, "tcpu": cmd_tcpu,
           "record": cmd_record, "report": cmd_report, "last": cmd_last, "rss": cmd_rss,
           "rssreport": cmd_rssreport, "activereport": cmd_activereport}.get(cmd)
     if fn is None:

@@ -108,6 +108,9 @@ both_drivers! {
         // floor(D/T) + 1; sharing may only be stricter by L of refill.
         assert!(total >= d / 100 - 3, "admitted {na} + {nb} = {total} in {d} ms");
         assert!(na > 0 && nb > 0, "both nodes admitted: {na} {nb}");
+        // Pushed to every round for 3 s (three windows), each counter still expires:
+        // its PEXPIRE went with a node's first push to it.
+        assert!(redis.counters_expire(&name) > 0);
     }
 
     fn a_key_spent_on_one_node_is_refused_on_the_other(driver) {
@@ -122,6 +125,7 @@ both_drivers! {
         }
         assert_eq!(a.send(&Req::get("/x")).status, 429);
         wait_until("a's counts in Redis", || redis.admitted(&name) >= BUCKET as i64);
+        assert!(redis.counters_expire(&name) > 0);
         // Node b has not heard of the key yet: it admits until its counts have gone to
         // its sync thread (a gossip round, 20 ms), that thread's round has read the
         // cluster's count (50 ms) and the charge has reached the worker (20 ms), then
@@ -214,6 +218,9 @@ both_drivers! {
         });
         assert_eq!(health(&a)["cluster"]["limits"], "shared");
         assert!(metrics(&a).lines().any(|l| l == "ringgate_cluster_redis_up 1"));
+        // A counter's expiry is sent with a node's first push to it on a connection:
+        // the new (empty) Redis has it too.
+        assert!(redis.counters_expire(&name) > 0);
     }
 
     fn a_stopped_node_stops_counting_after_its_heartbeat_expires(driver) {

@@ -8,8 +8,10 @@
 //! channel, `try_send` only; a batch that does not fit is merged into the next). Every
 //! `sync_interval_ms` the thread sends one pipelined batch:
 //!
-//! * `INCRBY ringgate:{NAME}:rl:PLAN:KEY:WINDOW n` + `PEXPIRE` (3 windows) for every
-//!   key this node admitted `n` requests on since its last successful push;
+//! * `INCRBY ringgate:{NAME}:rl:PLAN:KEY:WINDOW n` for every key this node admitted
+//!   `n` requests on since its last successful push, followed by `PEXPIRE` (3 windows)
+//!   only with its first push to that counter on this connection (once per key and
+//!   window: a counter is written in one window and read last in the next);
 //! * `GET` of the other keys it follows (seen in the last two windows), so it hears of
 //!   others' use of a key it is not using right now;
 //! * its heartbeat: `ZADD ringgate:{NAME}:nodes NOW NODE_ID`, members older than the
@@ -67,7 +69,13 @@
 //! Bounds: the sync thread follows at most [`MAX_TRACKED`] keys and holds at most as
 //! many unpushed counts; each worker's channel to it and back holds 64 batches (a full
 //! channel's batch is merged into the next, never dropped). One round's pipeline has
-//! one or two commands per followed key.
+//! one command per followed key, plus, once per window, a `PEXPIRE` for each key this
+//! node pushes to and a last `GET` for each key of the ended window; so the commands a
+//! second depend on the keys and the interval, not on the request rate. The round is
+//! written in RESP into a buffer kept from round to round (as are its other lists):
+//! building it with the client's `Pipeline` (a `Cmd` and a formatted key per command,
+//! the packed request grown from empty every round) took more than twice the CPU
+//! (`cargo bench --bench cluster`, `loadtest/cluster.sh`).
 //!
 //! # When Redis fails (`on_redis_error = "local"`)
 //!
@@ -434,17 +442,7 @@ pub fn start(cfg: Arc<ClusterConfig>, workers: usize, warn: bool) -> std::io::Re
             held: None,
         });
     }
-    let mut sync = Sync {
-        prefix: cfg.prefix(),
-        cfg,
-        status: status.clone(),
-        conn: None,
-        tracked: HashMap::new(),
-        pending: HashMap::new(),
-        live: 0,
-        down_since_log: None,
-        warn,
-    };
+    let mut sync = Sync::new(cfg, status.clone(), warn);
     let thread = std::thread::Builder::new()
         .name("ringgate-cluster".into())
         .spawn(move || sync.run(inputs, outputs))?;
@@ -466,8 +464,25 @@ struct Tracked {
     /// The window last read, and its count then.
     epoch: u64,
     last: i64,
+    /// The window whose counter this node has set to expire (0: none since it
+    /// connected), so that it sends `PEXPIRE` once per key and window, with its first
+    /// push there.
+    expiry: u64,
     /// When this node last pushed to it or saw it change.
     active: Instant,
+}
+
+/// One counter asked about in a round: which reply is its count, and what to do with
+/// it.
+#[derive(Clone, Copy)]
+struct Ask {
+    fp: u64,
+    plan: PlanId,
+    plan_hash: u64,
+    epoch: u64,
+    own: u32,
+    /// A `PEXPIRE` follows the `INCRBY`.
+    expire: bool,
 }
 
 struct Sync {
@@ -485,9 +500,38 @@ struct Sync {
     down_since_log: Option<Instant>,
     /// `log.level` is `warn` or more verbose: Redis going and coming back is logged.
     warn: bool,
+    /// Kept from round to round, so that a round does not allocate them again: the
+    /// workers' counts, the counters asked about (one reply each), the round's
+    /// commands in RESP.
+    fresh: Vec<BatchEntry>,
+    asks: Vec<Ask>,
+    wire: Vec<u8>,
+    /// The round's quota counters, in the order of their commands, and the round's
+    /// wall clock (Unix seconds).
+    quotas: Vec<QuotaTotal>,
+    unix_secs: u64,
 }
 
 impl Sync {
+    fn new(cfg: Arc<ClusterConfig>, status: Arc<Status>, warn: bool) -> Sync {
+        Sync {
+            prefix: cfg.prefix(),
+            cfg,
+            status,
+            conn: None,
+            tracked: HashMap::new(),
+            pending: HashMap::new(),
+            live: 0,
+            down_since_log: None,
+            warn,
+            fresh: Vec::new(),
+            asks: Vec::new(),
+            wire: Vec::new(),
+            quotas: Vec::new(),
+            unix_secs: 0,
+        }
+    }
+
     fn run(&mut self, inputs: Vec<Receiver<Batch>>, mut outputs: Vec<Out>) {
         let mut next = Instant::now() + self.cfg.sync_interval;
         loop {
@@ -500,7 +544,8 @@ impl Sync {
                 next = Instant::now() + self.cfg.sync_interval;
             }
             // This round's counts, also kept for the push.
-            let mut fresh: Vec<BatchEntry> = Vec::new();
+            let mut fresh = std::mem::take(&mut self.fresh);
+            fresh.clear();
             let mut open = 0;
             for rx in &inputs {
                 loop {
@@ -514,61 +559,17 @@ impl Sync {
                     }
                 }
             }
-            for e in &fresh {
-                let full = self.pending.len() >= MAX_TRACKED;
-                match self.pending.get_mut(&e.fingerprint) {
-                    Some(p) => p.count = p.count.saturating_add(e.count),
-                    None if full => {
-                        self.status.dropped.fetch_add(1, Ordering::Relaxed);
-                    }
-                    None => {
-                        self.pending.insert(e.fingerprint, *e);
-                    }
-                }
-            }
             if open == 0 {
                 // Every worker has stopped (after a last gossip round): push what they
                 // admitted since the previous round, so a restart continues the count.
+                self.add_pending(&fresh);
                 if !self.pending.is_empty() {
                     let _ = self.round();
                 }
                 return;
             }
-            let foreign = match self.round() {
-                Ok(batch) => {
-                    if self.down_since_log.take().is_some() && self.warn {
-                        eprintln!(
-                            "ringgate: cluster: Redis is reachable again; {} live node(s), limits shared again",
-                            self.live
-                        );
-                    }
-                    self.status.redis_ok.store(true, Ordering::Relaxed);
-                    self.status.syncs.fetch_add(1, Ordering::Relaxed);
-                    batch
-                }
-                Err(e) => {
-                    self.conn = None;
-                    self.status.redis_ok.store(false, Ordering::Relaxed);
-                    self.status.errors.fetch_add(1, Ordering::Relaxed);
-                    let log = match self.down_since_log {
-                        None => true,
-                        Some(t) => t.elapsed() >= LOG_EVERY,
-                    };
-                    if log {
-                        self.down_since_log = Some(Instant::now());
-                    }
-                    if log && self.warn {
-                        // The error's category only: its text could quote the URL.
-                        eprintln!(
-                            "ringgate: cluster: Redis unavailable ({:?}{}); limiting with this node's share (1/{})",
-                            e.kind(),
-                            if e.is_timeout() { ", timed out" } else { "" },
-                            self.live.max(1)
-                        );
-                    }
-                    self.local_share(&fresh)
-                }
-            };
+            let foreign = self.sync(&fresh);
+            self.fresh = fresh;
             if let Some(update) = foreign {
                 for out in &mut outputs {
                     let b = match out.held.take() {
@@ -586,6 +587,47 @@ impl Sync {
                         Err(TrySendError::Disconnected(_)) => {}
                     }
                 }
+            }
+        }
+    }
+
+    /// This round: `fresh` added to the pending counts, one batch to Redis (or, Redis
+    /// down, this node's share); what the workers are to be charged.
+    fn sync(&mut self, fresh: &[BatchEntry]) -> Option<Update> {
+        self.add_pending(fresh);
+        match self.round() {
+            Ok(update) => {
+                if self.down_since_log.take().is_some() && self.warn {
+                    eprintln!(
+                            "ringgate: cluster: Redis is reachable again; {} live node(s), limits shared again",
+                            self.live
+                        );
+                }
+                self.status.redis_ok.store(true, Ordering::Relaxed);
+                self.status.syncs.fetch_add(1, Ordering::Relaxed);
+                update
+            }
+            Err(e) => {
+                self.conn = None;
+                self.status.redis_ok.store(false, Ordering::Relaxed);
+                self.status.errors.fetch_add(1, Ordering::Relaxed);
+                let log = match self.down_since_log {
+                    None => true,
+                    Some(t) => t.elapsed() >= LOG_EVERY,
+                };
+                if log {
+                    self.down_since_log = Some(Instant::now());
+                }
+                if log && self.warn {
+                    // The error's category only: its text could quote the URL.
+                    eprintln!(
+                            "ringgate: cluster: Redis unavailable ({:?}{}); limiting with this node's share (1/{})",
+                            e.kind(),
+                            if e.is_timeout() { ", timed out" } else { "" },
+                            self.live.max(1)
+                        );
+                }
+                self.local_share(fresh)
             }
         }
     }
@@ -613,131 +655,219 @@ impl Sync {
         })
     }
 
+    /// The workers' counts added to those not pushed yet.
+    fn add_pending(&mut self, fresh: &[BatchEntry]) {
+        for e in fresh {
+            let full = self.pending.len() >= MAX_TRACKED;
+            match self.pending.get_mut(&e.fingerprint) {
+                Some(p) => p.count = p.count.saturating_add(e.count),
+                None if full => {
+                    self.status.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                None => {
+                    self.pending.insert(e.fingerprint, *e);
+                }
+            }
+        }
+    }
+
     /// One pipelined batch; the foreign counts to charge and the quota totals, if any.
     fn round(&mut self) -> redis::RedisResult<Option<Update>> {
+        use redis::ConnectionLike;
         if self.conn.is_none() {
             let client = self.cfg.client()?;
             let conn = client.get_connection_with_timeout(self.cfg.connect_timeout())?;
             conn.set_read_timeout(Some(self.cfg.timeout()))?;
             conn.set_write_timeout(Some(self.cfg.timeout()))?;
             self.conn = Some(conn);
+            // A new connection may reach a new (empty) Redis: every counter's expiry
+            // is set again with this node's next push to it.
+            for t in self.tracked.values_mut() {
+                t.expiry = 0;
+            }
         }
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
+        let replies = self.build(now_ms);
+        let conn = self.conn.as_mut().expect("connected above");
+        let values = conn.req_packed_commands(&self.wire, 0, replies)?;
+        self.pending.clear();
+        self.apply(&values, Instant::now())
+    }
+
+    /// The round's commands, in RESP, into `wire`, and the counters they ask about into
+    /// `asks`; the number of replies to read.
+    ///
+    /// * `INCRBY` of every counter this node has a count for, followed by `PEXPIRE`
+    ///   (3 windows) the first time this node pushes to it (a counter is one window's:
+    ///   set once, it outlives the window by two, and the window is read last in the
+    ///   round after it ends);
+    /// * `GET` of the other counters it follows, and once more of a counter whose
+    ///   window has ended (what others added to it since this node's last read);
+    /// * the heartbeat: `ZADD`, `ZREMRANGEBYSCORE`, `PEXPIRE`, `ZCARD`.
+    fn build(&mut self, now_ms: u64) -> usize {
         let window_ms = self.cfg.window().as_millis().max(1) as u64;
         let cur = now_ms / window_ms;
         let ttl_ms = window_ms * 3;
         let hb_ms = self.cfg.heartbeat_ttl().as_millis() as u64;
-        let mut pipe = redis::pipe();
-        // One per reply, in order: (fingerprint, plan, plan hash, window, own count).
-        let mut order: Vec<(u64, PlanId, u64, u64, u32)> =
-            Vec::with_capacity(self.pending.len() + self.tracked.len());
-        let mut ask = |pipe: &mut redis::Pipeline, fp: u64, plan, plan_hash, epoch, own: u32| {
-            let k = format!("{}rl:{plan_hash:016x}:{fp:016x}:{epoch}", self.prefix);
-            if own > 0 {
-                pipe.cmd("INCRBY").arg(&k).arg(own);
-                pipe.cmd("PEXPIRE").arg(&k).arg(ttl_ms).ignore();
-            } else {
-                pipe.cmd("GET").arg(&k);
-            }
-            order.push((fp, plan, plan_hash, epoch, own));
-        };
-        // A key whose window has ended is read once more (what others added to it since
-        // this node's last read), then followed in the new window.
+        self.asks.clear();
+        self.wire.clear();
         for (&fp, t) in &self.tracked {
+            let ask = Ask {
+                fp,
+                plan: t.plan,
+                plan_hash: t.plan_hash,
+                epoch: cur,
+                own: 0,
+                expire: false,
+            };
             if t.epoch < cur {
-                ask(&mut pipe, fp, t.plan, t.plan_hash, t.epoch, 0);
+                self.asks.push(Ask {
+                    epoch: t.epoch,
+                    ..ask
+                });
             }
             if !self.pending.contains_key(&fp) {
-                ask(&mut pipe, fp, t.plan, t.plan_hash, cur, 0);
+                self.asks.push(ask);
             }
         }
         for e in self.pending.values() {
-            ask(&mut pipe, e.fingerprint, e.plan, e.plan_hash, cur, e.count);
+            self.asks.push(Ask {
+                fp: e.fingerprint,
+                plan: e.plan,
+                plan_hash: e.plan_hash,
+                epoch: cur,
+                own: e.count,
+                expire: self
+                    .tracked
+                    .get(&e.fingerprint)
+                    .is_none_or(|t| t.expiry != cur),
+            });
         }
         // Quotas: this node's admissions added to the key's count for the day and the
         // month (kept a day past the period's end, for clocks a little apart); the
         // reply is the cluster's count, this node's earlier lives included.
         let unix_secs = now_ms / 1000;
+        self.unix_secs = unix_secs;
+        self.quotas.clear();
         let quota_plans = self.status.quota_plans();
-        let mut quotas: Vec<QuotaTotal> = Vec::new();
         if !quota_plans.is_empty() {
             for e in self.pending.values() {
                 let Some(q) = quota_plans.iter().find(|q| q.name_hash == e.plan_hash) else {
                     continue;
                 };
-                for (period, on, tag) in
-                    [(Period::Day, q.daily, 'd'), (Period::Month, q.monthly, 'm')]
-                {
-                    if !on {
-                        continue;
+                for (period, on) in [(Period::Day, q.daily), (Period::Month, q.monthly)] {
+                    if on {
+                        self.quotas.push(QuotaTotal {
+                            fingerprint: e.fingerprint,
+                            plan_hash: e.plan_hash,
+                            period,
+                            total: 0,
+                        });
                     }
-                    let (start, end) = period.bounds(unix_secs);
-                    let k = format!(
-                        "{}q:{:016x}:{:016x}:{tag}{start}",
-                        self.prefix, e.plan_hash, e.fingerprint
-                    );
-                    pipe.cmd("INCRBY").arg(&k).arg(e.count);
-                    pipe.cmd("EXPIREAT")
-                        .arg(&k)
-                        .arg((end + 1) * 86_400)
-                        .ignore();
-                    quotas.push(QuotaTotal {
-                        fingerprint: e.fingerprint,
-                        plan_hash: e.plan_hash,
-                        period,
-                        total: 0,
-                    });
                 }
             }
         }
-        let nodes = format!("{}nodes", self.prefix);
-        pipe.cmd("ZADD")
-            .arg(&nodes)
-            .arg(now_ms)
-            .arg(&self.cfg.node_id)
-            .ignore();
-        pipe.cmd("ZREMRANGEBYSCORE")
-            .arg(&nodes)
-            .arg("-inf")
-            .arg(now_ms.saturating_sub(hb_ms))
-            .ignore();
-        pipe.cmd("PEXPIRE").arg(&nodes).arg(hb_ms * 2).ignore();
-        pipe.cmd("ZCARD").arg(&nodes);
-        let conn = self.conn.as_mut().expect("connected above");
-        let replies: Vec<Option<i64>> = pipe.query(conn)?;
-        self.pending.clear();
-        let now = Instant::now();
+        let w = &mut self.wire;
+        let mut replies = self.asks.len() + 4;
+        for a in &self.asks {
+            let key = |w: &mut Vec<u8>| {
+                resp_counter(w, &self.prefix, a.plan_hash, a.fp, a.epoch);
+            };
+            if a.own > 0 {
+                resp_head(w, 3, b"INCRBY");
+                key(w);
+                resp_num(w, u64::from(a.own));
+                if a.expire {
+                    resp_head(w, 3, b"PEXPIRE");
+                    key(w);
+                    resp_num(w, ttl_ms);
+                    replies += 1;
+                }
+            } else {
+                resp_head(w, 2, b"GET");
+                key(w);
+            }
+        }
+        for q in &self.quotas {
+            let (start, end) = q.period.bounds(unix_secs);
+            let own = self.pending.get(&q.fingerprint).map_or(0, |e| e.count);
+            let tag = match q.period {
+                Period::Day => b'd',
+                Period::Month => b'm',
+            };
+            let key = |w: &mut Vec<u8>| {
+                resp_quota_key(w, &self.prefix, q.plan_hash, q.fingerprint, tag, start);
+            };
+            resp_head(w, 3, b"INCRBY");
+            key(w);
+            resp_num(w, u64::from(own));
+            resp_head(w, 3, b"EXPIREAT");
+            key(w);
+            resp_num(w, (end + 1) * 86_400);
+            replies += 2;
+        }
+        let nodes = |w: &mut Vec<u8>| {
+            resp_arg(w, &[self.prefix.as_bytes(), b"nodes"]);
+        };
+        resp_head(w, 4, b"ZADD");
+        nodes(w);
+        resp_num(w, now_ms);
+        resp_arg(w, &[self.cfg.node_id.as_bytes()]);
+        resp_head(w, 4, b"ZREMRANGEBYSCORE");
+        nodes(w);
+        resp_arg(w, &[b"-inf"]);
+        resp_num(w, now_ms.saturating_sub(hb_ms));
+        resp_head(w, 3, b"PEXPIRE");
+        nodes(w);
+        resp_num(w, hb_ms * 2);
+        resp_head(w, 2, b"ZCARD");
+        nodes(w);
+        replies
+    }
+
+    /// Take the replies to [`Sync::build`]'s commands: the counts others added, to
+    /// charge to the workers, and the quotas' totals.
+    fn apply(
+        &mut self,
+        values: &[redis::Value],
+        now: Instant,
+    ) -> redis::RedisResult<Option<Update>> {
         let mut out = Batch {
             from: usize::MAX,
             entries: Vec::new(),
         };
-        let quota_replies = replies.get(order.len()..).unwrap_or_default();
-        for (q, total) in quotas.iter_mut().zip(quota_replies) {
-            q.total = total.unwrap_or(0).max(0) as u64;
-        }
-        for (&(fp, plan, plan_hash, epoch, own), total) in order.iter().zip(&replies) {
-            let total = total.unwrap_or(0).max(0);
-            let own = i64::from(own);
-            if !self.tracked.contains_key(&fp) && self.tracked.len() >= MAX_TRACKED {
+        let mut at = 0;
+        for a in &self.asks {
+            let total = count(values.get(at))?.max(0);
+            if a.expire {
+                count(values.get(at + 1))?;
+            }
+            at += 1 + usize::from(a.expire);
+            let own = i64::from(a.own);
+            if !self.tracked.contains_key(&a.fp) && self.tracked.len() >= MAX_TRACKED {
                 self.status.dropped.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
             // First seen: the window's count started at 0, so everything others added
             // in it is charged (at most one window of their admissions).
-            let t = self.tracked.entry(fp).or_insert(Tracked {
-                plan,
-                plan_hash,
-                epoch,
+            let t = self.tracked.entry(a.fp).or_insert(Tracked {
+                plan: a.plan,
+                plan_hash: a.plan_hash,
+                epoch: a.epoch,
                 last: 0,
+                expiry: 0,
                 active: now,
             });
-            if epoch < t.epoch {
+            if a.expire {
+                t.expiry = a.epoch;
+            }
+            if a.epoch < t.epoch {
                 continue;
             }
-            if epoch > t.epoch {
-                t.epoch = epoch;
+            if a.epoch > t.epoch {
+                t.epoch = a.epoch;
                 t.last = 0;
             }
             let foreign = (total - t.last - own).max(0);
@@ -747,32 +877,305 @@ impl Sync {
             }
             if foreign > 0 {
                 out.entries.push(BatchEntry {
-                    fingerprint: fp,
-                    plan,
-                    plan_hash,
+                    fingerprint: a.fp,
+                    plan: a.plan,
+                    plan_hash: a.plan_hash,
                     count: u32::try_from(foreign).unwrap_or(u32::MAX),
                 });
             }
         }
-        if let Some(Some(live)) = replies.get(order.len() + quotas.len()) {
-            self.live = (*live).max(1) as u64;
-            self.status.live_nodes.store(self.live, Ordering::Relaxed);
+        for q in &mut self.quotas {
+            q.total = count(values.get(at))?.max(0) as u64;
+            count(values.get(at + 1))?;
+            at += 2;
+        }
+        for v in values.get(at..at + 3).unwrap_or_default() {
+            count(Some(v))?;
+        }
+        if let Ok(live) = count(values.get(at + 3)) {
+            if live > 0 {
+                self.live = live as u64;
+                self.status.live_nodes.store(self.live, Ordering::Relaxed);
+            }
         }
         let idle = self.cfg.window() * 2;
         self.tracked
             .retain(|_, t| now.saturating_duration_since(t.active) < idle);
         let update = Update {
             charges: out,
-            quotas,
-            unix_secs,
+            quotas: std::mem::take(&mut self.quotas),
+            unix_secs: self.unix_secs,
         };
         Ok((!update.charges.is_empty() || !update.quotas.is_empty()).then_some(update))
+    }
+}
+
+/// A reply read as a number: an integer, a number in a bulk string (`GET`), or 0 for
+/// nil (a counter no one has written).
+fn count(v: Option<&redis::Value>) -> redis::RedisResult<i64> {
+    use redis::Value;
+    match v {
+        Some(Value::Int(n)) => Ok(*n),
+        Some(Value::Nil) => Ok(0),
+        Some(Value::BulkString(b)) => std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| (redis::ErrorKind::UnexpectedReturnType, "not a number").into()),
+        Some(Value::ServerError(e)) => Err(e.clone().into()),
+        Some(_) => Err((redis::ErrorKind::UnexpectedReturnType, "not a number").into()),
+        None => Err((redis::ErrorKind::Parse, "missing reply").into()),
+    }
+}
+
+/// RESP: a command of `args` arguments (its name included) named `name` begins.
+fn resp_head(w: &mut Vec<u8>, args: u64, name: &[u8]) {
+    w.push(b'*');
+    w.extend_from_slice(itoa::Buffer::new().format(args).as_bytes());
+    w.extend_from_slice(b"\r\n");
+    resp_arg(w, &[name]);
+}
+
+/// RESP: one bulk string, the concatenation of `parts`.
+fn resp_arg(w: &mut Vec<u8>, parts: &[&[u8]]) {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    w.push(b'$');
+    w.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
+    w.extend_from_slice(b"\r\n");
+    for p in parts {
+        w.extend_from_slice(p);
+    }
+    w.extend_from_slice(b"\r\n");
+}
+
+fn resp_num(w: &mut Vec<u8>, n: u64) {
+    resp_arg(w, &[itoa::Buffer::new().format(n).as_bytes()]);
+}
+
+/// `v` as 16 lowercase hex digits (`{v:016x}`).
+fn hex16(v: u64) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    for (i, d) in b.iter_mut().enumerate() {
+        *d = b"0123456789abcdef"[((v >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    b
+}
+
+/// RESP: a quota counter's name, `{prefix}q:{plan_hash:016x}:{fp:016x}:{tag}{start}`
+/// (`tag` `d` or `m`, `start` the period's first day since 1970).
+fn resp_quota_key(w: &mut Vec<u8>, prefix: &str, plan_hash: u64, fp: u64, tag: u8, start: u64) {
+    let mut e = itoa::Buffer::new();
+    resp_arg(
+        w,
+        &[
+            prefix.as_bytes(),
+            b"q:",
+            &hex16(plan_hash),
+            b":",
+            &hex16(fp),
+            b":",
+            &[tag],
+            e.format(start).as_bytes(),
+        ],
+    );
+}
+
+/// RESP: a counter's name, `{prefix}rl:{plan_hash:016x}:{fp:016x}:{epoch}`.
+fn resp_counter(w: &mut Vec<u8>, prefix: &str, plan_hash: u64, fp: u64, epoch: u64) {
+    let hex = hex16;
+    let mut e = itoa::Buffer::new();
+    resp_arg(
+        w,
+        &[
+            prefix.as_bytes(),
+            b"rl:",
+            &hex(plan_hash),
+            b":",
+            &hex(fp),
+            b":",
+            e.format(epoch).as_bytes(),
+        ],
+    );
+}
+
+/// What `benches/cluster.rs` drives: the sync thread's round without the thread and
+/// without Redis, and a worker's link with the thread's end of its channel. Not an
+/// API: nothing else uses it.
+#[doc(hidden)]
+pub mod bench {
+    use super::*;
+
+    /// A sync thread's state, driven by hand.
+    pub struct Round(pub(super) Sync);
+
+    impl Round {
+        pub fn new(cfg: Arc<ClusterConfig>) -> Round {
+            Round(Sync::new(cfg, Arc::default(), false))
+        }
+
+        /// Add the workers' counts, then write the round's commands as the thread
+        /// does at `now_ms`: (bytes, replies to read).
+        pub fn build(&mut self, fresh: &[BatchEntry], now_ms: u64) -> (usize, usize) {
+            self.0.add_pending(fresh);
+            let replies = self.0.build(now_ms);
+            (self.0.wire.len(), replies)
+        }
+
+        /// The thread's status (where the quota plans are set).
+        pub fn status(&self) -> &Status {
+            &self.0.status
+        }
+
+        /// The last round's commands, in RESP.
+        pub fn wire(&self) -> &[u8] {
+            &self.0.wire
+        }
+
+        /// Take `values` as the replies to the last round (which reached Redis): what
+        /// the workers are to be charged.
+        pub fn apply(&mut self, values: &[redis::Value]) -> Option<Batch> {
+            self.0.pending.clear();
+            self.0
+                .apply(values, Instant::now())
+                .ok()
+                .flatten()
+                .map(|u| u.charges)
+        }
+    }
+
+    /// A worker's link, and the sync thread's end of it (nothing comes back).
+    pub fn link(cfg: &ClusterConfig) -> (Link, Receiver<Batch>) {
+        let (tx, rx) = crossbeam_channel::bounded(CHANNEL_ROUNDS);
+        let (_, orx) = crossbeam_channel::bounded(1);
+        let link = Link {
+            tx,
+            held: None,
+            rx: orx,
+            interval: cfg.sync_interval,
+            timeout: cfg.timeout(),
+        };
+        (link, rx)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sync round of node `node-a` in cluster `lt`, every 100 ms.
+    fn test_round() -> bench::Round {
+        bench::Round::new(Arc::new(ClusterConfig::new(
+            "redis://127.0.0.1:1/0".into(),
+            "node-a".into(),
+            "lt".into(),
+            Duration::from_millis(100),
+            OnRedisError::Local,
+        )))
+    }
+
+    /// The heartbeat that ends every round, as the client library writes it.
+    fn heartbeat(pipe: &mut redis::Pipeline, now_ms: u64) {
+        let nodes = "ringgate:{lt}:nodes";
+        pipe.cmd("ZADD").arg(nodes).arg(now_ms).arg("node-a");
+        pipe.cmd("ZREMRANGEBYSCORE")
+            .arg(nodes)
+            .arg("-inf")
+            .arg(now_ms - 1000);
+        pipe.cmd("PEXPIRE").arg(nodes).arg(2000);
+        pipe.cmd("ZCARD").arg(nodes);
+    }
+
+    /// The round written by hand is the RESP the client library writes for the same
+    /// commands (one key, so the order is known).
+    #[test]
+    fn a_round_is_the_pipeline_the_client_would_send() {
+        let mut round = test_round();
+        let e = BatchEntry {
+            fingerprint: 0x0123_4567_89ab_cdef,
+            plan: PlanId(2),
+            plan_hash: 0xfeed,
+            count: 42,
+        };
+        let now_ms = 1_796_582_497_123;
+        let key = "ringgate:{lt}:rl:000000000000feed:0123456789abcdef:1796582497";
+        let mut pipe = redis::pipe();
+        pipe.cmd("INCRBY").arg(key).arg(42);
+        pipe.cmd("PEXPIRE").arg(key).arg(3000);
+        heartbeat(&mut pipe, now_ms);
+        assert_eq!(round.build(&[e], now_ms).1, 6);
+        assert_eq!(
+            String::from_utf8_lossy(round.wire()),
+            String::from_utf8_lossy(&pipe.get_packed_pipeline())
+        );
+        // Redis answers: the count (42 + 8 from another node), the expiry set, then
+        // the heartbeat; the 8 are charged.
+        let v = |n| redis::Value::Int(n);
+        let foreign = round.apply(&[v(50), v(1), v(1), v(0), v(1), v(2)]).unwrap();
+        assert_eq!(foreign.entries, vec![BatchEntry { count: 8, ..e }]);
+        // Next round in the same window: only INCRBY, no second PEXPIRE.
+        let (_, replies) = round.build(&[BatchEntry { count: 1, ..e }], now_ms + 100);
+        assert_eq!(replies, 5);
+        let wire = String::from_utf8_lossy(round.wire()).into_owned();
+        assert!(wire.starts_with("*3\r\n$6\r\nINCRBY\r\n"), "{wire}");
+        assert_eq!(wire.matches("PEXPIRE").count(), 1, "{wire}");
+    }
+
+    /// With a daily quota on the plan, the round also adds the count to the key's
+    /// counter for today, which expires a day after today ends; the reply goes back
+    /// as the quota's total.
+    #[test]
+    fn a_round_counts_quotas_as_the_client_would() {
+        let limits = quota_cfg();
+        let plan = &limits.plans[0];
+        let mut round = test_round();
+        round.status().set_quota_plans(&limits);
+        let e = BatchEntry {
+            fingerprint: 0x0123_4567_89ab_cdef,
+            plan: plan.id,
+            plan_hash: plan.name_hash,
+            count: 3,
+        };
+        // 2026-12-06 12:00:00 UTC: day 20793.
+        let now_ms = 1_796_558_400_000;
+        let key = format!(
+            "ringgate:{{lt}}:rl:{:016x}:0123456789abcdef:1796558400",
+            plan.name_hash
+        );
+        let qkey = format!(
+            "ringgate:{{lt}}:q:{:016x}:0123456789abcdef:d20793",
+            plan.name_hash
+        );
+        let mut pipe = redis::pipe();
+        pipe.cmd("INCRBY").arg(&key).arg(3);
+        pipe.cmd("PEXPIRE").arg(&key).arg(3000);
+        pipe.cmd("INCRBY").arg(&qkey).arg(3);
+        pipe.cmd("EXPIREAT").arg(&qkey).arg(20_795 * 86_400);
+        heartbeat(&mut pipe, now_ms);
+        assert_eq!(round.build(&[e], now_ms).1, 8);
+        assert_eq!(
+            String::from_utf8_lossy(round.wire()),
+            String::from_utf8_lossy(&pipe.get_packed_pipeline())
+        );
+        let v = |n| redis::Value::Int(n);
+        let mut sync = round.0;
+        let update = sync
+            .apply(
+                &[v(3), v(1), v(97), v(1), v(1), v(0), v(1), v(1)],
+                Instant::now(),
+            )
+            .unwrap()
+            .expect("the quota's total");
+        assert!(update.charges.is_empty());
+        assert_eq!(
+            update.quotas,
+            vec![QuotaTotal {
+                fingerprint: e.fingerprint,
+                plan_hash: plan.name_hash,
+                period: Period::Day,
+                total: 97,
+            }]
+        );
+        assert_eq!(update.unix_secs, now_ms / 1000);
+    }
 
     #[test]
     fn env_references_expand_and_name_only_the_variable() {

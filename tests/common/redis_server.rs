@@ -92,6 +92,21 @@ impl Redis {
         self.sum(name, "rl:*")
     }
 
+    /// Every rate-limit counter of the cluster named `name` has an expiry (a counter
+    /// without one would stay in Redis for good); returns how many there are.
+    pub fn counters_expire(&self, name: &str) -> usize {
+        let mut c = self.conn();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("ringgate:{{{name}}}:rl:*"))
+            .query(&mut c)
+            .unwrap();
+        for k in &keys {
+            let ttl: i64 = redis::cmd("PTTL").arg(k).query(&mut c).unwrap();
+            assert!(ttl > 0, "counter {k} has no expiry (PTTL {ttl})");
+        }
+        keys.len()
+    }
+
     /// The live nodes' heartbeats: (node id, last beat in ms).
     pub fn nodes(&self, name: &str) -> Vec<(String, u64)> {
         redis::cmd("ZRANGE")
