@@ -260,12 +260,16 @@ impl Limiter {
         if ahead <= plan.tolerance_ns {
             let new_tat = tat + plan.emission_ns;
             *slot = new_tat;
-            let p = self.pending.entry(fp).or_insert(Pending {
-                plan: plan.id,
-                plan_hash: plan.name_hash,
-                count: 0,
-            });
-            p.count = p.count.saturating_add(1);
+            // Counted for the gossip only when someone drains it: a lone worker
+            // without `[cluster]` never does, and the map would keep every key.
+            if self.workers > 1 || self.remote.is_some() {
+                let p = self.pending.entry(fp).or_insert(Pending {
+                    plan: plan.id,
+                    plan_hash: plan.name_hash,
+                    count: 0,
+                });
+                p.count = p.count.saturating_add(1);
+            }
             let ahead = new_tat - now_ns;
             Decision {
                 allowed: true,

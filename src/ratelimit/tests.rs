@@ -397,3 +397,25 @@ fn typed_config_rejects_what_cannot_work() {
     );
     assert_eq!(new(&[("a", u32::MAX, u32::MAX)], "a", s), Ok(()));
 }
+
+/// A lone worker without `[cluster]` has no one to gossip to and never drains its
+/// admitted counts: it must not keep them (one entry per key ever seen, for good).
+#[test]
+fn a_lone_worker_keeps_no_counts_for_gossip() {
+    let cfg = cfg(Duration::from_millis(20));
+    let plan = &cfg.plans[0];
+    let now = Instant::now();
+    let mut alone = Limiter::new(0, 1, &cfg, KeySecret::random());
+    let mut paired = Limiter::new(0, 2, &cfg, KeySecret::random());
+    for k in 0..1000u32 {
+        let key = k.to_be_bytes();
+        assert!(alone.check(&key, plan, now).allowed);
+        assert!(paired.check(&key, plan, now).allowed);
+    }
+    assert!(alone.drain_consumed().is_empty());
+    assert_eq!(paired.drain_consumed().len(), 1000);
+    // With a cluster link (other nodes to tell), a lone worker counts again.
+    alone.set_remote(&cfg, 64, Duration::from_millis(300));
+    assert!(alone.check(b"k", plan, now).allowed);
+    assert_eq!(alone.drain_consumed().len(), 1);
+}
