@@ -22,11 +22,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -138,63 +137,24 @@ struct Node {
 
 impl Node {
     fn start(id: &str, config: &str) -> Node {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!("ringgate-nodes-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!("{id}-{}.toml", NEXT.fetch_add(1, Ordering::SeqCst)));
-        std::fs::write(&path, config).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ringgate"))
-            .arg("--config")
-            .arg(&path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn ringgate");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        let kept = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                kept.lock().unwrap().push(line.clone());
-                let _ = tx.send(line);
-            }
-        });
-        let (mut addr, mut admin) = (None, None);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while addr.is_none() || admin.is_none() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let Ok(line) = rx.recv_timeout(left) else {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "node {id} did not report both listeners; its stderr:\n{}",
-                    log.lock().unwrap().join("\n")
-                );
-            };
-            if let Some(rest) = line.split(", listening on ").nth(1) {
-                let driver = config
-                    .lines()
-                    .find_map(|l| l.strip_prefix("io_driver = "))
-                    .unwrap()
-                    .trim_matches('"');
-                assert!(
-                    line.contains(&format!(" {driver} driver")),
-                    "node {id} not on {driver}: {line}"
-                );
-                addr = Some(rest.split([',', ' ']).next().unwrap().parse().unwrap());
-            } else if let Some(rest) = line.split("admin API on http://").nth(1) {
-                admin = Some(rest.split(' ').next().unwrap().parse().unwrap());
-            }
-        }
-        let _ = std::fs::remove_file(&path);
-        let _ = std::fs::remove_dir(&dir);
+        let g = common::process::spawn_gateway(&format!("node-{id}"), config, true);
+        let driver = config
+            .lines()
+            .find_map(|l| l.strip_prefix("io_driver = "))
+            .unwrap()
+            .trim_matches('"');
+        assert!(
+            g.start_line.contains(&format!(" {driver} driver")),
+            "node {id} not on {driver}: {}",
+            g.start_line
+        );
+        let (child, addr, admin, log) = (g.child, g.addr, g.admin, g.log);
         Node {
             id: id.to_owned(),
             config: config.to_owned(),
             child,
-            addr: addr.unwrap(),
-            admin: admin.unwrap(),
+            addr,
+            admin: admin.expect("asked for"),
             log,
         }
     }

@@ -8,9 +8,8 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -366,46 +365,15 @@ fn error_of(a: &Answer, name: &str) -> String {
 struct GwProcess {
     child: Child,
     addr: SocketAddr,
-    _file: std::path::PathBuf,
 }
 
 impl GwProcess {
     fn start(driver: IoDriver, template: &str) -> GwProcess {
-        let text = render_config(template, driver, 1);
-        let file = std::env::temp_dir().join(format!(
-            "ringgate-fanout-{}-{:?}.toml",
-            std::process::id(),
-            driver
-        ));
-        std::fs::write(&file, text).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ringgate"))
-            .arg("--config")
-            .arg(&file)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn ringgate");
-        let (tx, rx) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            // Read to the end for as long as the child lives (a full pipe would block it).
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let addr = loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(30))
-                .expect("the gateway's start line");
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                break rest.split([',', ' ']).next().unwrap().parse().unwrap();
-            }
-        };
+        let g =
+            common::process::spawn_gateway("fanout", &render_config(template, driver, 1), false);
         GwProcess {
-            child,
-            addr,
-            _file: file,
+            child: g.child,
+            addr: g.addr,
         }
     }
 
@@ -424,7 +392,6 @@ impl Drop for GwProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self._file);
     }
 }
 

@@ -4,11 +4,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -35,45 +32,8 @@ fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
 /// Start the binary on `config`; returns it and the address it reports listening on
 /// (its start-up line on stderr is the readiness signal).
 fn spawn_ringgate(config: &str) -> (Child, SocketAddr) {
-    let dir = std::env::temp_dir().join(format!("ringgate-shutdown-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let path = dir.join(format!("gw-{}.toml", NEXT.fetch_add(1, Ordering::SeqCst)));
-    std::fs::write(&path, config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ringgate"))
-        .arg("--config")
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ringgate");
-    let (tx, rx) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let addr = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) => {
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let first = rest.split([',', ' ']).next().unwrap();
-                    break first
-                        .parse()
-                        .unwrap_or_else(|_| panic!("address in {line:?}"));
-                }
-            }
-            Err(_) => {
-                let _ = child.kill();
-                panic!("ringgate never reported listening");
-            }
-        }
-    };
-    let _ = std::fs::remove_file(&path);
-    (child, addr)
+    let g = common::process::spawn_gateway("shutdown", config, false);
+    (g.child, g.addr)
 }
 
 both_drivers! {

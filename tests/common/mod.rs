@@ -28,6 +28,7 @@ pub use ringgate::config::{Config, IoDriver};
 pub use ringgate::runtime::Gateway;
 
 pub mod limits;
+pub mod process;
 pub mod redis_server;
 pub mod tls;
 pub mod tokens;
