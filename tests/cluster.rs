@@ -331,6 +331,43 @@ both_drivers! {
         }
     }
 
+    fn a_counter_overwritten_by_another_program_fails_no_round(driver) {
+        let redis = Redis::start();
+        let origin = Origin::echo();
+        let name = format!("t{}", redis.port);
+        let a = Gw::start(driver, &quota_config(&origin, &redis, &name, "a", 1000));
+        assert_eq!(a.send(&Req::get("/j")).status, 200);
+        wait_until("the counters in Redis", || quota_in_redis(&redis, &name).0 == 1);
+        // Something else writes a string over both of the key's counters.
+        let mut c = redis.conn();
+        for pattern in ["rl", "q"] {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("ringgate:{{{name}}}:{pattern}:*"))
+                .query(&mut c)
+                .unwrap();
+            for k in keys {
+                let () = redis::cmd("SET").arg(k).arg("junk").query(&mut c).unwrap();
+            }
+        }
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        // Rounds that push to them (INCRBY answers an error) still succeed, and the
+        // node keeps serving and sharing.
+        for _ in 0..3 {
+            assert_eq!(a.send(&Req::get("/j")).status, 200);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        wait_until("a's heartbeats after the junk", || {
+            redis.nodes(&name).iter().any(|(_, beat)| *beat > t + 300)
+        });
+        let h = health(&a);
+        assert_eq!(h["cluster"]["redis"], "up", "{h}");
+        assert_eq!(h["cluster"]["failed_rounds"], 0, "{h}");
+        assert_eq!(a.send(&Req::get("/j")).status, 200);
+    }
+
     fn a_reload_adds_a_quota_to_redis_and_a_changed_cluster_waits_for_a_restart(driver) {
         let redis = Redis::start();
         let origin = Origin::echo();

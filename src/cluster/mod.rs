@@ -272,6 +272,8 @@ pub struct Status {
     pub syncs: AtomicU64,
     /// Counts kept local because [`MAX_TRACKED`] keys were tracked already.
     pub dropped: AtomicU64,
+    /// Counter replies that were not numbers (keys written by another program).
+    pub odd_replies: AtomicU64,
     /// The plans with a daily or monthly quota, whose counts the thread also adds to
     /// Redis's quota counters. Set at start and by every reload
     /// ([`Status::set_quota_plans`]); read once a round by the sync thread only.
@@ -498,6 +500,8 @@ struct Sync {
     live: u64,
     /// When Redis was last reported down (`None`: up).
     down_since_log: Option<Instant>,
+    /// When counters holding something other than a number were last logged.
+    odd_logged: Option<Instant>,
     /// `log.level` is `warn` or more verbose: Redis going and coming back is logged.
     warn: bool,
     /// Kept from round to round, so that a round does not allocate them again: the
@@ -523,6 +527,7 @@ impl Sync {
             pending: HashMap::new(),
             live: 0,
             down_since_log: None,
+            odd_logged: None,
             warn,
             fresh: Vec::new(),
             asks: Vec::new(),
@@ -839,12 +844,20 @@ impl Sync {
             entries: Vec::new(),
         };
         let mut at = 0;
+        let mut odd = 0;
         for a in &self.asks {
-            let total = count(values.get(at))?.max(0);
+            let total = number(values.get(at))?;
             if a.expire {
-                count(values.get(at + 1))?;
+                number(values.get(at + 1))?;
             }
             at += 1 + usize::from(a.expire);
+            // A counter holding something else (written by another program) says
+            // nothing about this key: skipped, the rest of the round stands.
+            let Some(total) = total else {
+                odd += 1;
+                continue;
+            };
+            let total = total.max(0);
             let own = i64::from(a.own);
             if !self.tracked.contains_key(&a.fp) && self.tracked.len() >= MAX_TRACKED {
                 self.status.dropped.fetch_add(1, Ordering::Relaxed);
@@ -885,17 +898,34 @@ impl Sync {
             }
         }
         for q in &mut self.quotas {
-            q.total = count(values.get(at))?.max(0) as u64;
-            count(values.get(at + 1))?;
+            // 0 raises nothing.
+            q.total = number(values.get(at))?.map_or_else(
+                || {
+                    odd += 1;
+                    0
+                },
+                |n| n.max(0) as u64,
+            );
+            number(values.get(at + 1))?;
             at += 2;
         }
-        for v in values.get(at..at + 3).unwrap_or_default() {
-            count(Some(v))?;
+        for i in at..at + 3 {
+            number(values.get(i))?;
         }
-        if let Ok(live) = count(values.get(at + 3)) {
+        if let Some(live) = number(values.get(at + 3))? {
             if live > 0 {
                 self.live = live as u64;
                 self.status.live_nodes.store(self.live, Ordering::Relaxed);
+            }
+        }
+        if odd > 0 {
+            self.status.odd_replies.fetch_add(odd, Ordering::Relaxed);
+            let log = self.odd_logged.is_none_or(|t| t.elapsed() >= LOG_EVERY);
+            if log && self.warn {
+                self.odd_logged = Some(Instant::now());
+                eprintln!(
+                    "ringgate: cluster: {odd} counter(s) in Redis hold something other than a number (written by another program?); those keys are limited by this node alone"
+                );
             }
         }
         let idle = self.cfg.window() * 2;
@@ -911,18 +941,16 @@ impl Sync {
 }
 
 /// A reply read as a number: an integer, a number in a bulk string (`GET`), or 0 for
-/// nil (a counter no one has written).
-fn count(v: Option<&redis::Value>) -> redis::RedisResult<i64> {
+/// nil (a counter no one has written); `None` for anything else (an error reply such
+/// as `WRONGTYPE`, or a string that is not a number: the key was written by another
+/// program). A missing reply is an error: the round failed.
+fn number(v: Option<&redis::Value>) -> redis::RedisResult<Option<i64>> {
     use redis::Value;
     match v {
-        Some(Value::Int(n)) => Ok(*n),
-        Some(Value::Nil) => Ok(0),
-        Some(Value::BulkString(b)) => std::str::from_utf8(b)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| (redis::ErrorKind::UnexpectedReturnType, "not a number").into()),
-        Some(Value::ServerError(e)) => Err(e.clone().into()),
-        Some(_) => Err((redis::ErrorKind::UnexpectedReturnType, "not a number").into()),
+        Some(Value::Int(n)) => Ok(Some(*n)),
+        Some(Value::Nil) => Ok(Some(0)),
+        Some(Value::BulkString(b)) => Ok(std::str::from_utf8(b).ok().and_then(|s| s.parse().ok())),
+        Some(_) => Ok(None),
         None => Err((redis::ErrorKind::Parse, "missing reply").into()),
     }
 }
