@@ -325,15 +325,29 @@ impl Quotas {
         let Some(p) = self.param(plan_hash) else {
             return;
         };
-        let both = [tagged(fp, Period::Day), tagged(fp, Period::Month)];
-        if self.table.len() + 2 > self.max_keys && !both.iter().any(|&f| self.table.contains(f)) {
-            self.sweep_step(unix_secs);
-            if self.table.len() + 2 > self.max_keys {
-                self.remote_dropped += 1;
-                return;
-            }
+        if !self.room_for(
+            &[tagged(fp, Period::Day), tagged(fp, Period::Month)],
+            unix_secs,
+        ) {
+            return;
         }
         self.add(fp, p.daily, p.monthly, count, unix_secs);
+    }
+
+    /// Whether a remote count for these entries fits: one of them is held already, or
+    /// the table has room for them all (after sweeping a shard if not). Counted in
+    /// `remote_dropped` when it does not.
+    fn room_for(&mut self, entries: &[u64], unix_secs: u64) -> bool {
+        let fits = |q: &Quotas| q.table.len() + entries.len() <= q.max_keys;
+        if fits(self) || entries.iter().any(|&f| self.table.contains(f)) {
+            return true;
+        }
+        self.sweep_step(unix_secs);
+        if fits(self) {
+            return true;
+        }
+        self.remote_dropped += 1;
+        false
     }
 
     /// Raise the count of `fp` in the current `period` to `total` (a total learned
@@ -350,14 +364,7 @@ impl Quotas {
             return;
         };
         let current = self.count(fp, period, unix_secs);
-        if total > current {
-            if !self.table.contains(tagged(fp, period)) && self.table.len() + 1 > self.max_keys {
-                self.sweep_step(unix_secs);
-                if self.table.len() + 1 > self.max_keys {
-                    self.remote_dropped += 1;
-                    return;
-                }
-            }
+        if total > current && self.room_for(&[tagged(fp, period)], unix_secs) {
             let (d, m) = match period {
                 Period::Day => (p.daily, 0),
                 Period::Month => (0, p.monthly),
